@@ -1,0 +1,264 @@
+//! Who is calling, and whether they may: bearer tokens, the [`Caller`] extractor, and
+//! [`Granted`], the extractor that checks a route's [`Action`] against the caller's role.
+//!
+//! The rule: a handler states the permission it needs in its signature (`Granted<perm::X>`)
+//! and the decision is taken by `Role::may`, the single access table. Service scopes are checked
+//! with [`Caller::may_access_service`]. Tokens are random (256 bits), shown once, and stored
+//! only as their SHA-256 hash; every request looks the hash up, so a deleted account fails at
+//! once, on every instance.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::db::{self, DbConnection, DbError};
+use crate::domain::account::NewAccount;
+use crate::domain::{Action, Role};
+use crate::error::{AppError, FieldError};
+use crate::startup::AppState;
+
+const TOKEN_PREFIX: &str = "rp_";
+
+/// A fresh token and the hash to store.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The id given to each request by the tracing middleware, kept for the audit log.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `None` for the command line, which acts without an account.
+    pub id: Option<String>,
+    pub name: String,
+    pub role: Role,
+    pub services: Vec<String>,
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    /// The operator at the machine, running a `reprise` sub-command.
+    pub fn command_line() -> Self {
+        Self {
+            id: None,
+            name: "command line".into(),
+            role: Role::Admin,
+            services: Vec::new(),
+            request_id: None,
+        }
+    }
+
+    pub fn may(&self, action: Action) -> bool {
+        self.role.may(action)
+    }
+
+    /// Whether the caller may see records of this service: everyone but secretaries, and
+    /// secretaries for their own services.
+    pub fn may_access_service(&self, service_code: &str) -> bool {
+        !self.role.is_service_scoped() || self.services.iter().any(|s| s == service_code)
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?;
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256)
+        .then(|| token.to_string())
+}
+
+impl FromRequest for Caller {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            if let Some(caller) = req.extensions().get::<Caller>() {
+                return Ok(caller.clone());
+            }
+            let token = bearer_token(&req).ok_or(AppError::Unauthorized)?;
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            let hash = token_hash(&token);
+            let account = state
+                .db
+                .read(move |conn| db::users::find_by_token_hash(conn, &hash).map_err(DbError::from))
+                .await?
+                .ok_or(AppError::Unauthorized)?;
+            let caller = Caller {
+                id: Some(account.id),
+                name: account.name,
+                role: account.role,
+                services: account.services,
+                request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+            };
+            req.extensions_mut().insert(caller.clone());
+            Ok(caller)
+        })
+    }
+}
+
+/// A permission a route can require; see [`perm`].
+pub trait Permission {
+    const ACTION: Action;
+}
+
+/// Marker types, one per [`Action`], for `Granted<perm::X>`.
+pub mod perm {
+    use super::{Action, Permission};
+
+    macro_rules! permissions {
+        ($($name:ident),* $(,)?) => {$(
+            #[derive(Debug)]
+            pub struct $name;
+            impl Permission for $name {
+                const ACTION: Action = Action::$name;
+            }
+        )*};
+    }
+
+    permissions!(
+        ManageUsers,
+        ReadAudit,
+        ManageSites,
+        ManageIncidents,
+        ManageCallCentre,
+        Import,
+        ReadPatients,
+        CreatePatients,
+        ReadAppointments,
+        ChangeAppointments,
+        ContactLists,
+        LogCalls,
+        ReadCalls,
+        ReadNotifications,
+    );
+}
+
+/// A caller whose role allows `P`; extracting it answers 401 or 403 otherwise, before the
+/// body is even read.
+#[derive(Debug)]
+pub struct Granted<P: Permission> {
+    pub caller: Caller,
+    _permission: PhantomData<P>,
+}
+
+impl<P: Permission> Deref for Granted<P> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<P: Permission + 'static> FromRequest for Granted<P> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        Box::pin(async move {
+            let caller = caller.await?;
+            if caller.may(P::ACTION) {
+                Ok(Granted {
+                    caller,
+                    _permission: PhantomData,
+                })
+            } else {
+                Err(AppError::Forbidden(format!(
+                    "the {} role may not do this",
+                    caller.role.as_str()
+                )))
+            }
+        })
+    }
+}
+
+/// An account just created, with its token (shown this once).
+#[derive(Debug)]
+pub struct CreatedAccount {
+    pub account: db::users::Account,
+    pub token: String,
+}
+
+/// Creates an account and its audit entry, inside the caller's transaction.
+pub fn create_account(
+    conn: &mut DbConnection,
+    actor: &Caller,
+    new: NewAccount,
+) -> Result<CreatedAccount, AppError> {
+    let unknown = db::users::unknown_services(conn, &new.services)?;
+    if !unknown.is_empty() {
+        return Err(AppError::Validation(
+            unknown
+                .into_iter()
+                .map(|code| FieldError::new("services", format!("unknown service {code}")))
+                .collect(),
+        ));
+    }
+    let (token, hash) = new_token();
+    let id = uuid::Uuid::now_v7().to_string();
+    let account = db::users::insert(
+        conn,
+        &id,
+        &new.name,
+        new.role,
+        &new.services,
+        &hash,
+        crate::domain::now(),
+    )?;
+    crate::audit::record(
+        conn,
+        actor,
+        "user.create",
+        Some(&format!("user:{id}")),
+        serde_json::json!({ "role": new.role.as_str(), "services": account.services }),
+    )?;
+    Ok(CreatedAccount { account, token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_hashed() {
+        let (a, hash_a) = new_token();
+        let (b, _) = new_token();
+        assert_ne!(a, b);
+        assert!(a.len() >= TOKEN_PREFIX.len() + 32, "at least 128 bits");
+        assert_eq!(hash_a, token_hash(&a));
+        assert!(!hash_a.contains(&a[TOKEN_PREFIX.len()..]));
+    }
+
+    #[test]
+    fn secretaries_only_reach_their_services() {
+        let mut caller = Caller::command_line();
+        caller.role = Role::Secretary;
+        caller.services = vec!["ARL-CHIR".into()];
+        assert!(caller.may_access_service("ARL-CHIR"));
+        assert!(!caller.may_access_service("MAR-CHIR"));
+        caller.role = Role::Agent;
+        assert!(caller.may_access_service("MAR-CHIR"));
+    }
+}

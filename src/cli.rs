@@ -1,0 +1,150 @@
+//! The sub-commands of CONTRACT §1. Each parses its arguments, builds the settings, and calls
+//! the same library code the HTTP service uses.
+//!
+//! Exit codes: 0 done, 1 failed while running, 2 bad command line or configuration.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::Caller;
+use crate::config::{ConfigArgs, Settings};
+use crate::db::Db;
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reprise",
+    version,
+    about = "Get patients back after a hospital IT shutdown",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default); applies pending migrations first
+    Serve,
+    /// Apply pending migrations and exit
+    Migrate,
+    /// Manage API tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an account and print its API token alone on stdout
+    Create {
+        /// Display name of the account holder
+        #[arg(long)]
+        name: String,
+        /// admin, coordinator, secretary or agent
+        #[arg(long)]
+        role: String,
+        /// Service code a secretary works for (repeat for several)
+        #[arg(long = "service")]
+        services: Vec<String>,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let settings = match Settings::from_args(&cli.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = crate::telemetry::init(settings.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => open_database(&settings).map(|_| ()),
+        Command::Token(TokenCommand::Create {
+            name,
+            role,
+            services,
+        }) => create_token(&settings, &name, &role, &services),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum CliError {
+    Usage(String),
+    Failed(String),
+}
+
+fn serve(settings: Settings) -> Result<(), CliError> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings)
+            .await
+            .map_err(CliError::Failed)?;
+        app.run_until_stopped()
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))
+    })
+}
+
+/// Connects and applies pending migrations, as every command that touches data does first.
+fn open_database(settings: &Settings) -> Result<Db, CliError> {
+    let db = Db::connect(&settings.database, 2).map_err(|e| {
+        CliError::Failed(format!("cannot open {}: {e}", settings.database.redacted()))
+    })?;
+    let applied = db.migrate().map_err(CliError::Failed)?;
+    tracing::info!(applied, backend = db.backend().name(), "migrations applied");
+    Ok(db)
+}
+
+fn create_token(
+    settings: &Settings,
+    name: &str,
+    role: &str,
+    services: &[String],
+) -> Result<(), CliError> {
+    let new =
+        crate::domain::account::NewAccount::parse(name, role, services).map_err(|faults| {
+            CliError::Usage(
+                faults
+                    .iter()
+                    .map(|(field, e)| format!("{field}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+    let db = open_database(settings)?;
+    let created = db
+        .write_blocking(|conn| crate::auth::create_account(conn, &Caller::command_line(), new))
+        .map_err(|e| match e {
+            crate::error::AppError::Validation(errors) => CliError::Usage(
+                errors
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            crate::error::AppError::Internal(cause)
+            | crate::error::AppError::Unavailable(cause) => CliError::Failed(cause),
+            other => CliError::Failed(other.to_string()),
+        })?;
+    println!("{}", created.token);
+    Ok(())
+}

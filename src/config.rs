@@ -1,0 +1,374 @@
+//! Settings, from flags and `REPRISE_*` variables (flags win), checked once at start-up.
+//!
+//! | variable | flag | default |
+//! |---|---|---|
+//! | `REPRISE_DATABASE_URL` | `--database` | `sqlite://data/reprise.db` |
+//! | `REPRISE_DB_POOL` | `--db-pool` | twice the cores, at least 4 |
+//! | `REPRISE_BIND` | `--bind` | `127.0.0.1:8080` |
+//! | `REPRISE_SMTP_URL` | `--smtp` | none: `.eml` files in the outbox folder |
+//! | `REPRISE_OUTBOX_DIR` | `--outbox-dir` | `data/outbox` |
+//! | `REPRISE_MAIL_FROM` | `--mail-from` | `Reprise <no-reply@localhost>` |
+//! | `REPRISE_PUBLIC_URL` | `--public-url` | `http://127.0.0.1:8080` |
+//! | `REPRISE_LOG_FORMAT` | `--log-format` | `pretty` (or `json`) |
+//! | `RUST_LOG` | | `info` |
+//!
+//! The rule: a value is parsed into its real type here, or start-up stops with one line that
+//! names the variable and the flag. Nothing else in the crate reads the environment.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::db::DatabaseUrl;
+
+/// The raw values, as clap collects them from flags and environment.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Database URL: sqlite://FILE or postgres://USER@HOST/DB
+    #[arg(
+        long = "database",
+        env = "REPRISE_DATABASE_URL",
+        default_value = "sqlite://data/reprise.db",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database: String,
+
+    /// Size of the database connection pool
+    #[arg(long = "db-pool", env = "REPRISE_DB_POOL", global = true)]
+    pub db_pool: Option<String>,
+
+    /// Address and port to listen on (port 0 picks a free one)
+    #[arg(
+        long = "bind",
+        env = "REPRISE_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: String,
+
+    /// SMTP server: smtp://host:port, smtp://host:port?tls=starttls, smtps://user:pass@host:port
+    #[arg(
+        long = "smtp",
+        env = "REPRISE_SMTP_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub smtp: Option<String>,
+
+    /// Folder where emails are written as .eml files when no SMTP server is configured
+    #[arg(
+        long = "outbox-dir",
+        env = "REPRISE_OUTBOX_DIR",
+        default_value = "data/outbox",
+        global = true
+    )]
+    pub outbox_dir: PathBuf,
+
+    /// Sender of patient emails
+    #[arg(
+        long = "mail-from",
+        env = "REPRISE_MAIL_FROM",
+        default_value = "Reprise <no-reply@localhost>",
+        global = true
+    )]
+    pub mail_from: String,
+
+    /// Base URL of links written in emails
+    #[arg(
+        long = "public-url",
+        env = "REPRISE_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub public_url: String,
+
+    /// Log format: pretty or json
+    #[arg(
+        long = "log-format",
+        env = "REPRISE_LOG_FORMAT",
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: String,
+}
+
+/// A configuration value that cannot be used; its `Display` is the one line printed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable} (--{flag}): {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub flag: &'static str,
+    pub reason: String,
+}
+
+fn bad(variable: &'static str, flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        flag,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// No TLS, for a relay on the local network.
+    Plain,
+    StartTls,
+    /// TLS from the first byte (`smtps://`).
+    Tls,
+}
+
+/// A parsed `REPRISE_SMTP_URL`. Its password is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+impl SmtpSettings {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        let mut security = match url.scheme() {
+            "smtp" => SmtpSecurity::Plain,
+            "smtps" => SmtpSecurity::Tls,
+            other => return Err(format!("scheme {other:?} is not smtp or smtps")),
+        };
+        for (key, value) in url.query_pairs() {
+            match (key.as_ref(), value.as_ref(), security) {
+                ("tls", "starttls", SmtpSecurity::Plain) => security = SmtpSecurity::StartTls,
+                ("tls", "starttls", _) => {
+                    return Err("tls=starttls only goes with smtp://, not smtps://".into())
+                }
+                _ => return Err(format!("unknown parameter {key}={value}")),
+            }
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("a host is required")?
+            .to_string();
+        let port = url.port().unwrap_or(match security {
+            SmtpSecurity::Plain => 25,
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+        });
+        let credentials = if url.username().is_empty() {
+            None
+        } else {
+            let decode = |s: &str| {
+                percent_decode(s).ok_or_else(|| "user or password is not valid UTF-8".to_string())
+            };
+            Some((
+                decode(url.username())?,
+                decode(url.password().unwrap_or(""))?,
+            ))
+        };
+        Ok(Self {
+            host,
+            port,
+            security,
+            credentials,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|v| v.into_owned())
+}
+
+/// Everything the service needs to start, already checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseUrl,
+    pub db_pool: u32,
+    pub bind: SocketAddr,
+    pub smtp: Option<SmtpSettings>,
+    pub outbox_dir: PathBuf,
+    pub mail_from: lettre::message::Mailbox,
+    pub public_url: url::Url,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    pub fn from_args(args: &ConfigArgs) -> Result<Self, ConfigError> {
+        let database = DatabaseUrl::parse(&args.database)
+            .map_err(|e| bad("REPRISE_DATABASE_URL", "database", e))?;
+        let db_pool = match &args.db_pool {
+            None => default_pool_size(),
+            Some(raw) => raw
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "REPRISE_DB_POOL",
+                        "db-pool",
+                        format!("{raw:?} is not a number from 1 to 1024"),
+                    )
+                })?,
+        };
+        let bind = args
+            .bind
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                bad(
+                    "REPRISE_BIND",
+                    "bind",
+                    format!(
+                        "{:?} is not an address and port such as 127.0.0.1:8080",
+                        args.bind
+                    ),
+                )
+            })?;
+        let smtp = args
+            .smtp
+            .as_deref()
+            .map(SmtpSettings::parse)
+            .transpose()
+            .map_err(|e| bad("REPRISE_SMTP_URL", "smtp", e))?;
+        if args.outbox_dir.as_os_str().is_empty() {
+            return Err(bad("REPRISE_OUTBOX_DIR", "outbox-dir", "must not be empty"));
+        }
+        let mail_from = args.mail_from.parse().map_err(|e| {
+            bad(
+                "REPRISE_MAIL_FROM",
+                "mail-from",
+                format!("{:?} is not an address ({e})", args.mail_from),
+            )
+        })?;
+        let public_url = url::Url::parse(&args.public_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                bad(
+                    "REPRISE_PUBLIC_URL",
+                    "public-url",
+                    format!("{:?} is not an http(s) URL", args.public_url),
+                )
+            })?;
+        let log_format = match args.log_format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(bad(
+                    "REPRISE_LOG_FORMAT",
+                    "log-format",
+                    format!("{other:?} is not pretty or json"),
+                ))
+            }
+        };
+        Ok(Self {
+            database,
+            db_pool,
+            bind,
+            smtp,
+            outbox_dir: args.outbox_dir.clone(),
+            mail_from,
+            public_url,
+            log_format,
+        })
+    }
+}
+
+/// Enough connections for every core to have a reader waiting and a writer going.
+fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores * 2).unwrap_or(16).clamp(4, 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        let probe = Probe::try_parse_from(std::iter::once("reprise").chain(args.iter().copied()))
+            .expect("clap accepts the flags");
+        Settings::from_args(&probe.config)
+    }
+
+    #[test]
+    fn defaults_are_the_contract_defaults() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(
+            s.database,
+            DatabaseUrl::parse("sqlite://data/reprise.db").expect("ok")
+        );
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert!(s.smtp.is_none());
+        assert_eq!(s.outbox_dir, PathBuf::from("data/outbox"));
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(s.log_format, LogFormat::Pretty);
+        assert!(s.db_pool >= 4);
+    }
+
+    #[test]
+    fn bad_values_are_named_in_one_line() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bind", "nowhere"], "REPRISE_BIND"),
+            (&["--db-pool", "0"], "REPRISE_DB_POOL"),
+            (&["--db-pool", "many"], "REPRISE_DB_POOL"),
+            (&["--database", "mysql://x/y"], "REPRISE_DATABASE_URL"),
+            (&["--smtp", "http://mail"], "REPRISE_SMTP_URL"),
+            (&["--smtp", "smtp://mail?tls=maybe"], "REPRISE_SMTP_URL"),
+            (&["--mail-from", "not an address"], "REPRISE_MAIL_FROM"),
+            (&["--public-url", "ftp://x"], "REPRISE_PUBLIC_URL"),
+            (&["--log-format", "xml"], "REPRISE_LOG_FORMAT"),
+        ];
+        for (args, variable) in cases {
+            let err = settings(args).expect_err("must be refused").to_string();
+            assert!(err.contains(variable), "{err} should name {variable}");
+            assert!(!err.contains('\n'), "{err} should be one line");
+        }
+    }
+
+    #[test]
+    fn smtp_urls_of_the_contract_parse() {
+        let plain = SmtpSettings::parse("smtp://relay:2525").expect("ok");
+        assert_eq!((plain.port, plain.security), (2525, SmtpSecurity::Plain));
+        let starttls = SmtpSettings::parse("smtp://relay:587?tls=starttls").expect("ok");
+        assert_eq!(starttls.security, SmtpSecurity::StartTls);
+        let tls = SmtpSettings::parse("smtps://me:p%40ss@mail.example:465").expect("ok");
+        assert_eq!(tls.security, SmtpSecurity::Tls);
+        assert_eq!(
+            tls.credentials,
+            Some(("me".to_string(), "p@ss".to_string()))
+        );
+        assert!(!format!("{tls:?}").contains("p@ss"));
+    }
+}

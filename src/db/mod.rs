@@ -1,0 +1,390 @@
+//! The database layer: one connection type over SQLite and PostgreSQL, a pool, embedded
+//! migrations, and the two doors every query goes through, [`Db::read`] and [`Db::write`].
+//!
+//! The rule that keeps it simple: diesel only ever runs inside those two closures, on a blocking
+//! thread, never on the async workers; and every write is one transaction, taken one at a time
+//! on SQLite (`BEGIN IMMEDIATE` behind an in-process lock) so that concurrent writes queue up
+//! instead of failing with "database is locked".
+
+pub mod audit;
+pub mod schema;
+pub mod sites;
+pub mod users;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// How long a SQLite connection waits on a lock held by another process (the CLI, a backup).
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// A connection to either backend; queries are written once against this type.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
+/// Which database the service runs on, chosen from the URL scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A parsed database URL: the backend and what its driver is given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    /// For SQLite a file path (or `:memory:`), for PostgreSQL the whole URL.
+    target: String,
+}
+
+impl fmt::Debug for DatabaseUrl {
+    // PostgreSQL URLs can carry a password: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl DatabaseUrl {
+    /// `sqlite://path`, `sqlite:path` or `postgres://…` / `postgresql://…`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(rest) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
+            if rest.is_empty() {
+                return Err(
+                    "a sqlite URL needs a file path, as in sqlite://data/reprise.db".into(),
+                );
+            }
+            return Ok(Self {
+                backend: Backend::Sqlite,
+                target: rest.to_string(),
+            });
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            url::Url::parse(raw).map_err(|e| format!("not a valid PostgreSQL URL ({e})"))?;
+            return Ok(Self {
+                backend: Backend::Postgres,
+                target: raw.to_string(),
+            });
+        }
+        Err("expected a URL starting with sqlite:// or postgres://".into())
+    }
+
+    /// The URL without any password, fit for a log line or an error.
+    pub fn redacted(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("sqlite://{}", self.target),
+            Backend::Postgres => match url::Url::parse(&self.target) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    u.to_string()
+                }
+                Err(_) => "postgres://…".into(),
+            },
+        }
+    }
+
+    /// The full URL, password included: for handing to a child process, never for a log.
+    pub fn expose(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("sqlite://{}", self.target),
+            Backend::Postgres => self.target.clone(),
+        }
+    }
+
+    /// For PostgreSQL, the same server with another database name (tests, tooling).
+    pub fn with_database(&self, name: &str) -> Option<Self> {
+        let mut u = url::Url::parse(&self.target).ok()?;
+        u.set_path(name);
+        Some(Self {
+            backend: self.backend,
+            target: u.to_string(),
+        })
+    }
+
+    /// Opens one connection, with the backend's own error on failure.
+    pub fn connect(&self) -> Result<DbConnection, diesel::ConnectionError> {
+        match self.backend {
+            Backend::Sqlite => {
+                if self.target != ":memory:" {
+                    if let Some(dir) = std::path::Path::new(&self.target).parent() {
+                        if !dir.as_os_str().is_empty() {
+                            std::fs::create_dir_all(dir).map_err(|e| {
+                                diesel::ConnectionError::BadConnection(format!(
+                                    "cannot create the folder {}: {e}",
+                                    dir.display()
+                                ))
+                            })?;
+                        }
+                    }
+                }
+                let mut conn = SqliteConnection::establish(&self.target)?;
+                // WAL lets readers go on while one writer commits; FULL makes every commit
+                // durable before it is acknowledged.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(&self.target)?;
+                conn.batch_execute("SET TIME ZONE 'UTC'")
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Pg(conn))
+            }
+        }
+    }
+}
+
+/// r2d2 manager that opens connections through [`DatabaseUrl::connect`].
+struct Manager(DatabaseUrl);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        self.0.connect()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// Why a database call failed, as far as callers need to know.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had: the database is down or saturated.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    /// The blocking task died (a bug: a panic in a query closure).
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// The shared handle: a pool plus, on SQLite, the lock that lets one writer in at a time.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<Manager>,
+    backend: Backend,
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Builds the pool and checks that one connection opens, so that a wrong URL or a
+    /// server that is down is reported at start-up with the driver's own words.
+    pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Self, String> {
+        // Fail fast with the real error rather than r2d2's "timed out waiting for connection".
+        drop(url.connect().map_err(|e| e.to_string())?);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .error_handler(Box::new(r2d2::LoggingErrorHandler))
+            .build(Manager(url.clone()))
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            pool,
+            backend: url.backend,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub fn migrate(&self) -> Result<usize, String> {
+        let mut conn = self.checkout().map_err(|e| e.to_string())?;
+        let migrations = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let _guard = self.lock_writer();
+        conn.run_pending_migrations(migrations)
+            .map(|v| v.len())
+            .map_err(|e| e.to_string())
+    }
+
+    fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, DbError> {
+        self.pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    fn lock_writer(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            // A poisoned lock only means a writer panicked; the database rolled it back.
+            Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// Runs `f` on a pooled connection, off the async workers. For reads: no transaction is
+    /// opened, so `f` must not write.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        blocking(move || {
+            let mut conn = db.checkout()?;
+            f(&mut conn)
+        })
+        .await
+    }
+
+    /// Runs `f` in one transaction, off the async workers: committed if `f` returns `Ok`,
+    /// rolled back otherwise. On SQLite writers are serialised and take the write lock up
+    /// front (`BEGIN IMMEDIATE`), so a transaction never fails half-way on a busy database.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        blocking(move || db.write_blocking(f)).await
+    }
+
+    /// [`Db::write`] for callers already on a blocking thread (the command line).
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let mut conn = self.checkout()?;
+        let _guard = self.lock_writer();
+        transaction(&mut conn, f)
+    }
+
+    /// [`Db::read`] for callers already on a blocking thread.
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let mut conn = self.checkout()?;
+        f(&mut conn)
+    }
+}
+
+/// One transaction on either backend; `BEGIN IMMEDIATE` on SQLite.
+fn transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<DbError>,
+{
+    let begin = match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        DbConnection::Pg(_) => {
+            <DbConnection as Connection>::TransactionManager::begin_transaction(conn)
+        }
+    };
+    begin.map_err(|e| E::from(DbError::Query(e)))?;
+    match f(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(|e| E::from(DbError::Query(e)))?;
+            Ok(value)
+        }
+        Err(err) => {
+            // The caller's error is the one worth reporting; a failed rollback leaves the
+            // connection marked broken and r2d2 drops it.
+            if let Err(e) =
+                <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)
+            {
+                tracing::error!(error = %e, "rollback failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Runs blocking work on the blocking thread pool; a panic there becomes an error, not a crash.
+async fn blocking<T, E, F>(f: F) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    match actix_web::rt::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(join) => Err(E::from(DbError::Task(join.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_their_backend() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/reprise.db").map(|u| u.backend),
+            Ok(Backend::Sqlite)
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u@localhost/db").map(|u| u.backend),
+            Ok(Backend::Postgres)
+        );
+        assert!(DatabaseUrl::parse("mysql://localhost/db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn redacted_urls_hide_passwords() {
+        let url = DatabaseUrl::parse("postgres://me:s3cret@db:5432/reprise").expect("valid");
+        assert!(!url.redacted().contains("s3cret"));
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
+}

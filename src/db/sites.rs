@@ -1,0 +1,97 @@
+//! Sites and their services.
+
+use diesel::prelude::*;
+
+use super::schema::{services, sites};
+use super::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sites)]
+pub struct SiteRow {
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    pub operating_rooms: i32,
+    pub status: String,
+    pub programme: Option<String>,
+    pub reopened_at: Option<chrono::NaiveDateTime>,
+    pub reopening_rank: Option<i32>,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = services)]
+pub struct ServiceRow {
+    pub code: String,
+    pub name: String,
+    pub site_code: String,
+    pub secretariat_email: Option<String>,
+    pub secretariat_phone: Option<String>,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+pub fn insert_site(conn: &mut DbConnection, row: &SiteRow) -> QueryResult<()> {
+    diesel::insert_into(sites::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn site_exists(conn: &mut DbConnection, code: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        sites::table.filter(sites::code.eq(code)),
+    ))
+    .get_result(conn)
+}
+
+/// Sites by code, after the cursor code.
+pub fn list_sites(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<SiteRow>> {
+    let mut query = sites::table
+        .select(SiteRow::as_select())
+        .order(sites::code)
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(sites::code.gt(after.to_string()));
+    }
+    query.load(conn)
+}
+
+pub fn service_exists(conn: &mut DbConnection, code: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        services::table.filter(services::code.eq(code)),
+    ))
+    .get_result(conn)
+}
+
+pub fn insert_service(conn: &mut DbConnection, row: &ServiceRow) -> QueryResult<()> {
+    diesel::insert_into(services::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Services by code, optionally of one site, after the cursor code.
+pub fn list_services(
+    conn: &mut DbConnection,
+    site: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<ServiceRow>> {
+    let mut query = services::table
+        .select(ServiceRow::as_select())
+        .order(services::code)
+        .limit(limit)
+        .into_boxed();
+    if let Some(site) = site {
+        query = query.filter(services::site_code.eq(site.to_string()));
+    }
+    if let Some(after) = after {
+        query = query.filter(services::code.gt(after.to_string()));
+    }
+    query.load(conn)
+}

@@ -1,0 +1,193 @@
+//! Accounts and the services secretaries are bound to.
+
+use diesel::prelude::*;
+
+use super::schema::{services, user_services, users};
+use super::DbConnection;
+use crate::domain::{Role, ServiceCode};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+struct NewUserRow<'a> {
+    id: &'a str,
+    name: &'a str,
+    role: &'a str,
+    token_hash: Option<&'a str>,
+    created_at: chrono::NaiveDateTime,
+}
+
+/// An account as the rest of the crate sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub services: Vec<String>,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+fn role_of(raw: &str) -> QueryResult<Role> {
+    Role::parse(raw).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
+}
+
+fn account(row: UserRow, services: Vec<String>) -> QueryResult<Account> {
+    Ok(Account {
+        role: role_of(&row.role)?,
+        id: row.id,
+        name: row.name,
+        services,
+        created_at: row.created_at,
+    })
+}
+
+/// The service codes among `codes` that do not exist.
+pub fn unknown_services(
+    conn: &mut DbConnection,
+    codes: &[ServiceCode],
+) -> QueryResult<Vec<String>> {
+    let wanted: Vec<&str> = codes.iter().map(ServiceCode::as_str).collect();
+    let found: Vec<String> = services::table
+        .filter(services::code.eq_any(&wanted))
+        .select(services::code)
+        .load(conn)?;
+    Ok(wanted
+        .into_iter()
+        .filter(|c| !found.iter().any(|f| f == c))
+        .map(str::to_string)
+        .collect())
+}
+
+pub fn insert(
+    conn: &mut DbConnection,
+    id: &str,
+    name: &str,
+    role: Role,
+    service_codes: &[ServiceCode],
+    token_hash: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<Account> {
+    diesel::insert_into(users::table)
+        .values(NewUserRow {
+            id,
+            name,
+            role: role.as_str(),
+            token_hash: Some(token_hash),
+            created_at: now,
+        })
+        .execute(conn)?;
+    for code in service_codes {
+        diesel::insert_into(user_services::table)
+            .values((
+                user_services::user_id.eq(id),
+                user_services::service_code.eq(code.as_str()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(Account {
+        id: id.to_string(),
+        name: name.to_string(),
+        role,
+        services: service_codes.iter().map(|c| c.to_string()).collect(),
+        created_at: now,
+    })
+}
+
+/// The live account holding this token hash, if any.
+pub fn find_by_token_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<Account>> {
+    let row: Option<UserRow> = users::table
+        .filter(users::token_hash.eq(hash))
+        .filter(users::deleted_at.is_null())
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some(row) => {
+            let services = services_of(conn, std::slice::from_ref(&row.id))?
+                .into_iter()
+                .map(|(_, code)| code)
+                .collect();
+            account(row, services).map(Some)
+        }
+    }
+}
+
+fn services_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    user_services::table
+        .filter(user_services::user_id.eq_any(ids))
+        .select((user_services::user_id, user_services::service_code))
+        .order((user_services::user_id, user_services::service_code))
+        .load(conn)
+}
+
+/// Live accounts in creation order (ids are UUIDv7), after the cursor id.
+pub fn list(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> QueryResult<Vec<Account>> {
+    let mut query = users::table
+        .filter(users::deleted_at.is_null())
+        .select(UserRow::as_select())
+        .order(users::id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(users::id.gt(after.to_string()));
+    }
+    let rows: Vec<UserRow> = query.load(conn)?;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let links = services_of(conn, &ids)?;
+    rows.into_iter()
+        .map(|row| {
+            let services = links
+                .iter()
+                .filter(|(user, _)| *user == row.id)
+                .map(|(_, code)| code.clone())
+                .collect();
+            account(row, services)
+        })
+        .collect()
+}
+
+pub fn find_live(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::id.eq(id))
+        .filter(users::deleted_at.is_null())
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn count_live_admins(conn: &mut DbConnection) -> QueryResult<i64> {
+    users::table
+        .filter(users::deleted_at.is_null())
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .count()
+        .get_result(conn)
+}
+
+/// Marks the account deleted and forgets its token hash, so the token fails at once. The row
+/// stays: the audit log refers to it.
+pub fn soft_delete(
+    conn: &mut DbConnection,
+    id: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        users::table
+            .filter(users::id.eq(id))
+            .filter(users::deleted_at.is_null()),
+    )
+    .set((
+        users::deleted_at.eq(Some(now)),
+        users::token_hash.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}

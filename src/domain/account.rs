@@ -1,0 +1,92 @@
+//! An account to create: a name, a role, and for secretaries the services they work for.
+
+use super::{Invalid, Role, ServiceCode};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub name: String,
+    pub role: Role,
+    pub services: Vec<ServiceCode>,
+}
+
+/// A display name: trimmed, 1 to 200 characters, no control characters.
+pub fn parse_name(raw: &str) -> Result<String, Invalid> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(Invalid("must not be empty".into()));
+    }
+    if name.chars().count() > 200 {
+        return Err(Invalid("must be at most 200 characters".into()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Invalid("must not contain control characters".into()));
+    }
+    Ok(name.to_string())
+}
+
+impl NewAccount {
+    /// Checks every field and returns all the faults at once, by field name.
+    pub fn parse(
+        name: &str,
+        role: &str,
+        services: &[String],
+    ) -> Result<Self, Vec<(&'static str, Invalid)>> {
+        let mut faults = Vec::new();
+        let name = parse_name(name).map_err(|e| faults.push(("name", e))).ok();
+        let role = Role::parse(role).map_err(|e| faults.push(("role", e))).ok();
+        let mut codes = Vec::with_capacity(services.len());
+        for raw in services {
+            match ServiceCode::parse(raw) {
+                Ok(code) if !codes.contains(&code) => codes.push(code),
+                Ok(_) => faults.push(("services", Invalid(format!("{raw} is listed twice")))),
+                Err(e) => faults.push(("services", Invalid(format!("{raw}: {e}")))),
+            }
+        }
+        match role {
+            Some(r) if r.is_service_scoped() && services.is_empty() => faults.push((
+                "services",
+                Invalid("a secretary needs at least one service".into()),
+            )),
+            Some(r) if !r.is_service_scoped() && !services.is_empty() => faults.push((
+                "services",
+                Invalid("only secretaries are bound to services".into()),
+            )),
+            _ => {}
+        }
+        match (name, role) {
+            (Some(name), Some(role)) if faults.is_empty() => Ok(Self {
+                name,
+                role,
+                services: codes,
+            }),
+            _ => Err(faults),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secretaries_need_services_and_others_have_none() {
+        assert!(NewAccount::parse("Anne", "secretary", &["ARL-CHIR".into()]).is_ok());
+        assert!(NewAccount::parse("Anne", "secretary", &[]).is_err());
+        assert!(NewAccount::parse("Bob", "agent", &["ARL-CHIR".into()]).is_err());
+        assert!(NewAccount::parse("Bob", "agent", &[]).is_ok());
+    }
+
+    #[test]
+    fn every_fault_is_reported() {
+        let faults = NewAccount::parse("  ", "boss", &["x".into()]).expect_err("bad");
+        let fields: Vec<_> = faults.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["name", "role", "services"]);
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(parse_name("  Marie Dupont ").as_deref(), Ok("Marie Dupont"));
+        assert!(parse_name(&"é".repeat(201)).is_err());
+        assert!(parse_name("a\u{0}b").is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! Ways to reach someone: a phone number in E.164 and an email address, both valid once built.
+
+use std::fmt;
+
+use super::Invalid;
+
+/// A phone number in E.164 (`+3261234567`), parsed by the `phonenumber` crate (libphonenumber's
+/// metadata). National Belgian formats (`061 23 45 67`, `0470 12 34 56`) and international ones
+/// (`+33 1 23 45 67 89`, `0033…`) are accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PhoneE164(String);
+
+impl PhoneE164 {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let trimmed = raw.trim();
+        let refuse = || Invalid("is not a phone number".into());
+        if trimmed.is_empty() || trimmed.len() > 40 {
+            return Err(refuse());
+        }
+        // "00" is the international prefix from Belgium.
+        let normalised = match trimmed.strip_prefix("00") {
+            Some(rest) => format!("+{rest}"),
+            None => trimmed.to_string(),
+        };
+        let number = phonenumber::parse(Some(phonenumber::country::Id::BE), &normalised)
+            .map_err(|_| refuse())?;
+        if !phonenumber::is_valid(&number) {
+            return Err(refuse());
+        }
+        Ok(Self(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PhoneE164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An email address (RFC 5322 addr-spec, as checked by the `email_address` crate), trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let trimmed = raw.trim();
+        let refuse = || Invalid("is not an email address".into());
+        // A display name ("Marie <m@x.be>") is not an address to store.
+        if trimmed.len() > 254 || trimmed.contains(['<', '>', ' ']) {
+            return Err(refuse());
+        }
+        let parsed: email_address::EmailAddress = trimmed.parse().map_err(|_| refuse())?;
+        // A bare host name is legal but useless for patients' mail.
+        if !parsed.domain().contains('.') {
+            return Err(refuse());
+        }
+        Ok(Self(parsed.as_str().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn belgian_national_formats_become_e164() {
+        assert_eq!(
+            PhoneE164::parse("061 23 45 67").map(|p| p.0),
+            Ok("+3261234567".into())
+        );
+        assert_eq!(
+            PhoneE164::parse("0470 12 34 56").map(|p| p.0),
+            Ok("+32470123456".into())
+        );
+        assert_eq!(
+            PhoneE164::parse("+32 61 23 45 67").map(|p| p.0),
+            Ok("+3261234567".into())
+        );
+        assert_eq!(
+            PhoneE164::parse("0032 61/23.45.67").map(|p| p.0),
+            Ok("+3261234567".into())
+        );
+    }
+
+    #[test]
+    fn international_numbers_are_kept() {
+        assert_eq!(
+            PhoneE164::parse("+33 1 23 45 67 89").map(|p| p.0),
+            Ok("+33123456789".into())
+        );
+        assert_eq!(
+            PhoneE164::parse("+352 621 123 456").map(|p| p.0),
+            Ok("+352621123456".into())
+        );
+    }
+
+    #[test]
+    fn non_numbers_are_refused() {
+        for bad in ["", "abc", "123", "+32 0", "061 23 45 67 89 10 11", "☎"] {
+            assert!(PhoneE164::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        assert_eq!(
+            Email::parse(" marie@example.be ").map(|e| e.0),
+            Ok("marie@example.be".into())
+        );
+        for bad in [
+            "",
+            "marie",
+            "marie@",
+            "@x.be",
+            "Marie <marie@x.be>",
+            "marie@localhost",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

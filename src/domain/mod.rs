@@ -1,0 +1,52 @@
+//! Plain-Rust rules of the trade: types that are valid once they exist, and the decisions
+//! (who may do what) that do not depend on HTTP or SQL.
+//!
+//! The one rule: nothing here knows about actix or diesel, so all of it is unit-tested alone.
+
+pub mod account;
+pub mod code;
+pub mod contact;
+pub mod role;
+pub mod site;
+
+pub use code::{ServiceCode, SiteCode};
+pub use contact::{Email, PhoneE164};
+pub use role::{Action, Role};
+pub use site::SiteKind;
+
+use std::fmt;
+
+/// Why a value was refused, worded for the person who typed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// The current time in UTC, truncated to microseconds: the precision both backends keep, so
+/// a value read back equals the value written.
+pub fn now() -> chrono::NaiveDateTime {
+    truncate_to_micros(chrono::Utc::now().naive_utc())
+}
+
+pub fn truncate_to_micros(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
+    use chrono::Timelike;
+    let micros = t.nanosecond() / 1_000 * 1_000;
+    t.with_nanosecond(micros).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_has_no_sub_microsecond_part() {
+        use chrono::Timelike;
+        assert_eq!(now().nanosecond() % 1_000, 0);
+    }
+}

@@ -1,0 +1,16 @@
+//! reprise: get patients back after a hospital IT shutdown.
+//!
+//! Layers, data flowing one way: `routes` (HTTP) → `domain` (rules, valid types) → `db`
+//! (diesel, both backends). See `docs/architecture.md`.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

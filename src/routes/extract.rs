@@ -1,0 +1,187 @@
+//! Request extractors that turn bad input into the right problem: JSON bodies (415, 413, 400,
+//! 422 naming the field) and query strings (422 naming the parameter).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::{AppError, FieldError};
+
+/// Largest JSON body accepted.
+pub const JSON_LIMIT: usize = 1024 * 1024;
+
+/// A JSON body of type `T`.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(mime) = value.to_str().unwrap_or("").parse::<mime::Mime>() else {
+        return false;
+    };
+    mime.type_() == mime::APPLICATION
+        && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (by header, then by count).
+pub async fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: usize,
+) -> Result<Vec<u8>, AppError> {
+    let too_large =
+        || AppError::PayloadTooLarge(format!("the body is over the limit of {limit} bytes"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| AppError::BadRequest(format!("the body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Deserialises JSON, telling syntax errors (400) from wrong fields (422 with the path).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                // serde stops at the first wrong value; a body that is not even JSON is a 400.
+                if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    return AppError::BadRequest(format!("malformed JSON: {syntax}"));
+                }
+                let message = strip_position(&inner);
+                let field = match missing_field(&message) {
+                    Some(name) if path == "." => name.to_string(),
+                    Some(name) => format!("{path}.{name}"),
+                    // Not an object at all: the body as a whole is wrong.
+                    None if path == "." || path.starts_with('[') => "body".to_string(),
+                    None => path,
+                };
+                AppError::Validation(vec![FieldError::new(field, message)])
+            }
+            _ => AppError::BadRequest(format!("malformed JSON: {inner}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| AppError::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde reports a missing field at its parent's path; name the field itself.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+}
+
+/// serde_json appends " at line L column C" to data errors; the field name says more.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !is_json(&req) {
+                return Err(AppError::UnsupportedMediaType(
+                    "send the body as application/json".into(),
+                ));
+            }
+            let body = read_body(&req, &mut payload, JSON_LIMIT).await?;
+            parse_json(&body).map(ApiJson)
+        })
+    }
+}
+
+/// Query-string parameters of type `T`; a bad one is a 422 naming it.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parser = url::form_urlencoded::parse(req.query_string().as_bytes());
+        let de = serde_urlencoded::Deserializer::new(parser);
+        let result = serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." {
+                    "query".to_string()
+                } else {
+                    path
+                };
+                AppError::Validation(vec![FieldError::new(field, e.into_inner().to_string())])
+            });
+        std::future::ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Probe {
+        name: String,
+        count: u32,
+    }
+
+    #[test]
+    fn syntax_errors_are_400_and_data_errors_422_with_the_field() {
+        let syntax = parse_json::<Probe>(b"{\"name\": ").expect_err("bad");
+        assert!(matches!(syntax, AppError::BadRequest(_)));
+        let data = parse_json::<Probe>(br#"{"name": "x", "count": "many"}"#).expect_err("bad");
+        match data {
+            AppError::Validation(errors) => assert_eq!(errors[0].field, "count"),
+            other => panic!("expected 422, got {other:?}"),
+        }
+        let missing = parse_json::<Probe>(br#"{"name": "x"}"#).expect_err("bad");
+        match missing {
+            AppError::Validation(errors) => assert_eq!(errors[0].field, "count"),
+            other => panic!("expected 422, got {other:?}"),
+        }
+        let trailing = parse_json::<Probe>(br#"{"name": "x", "count": 1} x"#).expect_err("bad");
+        assert!(matches!(trailing, AppError::BadRequest(_)));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let deep = "[".repeat(100_000);
+        let err = parse_json::<serde_json::Value>(deep.as_bytes()).expect_err("bad");
+        assert!(matches!(err, AppError::BadRequest(_)));
+    }
+}

@@ -1,0 +1,55 @@
+//! `GET /health` and `GET /metrics`, without a token.
+
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::DbError;
+use crate::error::{AppError, AppResult, Problem};
+use crate::startup::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// `sqlite` or `postgres`.
+    pub database: &'static str,
+    pub version: &'static str,
+}
+
+/// Whether the service and its database answer.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, body = Health),
+        (status = 503, body = Problem, description = "the database cannot be reached")
+    )
+)]
+#[get("/health")]
+pub async fn health(state: web::Data<AppState>) -> AppResult<web::Json<Health>> {
+    state
+        .db
+        .read(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1").map_err(DbError::from)
+        })
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    Ok(web::Json(Health {
+        status: "ok",
+        database: state.db.backend().name(),
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Prometheus metrics of this process.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String))
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,184 @@
+//! The HTTP layer: the whole route table, plus what every handler shares (pagination, field
+//! checks). Handlers are thin: extract, authorise (`Granted<perm::X>`), parse into domain types,
+//! call `db/` inside one `Db::write` or `Db::read`, respond.
+
+pub mod audit;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod sites;
+pub mod users;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub use extract::{ApiJson, ApiQuery};
+
+use crate::domain::Invalid;
+use crate::error::{AppError, AppResult, FieldError};
+
+/// Routes outside `/api/v1` (no token).
+pub fn root(cfg: &mut ServiceConfig) {
+    cfg.service(health::health).service(health::metrics);
+}
+
+/// Every `/api/v1` route. A route added here appears in `/api/openapi.json` by construction,
+/// and the access-control matrix test fails until it has a row.
+pub fn api_v1(cfg: &mut ServiceConfig) {
+    cfg.service(users::create)
+        .service(users::list)
+        .service(users::delete)
+        .service(audit::list)
+        .service(sites::list_sites)
+        .service(sites::create_site)
+        .service(sites::list_services)
+        .service(sites::create_service);
+}
+
+/// A page of a list: `{items, next_cursor}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=`, checked.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub limit: i64,
+    pub cursor: Option<String>,
+}
+
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+
+impl PageRequest {
+    pub fn parse(limit: Option<i64>, cursor: Option<String>) -> AppResult<Self> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(AppError::validation(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        Ok(Self {
+            limit,
+            cursor: cursor.filter(|c| !c.is_empty()),
+        })
+    }
+
+    /// Rows to fetch: one more than the page, to know whether another page follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// Cuts the extra row and builds the page; `key` gives the cursor of a row.
+    pub fn page<R, T>(
+        &self,
+        mut rows: Vec<R>,
+        key: impl Fn(&R) -> String,
+        map: impl FnMut(R) -> T,
+    ) -> Page<T> {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(key)
+        } else {
+            None
+        };
+        Page {
+            items: rows.into_iter().map(map).collect(),
+            next_cursor,
+        }
+    }
+}
+
+/// Collects every field fault of a request, so that one 422 lists them all.
+#[derive(Debug, Default)]
+pub struct Fields(Vec<FieldError>);
+
+impl Fields {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the value, or records why `field` was refused.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, Invalid>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(FieldError::new(field, e.0));
+                None
+            }
+        }
+    }
+
+    /// Like `check` for an optional input.
+    pub fn check_opt<I, T>(
+        &mut self,
+        field: &str,
+        raw: Option<I>,
+        parse: impl FnOnce(I) -> Result<T, Invalid>,
+    ) -> Option<Option<T>> {
+        match raw {
+            None => Some(None),
+            Some(raw) => self.check(field, parse(raw)).map(Some),
+        }
+    }
+
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// `Ok(value)` when every check passed (then `value` is `Some`), else the 422.
+    pub fn finish<T>(self, value: Option<T>) -> AppResult<T> {
+        match value {
+            Some(v) if self.0.is_empty() => Ok(v),
+            _ if self.0.is_empty() => Err(AppError::Internal(
+                "a field check failed without a reason".into(),
+            )),
+            _ => Err(AppError::Validation(self.0)),
+        }
+    }
+}
+
+/// An RFC 3339 timestamp for responses.
+pub fn utc(t: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
+    t.and_utc()
+}
+
+/// Parses an RFC 3339 query parameter into the stored UTC form.
+pub fn parse_instant(raw: &str) -> Result<chrono::NaiveDateTime, Invalid> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| crate::domain::truncate_to_micros(t.naive_utc()))
+        .map_err(|_| {
+            Invalid("must be an RFC 3339 timestamp such as 2022-05-14T08:00:00+02:00".into())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cut_the_extra_row_and_point_at_the_last_item() {
+        let req = PageRequest::parse(Some(2), None).expect("valid");
+        let page = req.page(vec![1, 2, 3], |n| n.to_string(), |n| n * 10);
+        assert_eq!(page.items, vec![10, 20]);
+        assert_eq!(page.next_cursor.as_deref(), Some("2"));
+        let last = req.page(vec![1, 2], |n| n.to_string(), |n| n);
+        assert_eq!(last.next_cursor, None);
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert!(PageRequest::parse(Some(0), None).is_err());
+        assert!(PageRequest::parse(Some(1001), None).is_err());
+        assert_eq!(
+            PageRequest::parse(None, None).map(|p| p.limit).ok(),
+            Some(100)
+        );
+    }
+}

@@ -1,0 +1,166 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = spawn_app().await;
+    assert_problem(app.get("/nowhere", None).await, 404).await;
+    assert_problem(
+        app.get("/api/v1/nowhere", Some(&app.admin_token)).await,
+        404,
+    )
+    .await;
+    let r = app
+        .client
+        .put(app.url("/health"))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(r, 405).await;
+    let r = app
+        .client
+        .patch(app.url("/api/v1/sites"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(r, 405).await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_or_415_and_change_nothing() {
+    let app = spawn_app().await;
+    let send = |content_type: &'static str, body: Vec<u8>| {
+        app.client
+            .post(app.url("/api/v1/sites"))
+            .bearer_auth(&app.admin_token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_problem(
+        send("application/json", b"{\"code\": ".to_vec())
+            .await
+            .expect("sent"),
+        400,
+    )
+    .await;
+    assert_problem(
+        send("application/json", vec![0xff, 0xfe, b'{'])
+            .await
+            .expect("sent"),
+        400,
+    )
+    .await;
+    assert_problem(send("application/json", b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[".to_vec()).await.expect("sent"), 400).await;
+    assert_problem(send("text/plain", b"{}".to_vec()).await.expect("sent"), 415).await;
+    assert_problem(
+        send("application/xml", b"<site/>".to_vec())
+            .await
+            .expect("sent"),
+        415,
+    )
+    .await;
+    let list: Value = app
+        .get("/api/v1/sites", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(list["items"].as_array().expect("items").is_empty());
+}
+
+#[tokio::test]
+async fn bodies_over_one_mebibyte_are_413() {
+    let app = spawn_app().await;
+    let huge = json!({"code": "AB", "name": "x".repeat(1024 * 1024 + 10), "kind": "hospital", "operating_rooms": 1});
+    assert_problem(
+        app.post_json("/api/v1/sites", Some(&app.admin_token), &huge)
+            .await,
+        413,
+    )
+    .await;
+    // Without a Content-Length header too (chunked).
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b' '; 64 * 1024])).collect();
+    let r = app
+        .client
+        .post(app.url("/api/v1/sites"))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("sent");
+    assert_problem(r, 413).await;
+}
+
+#[tokio::test]
+async fn wrong_fields_are_422_naming_them() {
+    let app = spawn_app().await;
+    let unknown = json!({"code": "AB", "name": "x", "kind": "hospital", "operating_rooms": 1, "colour": "red"});
+    let p = assert_problem(
+        app.post_json("/api/v1/sites", Some(&app.admin_token), &unknown)
+            .await,
+        422,
+    )
+    .await;
+    assert!(p["errors"][0]["message"]
+        .as_str()
+        .expect("message")
+        .contains("colour"));
+    let p = assert_problem(
+        app.post_json("/api/v1/sites", Some(&app.admin_token), &json!([1, 2]))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "body");
+    let p = assert_problem(
+        app.get("/api/v1/users?limit=abc", Some(&app.admin_token))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "limit");
+    let p = assert_problem(
+        app.get("/api/v1/users?limit=5000", Some(&app.admin_token))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "limit");
+}
+
+#[tokio::test]
+async fn sql_meta_characters_are_plain_data() {
+    let app = spawn_app().await;
+    let r = app
+        .post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "Robert'); DROP TABLE users;--", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let list: Value = app
+        .get("/api/v1/users", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(list.to_string().contains("DROP TABLE users"));
+    let page: Value = app
+        .get(
+            "/api/v1/audit?action=%27%20OR%201%3D1--",
+            Some(&app.admin_token),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(page["items"].as_array().expect("items").is_empty());
+}

@@ -1,0 +1,121 @@
+use serde_json::Value;
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn health_names_the_database_backend() {
+    let app = spawn_app().await;
+    let r = app.get("/health", None).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"], app.backend.name());
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn health_is_503_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    if app.backend != reprise::db::Backend::Postgres {
+        eprintln!("skipped on SQLite: a local file cannot become unreachable; runs on PostgreSQL");
+        return;
+    }
+    // Drop the test's database under the running service.
+    let url = app.state.settings.database.clone();
+    let name = url
+        .redacted()
+        .rsplit('/')
+        .next()
+        .expect("db name")
+        .to_string();
+    let server = url.with_database("postgres").expect("url");
+    tokio::task::spawn_blocking(move || {
+        use diesel::connection::SimpleConnection;
+        let mut conn = server.connect().expect("server");
+        conn.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .expect("dropped");
+    })
+    .await
+    .expect("joined");
+    let started = std::time::Instant::now();
+    assert_problem(app.get("/health", None).await, 503).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "answered quickly"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern() {
+    let app = spawn_app().await;
+    let _ = app.get("/api/v1/users", Some(&app.admin_token)).await;
+    let _ = app
+        .delete("/api/v1/users/some-id-123", Some(&app.admin_token))
+        .await;
+    let text = app.get("/metrics", None).await.text().await.expect("text");
+    assert!(
+        text.contains(
+            r#"reprise_http_requests_total{method="GET",route="/api/v1/users",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="/api/v1/users/{id}""#));
+    assert!(
+        !text.contains("some-id-123"),
+        "raw paths must not become labels"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let r = app.get("/api/openapi.json", None).await;
+    assert_eq!(r.status(), 200);
+    let spec: Value = r.json().await.expect("json");
+    assert!(spec["openapi"]
+        .as_str()
+        .expect("version")
+        .starts_with("3.1"));
+    let expected = [
+        ("get", "/health"),
+        ("get", "/metrics"),
+        ("post", "/api/v1/users"),
+        ("get", "/api/v1/users"),
+        ("delete", "/api/v1/users/{id}"),
+        ("get", "/api/v1/audit"),
+        ("get", "/api/v1/sites"),
+        ("post", "/api/v1/sites"),
+        ("get", "/api/v1/services"),
+        ("post", "/api/v1/services"),
+    ];
+    for (method, path) in expected {
+        assert!(
+            spec["paths"][path][method].is_object(),
+            "{method} {path} missing from the spec"
+        );
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn the_docs_page_works_offline() {
+    let app = spawn_app().await;
+    let page = app.get("/docs/", None).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("swagger"), "a Swagger UI page");
+    // Every script and stylesheet it loads is served by the service itself.
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        assert!(html.contains(asset) || asset == "swagger-initializer.js");
+        let r = app.get(&format!("/docs/{asset}"), None).await;
+        assert_eq!(r.status(), 200, "{asset}");
+    }
+    assert!(
+        !html.contains("https://"),
+        "no asset fetched from the internet"
+    );
+}

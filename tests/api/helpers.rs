@@ -1,0 +1,233 @@
+//! Spawns the real application on port 0 against its own database: a temporary SQLite file,
+//! or, when `REPRISE_TEST_POSTGRES_URL` is set, a fresh PostgreSQL database dropped afterwards.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use reprise::auth::Caller;
+use reprise::config::{LogFormat, Settings};
+use reprise::db::{Backend, DatabaseUrl};
+use reprise::domain::account::NewAccount;
+use serde_json::Value;
+
+pub const ROLES: [&str; 4] = ["admin", "coordinator", "secretary", "agent"];
+
+/// A database of the test's own.
+pub enum TestDb {
+    // Held for its lifetime: the folder is removed on drop.
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { server: DatabaseUrl, name: String },
+}
+
+impl TestDb {
+    /// SQLite by default; PostgreSQL when `REPRISE_TEST_POSTGRES_URL` names a server.
+    pub fn create() -> (Self, DatabaseUrl) {
+        match std::env::var("REPRISE_TEST_POSTGRES_URL") {
+            Ok(raw) if !raw.is_empty() => {
+                let server = DatabaseUrl::parse(&raw)
+                    .expect("REPRISE_TEST_POSTGRES_URL is a postgres:// URL");
+                assert_eq!(server.backend, Backend::Postgres);
+                let name = format!("reprise_test_{}", uuid::Uuid::new_v4().simple());
+                admin_sql(&server, &format!("CREATE DATABASE {name}"));
+                let url = server
+                    .with_database(&name)
+                    .expect("a URL with a database name");
+                (TestDb::Postgres { server, name }, url)
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("temporary folder");
+                let url =
+                    DatabaseUrl::parse(&format!("sqlite://{}/reprise.db", dir.path().display()))
+                        .expect("sqlite URL");
+                (TestDb::Sqlite(dir), url)
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            TestDb::Sqlite(_) => Backend::Sqlite,
+            TestDb::Postgres { .. } => Backend::Postgres,
+        }
+    }
+}
+
+fn admin_sql(server: &DatabaseUrl, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    let mut conn = server
+        .connect()
+        .expect("the PostgreSQL test server answers");
+    conn.batch_execute(sql).expect("administrative SQL runs");
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { server, name } = self {
+            admin_sql(
+                server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
+    Settings {
+        database: url,
+        db_pool: 8,
+        bind: "127.0.0.1:0".parse().expect("address"),
+        smtp: None,
+        outbox_dir: outbox.to_path_buf(),
+        mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
+        public_url: "http://127.0.0.1:8080".parse().expect("url"),
+        log_format: LogFormat::Pretty,
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// Token of an admin account created for the test.
+    pub admin_token: String,
+    pub state: actix_web::web::Data<reprise::startup::AppState>,
+    pub backend: Backend,
+    _outbox: tempfile::TempDir,
+    // Dropped last: the database outlives the handles above.
+    _db: TestDb,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let (db, url) = tokio::task::spawn_blocking(TestDb::create)
+        .await
+        .expect("database created");
+    let outbox = tempfile::tempdir().expect("outbox folder");
+    let app = reprise::startup::Application::build(settings_for(url, outbox.path()))
+        .await
+        .expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    let admin = create_account_directly(&state, "Test Admin", "admin", &[]).await;
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        admin_token: admin.1,
+        state,
+        backend: db.backend(),
+        _outbox: outbox,
+        _db: db,
+    }
+}
+
+/// Creates an account without going through HTTP (for fixtures); returns (id, token).
+pub async fn create_account_directly(
+    state: &actix_web::web::Data<reprise::startup::AppState>,
+    name: &str,
+    role: &str,
+    services: &[&str],
+) -> (String, String) {
+    let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+    let new = NewAccount::parse(name, role, &services).expect("valid account");
+    let created = state
+        .db
+        .write(move |conn| reprise::auth::create_account(conn, &Caller::command_line(), new))
+        .await
+        .expect("account created");
+    (created.account.id, created.token)
+}
+
+/// A code no other test uses, for sites and services.
+pub fn unique_code(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let salt = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    format!("{prefix}{n}{}", &salt[..4])
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.delete(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Creates a site and one service there as admin; returns (site, service) codes.
+    pub async fn create_site_and_service(&self) -> (String, String) {
+        let site = unique_code("S");
+        let service = format!("{site}-SVC");
+        let r = self
+            .post_json(
+                "/api/v1/sites",
+                Some(&self.admin_token),
+                &serde_json::json!({"code": site, "name": "Site", "kind": "hospital", "operating_rooms": 2}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let r = self
+            .post_json(
+                "/api/v1/services",
+                Some(&self.admin_token),
+                &serde_json::json!({"code": service, "name": "Service", "site": site}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        (site, service)
+    }
+
+    /// One token per role (the secretary bound to `service`).
+    pub async fn tokens_by_role(&self, service: &str) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for role in ROLES {
+            let services: &[&str] = if role == "secretary" { &[service] } else { &[] };
+            let (_, token) =
+                create_account_directly(&self.state, &format!("T {role}"), role, services).await;
+            out.push((role, token));
+        }
+        out
+    }
+}
+
+/// Asserts a problem+json body with this status, and returns it.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type was {content_type}"
+    );
+    let body: Value = response.json().await.expect("a JSON problem");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
+    body
+}

@@ -1,0 +1,174 @@
+//! The log canary: personal data and secrets are seeded through the API of a real `reprise
+//! serve` process logging at trace level, and none of them may appear in what it printed.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::cli::reprise;
+use crate::helpers::TestDb;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_personal_data_reaches_the_logs() {
+    let (_db, url) = tokio::task::spawn_blocking(TestDb::create)
+        .await
+        .expect("db");
+    let dir = tempfile::tempdir().expect("dir");
+    let log_path = dir.path().join("serve.log");
+    let cli_log_path = dir.path().join("cli.log");
+
+    // The admin's name is personal data too.
+    let out = reprise()
+        .env("RUST_LOG", "trace")
+        .env("REPRISE_DATABASE_URL", url.expose())
+        .args([
+            "token",
+            "create",
+            "--name",
+            "Zyxwv Canaryadmin",
+            "--role",
+            "admin",
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    std::fs::write(&cli_log_path, &out.stderr).expect("write");
+    let admin = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+
+    let port = free_port();
+    let log_file = std::fs::File::create(&log_path).expect("log file");
+    let mut server = tokio::process::Command::from(reprise())
+        .env("RUST_LOG", "trace")
+        .env("REPRISE_LOG_FORMAT", "json")
+        .env("REPRISE_DATABASE_URL", url.expose())
+        .env("REPRISE_BIND", format!("127.0.0.1:{port}"))
+        .env("REPRISE_OUTBOX_DIR", dir.path().join("outbox"))
+        .arg("serve")
+        .stdout(log_file.try_clone().expect("clone"))
+        .stderr(log_file)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the service did not come up");
+
+    let post = |path: &str, token: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(token.to_string())
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/api/v1/sites",
+        &admin,
+        json!({"code": "CAN", "name": "Canary site", "kind": "hospital", "operating_rooms": 1}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 201);
+    let r = post(
+        "/api/v1/services",
+        &admin,
+        json!({"code": "CAN-S", "name": "Canary", "site": "CAN", "secretariat_phone": "061 99 88 77", "secretariat_email": "canary.zyxwv@example.be"}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 201);
+    let r = post(
+        "/api/v1/users",
+        &admin,
+        json!({"name": "Qwertz Canarysecretary", "role": "secretary", "services": ["CAN-S"]}),
+    )
+    .await
+    .expect("sent");
+    let secretary: Value = r.json().await.expect("json");
+    let secretary_token = secretary["token"].as_str().expect("token").to_string();
+    // Refused and invalid requests carrying personal data.
+    let _ = client
+        .get(format!("{base}/api/v1/users"))
+        .bearer_auth(&secretary_token)
+        .send()
+        .await;
+    let forged = "rp_forgedcanarytoken0123456789abcdef";
+    let _ = client
+        .get(format!("{base}/api/v1/users"))
+        .bearer_auth(forged)
+        .send()
+        .await;
+    let _ = post(
+        "/api/v1/users",
+        &admin,
+        json!({"name": "Qwertz Canarysecretary", "role": "+3261998877"}),
+    )
+    .await;
+    let _ = client
+        .post(format!("{base}/api/v1/sites"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{\"name\": \"Qwertz Canarybroken")
+        .send()
+        .await;
+    let _ = client
+        .get(format!("{base}/api/v1/audit?actor=qcanary77&action=Zyxwv"))
+        .bearer_auth(&admin)
+        .send()
+        .await;
+    let _ = client.get(format!("{base}/nowhere/qcanary77")).send().await;
+
+    server.start_kill().expect("killed");
+    let _ = server.wait().await;
+
+    let mut logs = std::fs::read_to_string(&log_path).expect("logs");
+    logs.push_str(&std::fs::read_to_string(&cli_log_path).expect("cli logs"));
+    assert!(
+        logs.contains("request served"),
+        "the capture works: {}",
+        &logs[..logs.len().min(2000)]
+    );
+    assert!(logs.lines().count() > 20, "trace level was on");
+    for canary in [
+        admin.as_str(),
+        &admin[3..20],
+        secretary_token.as_str(),
+        forged,
+        "Zyxwv",
+        "Qwertz",
+        "+3261998877",
+        "61 99 88 77",
+        "canary.zyxwv",
+        "qcanary77",
+    ] {
+        if let Some(at) = logs.find(canary) {
+            let start = at.saturating_sub(300);
+            let end = (at + 300).min(logs.len());
+            panic!("{canary:?} reached the logs: …{}…", &logs[start..end]);
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! One integration-test binary: each module drives the real application over HTTP.
+//! Runs on SQLite, or on PostgreSQL when `REPRISE_TEST_POSTGRES_URL` is set.
+
+mod access;
+mod audit;
+mod cli;
+mod concurrency;
+mod errors;
+mod health;
+mod helpers;
+mod logs;
+mod sites;
+mod users;

@@ -1,0 +1,266 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn an_admin_creates_an_account_whose_token_is_shown_once_and_works() {
+    let app = spawn_app().await;
+    let r = app
+        .post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "Coco", "role": "coordinator"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.expect("json");
+    let token = created["token"].as_str().expect("a token").to_string();
+    assert!(token.len() >= 35, "at least 128 random bits");
+    assert_eq!(created["role"], "coordinator");
+
+    // The token works for what a coordinator may do...
+    assert_eq!(app.get("/api/v1/sites", Some(&token)).await.status(), 200);
+    // ...and the list never shows it again.
+    let list: Value = app
+        .get("/api/v1/users", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(!list.to_string().contains(&token));
+    assert!(list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|u| u["id"] == created["id"]));
+}
+
+#[tokio::test]
+async fn tokens_are_stored_only_as_hashes() {
+    use diesel::prelude::*;
+    use reprise::db::schema::users;
+    let app = spawn_app().await;
+    let token = app.admin_token.clone();
+    let stored: Vec<Option<String>> = app
+        .state
+        .db
+        .read(|conn| {
+            users::table
+                .select(users::token_hash)
+                .load(conn)
+                .map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("read");
+    assert!(!stored.is_empty());
+    for hash in stored.into_iter().flatten() {
+        assert!(!hash.contains(&token[3..]), "the token itself is stored");
+        assert_eq!(hash, reprise::auth::token_hash(&token));
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_accounts_token_fails_at_once() {
+    let app = spawn_app().await;
+    let created: Value = app
+        .post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "Agent A", "role": "agent"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let token = created["token"].as_str().expect("token");
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(app.get("/api/v1/users", Some(token)).await.status(), 403);
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/users/{id}"), Some(&app.admin_token))
+            .await
+            .status(),
+        204
+    );
+    assert_problem(app.get("/api/v1/users", Some(token)).await, 401).await;
+    // Deleting again: no such live account.
+    assert_problem(
+        app.delete(&format!("/api/v1/users/{id}"), Some(&app.admin_token))
+            .await,
+        404,
+    )
+    .await;
+    let list: Value = app
+        .get("/api/v1/users", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(!list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|u| u["id"] == id));
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_deleted() {
+    let app = spawn_app().await;
+    let list: Value = app
+        .get("/api/v1/users", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let admin_id = list["items"][0]["id"].as_str().expect("id").to_string();
+    assert_problem(
+        app.delete(&format!("/api/v1/users/{admin_id}"), Some(&app.admin_token))
+            .await,
+        409,
+    )
+    .await;
+    // With a second admin, the first can go.
+    let second: Value = app
+        .post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "Admin 2", "role": "admin"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let second_token = second["token"].as_str().expect("token");
+    assert_eq!(
+        app.delete(&format!("/api/v1/users/{admin_id}"), Some(second_token))
+            .await
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn secretaries_are_bound_to_existing_services_and_others_to_none() {
+    let app = spawn_app().await;
+    let (_, service) = app.create_site_and_service().await;
+    let body = assert_problem(
+        app.post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "S", "role": "secretary"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "services");
+    let body = assert_problem(
+        app.post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "S", "role": "secretary", "services": ["NOPE-X"]}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .expect("message")
+        .contains("NOPE-X"));
+    assert_problem(
+        app.post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "A", "role": "agent", "services": [service]}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let r = app
+        .post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "S", "role": "secretary", "services": [service]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.expect("json");
+    assert_eq!(created["services"], json!([service]));
+    // A refused account left nothing behind: only the admin and this secretary exist.
+    let list: Value = app
+        .get("/api/v1/users", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["items"].as_array().expect("items").len(), 2);
+}
+
+#[tokio::test]
+async fn invalid_accounts_list_every_faulty_field() {
+    let app = spawn_app().await;
+    let body = assert_problem(
+        app.post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": " ", "role": "boss"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["name", "role"]);
+}
+
+#[tokio::test]
+async fn the_user_list_pages_with_a_stable_cursor() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        let r = app
+            .post_json(
+                "/api/v1/users",
+                Some(&app.admin_token),
+                &json!({"name": format!("Agent {i}"), "role": "agent"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/users?limit=2&cursor={c}"),
+            None => "/api/v1/users?limit=2".to_string(),
+        };
+        let page: Value = app
+            .get(&path, Some(&app.admin_token))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|u| u["id"].as_str().expect("id").to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6, "admin + 5 agents, each once");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 6);
+}
