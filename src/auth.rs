@@ -148,6 +148,7 @@ pub mod perm {
         ReadPatients,
         CreatePatients,
         ReadAppointments,
+        CreateAppointments,
         ChangeAppointments,
         ContactLists,
         LogCalls,

@@ -36,6 +36,18 @@ pub enum Command {
     /// Manage API tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Import a CSV file (all or nothing)
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Appointments, with the header of CONTRACT §4.4
+    Appointments {
+        /// The CSV file ("-" for standard input)
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +86,9 @@ pub fn run(cli: Cli) -> ExitCode {
             role,
             services,
         }) => create_token(&settings, &name, &role, &services),
+        Command::Import(ImportCommand::Appointments { file }) => {
+            import_appointments(&settings, &file)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,4 +162,51 @@ fn create_token(
         })?;
     println!("{}", created.token);
     Ok(())
+}
+
+/// Runs the appointment import on a file; prints `{imported, patients_created}` as JSON, or
+/// every bad line on stderr (exit 1, nothing stored).
+fn import_appointments(settings: &Settings, file: &std::path::Path) -> Result<(), CliError> {
+    let input: Box<dyn std::io::Read> = if file == std::path::Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(file)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?,
+        )
+    };
+    let db = open_database(settings)?;
+    match crate::imports::import_appointments(
+        &db,
+        std::io::BufReader::new(input),
+        &Caller::command_line(),
+    ) {
+        Ok(report) => {
+            println!("{}", serde_json::json!(report));
+            Ok(())
+        }
+        Err(crate::error::AppError::Validation(errors)) => {
+            for e in &errors {
+                match e.line {
+                    Some(line) => eprintln!("line {line}: {}: {}", e.field, e.message),
+                    None => eprintln!("{}: {}", e.field, e.message),
+                }
+            }
+            Err(CliError::Failed(format!(
+                "{} errors; nothing was imported",
+                errors.len()
+            )))
+        }
+        Err(other) => Err(failed(other)),
+    }
+}
+
+/// An error of the library as the operator should read it: with its cause.
+fn failed(e: crate::error::AppError) -> CliError {
+    match e {
+        crate::error::AppError::Internal(cause) | crate::error::AppError::Unavailable(cause) => {
+            CliError::Failed(cause)
+        }
+        other => CliError::Failed(other.to_string()),
+    }
 }

@@ -3,7 +3,7 @@
 //! | variable | flag | default |
 //! |---|---|---|
 //! | `REPRISE_DATABASE_URL` | `--database` | `sqlite://data/reprise.db` |
-//! | `REPRISE_DB_POOL` | `--db-pool` | twice the cores, at least 4 |
+//! | `REPRISE_DB_POOL` | `--db-pool` | twice the cores, from 4 to 32 |
 //! | `REPRISE_BIND` | `--bind` | `127.0.0.1:8080` |
 //! | `REPRISE_SMTP_URL` | `--smtp` | none: `.eml` files in the outbox folder |
 //! | `REPRISE_OUTBOX_DIR` | `--outbox-dir` | `data/outbox` |
@@ -13,7 +13,8 @@
 //! | `RUST_LOG` | | `info` |
 //!
 //! The rule: a value is parsed into its real type here, or start-up stops with one line that
-//! names the variable and the flag. Nothing else in the crate reads the environment.
+//! names the variable and the flag. Nothing else in the crate reads the environment, except
+//! `telemetry.rs` for `RUST_LOG` (the tracing convention).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -13,9 +13,11 @@ use crate::db::DbError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// One field at fault in a 422.
+/// One field at fault in a 422; imports also give the line of the file (1 is the header).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
     pub field: String,
     pub message: String,
 }
@@ -23,8 +25,16 @@ pub struct FieldError {
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
+            line: None,
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    pub fn at_line(line: u64, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            line: Some(line),
+            ..Self::new(field, message)
         }
     }
 }
@@ -82,7 +92,15 @@ impl AppError {
     fn detail(&self) -> String {
         match self {
             AppError::Validation(errors) => match errors.as_slice() {
-                [one] => format!("{}: {}", one.field, one.message),
+                [one] => match one.line {
+                    Some(line) => format!("line {line}, {}: {}", one.field, one.message),
+                    None => format!("{}: {}", one.field, one.message),
+                },
+                _ if errors.iter().any(|e| e.line.is_some()) => {
+                    let mut lines: Vec<u64> = errors.iter().filter_map(|e| e.line).collect();
+                    lines.dedup();
+                    format!("{} lines are invalid; nothing was stored", lines.len())
+                }
                 _ => format!("{} fields are invalid", errors.len()),
             },
             AppError::Unavailable(_) => {
@@ -172,6 +190,13 @@ impl From<DbError> for AppError {
             DbError::Query(E::NotFound) => AppError::NotFound("no such record".into()),
             DbError::Query(E::DatabaseError(K::UniqueViolation, _)) => {
                 AppError::Conflict("a record with this key already exists".into())
+            }
+            // Handlers check references and ranges first; these are the races that remain.
+            DbError::Query(E::DatabaseError(K::ForeignKeyViolation, _)) => {
+                AppError::Conflict("a record this refers to does not exist (any more)".into())
+            }
+            DbError::Query(E::DatabaseError(K::CheckViolation | K::NotNullViolation, _)) => {
+                AppError::validation("body", "a value is out of its allowed range")
             }
             DbError::Query(E::DatabaseError(K::ClosedConnection, info)) => {
                 AppError::Unavailable(info.message().to_string())

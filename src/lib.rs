@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod imports;
 pub mod metrics;
 pub mod routes;
 pub mod startup;

@@ -6,7 +6,10 @@
 //! on SQLite (`BEGIN IMMEDIATE` behind an in-process lock) so that concurrent writes queue up
 //! instead of failing with "database is locked".
 
+pub mod appointments;
 pub mod audit;
+pub mod incidents;
+pub mod patients;
 pub mod schema;
 pub mod sites;
 pub mod users;
@@ -24,6 +27,9 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// Advisory lock taken around migrations on PostgreSQL ("reprise" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x0072_6570_7269_7365;
+
 /// How long a SQLite connection waits on a lock held by another process (the CLI, a backup).
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
@@ -33,6 +39,12 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
     Pg(PgConnection),
 }
+
+/// The backend type of [`DbConnection`], for boxed expressions.
+pub type DbBackend = <DbConnection as Connection>::Backend;
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters for our widest table.
+pub const BULK_ROWS: usize = 1000;
 
 /// Which database the service runs on, chosen from the URL scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +66,7 @@ impl Backend {
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     pub backend: Backend,
-    /// For SQLite a file path (or `:memory:`), for PostgreSQL the whole URL.
+    /// For SQLite a file path, for PostgreSQL the whole URL.
     target: String,
 }
 
@@ -130,16 +142,14 @@ impl DatabaseUrl {
     pub fn connect(&self) -> Result<DbConnection, diesel::ConnectionError> {
         match self.backend {
             Backend::Sqlite => {
-                if self.target != ":memory:" {
-                    if let Some(dir) = std::path::Path::new(&self.target).parent() {
-                        if !dir.as_os_str().is_empty() {
-                            std::fs::create_dir_all(dir).map_err(|e| {
-                                diesel::ConnectionError::BadConnection(format!(
-                                    "cannot create the folder {}: {e}",
-                                    dir.display()
-                                ))
-                            })?;
-                        }
+                if let Some(dir) = std::path::Path::new(&self.target).parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            diesel::ConnectionError::BadConnection(format!(
+                                "cannot create the folder {}: {e}",
+                                dir.display()
+                            ))
+                        })?;
                     }
                 }
                 let mut conn = SqliteConnection::establish(&self.target)?;
@@ -246,9 +256,23 @@ impl Db {
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
         let _guard = self.lock_writer();
-        conn.run_pending_migrations(migrations)
+        // Several instances starting together on one PostgreSQL take turns.
+        if let DbConnection::Pg(pg) = &mut *conn {
+            pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .map_err(|e| e.to_string())?;
+        }
+        let result = conn
+            .run_pending_migrations(migrations)
             .map(|v| v.len())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        if let DbConnection::Pg(pg) = &mut *conn {
+            if let Err(e) =
+                pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+            {
+                tracing::warn!(error = %e, "could not release the migration lock");
+            }
+        }
+        result
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, DbError> {
@@ -313,6 +337,18 @@ impl Db {
     {
         let mut conn = self.checkout()?;
         f(&mut conn)
+    }
+}
+
+/// Locks a table against concurrent writers until the transaction ends, for the rare
+/// check-then-write that a unique key cannot express (the last admin). On SQLite every write
+/// transaction already runs alone.
+pub fn lock_for_write(conn: &mut DbConnection, table: &str) -> diesel::QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(_) => Ok(()),
+        DbConnection::Pg(pg) => {
+            pg.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+        }
     }
 }
 

@@ -57,8 +57,98 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    patients (id) {
+        id -> Text,
+        national_number -> Nullable<Text>,
+        last_name -> Text,
+        first_name -> Text,
+        birth_date -> Date,
+        phone -> Nullable<Text>,
+        email -> Nullable<Text>,
+        language -> Text,
+        email_consent -> Bool,
+        last_name_key -> Text,
+        first_name_key -> Text,
+        import_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    incidents (id) {
+        id -> Text,
+        title -> Text,
+        started_at -> Timestamp,
+        postpone_until -> Timestamp,
+        created_at -> Timestamp,
+        created_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    incident_sites (incident_id, site_code) {
+        incident_id -> Text,
+        site_code -> Text,
+    }
+}
+
+diesel::table! {
+    appointments (id) {
+        id -> Text,
+        patient_id -> Text,
+        site_code -> Text,
+        service_code -> Text,
+        kind -> Text,
+        label -> Text,
+        original_scheduled_at -> Timestamp,
+        scheduled_at -> Timestamp,
+        priority -> Integer,
+        urgent -> Bool,
+        essential -> Bool,
+        status -> Text,
+        incident_id -> Nullable<Text>,
+        postponed_at -> Nullable<Timestamp>,
+        import_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    appointment_events (id) {
+        id -> BigInt,
+        appointment_id -> Text,
+        at -> Timestamp,
+        from_status -> Text,
+        to_status -> Text,
+        scheduled_at -> Nullable<Timestamp>,
+        reason -> Nullable<Text>,
+        note -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(services -> sites (site_code));
+diesel::joinable!(appointments -> patients (patient_id));
+diesel::joinable!(appointments -> sites (site_code));
+diesel::joinable!(appointments -> services (service_code));
+diesel::joinable!(appointments -> incidents (incident_id));
+diesel::joinable!(appointment_events -> appointments (appointment_id));
+diesel::joinable!(incident_sites -> incidents (incident_id));
+diesel::joinable!(incident_sites -> sites (site_code));
 diesel::joinable!(user_services -> users (user_id));
 diesel::joinable!(user_services -> services (service_code));
 
-diesel::allow_tables_to_appear_in_same_query!(sites, services, users, user_services, audit_log);
+diesel::allow_tables_to_appear_in_same_query!(
+    sites,
+    services,
+    users,
+    user_services,
+    audit_log,
+    patients,
+    incidents,
+    incident_sites,
+    appointments,
+    appointment_events,
+);

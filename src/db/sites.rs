@@ -68,6 +68,22 @@ pub fn service_exists(conn: &mut DbConnection, code: &str) -> QueryResult<bool> 
     .get_result(conn)
 }
 
+/// The site of a service, if the service exists.
+pub fn service_site(conn: &mut DbConnection, code: &str) -> QueryResult<Option<String>> {
+    services::table
+        .find(code)
+        .select(services::site_code)
+        .first(conn)
+        .optional()
+}
+
+/// Every service code with its site (a few hundred rows at most), for imports.
+pub fn all_service_sites(conn: &mut DbConnection) -> QueryResult<Vec<(String, String)>> {
+    services::table
+        .select((services::code, services::site_code))
+        .load(conn)
+}
+
 pub fn insert_service(conn: &mut DbConnection, row: &ServiceRow) -> QueryResult<()> {
     diesel::insert_into(services::table)
         .values(row)

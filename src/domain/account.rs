@@ -1,6 +1,6 @@
 //! An account to create: a name, a role, and for secretaries the services they work for.
 
-use super::{Invalid, Role, ServiceCode};
+use super::{Faults, Invalid, Role, ServiceCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAccount {
@@ -31,26 +31,24 @@ impl NewAccount {
         role: &str,
         services: &[String],
     ) -> Result<Self, Vec<(&'static str, Invalid)>> {
-        let mut faults = Vec::new();
-        let name = parse_name(name).map_err(|e| faults.push(("name", e))).ok();
-        let role = Role::parse(role).map_err(|e| faults.push(("role", e))).ok();
+        let mut faults = Faults::default();
+        let name = faults.check("name", parse_name(name));
+        let role = faults.check("role", Role::parse(role));
         let mut codes = Vec::with_capacity(services.len());
         for raw in services {
             match ServiceCode::parse(raw) {
                 Ok(code) if !codes.contains(&code) => codes.push(code),
-                Ok(_) => faults.push(("services", Invalid(format!("{raw} is listed twice")))),
-                Err(e) => faults.push(("services", Invalid(format!("{raw}: {e}")))),
+                Ok(_) => faults.push("services", format!("{raw} is listed twice")),
+                Err(e) => faults.push("services", format!("{raw}: {e}")),
             }
         }
         match role {
-            Some(r) if r.is_service_scoped() && services.is_empty() => faults.push((
-                "services",
-                Invalid("a secretary needs at least one service".into()),
-            )),
-            Some(r) if !r.is_service_scoped() && !services.is_empty() => faults.push((
-                "services",
-                Invalid("only secretaries are bound to services".into()),
-            )),
+            Some(r) if r.is_service_scoped() && services.is_empty() => {
+                faults.push("services", "a secretary needs at least one service")
+            }
+            Some(r) if !r.is_service_scoped() && !services.is_empty() => {
+                faults.push("services", "only secretaries are bound to services")
+            }
             _ => {}
         }
         match (name, role) {
@@ -59,7 +57,7 @@ impl NewAccount {
                 role,
                 services: codes,
             }),
-            _ => Err(faults),
+            _ => Err(faults.0),
         }
     }
 }

@@ -4,13 +4,18 @@
 //! The one rule: nothing here knows about actix or diesel, so all of it is unit-tested alone.
 
 pub mod account;
+pub mod appointment;
 pub mod code;
 pub mod contact;
+pub mod national_number;
+pub mod patient;
 pub mod role;
 pub mod site;
+pub mod time;
 
 pub use code::{ServiceCode, SiteCode};
 pub use contact::{Email, PhoneE164};
+pub use national_number::NationalNumber;
 pub use role::{Action, Role};
 pub use site::SiteKind;
 
@@ -27,6 +32,26 @@ impl fmt::Display for Invalid {
 }
 
 impl std::error::Error for Invalid {}
+
+/// The faults found while checking a whole input, by field name, so that one answer lists
+/// them all.
+#[derive(Debug, Default)]
+pub struct Faults(pub Vec<(&'static str, Invalid)>);
+
+impl Faults {
+    /// Keeps the value, or records why `field` was refused.
+    pub fn check<T>(&mut self, field: &'static str, result: Result<T, Invalid>) -> Option<T> {
+        result.map_err(|e| self.0.push((field, e))).ok()
+    }
+
+    pub fn push(&mut self, field: &'static str, message: impl Into<String>) {
+        self.0.push((field, Invalid(message.into())));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// The current time in UTC, truncated to microseconds: the precision both backends keep, so
 /// a value read back equals the value written.

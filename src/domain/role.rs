@@ -47,6 +47,7 @@ impl Role {
                 matches!(self, Admin | Coordinator)
             }
             ReadPatients | ReadAppointments => true,
+            CreateAppointments => matches!(self, Admin | Coordinator),
             CreatePatients => matches!(self, Admin | Coordinator | Agent),
             ChangeAppointments | ContactLists => matches!(self, Admin | Coordinator | Secretary),
             LogCalls | ReadCalls => matches!(self, Admin | Coordinator | Agent),
@@ -70,6 +71,8 @@ pub enum Action {
     CreatePatients,
     /// Secretaries only for their services.
     ReadAppointments,
+    /// One by one; bulk creation is `Import`.
+    CreateAppointments,
     /// Reschedule, cancel, contact attempts; secretaries only for their services.
     ChangeAppointments,
     ContactLists,

@@ -56,7 +56,7 @@ pub async fn list(
     state: web::Data<AppState>,
     query: ApiQuery<AuditQuery>,
 ) -> AppResult<web::Json<Page<AuditEntry>>> {
-    let q = query.0;
+    let q = query.parse()?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
     let mut fields = Fields::new();
     let from = fields.check_opt("from", q.from.as_deref(), parse_instant);

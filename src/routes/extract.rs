@@ -1,9 +1,6 @@
 //! Request extractors that turn bad input into the right problem: JSON bodies (415, 413, 400,
 //! 422 naming the field) and query strings (422 naming the parameter).
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest};
@@ -15,9 +12,48 @@ use crate::error::{AppError, FieldError};
 /// Largest JSON body accepted.
 pub const JSON_LIMIT: usize = 1024 * 1024;
 
-/// A JSON body of type `T`.
-#[derive(Debug)]
-pub struct ApiJson<T>(pub T);
+/// A JSON body of type `T`, read when the handler asks for it (`body.parse().await?`).
+///
+/// Lazy on purpose: actix polls all extractors of a handler together, so an eager body parser
+/// could answer 400/415/422 before `Granted` has decided 401/403. Handlers take `Granted<_>`
+/// first and parse the body after.
+pub struct ApiJson<T> {
+    req: HttpRequest,
+    payload: Payload,
+    _type: std::marker::PhantomData<T>,
+}
+
+impl<T> std::fmt::Debug for ApiJson<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiJson")
+    }
+}
+
+impl<T: DeserializeOwned> ApiJson<T> {
+    /// Checks the content type (415), the size (413), the syntax (400) and the fields (422).
+    pub async fn parse(mut self) -> Result<T, AppError> {
+        if !is_json(&self.req) {
+            return Err(AppError::UnsupportedMediaType(
+                "send the body as application/json".into(),
+            ));
+        }
+        let body = read_body(&self.req, &mut self.payload, JSON_LIMIT).await?;
+        parse_json(&body)
+    }
+}
+
+impl<T: 'static> FromRequest for ApiJson<T> {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(ApiJson {
+            req: req.clone(),
+            payload: payload.take(),
+            _type: std::marker::PhantomData,
+        }))
+    }
+}
 
 fn is_json(req: &HttpRequest) -> bool {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
@@ -104,48 +140,39 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
-    type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+/// Query-string parameters of type `T`, parsed when the handler asks (`query.parse()?`),
+/// after authorisation, for the same reason as [`ApiJson`]. A bad one is a 422 naming it.
+#[derive(Debug)]
+pub struct ApiQuery<T> {
+    raw: String,
+    _type: std::marker::PhantomData<T>,
+}
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        let mut payload = payload.take();
-        Box::pin(async move {
-            if !is_json(&req) {
-                return Err(AppError::UnsupportedMediaType(
-                    "send the body as application/json".into(),
-                ));
-            }
-            let body = read_body(&req, &mut payload, JSON_LIMIT).await?;
-            parse_json(&body).map(ApiJson)
+impl<T: DeserializeOwned> ApiQuery<T> {
+    pub fn parse(&self) -> Result<T, AppError> {
+        let parser = url::form_urlencoded::parse(self.raw.as_bytes());
+        let de = serde_urlencoded::Deserializer::new(parser);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "query".to_string()
+            } else {
+                path
+            };
+            AppError::Validation(vec![FieldError::new(field, e.into_inner().to_string())])
         })
     }
 }
 
-/// Query-string parameters of type `T`; a bad one is a 422 naming it.
-#[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
+impl<T> FromRequest for ApiQuery<T> {
     type Error = AppError;
     type Future = std::future::Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parser = url::form_urlencoded::parse(req.query_string().as_bytes());
-        let de = serde_urlencoded::Deserializer::new(parser);
-        let result = serde_path_to_error::deserialize(de)
-            .map(ApiQuery)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let field = if path == "." {
-                    "query".to_string()
-                } else {
-                    path
-                };
-                AppError::Validation(vec![FieldError::new(field, e.into_inner().to_string())])
-            });
-        std::future::ready(result)
+        std::future::ready(Ok(ApiQuery {
+            raw: req.query_string().to_string(),
+            _type: std::marker::PhantomData,
+        }))
     }
 }
 

@@ -2,10 +2,14 @@
 //! checks). Handlers are thin: extract, authorise (`Granted<perm::X>`), parse into domain types,
 //! call `db/` inside one `Db::write` or `Db::read`, respond.
 
+pub mod appointments;
 pub mod audit;
 pub mod extract;
 pub mod health;
+pub mod imports;
+pub mod incidents;
 pub mod middleware;
+pub mod patients;
 pub mod sites;
 pub mod users;
 
@@ -33,7 +37,16 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(sites::list_sites)
         .service(sites::create_site)
         .service(sites::list_services)
-        .service(sites::create_service);
+        .service(sites::create_service)
+        .service(patients::create)
+        .service(patients::search)
+        .service(patients::read)
+        .service(imports::appointments)
+        .service(appointments::create)
+        .service(appointments::list)
+        .service(appointments::read)
+        .service(incidents::create)
+        .service(incidents::extend);
 }
 
 /// A page of a list: `{items, next_cursor}`.
@@ -149,14 +162,7 @@ pub fn utc(t: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
     t.and_utc()
 }
 
-/// Parses an RFC 3339 query parameter into the stored UTC form.
-pub fn parse_instant(raw: &str) -> Result<chrono::NaiveDateTime, Invalid> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| crate::domain::truncate_to_micros(t.naive_utc()))
-        .map_err(|_| {
-            Invalid("must be an RFC 3339 timestamp such as 2022-05-14T08:00:00+02:00".into())
-        })
-}
+pub use crate::domain::time::parse_instant;
 
 #[cfg(test)]
 mod tests {

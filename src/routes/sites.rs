@@ -86,7 +86,10 @@ pub async fn list_sites(
     state: web::Data<AppState>,
     query: ApiQuery<ListQuery>,
 ) -> AppResult<web::Json<Page<SiteResponse>>> {
-    let page = PageRequest::parse(query.0.limit, query.0.cursor)?;
+    let page = {
+        let q = query.parse()?;
+        PageRequest::parse(q.limit, q.cursor)?
+    };
     let (after, fetch) = (page.cursor.clone(), page.fetch());
     let rows = state
         .db
@@ -135,7 +138,7 @@ pub async fn create_site(
     state: web::Data<AppState>,
     body: ApiJson<CreateSite>,
 ) -> AppResult<HttpResponse> {
-    let b = body.0;
+    let b = body.parse().await?;
     let mut f = Fields::new();
     let code = f.check("code", SiteCode::parse(&b.code));
     let name = f.check("name", parse_name(&b.name));
@@ -242,7 +245,7 @@ pub async fn list_services(
     state: web::Data<AppState>,
     query: ApiQuery<ServiceListQuery>,
 ) -> AppResult<web::Json<Page<ServiceResponse>>> {
-    let q = query.0;
+    let q = query.parse()?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
     let (site, after, fetch) = (q.site, page.cursor.clone(), page.fetch());
     let rows = state
@@ -277,7 +280,7 @@ pub async fn create_service(
     state: web::Data<AppState>,
     body: ApiJson<CreateService>,
 ) -> AppResult<HttpResponse> {
-    let b = body.0;
+    let b = body.parse().await?;
     let mut f = Fields::new();
     let code = f.check("code", ServiceCode::parse(&b.code));
     let name = f.check("name", parse_name(&b.name));

@@ -82,7 +82,7 @@ pub async fn create(
     state: web::Data<AppState>,
     body: ApiJson<CreateUser>,
 ) -> AppResult<HttpResponse> {
-    let body = body.0;
+    let body = body.parse().await?;
     let mut fields = Fields::new();
     let new = match NewAccount::parse(&body.name, &body.role, &body.services) {
         Ok(new) => Some(new),
@@ -126,7 +126,10 @@ pub async fn list(
     state: web::Data<AppState>,
     query: ApiQuery<UserListQuery>,
 ) -> AppResult<web::Json<Page<UserResponse>>> {
-    let page = PageRequest::parse(query.0.limit, query.0.cursor)?;
+    let page = {
+        let q = query.parse()?;
+        PageRequest::parse(q.limit, q.cursor)?
+    };
     let (after, fetch) = (page.cursor.clone(), page.fetch());
     let rows = state
         .db
@@ -162,6 +165,8 @@ pub async fn delete(
     state
         .db
         .write(move |conn| {
+            // Two admins deleting each other at once must not leave none.
+            db::lock_for_write(conn, "users")?;
             let user = db::users::find_live(conn, &id)?
                 .ok_or_else(|| AppError::NotFound("no such account".into()))?;
             if user.role == Role::Admin.as_str() && db::users::count_live_admins(conn)? <= 1 {

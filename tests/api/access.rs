@@ -13,83 +13,117 @@ const ADMIN_ONLY_READ: Expect = [200, 403, 403, 403, 401];
 const MANAGERS_READ: Expect = [200, 200, 403, 403, 401];
 const MANAGERS_CREATE: Expect = [201, 201, 403, 403, 401];
 
-struct Row {
-    method: &'static str,
-    path: &'static str,
-    expect: Expect,
-}
+/// (method, path as in the OpenAPI document, expected statuses)
+type Row = (&'static str, &'static str, Expect);
 
+#[rustfmt::skip]
 const MATRIX: &[Row] = &[
-    Row {
-        method: "get",
-        path: "/health",
-        expect: PUBLIC,
-    },
-    Row {
-        method: "get",
-        path: "/metrics",
-        expect: PUBLIC,
-    },
-    Row {
-        method: "post",
-        path: "/api/v1/users",
-        expect: [201, 403, 403, 403, 401],
-    },
-    Row {
-        method: "get",
-        path: "/api/v1/users",
-        expect: ADMIN_ONLY_READ,
-    },
-    Row {
-        method: "delete",
-        path: "/api/v1/users/{id}",
-        expect: [204, 403, 403, 403, 401],
-    },
-    Row {
-        method: "get",
-        path: "/api/v1/audit",
-        expect: ADMIN_ONLY_READ,
-    },
-    Row {
-        method: "get",
-        path: "/api/v1/sites",
-        expect: MANAGERS_READ,
-    },
-    Row {
-        method: "post",
-        path: "/api/v1/sites",
-        expect: MANAGERS_CREATE,
-    },
-    Row {
-        method: "get",
-        path: "/api/v1/services",
-        expect: MANAGERS_READ,
-    },
-    Row {
-        method: "post",
-        path: "/api/v1/services",
-        expect: MANAGERS_CREATE,
-    },
+    ("get",    "/health",                       PUBLIC),
+    ("get",    "/metrics",                      PUBLIC),
+    ("post",   "/api/v1/users",                 [201, 403, 403, 403, 401]),
+    ("get",    "/api/v1/users",                 ADMIN_ONLY_READ),
+    ("delete", "/api/v1/users/{id}",            [204, 403, 403, 403, 401]),
+    ("get",    "/api/v1/audit",                 ADMIN_ONLY_READ),
+    ("get",    "/api/v1/sites",                 MANAGERS_READ),
+    ("post",   "/api/v1/sites",                 MANAGERS_CREATE),
+    ("get",    "/api/v1/services",              MANAGERS_READ),
+    ("post",   "/api/v1/services",              MANAGERS_CREATE),
+    ("post",   "/api/v1/patients",              [201, 201, 403, 201, 401]),
+    ("post",   "/api/v1/patients/search",       [200, 200, 200, 200, 401]),
+    ("get",    "/api/v1/patients/{id}",         [200, 200, 200, 200, 401]),
+    ("post",   "/api/v1/appointments",          MANAGERS_CREATE),
+    ("post",   "/api/v1/appointments/import",   [200, 200, 403, 403, 401]),
+    ("get",    "/api/v1/appointments",          [200, 200, 200, 200, 401]),
+    ("get",    "/api/v1/appointments/{id}",     [200, 200, 200, 200, 401]),
+    ("post",   "/api/v1/incidents",             MANAGERS_CREATE),
+    ("post",   "/api/v1/incidents/{id}/extend", [200, 200, 403, 403, 401]),
 ];
 
-/// A valid body for the route, fresh each time so that a permitted call succeeds.
-fn body_for(method: &str, path: &str, site: &str) -> Option<Value> {
-    match (method, path) {
-        ("post", "/api/v1/users") => Some(json!({"name": "Someone", "role": "agent"})),
-        ("post", "/api/v1/sites") => Some(
-            json!({"code": unique_code("M"), "name": "x", "kind": "hospital", "operating_rooms": 1}),
-        ),
-        ("post", "/api/v1/services") => {
-            Some(json!({"code": unique_code("SV"), "name": "x", "site": site}))
-        }
-        _ => None,
+/// Records the matrix needs to exist: a patient with an appointment in the secretary's
+/// service, and an incident.
+struct Fixtures {
+    site: String,
+    service: String,
+    patient: String,
+    appointment: String,
+    incident: String,
+}
+
+async fn fixtures(app: &TestApp, site: &str, service: &str) -> Fixtures {
+    let patient = app.create_patient("Matrix", "Patient").await;
+    let appointment = app
+        .create_appointment(&patient, site, service, "2030-01-10T09:00:00Z")
+        .await;
+    let (other_site, _) = app.create_site_and_service().await;
+    let body = json!({"title": "x", "started_at": "2030-01-01T00:00:00Z",
+        "postpone_until": "2030-01-02T00:00:00Z", "sites": [other_site]});
+    let r = app
+        .post_json("/api/v1/incidents", Some(&app.admin_token), &body)
+        .await;
+    assert_eq!(r.status(), 201);
+    let incident: Value = r.json().await.expect("json");
+    Fixtures {
+        site: site.to_string(),
+        service: service.to_string(),
+        patient,
+        appointment,
+        incident: incident["id"].as_str().expect("id").to_string(),
     }
 }
 
-async fn concrete_path(app: &TestApp, path: &str) -> String {
-    if path.contains("{id}") {
+enum Body {
+    Json(Value),
+    Csv(String),
+}
+
+/// A valid body for the route, fresh each time so that a permitted call succeeds.
+fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
+    let json = match (method, path) {
+        ("post", "/api/v1/users") => json!({"name": "Someone", "role": "agent"}),
+        ("post", "/api/v1/sites") => {
+            json!({"code": unique_code("M"), "name": "x", "kind": "hospital", "operating_rooms": 1})
+        }
+        ("post", "/api/v1/services") => {
+            json!({"code": unique_code("SV"), "name": "x", "site": f.site})
+        }
+        ("post", "/api/v1/patients") => {
+            json!({"last_name": "New", "first_name": "Patient", "birth_date": "1970-01-01"})
+        }
+        ("post", "/api/v1/patients/search") => json!({"q": "matrix"}),
+        ("post", "/api/v1/appointments") => json!({
+            "patient_id": f.patient, "site": f.site, "service": f.service, "kind": "consultation",
+            "label": "Contrôle", "scheduled_at": "2030-02-01T10:00:00+01:00", "priority": 3
+        }),
+        ("post", "/api/v1/appointments/import") => {
+            return Some(Body::Csv(format!(
+                "{}\n,Csv,Patient,1960-03-04,,,fr,false,{},{},operation,Genou,2030-03-01 08:00,2,false,false\n",
+                reprise::imports::APPOINTMENT_HEADER.join(","),
+                f.site,
+                f.service
+            )))
+        }
+        ("post", "/api/v1/incidents") => json!({
+            "title": "Test", "started_at": "2031-01-01T00:00:00Z",
+            "postpone_until": "2031-01-02T00:00:00Z", "sites": [f.site]
+        }),
+        ("post", "/api/v1/incidents/{id}/extend") => {
+            json!({"postpone_until": "2030-01-03T00:00:00Z"})
+        }
+        _ => return None,
+    };
+    Some(Body::Json(json))
+}
+
+async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
+    if path.starts_with("/api/v1/users/") {
         let (id, _) = create_account_directly(&app.state, "Victim", "agent", &[]).await;
         path.replace("{id}", &id)
+    } else if path.starts_with("/api/v1/patients/{id}") {
+        path.replace("{id}", &f.patient)
+    } else if path.starts_with("/api/v1/appointments/{id}") {
+        path.replace("{id}", &f.appointment)
+    } else if path.starts_with("/api/v1/incidents/{id}") {
+        path.replace("{id}", &f.incident)
     } else {
         path.to_string()
     }
@@ -100,6 +134,7 @@ async fn every_route_answers_each_role_as_the_contract_says() {
     let app = spawn_app().await;
     let (site, service) = app.create_site_and_service().await;
     let tokens = app.tokens_by_role(&service).await;
+    let f = fixtures(&app, &site, &service).await;
 
     // Every documented route has a row, and every row is documented.
     let spec: Value = app
@@ -116,18 +151,16 @@ async fn every_route_answers_each_role_as_the_contract_says() {
     }
     for (method, path) in &documented {
         assert!(
-            MATRIX.iter().any(|r| r.method == method && r.path == path),
+            MATRIX.iter().any(|r| r.0 == method && r.1 == path),
             "{method} {path} has no row in the access matrix"
         );
     }
     for row in MATRIX {
         assert!(
-            documented
-                .iter()
-                .any(|(m, p)| m == row.method && p == row.path),
+            documented.iter().any(|(m, p)| m == row.0 && p == row.1),
             "{} {} is in the matrix but not in the OpenAPI document",
-            row.method,
-            row.path
+            row.0,
+            row.1
         );
     }
 
@@ -137,17 +170,19 @@ async fn every_route_answers_each_role_as_the_contract_says() {
             .iter()
             .map(|(role, t)| (*role, Some(t.as_str())))
             .chain([("no token", None)]);
-        for ((who, token), expected) in callers.zip(row.expect) {
-            let path = concrete_path(&app, row.path).await;
-            let mut req = match row.method {
+        for ((who, token), expected) in callers.zip(row.2) {
+            let path = concrete_path(&app, row.1, &f).await;
+            let mut req = match row.0 {
                 "get" => app.client.get(app.url(&path)),
                 "post" => app.client.post(app.url(&path)),
                 "put" => app.client.put(app.url(&path)),
                 "delete" => app.client.delete(app.url(&path)),
                 other => panic!("unexpected method {other}"),
             };
-            if let Some(body) = body_for(row.method, row.path, &site) {
-                req = req.json(&body);
+            match body_for(row.0, row.1, &f) {
+                Some(Body::Json(body)) => req = req.json(&body),
+                Some(Body::Csv(body)) => req = req.header("content-type", "text/csv").body(body),
+                None => {}
             }
             if let Some(t) = token {
                 req = req.bearer_auth(t);
@@ -156,7 +191,7 @@ async fn every_route_answers_each_role_as_the_contract_says() {
             if status != expected {
                 failures.push(format!(
                     "{} {} as {who}: {status}, expected {expected}",
-                    row.method, row.path
+                    row.0, row.1
                 ));
             }
         }
@@ -166,4 +201,47 @@ async fn every_route_answers_each_role_as_the_contract_says() {
         "access matrix mismatches:\n{}",
         failures.join("\n")
     );
+}
+
+#[tokio::test]
+async fn authorisation_is_decided_before_the_input_is_read() {
+    let app = spawn_app().await;
+    let (_, service) = app.create_site_and_service().await;
+    let tokens = app.tokens_by_role(&service).await;
+    let agent = &tokens.iter().find(|(r, _)| *r == "agent").expect("agent").1;
+    for token in [Some(agent.as_str()), Some("rp_forged"), None] {
+        let expected = if token == Some(agent.as_str()) {
+            403
+        } else {
+            401
+        };
+        let mut bad_query = app.client.get(app.url("/api/v1/users?limit=abc"));
+        let mut bad_type = app
+            .client
+            .post(app.url("/api/v1/sites"))
+            .header("content-type", "text/plain")
+            .body("x");
+        let mut bad_json = app
+            .client
+            .post(app.url("/api/v1/sites"))
+            .header("content-type", "application/json")
+            .body("{");
+        if let Some(t) = token {
+            bad_query = bad_query.bearer_auth(t);
+            bad_type = bad_type.bearer_auth(t);
+            bad_json = bad_json.bearer_auth(t);
+        }
+        for req in [bad_query, bad_type, bad_json] {
+            let status = req.send().await.expect("sent").status().as_u16();
+            assert_eq!(status, expected, "token {token:?}");
+        }
+    }
+    // Each refusal was audited.
+    let page: Value = app
+        .get("/api/v1/audit?action=auth.denied", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["items"].as_array().expect("items").len(), 9);
 }

@@ -200,6 +200,45 @@ impl TestApp {
         (site, service)
     }
 
+    /// Creates a patient as admin (no national number); returns its id.
+    pub async fn create_patient(&self, last_name: &str, first_name: &str) -> String {
+        let r = self
+            .post_json(
+                "/api/v1/patients",
+                Some(&self.admin_token),
+                &serde_json::json!({"last_name": last_name, "first_name": first_name, "birth_date": "1960-05-04"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.expect("json");
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Creates a priority-2 operation as admin; returns its id.
+    pub async fn create_appointment(
+        &self,
+        patient: &str,
+        site: &str,
+        service: &str,
+        at: &str,
+    ) -> String {
+        self.create_appointment_with(serde_json::json!({
+            "patient_id": patient, "site": site, "service": service, "kind": "operation",
+            "label": "Opération", "scheduled_at": at, "priority": 2
+        }))
+        .await
+    }
+
+    pub async fn create_appointment_with(&self, body: Value) -> String {
+        let r = self
+            .post_json("/api/v1/appointments", Some(&self.admin_token), &body)
+            .await;
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("id").to_string()
+    }
+
     /// One token per role (the secretary bound to `service`).
     pub async fn tokens_by_role(&self, service: &str) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();

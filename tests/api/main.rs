@@ -2,12 +2,16 @@
 //! Runs on SQLite, or on PostgreSQL when `REPRISE_TEST_POSTGRES_URL` is set.
 
 mod access;
+mod appointments;
 mod audit;
 mod cli;
 mod concurrency;
 mod errors;
 mod health;
 mod helpers;
+mod imports;
+mod incidents;
 mod logs;
+mod patients;
 mod sites;
 mod users;

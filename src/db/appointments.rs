@@ -1,0 +1,134 @@
+//! Appointments and their status history.
+
+use diesel::prelude::*;
+
+use super::schema::{appointment_events, appointments};
+use super::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = appointments)]
+pub struct AppointmentRow {
+    pub id: String,
+    pub patient_id: String,
+    pub site_code: String,
+    pub service_code: String,
+    pub kind: String,
+    pub label: String,
+    pub original_scheduled_at: chrono::NaiveDateTime,
+    pub scheduled_at: chrono::NaiveDateTime,
+    pub priority: i32,
+    pub urgent: bool,
+    pub essential: bool,
+    pub status: String,
+    pub incident_id: Option<String>,
+    pub postponed_at: Option<chrono::NaiveDateTime>,
+    pub import_id: Option<String>,
+    pub created_at: chrono::NaiveDateTime,
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = appointment_events)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: chrono::NaiveDateTime,
+    pub from_status: String,
+    pub to_status: String,
+    pub scheduled_at: Option<chrono::NaiveDateTime>,
+    pub reason: Option<String>,
+    pub note: Option<String>,
+    pub actor_id: Option<String>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &AppointmentRow) -> QueryResult<()> {
+    diesel::insert_into(appointments::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Multi-row inserts, in chunks that stay under SQLite's bound-parameter limit.
+pub fn insert_many(conn: &mut DbConnection, rows: &[AppointmentRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(super::BULK_ROWS) {
+        match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(appointments::table)
+                .values(chunk)
+                .execute(c)?,
+            DbConnection::Pg(c) => diesel::insert_into(appointments::table)
+                .values(chunk)
+                .execute(c)?,
+        };
+    }
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<AppointmentRow>> {
+    appointments::table
+        .find(id)
+        .select(AppointmentRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn of_patient(conn: &mut DbConnection, patient_id: &str) -> QueryResult<Vec<AppointmentRow>> {
+    appointments::table
+        .filter(appointments::patient_id.eq(patient_id))
+        .select(AppointmentRow::as_select())
+        .order((appointments::scheduled_at, appointments::id))
+        .load(conn)
+}
+
+pub fn events(conn: &mut DbConnection, appointment_id: &str) -> QueryResult<Vec<EventRow>> {
+    appointment_events::table
+        .filter(appointment_events::appointment_id.eq(appointment_id))
+        .select(EventRow::as_select())
+        .order(appointment_events::id)
+        .load(conn)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AppointmentFilter {
+    pub site: Option<String>,
+    pub service: Option<String>,
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub patient_id: Option<String>,
+    /// Only these services (a secretary's).
+    pub services: Option<Vec<String>>,
+    /// Keyset cursor: ids after this one (ids are UUIDv7, so creation order).
+    pub after_id: Option<String>,
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    f: &AppointmentFilter,
+    limit: i64,
+) -> QueryResult<Vec<AppointmentRow>> {
+    let mut q = appointments::table
+        .select(AppointmentRow::as_select())
+        .order(appointments::id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(v) = &f.site {
+        q = q.filter(appointments::site_code.eq(v.clone()));
+    }
+    if let Some(v) = &f.service {
+        q = q.filter(appointments::service_code.eq(v.clone()));
+    }
+    if let Some(v) = &f.status {
+        q = q.filter(appointments::status.eq(v.clone()));
+    }
+    if let Some(v) = &f.kind {
+        q = q.filter(appointments::kind.eq(v.clone()));
+    }
+    if let Some(v) = &f.patient_id {
+        q = q.filter(appointments::patient_id.eq(v.clone()));
+    }
+    if let Some(v) = &f.services {
+        q = q.filter(appointments::service_code.eq_any(v.clone()));
+    }
+    if let Some(v) = &f.after_id {
+        q = q.filter(appointments::id.gt(v.clone()));
+    }
+    q.load(conn)
+}

@@ -1,0 +1,190 @@
+//! Patients: insert (one or in bulk), read, and the indexed search.
+
+use diesel::prelude::*;
+
+use super::schema::{appointments, patients};
+use super::{DbBackend, DbConnection};
+use crate::domain::patient::PatientQuery;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = patients)]
+pub struct PatientRow {
+    pub id: String,
+    pub national_number: Option<String>,
+    pub last_name: String,
+    pub first_name: String,
+    pub birth_date: chrono::NaiveDate,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub language: String,
+    pub email_consent: bool,
+    pub last_name_key: String,
+    pub first_name_key: String,
+    pub import_id: Option<String>,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &PatientRow) -> QueryResult<()> {
+    diesel::insert_into(patients::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Multi-row inserts, in chunks that stay under SQLite's bound-parameter limit.
+pub fn insert_many(conn: &mut DbConnection, rows: &[PatientRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(super::BULK_ROWS) {
+        match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(patients::table)
+                .values(chunk)
+                .execute(c)?,
+            DbConnection::Pg(c) => diesel::insert_into(patients::table)
+                .values(chunk)
+                .execute(c)?,
+        };
+    }
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<PatientRow>> {
+    patients::table
+        .find(id)
+        .select(PatientRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn national_number_taken(conn: &mut DbConnection, nn: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        patients::table.filter(patients::national_number.eq(nn)),
+    ))
+    .get_result(conn)
+}
+
+/// `(national_number, id)` of the known patients among these numbers.
+pub fn ids_by_national_number(
+    conn: &mut DbConnection,
+    numbers: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for chunk in numbers.chunks(500) {
+        let rows: Vec<(Option<String>, String)> = patients::table
+            .filter(patients::national_number.eq_any(chunk))
+            .select((patients::national_number, patients::id))
+            .load(conn)?;
+        found.extend(
+            rows.into_iter()
+                .filter_map(|(nn, id)| nn.map(|nn| (nn, id))),
+        );
+    }
+    Ok(found)
+}
+
+/// Whether the patient has an appointment in one of these services.
+pub fn is_in_services(conn: &mut DbConnection, id: &str, services: &[String]) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        appointments::table
+            .filter(appointments::patient_id.eq(id))
+            .filter(appointments::service_code.eq_any(services)),
+    ))
+    .get_result(conn)
+}
+
+type Condition =
+    Box<dyn BoxableExpression<patients::table, DbBackend, SqlType = diesel::sql_types::Bool>>;
+
+/// `column` starts with `prefix`, as an index range (`>= prefix AND < prefix+1`), which both
+/// backends answer from a B-tree (the key columns are byte-ordered: `COLLATE "C"` on PostgreSQL).
+macro_rules! starts_with {
+    ($column:expr, $prefix:expr) => {{
+        let prefix: &str = $prefix;
+        let condition: Condition = match next_prefix(prefix) {
+            Some(upper) => Box::new($column.ge(prefix.to_string()).and($column.lt(upper))),
+            None => Box::new($column.ge(prefix.to_string())),
+        };
+        condition
+    }};
+}
+
+/// The smallest string greater than every string starting with `prefix`.
+fn next_prefix(prefix: &str) -> Option<String> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0x7f {
+            bytes.push(last + 1);
+            return String::from_utf8(bytes).ok();
+        }
+    }
+    None
+}
+
+/// Patients matching the query, by name; `services` restricts to patients with an
+/// appointment there (secretaries).
+pub fn search(
+    conn: &mut DbConnection,
+    query: &PatientQuery,
+    services: Option<&[String]>,
+    limit: i64,
+) -> QueryResult<Vec<PatientRow>> {
+    let condition: Condition = match query {
+        PatientQuery::NationalNumber(nn) => Box::new(
+            patients::national_number
+                .assume_not_null()
+                .eq(nn.as_str().to_string()),
+        ),
+        PatientQuery::Phone(phone) => Box::new(
+            patients::phone
+                .assume_not_null()
+                .eq(phone.as_str().to_string()),
+        ),
+        PatientQuery::Name(words) => {
+            let whole = words.join(" ");
+            let mut c: Condition = Box::new(
+                starts_with!(patients::last_name_key, &whole)
+                    .or(starts_with!(patients::first_name_key, &whole)),
+            );
+            // "dupont marie" or "marie dupont": one word for each name.
+            if let [a, b] = words.as_slice() {
+                for (last, first) in [(a, b), (b, a)] {
+                    c = Box::new(
+                        c.or(starts_with!(patients::last_name_key, last)
+                            .and(starts_with!(patients::first_name_key, first))),
+                    );
+                }
+            }
+            c
+        }
+    };
+    let mut q = patients::table
+        .select(PatientRow::as_select())
+        .filter(condition)
+        .order((
+            patients::last_name_key,
+            patients::first_name_key,
+            patients::id,
+        ))
+        .limit(limit)
+        .into_boxed();
+    if let Some(services) = services {
+        q = q.filter(
+            patients::id.eq_any(
+                appointments::table
+                    .filter(appointments::service_code.eq_any(services.to_vec()))
+                    .select(appointments::patient_id),
+            ),
+        );
+    }
+    q.load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges_end_after_the_last_match() {
+        assert_eq!(next_prefix("dup").as_deref(), Some("duq"));
+        assert_eq!(next_prefix("jean ").as_deref(), Some("jean!"));
+        assert_eq!(next_prefix("").as_deref(), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! Appointments: their kind, priority, and the status machine of CONTRACT §4.3.
+//!
+//! `scheduled` → `postponed` (by an incident only) | `rescheduled` | `cancelled`;
+//! `postponed` → `rescheduled` | `cancelled`; `rescheduled` → `rescheduled` | `cancelled`;
+//! `cancelled` is final. Every other move is refused, and the original date is never changed.
+
+use std::fmt;
+
+use super::Invalid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Scheduled,
+    Postponed,
+    Rescheduled,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Scheduled,
+        Status::Postponed,
+        Status::Rescheduled,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Scheduled => "scheduled",
+            Status::Postponed => "postponed",
+            Status::Rescheduled => "rescheduled",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Status::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| Invalid("must be scheduled, postponed, rescheduled or cancelled".into()))
+    }
+
+    /// The status after `transition`, or why it is not allowed from here.
+    pub fn apply(self, transition: Transition) -> Result<Status, IllegalMove> {
+        use Status::*;
+        use Transition::*;
+        match (self, transition) {
+            (Scheduled, Postpone) => Ok(Postponed),
+            (Scheduled | Postponed | Rescheduled, Reschedule) => Ok(Rescheduled),
+            (Scheduled | Postponed | Rescheduled, Cancel) => Ok(Cancelled),
+            (from, transition) => Err(IllegalMove { from, transition }),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can happen to an appointment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// By an incident only.
+    Postpone,
+    Reschedule,
+    Cancel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IllegalMove {
+    pub from: Status,
+    pub transition: Transition,
+}
+
+impl fmt::Display for IllegalMove {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.transition {
+            Transition::Postpone => "postponed",
+            Transition::Reschedule => "rescheduled",
+            Transition::Cancel => "cancelled",
+        };
+        write!(f, "a {} appointment cannot be {verb}", self.from)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Operation,
+    Consultation,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Operation => "operation",
+            Kind::Consultation => "consultation",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "operation" => Ok(Kind::Operation),
+            "consultation" => Ok(Kind::Consultation),
+            _ => Err(Invalid("must be operation or consultation".into())),
+        }
+    }
+}
+
+/// Clinical priority of non-urgent care: 1 is the most pressing, 4 the least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Priority(u8);
+
+impl Priority {
+    pub fn new(n: i64) -> Result<Self, Invalid> {
+        u8::try_from(n)
+            .ok()
+            .filter(|n| (1..=4).contains(n))
+            .map(Priority)
+            .ok_or_else(|| Invalid("must be 1, 2, 3 or 4".into()))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        raw.trim()
+            .parse::<i64>()
+            .map_err(|_| Invalid("must be 1, 2, 3 or 4".into()))
+            .and_then(Self::new)
+    }
+
+    pub fn get(self) -> i32 {
+        i32::from(self.0)
+    }
+}
+
+/// A short free text (an appointment label, an incident title): trimmed, 1 to `max` characters.
+pub fn parse_text(raw: &str, max: usize) -> Result<String, Invalid> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(Invalid("must not be empty".into()));
+    }
+    if text.chars().count() > max {
+        return Err(Invalid(format!("must be at most {max} characters")));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(Invalid("must not contain control characters".into()));
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_moves_are_allowed() {
+        use Status::*;
+        use Transition::*;
+        assert_eq!(Scheduled.apply(Postpone), Ok(Postponed));
+        assert_eq!(Scheduled.apply(Reschedule), Ok(Rescheduled));
+        assert_eq!(Scheduled.apply(Cancel), Ok(Cancelled));
+        assert_eq!(Postponed.apply(Reschedule), Ok(Rescheduled));
+        assert_eq!(Postponed.apply(Cancel), Ok(Cancelled));
+        assert_eq!(Rescheduled.apply(Reschedule), Ok(Rescheduled));
+        assert_eq!(Rescheduled.apply(Cancel), Ok(Cancelled));
+    }
+
+    #[test]
+    fn every_other_move_is_illegal() {
+        use Status::*;
+        use Transition::*;
+        for from in [Postponed, Rescheduled, Cancelled] {
+            assert!(from.apply(Postpone).is_err(), "{from} → postponed");
+        }
+        for t in [Postpone, Reschedule, Cancel] {
+            let err = Cancelled.apply(t).expect_err("cancelled is final");
+            assert!(err.to_string().contains("cancelled"));
+        }
+    }
+
+    #[test]
+    fn priorities_are_one_to_four() {
+        assert!(Priority::new(0).is_err());
+        assert!(Priority::new(5).is_err());
+        assert_eq!(Priority::parse(" 2 ").map(Priority::get), Ok(2));
+        assert!(Priority::parse("high").is_err());
+        assert!(Priority::new(1).ok() < Priority::new(4).ok());
+    }
+
+    #[test]
+    fn statuses_and_kinds_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Ok(s));
+        }
+        for k in [Kind::Operation, Kind::Consultation] {
+            assert_eq!(Kind::parse(k.as_str()), Ok(k));
+        }
+        assert!(Kind::parse("surgery").is_err());
+    }
+}

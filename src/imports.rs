@@ -1,0 +1,516 @@
+//! CSV imports (CONTRACT §4.4): rebuild the lists of postponed care from hospital exports.
+//!
+//! The rule: all or nothing. The file is read as a stream, every line is checked, and only a
+//! file without a single bad line is stored, in one transaction. The answer to a bad file lists
+//! every bad line with its field and reason.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use chrono::NaiveDateTime;
+
+use crate::auth::Caller;
+use crate::db::{self, appointments::AppointmentRow, Db, DbConnection};
+use crate::domain::appointment::{parse_text, Kind, Priority, Status};
+use crate::domain::patient::{NewPatient, PatientInput};
+use crate::domain::time::parse_instant_or_local;
+use crate::domain::Invalid;
+use crate::error::{AppError, FieldError};
+
+pub const APPOINTMENT_HEADER: [&str; 16] = [
+    "national_number",
+    "last_name",
+    "first_name",
+    "birth_date",
+    "phone",
+    "email",
+    "language",
+    "email_consent",
+    "site",
+    "service",
+    "kind",
+    "label",
+    "scheduled_at",
+    "priority",
+    "urgent",
+    "essential",
+];
+
+/// Longest physical line accepted; a longer one is reported, not buffered.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+/// Errors listed in one answer; past this the file is clearly not the expected one.
+pub const MAX_REPORTED_ERRORS: usize = 1000;
+
+/// What an import stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct AppointmentImport {
+    pub imported: u64,
+    pub patients_created: u64,
+}
+
+/// A reader that refuses physical lines longer than [`MAX_LINE_BYTES`], so that a file with a
+/// 50 MB line is reported instead of buffered.
+pub struct LineLimit<R> {
+    inner: R,
+    since_newline: usize,
+    newlines: u64,
+}
+
+impl<R: Read> LineLimit<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            since_newline: 0,
+            newlines: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.newlines += 1;
+                self.since_newline = 0;
+            } else {
+                self.since_newline += 1;
+                if self.since_newline > MAX_LINE_BYTES {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "line {} is longer than {MAX_LINE_BYTES} bytes",
+                            self.newlines + 1
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// `true`/`false` and their usual spellings; empty is `false`.
+pub fn parse_flag(raw: &str) -> Result<bool, Invalid> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "" | "false" | "0" | "no" | "non" | "nee" | "nein" => Ok(false),
+        "true" | "1" | "yes" | "oui" | "ja" => Ok(true),
+        _ => Err(Invalid("must be true or false".into())),
+    }
+}
+
+/// One checked line of an appointment file.
+#[derive(Debug, Clone)]
+pub struct AppointmentLine {
+    pub line: u64,
+    pub patient: NewPatient,
+    pub site: String,
+    pub service: String,
+    pub kind: Kind,
+    pub label: String,
+    pub scheduled_at: NaiveDateTime,
+    pub priority: Priority,
+    pub urgent: bool,
+    pub essential: bool,
+}
+
+/// Collects errors up to the cap.
+struct Report {
+    errors: Vec<FieldError>,
+    more: u64,
+}
+
+impl Report {
+    fn add(&mut self, line: u64, field: &str, message: impl Into<String>) {
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(FieldError::at_line(line, field, message));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<FieldError> {
+        if self.more > 0 {
+            self.errors.push(FieldError::new(
+                "file",
+                format!("{} more errors not listed", self.more),
+            ));
+        }
+        self.errors
+    }
+}
+
+/// Reads and checks a whole appointment file. `service_sites` maps each service code to its
+/// site. Returns every line, or every error.
+pub fn parse_appointments<R: Read>(
+    input: R,
+    service_sites: &HashMap<String, String>,
+    today: chrono::NaiveDate,
+) -> Result<Vec<AppointmentLine>, Vec<FieldError>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .from_reader(LineLimit::new(input));
+    let mut report = Report {
+        errors: Vec::new(),
+        more: 0,
+    };
+    let mut record = csv::ByteRecord::new();
+    let mut lines = Vec::new();
+    let mut header_seen = false;
+    loop {
+        let line = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => match e.kind() {
+                csv::ErrorKind::UnequalLengths { pos, len, .. } => {
+                    let line = pos.as_ref().map_or(line, |p| p.line());
+                    report.add(
+                        line,
+                        "line",
+                        format!("has {len} fields, expected {}", APPOINTMENT_HEADER.len()),
+                    );
+                    continue;
+                }
+                csv::ErrorKind::Io(io) => {
+                    report.add(line, "line", io.to_string());
+                    break;
+                }
+                _ => {
+                    report.add(line, "line", "is not valid CSV");
+                    break;
+                }
+            },
+        }
+        let line = record.position().map_or(line, |p| p.line());
+        if !header_seen {
+            header_seen = true;
+            let fields: Vec<String> = record
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let f = if i == 0 {
+                        f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f)
+                    } else {
+                        f
+                    };
+                    String::from_utf8_lossy(f).trim().to_string()
+                })
+                .collect();
+            if fields != APPOINTMENT_HEADER {
+                report.add(
+                    1,
+                    "header",
+                    format!("must be exactly {}", APPOINTMENT_HEADER.join(",")),
+                );
+                return Err(report.finish());
+            }
+            continue;
+        }
+        match check_line(line, &record, service_sites, today) {
+            Ok(parsed) => lines.push(parsed),
+            Err(faults) => {
+                for (field, message) in faults {
+                    report.add(line, field, message);
+                }
+            }
+        }
+    }
+    if !header_seen {
+        report.add(1, "header", "the file is empty");
+    }
+    let errors = report.finish();
+    if errors.is_empty() {
+        Ok(lines)
+    } else {
+        Err(errors)
+    }
+}
+
+fn check_line(
+    line: u64,
+    record: &csv::ByteRecord,
+    service_sites: &HashMap<String, String>,
+    today: chrono::NaiveDate,
+) -> Result<AppointmentLine, Vec<(&'static str, String)>> {
+    let mut fields = [""; 16];
+    let mut faults: Vec<(&'static str, String)> = Vec::new();
+    for (i, raw) in record.iter().enumerate().take(16) {
+        match std::str::from_utf8(raw) {
+            Ok(s) => fields[i] = s,
+            Err(_) => faults.push((APPOINTMENT_HEADER[i], "is not valid UTF-8".into())),
+        }
+    }
+    if !faults.is_empty() {
+        return Err(faults);
+    }
+    let [nn, last, first, birth, phone, email, language, consent, site, service, kind, label, at, priority, urgent, essential] =
+        fields;
+    let mut check = |field: &'static str, r: Result<(), Invalid>| {
+        if let Err(e) = r {
+            faults.push((field, e.0));
+        }
+    };
+    let email_consent = parse_flag(consent);
+    let patient = NewPatient::parse(
+        &PatientInput {
+            national_number: Some(nn),
+            last_name: last,
+            first_name: first,
+            birth_date: birth,
+            phone: Some(phone),
+            email: Some(email),
+            language: Some(language),
+            email_consent: *email_consent.as_ref().unwrap_or(&false),
+        },
+        today,
+    );
+    check("email_consent", email_consent.map(drop));
+    let patient = match patient {
+        Ok(p) => Some(p),
+        Err(errors) => {
+            for (field, e) in errors {
+                check(field, Err(e));
+            }
+            None
+        }
+    };
+    let site = site.trim();
+    let service = service.trim();
+    match service_sites.get(service) {
+        None => check(
+            "service",
+            Err(Invalid(format!("unknown service {service:?}"))),
+        ),
+        Some(s) if s != site => check(
+            "site",
+            Err(Invalid(format!("service {service} belongs to site {s}"))),
+        ),
+        Some(_) => {}
+    }
+    let kind = Kind::parse(kind.trim())
+        .map_err(|e| check("kind", Err(e)))
+        .ok();
+    let label = parse_text(label, 200)
+        .map_err(|e| check("label", Err(e)))
+        .ok();
+    let at = parse_instant_or_local(at)
+        .map_err(|e| check("scheduled_at", Err(e)))
+        .ok();
+    let priority = Priority::parse(priority)
+        .map_err(|e| check("priority", Err(e)))
+        .ok();
+    let urgent = parse_flag(urgent).map_err(|e| check("urgent", Err(e))).ok();
+    let essential = parse_flag(essential)
+        .map_err(|e| check("essential", Err(e)))
+        .ok();
+    match (patient, kind, label, at, priority, urgent, essential) {
+        (
+            Some(patient),
+            Some(kind),
+            Some(label),
+            Some(scheduled_at),
+            Some(priority),
+            Some(urgent),
+            Some(essential),
+        ) if faults.is_empty() => Ok(AppointmentLine {
+            line,
+            patient,
+            site: site.to_string(),
+            service: service.to_string(),
+            kind,
+            label,
+            scheduled_at,
+            priority,
+            urgent,
+            essential,
+        }),
+        _ => Err(faults),
+    }
+}
+
+/// Stores checked lines in the caller's transaction: patients matched on national number
+/// (known ones reused, new ones created once per file), then every appointment, in bulk.
+pub fn store_appointments(
+    conn: &mut DbConnection,
+    lines: Vec<AppointmentLine>,
+    caller: &Caller,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<AppointmentImport> {
+    let import_id = uuid::Uuid::now_v7().to_string();
+    let mut numbers: Vec<String> = lines
+        .iter()
+        .filter_map(|l| {
+            l.patient
+                .national_number
+                .as_ref()
+                .map(|n| n.as_str().to_string())
+        })
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let mut known: HashMap<String, String> = db::patients::ids_by_national_number(conn, &numbers)?
+        .into_iter()
+        .collect();
+    let mut new_patients = Vec::new();
+    let mut appointments = Vec::with_capacity(lines.len());
+    for l in lines {
+        let nn = l
+            .patient
+            .national_number
+            .as_ref()
+            .map(|n| n.as_str().to_string());
+        let patient_id = match nn.as_ref().and_then(|nn| known.get(nn)) {
+            Some(id) => id.clone(),
+            None => {
+                let id = uuid::Uuid::now_v7().to_string();
+                new_patients.push(crate::routes::patients::patient_row(
+                    &l.patient,
+                    id.clone(),
+                    Some(import_id.clone()),
+                    now,
+                ));
+                if let Some(nn) = nn {
+                    known.insert(nn, id.clone());
+                }
+                id
+            }
+        };
+        appointments.push(AppointmentRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            patient_id,
+            site_code: l.site,
+            service_code: l.service,
+            kind: l.kind.as_str().into(),
+            label: l.label,
+            original_scheduled_at: l.scheduled_at,
+            scheduled_at: l.scheduled_at,
+            priority: l.priority.get(),
+            urgent: l.urgent,
+            essential: l.essential,
+            status: Status::Scheduled.as_str().into(),
+            incident_id: None,
+            postponed_at: None,
+            import_id: Some(import_id.clone()),
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    db::patients::insert_many(conn, &new_patients)?;
+    db::appointments::insert_many(conn, &appointments)?;
+    let report = AppointmentImport {
+        imported: appointments.len() as u64,
+        patients_created: new_patients.len() as u64,
+    };
+    crate::audit::record(
+        conn,
+        caller,
+        "appointment.import",
+        Some(&format!("import:{import_id}")),
+        serde_json::json!({ "rows": report.imported, "patients_created": report.patients_created }),
+    )?;
+    Ok(report)
+}
+
+/// The whole import, for callers on a blocking thread (the HTTP handler's worker, the CLI).
+pub fn import_appointments<R: Read>(
+    db: &Db,
+    input: R,
+    caller: &Caller,
+) -> Result<AppointmentImport, AppError> {
+    let service_sites: HashMap<String, String> = db
+        .read_blocking(|conn| db::sites::all_service_sites(conn).map_err(AppError::from))?
+        .into_iter()
+        .collect();
+    let now = crate::domain::now();
+    let lines =
+        parse_appointments(input, &service_sites, now.date()).map_err(AppError::Validation)?;
+    db.write_blocking(|conn| store_appointments(conn, lines, caller, now).map_err(AppError::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services() -> HashMap<String, String> {
+        HashMap::from([("ARL-CHIR".to_string(), "ARL".to_string())])
+    }
+
+    fn today() -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(2022, 5, 1).unwrap_or_default()
+    }
+
+    const HEADER: &str = "national_number,last_name,first_name,birth_date,phone,email,language,email_consent,site,service,kind,label,scheduled_at,priority,urgent,essential\n";
+
+    #[test]
+    fn a_good_file_parses_every_line() {
+        let csv = format!(
+            "{HEADER}85.07.30-033.28,Dupont,Marie,1985-07-30,061 23 45 67,marie@example.be,fr,true,ARL,ARL-CHIR,operation,Hanche,2022-05-16 09:30,2,false,false\n\
+             ,Peeters,Jan,1950-01-02,,,nl,,ARL,ARL-CHIR,consultation,\"Suivi, contrôle\",2022-05-17T10:00:00+02:00,4,0,1\n"
+        );
+        let lines = parse_appointments(csv.as_bytes(), &services(), today()).expect("valid");
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].label, "Suivi, contrôle");
+        assert_eq!(lines[0].line, 2);
+        assert!(lines[1].essential);
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_field() {
+        let csv = format!(
+            "{HEADER}85073003327,Dupont,Marie,1985-07-30,,,fr,,ARL,ARL-CHIR,operation,x,2022-05-16 09:30,2,,\n\
+             ,Peeters,Jan,1950-01-02,,,nl,,MAR,ARL-CHIR,operation,x,2022-05-16 09:30,9,,\n\
+             too,few\n"
+        );
+        let errors = parse_appointments(csv.as_bytes(), &services(), today()).expect_err("bad");
+        let found: Vec<(Option<u64>, &str)> =
+            errors.iter().map(|e| (e.line, e.field.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(2), "national_number"),
+                (Some(3), "site"),
+                (Some(3), "priority"),
+                (Some(4), "line")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_header_is_one_clear_error() {
+        let errors =
+            parse_appointments("a,b,c\n1,2,3\n".as_bytes(), &services(), today()).expect_err("bad");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "header");
+    }
+
+    #[test]
+    fn invalid_utf8_and_huge_lines_are_reported() {
+        let mut bytes = HEADER.as_bytes().to_vec();
+        bytes.extend_from_slice(
+            b",Dup\xffont,Marie,1985-07-30,,,fr,,ARL,ARL-CHIR,operation,x,2022-05-16 09:30,2,,\n",
+        );
+        let errors = parse_appointments(bytes.as_slice(), &services(), today()).expect_err("bad");
+        assert_eq!(errors[0].field, "last_name");
+
+        let mut huge = HEADER.as_bytes().to_vec();
+        huge.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        let errors = parse_appointments(huge.as_slice(), &services(), today()).expect_err("bad");
+        assert!(errors[0].message.contains("longer"));
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_an_error() {
+        let csv = format!("{HEADER},\"Dupont,Marie,1985-07-30,,,fr,,ARL,ARL-CHIR,operation,x,2022-05-16 09:30,2,,\n");
+        assert!(parse_appointments(csv.as_bytes(), &services(), today()).is_err());
+    }
+
+    #[test]
+    fn flags_accept_the_usual_spellings() {
+        assert_eq!(parse_flag("TRUE"), Ok(true));
+        assert_eq!(parse_flag("oui"), Ok(true));
+        assert_eq!(parse_flag(""), Ok(false));
+        assert!(parse_flag("maybe").is_err());
+    }
+}

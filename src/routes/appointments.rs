@@ -1,0 +1,363 @@
+//! `/api/v1/appointments`: create, list, read with status history.
+
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
+use crate::auth::{perm, Caller, Granted};
+use crate::db::{self, appointments::AppointmentFilter, appointments::AppointmentRow};
+use crate::domain::appointment::{parse_text, Kind, Priority, Status};
+use crate::domain::time::parse_instant;
+use crate::domain::{ServiceCode, SiteCode};
+use crate::error::{AppError, AppResult, Problem};
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAppointment {
+    pub patient_id: String,
+    #[schema(example = "ARL")]
+    pub site: String,
+    #[schema(example = "ARL-CHIR")]
+    pub service: String,
+    /// `operation` or `consultation`.
+    pub kind: String,
+    #[schema(example = "Prothèse de hanche")]
+    pub label: String,
+    /// RFC 3339.
+    #[schema(example = "2022-05-16T09:30:00+02:00")]
+    pub scheduled_at: String,
+    /// 1 (most pressing) to 4.
+    pub priority: i64,
+    /// Care that no shutdown postpones.
+    #[serde(default)]
+    pub urgent: bool,
+    /// Follow-up kept during a shutdown (pregnancy, chemotherapy, dialysis…).
+    #[serde(default)]
+    pub essential: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentResponse {
+    pub id: String,
+    pub patient_id: String,
+    pub site: String,
+    pub service: String,
+    pub kind: String,
+    pub label: String,
+    /// The current date (the new one after a reschedule).
+    pub scheduled_at: chrono::DateTime<chrono::Utc>,
+    /// The date first given; never changes.
+    pub original_scheduled_at: chrono::DateTime<chrono::Utc>,
+    pub priority: i32,
+    pub urgent: bool,
+    pub essential: bool,
+    /// `scheduled`, `postponed`, `rescheduled` or `cancelled`.
+    pub status: String,
+    /// The incident that postponed it, if any.
+    pub incident_id: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<AppointmentRow> for AppointmentResponse {
+    fn from(r: AppointmentRow) -> Self {
+        Self {
+            id: r.id,
+            patient_id: r.patient_id,
+            site: r.site_code,
+            service: r.service_code,
+            kind: r.kind,
+            label: r.label,
+            scheduled_at: utc(r.scheduled_at),
+            original_scheduled_at: utc(r.original_scheduled_at),
+            priority: r.priority,
+            urgent: r.urgent,
+            essential: r.essential,
+            status: r.status,
+            incident_id: r.incident_id,
+            created_at: utc(r.created_at),
+            updated_at: utc(r.updated_at),
+        }
+    }
+}
+
+/// One step of an appointment's life.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusChange {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// null for the creation.
+    pub from: Option<String>,
+    pub status: String,
+    /// The date set by this step (creation, reschedule).
+    pub scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub incident_id: Option<String>,
+    pub reason: Option<String>,
+    pub note: Option<String>,
+    /// Account id of who made the move, when a person did.
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentDetail {
+    #[serde(flatten)]
+    pub appointment: AppointmentResponse,
+    /// From creation to now, oldest first.
+    pub history: Vec<StatusChange>,
+}
+
+/// The status history: creation, the postponement recorded on the row by an incident, then
+/// the moves people made.
+fn history(a: &AppointmentRow, events: Vec<db::appointments::EventRow>) -> Vec<StatusChange> {
+    let mut out = vec![StatusChange {
+        at: utc(a.created_at),
+        from: None,
+        status: Status::Scheduled.as_str().into(),
+        scheduled_at: Some(utc(a.original_scheduled_at)),
+        incident_id: None,
+        reason: None,
+        note: None,
+        by: None,
+    }];
+    if let Some(at) = a.postponed_at {
+        out.push(StatusChange {
+            at: utc(at),
+            from: Some(Status::Scheduled.as_str().into()),
+            status: Status::Postponed.as_str().into(),
+            scheduled_at: None,
+            incident_id: a.incident_id.clone(),
+            reason: None,
+            note: None,
+            by: None,
+        });
+    }
+    out.extend(events.into_iter().map(|e| StatusChange {
+        at: utc(e.at),
+        from: Some(e.from_status),
+        status: e.to_status,
+        scheduled_at: e.scheduled_at.map(utc),
+        incident_id: None,
+        reason: e.reason,
+        note: e.note,
+        by: e.actor_id,
+    }));
+    out
+}
+
+/// Create an appointment (status `scheduled`).
+#[utoipa::path(
+    tag = "appointments",
+    request_body = CreateAppointment,
+    responses(
+        (status = 201, body = AppointmentResponse),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/appointments")]
+pub async fn create(
+    caller: Granted<perm::CreateAppointments>,
+    state: web::Data<AppState>,
+    body: ApiJson<CreateAppointment>,
+) -> AppResult<HttpResponse> {
+    let b = body.parse().await?;
+    let mut f = Fields::new();
+    let site = f.check("site", SiteCode::parse(&b.site));
+    let service = f.check("service", ServiceCode::parse(&b.service));
+    let kind = f.check("kind", Kind::parse(&b.kind));
+    let label = f.check("label", parse_text(&b.label, 200));
+    let at = f.check("scheduled_at", parse_instant(&b.scheduled_at));
+    let priority = f.check("priority", Priority::new(b.priority));
+    let now = crate::domain::now();
+    let row = f.finish((|| {
+        Some(AppointmentRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            patient_id: b.patient_id.clone(),
+            site_code: site?.into_string(),
+            service_code: service?.into_string(),
+            kind: kind?.as_str().into(),
+            label: label?,
+            original_scheduled_at: at?,
+            scheduled_at: at?,
+            priority: priority?.get(),
+            urgent: b.urgent,
+            essential: b.essential,
+            status: Status::Scheduled.as_str().into(),
+            incident_id: None,
+            postponed_at: None,
+            import_id: None,
+            created_at: now,
+            updated_at: now,
+        })
+    })())?;
+    let caller = caller.caller;
+    let row = state
+        .db
+        .write(move |conn| {
+            let mut f = Fields::new();
+            if db::patients::find(conn, &row.patient_id)?.is_none() {
+                f.push("patient_id", "no such patient");
+            }
+            match db::sites::service_site(conn, &row.service_code)? {
+                None => f.push("service", "no such service"),
+                Some(site) if site != row.site_code => {
+                    f.push("service", format!("belongs to site {site}, not {}", row.site_code))
+                }
+                Some(_) => {}
+            }
+            f.finish(Some(()))?;
+            db::appointments::insert(conn, &row)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "appointment.create",
+                Some(&format!("appointment:{}", row.id)),
+                serde_json::json!({ "patient": row.patient_id, "site": row.site_code, "service": row.service_code }),
+            )?;
+            Ok::<_, AppError>(row)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(AppointmentResponse::from(row)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AppointmentQuery {
+    pub site: Option<String>,
+    pub service: Option<String>,
+    /// `scheduled`, `postponed`, `rescheduled` or `cancelled`.
+    pub status: Option<String>,
+    /// `operation` or `consultation`.
+    pub kind: Option<String>,
+    pub patient_id: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The filter a caller may use: secretaries only within their services.
+fn scoped_filter(
+    caller: &Caller,
+    q: AppointmentQuery,
+    after_id: Option<String>,
+) -> AppResult<AppointmentFilter> {
+    let mut f = Fields::new();
+    let status = f.check_opt("status", q.status.as_deref(), Status::parse);
+    let kind = f.check_opt("kind", q.kind.as_deref(), Kind::parse);
+    let (status, kind) = f.finish(status.zip(kind))?;
+    let services = if caller.role.is_service_scoped() {
+        if let Some(service) = &q.service {
+            if !caller.may_access_service(service) {
+                return Err(AppError::Forbidden(format!(
+                    "service {service} is not one of yours"
+                )));
+            }
+        }
+        Some(caller.services.clone())
+    } else {
+        None
+    };
+    Ok(AppointmentFilter {
+        site: q.site,
+        service: q.service,
+        status: status.map(|s| s.as_str().to_string()),
+        kind: kind.map(|k| k.as_str().to_string()),
+        patient_id: q.patient_id,
+        services,
+        after_id,
+    })
+}
+
+/// List appointments, oldest created first.
+#[utoipa::path(
+    tag = "appointments",
+    params(AppointmentQuery),
+    responses(
+        (status = 200, body = Page<AppointmentResponse>),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/appointments")]
+pub async fn list(
+    caller: Granted<perm::ReadAppointments>,
+    state: web::Data<AppState>,
+    query: ApiQuery<AppointmentQuery>,
+) -> AppResult<web::Json<Page<AppointmentResponse>>> {
+    let mut q = query.parse()?;
+    let page = PageRequest::parse(q.limit.take(), q.cursor.take())?;
+    let filter = scoped_filter(&caller, q, page.cursor.clone())?;
+    let fetch = page.fetch();
+    let caller = caller.caller;
+    let rows = state
+        .db
+        .write(move |conn| {
+            let rows = db::appointments::list(conn, &filter, fetch)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "appointment.list",
+                None,
+                serde_json::json!({
+                    "site": filter.site, "service": filter.service, "status": filter.status,
+                    "kind": filter.kind, "patient": filter.patient_id, "rows": rows.len(),
+                }),
+            )?;
+            Ok::<_, AppError>(rows)
+        })
+        .await?;
+    Ok(web::Json(page.page(
+        rows,
+        |r| r.id.clone(),
+        AppointmentResponse::from,
+    )))
+}
+
+/// Read an appointment with its status history.
+#[utoipa::path(
+    tag = "appointments",
+    params(("id" = String, Path, description = "appointment id")),
+    responses(
+        (status = 200, body = AppointmentDetail),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/appointments/{id}")]
+pub async fn read(
+    caller: Granted<perm::ReadAppointments>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> AppResult<web::Json<AppointmentDetail>> {
+    let id = id.into_inner();
+    let caller = caller.caller;
+    let (row, events) = state
+        .db
+        .write(move |conn| {
+            let row = db::appointments::find(conn, &id)?
+                .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
+            if !caller.may_access_service(&row.service_code) {
+                return Err(AppError::Forbidden(
+                    "this appointment is not in your services".into(),
+                ));
+            }
+            let events = db::appointments::events(conn, &id)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "appointment.read",
+                Some(&format!("appointment:{id}")),
+                serde_json::json!({ "patient": row.patient_id }),
+            )?;
+            Ok::<_, AppError>((row, events))
+        })
+        .await?;
+    let history = history(&row, events);
+    Ok(web::Json(AppointmentDetail {
+        appointment: row.into(),
+        history,
+    }))
+}

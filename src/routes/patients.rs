@@ -1,0 +1,284 @@
+//! `/api/v1/patients`: create, search (in the body, never the URL), read with appointments.
+
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::appointments::AppointmentResponse;
+use super::{utc, ApiJson};
+use crate::auth::{perm, Caller, Granted};
+use crate::db::{self, patients::PatientRow};
+use crate::domain::patient::{search_key, NewPatient, PatientInput, PatientQuery};
+use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::startup::AppState;
+
+/// Most results a search returns: enough to pick from, never a dump.
+const SEARCH_LIMIT: i64 = 50;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePatient {
+    /// Belgian national register number; punctuation allowed.
+    #[schema(example = "85.07.30-033.28")]
+    pub national_number: Option<String>,
+    pub last_name: String,
+    pub first_name: String,
+    #[schema(example = "1985-07-30")]
+    pub birth_date: String,
+    /// Belgian or international; stored as E.164.
+    #[schema(example = "061 23 45 67")]
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// `fr` (default), `nl`, `de` or `en`.
+    pub language: Option<String>,
+    #[serde(default)]
+    pub email_consent: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PatientResponse {
+    pub id: String,
+    pub national_number: Option<String>,
+    pub last_name: String,
+    pub first_name: String,
+    pub birth_date: chrono::NaiveDate,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub language: String,
+    pub email_consent: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<PatientRow> for PatientResponse {
+    fn from(r: PatientRow) -> Self {
+        Self {
+            id: r.id,
+            national_number: r.national_number,
+            last_name: r.last_name,
+            first_name: r.first_name,
+            birth_date: r.birth_date,
+            phone: r.phone,
+            email: r.email,
+            language: r.language,
+            email_consent: r.email_consent,
+            created_at: utc(r.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PatientDetail {
+    #[serde(flatten)]
+    pub patient: PatientResponse,
+    /// The patient's appointments (a secretary sees her services' only), by date.
+    pub appointments: Vec<AppointmentResponse>,
+}
+
+/// A patient row ready to insert, with its search keys.
+pub fn patient_row(
+    p: &NewPatient,
+    id: String,
+    import_id: Option<String>,
+    now: chrono::NaiveDateTime,
+) -> PatientRow {
+    PatientRow {
+        id,
+        national_number: p.national_number.as_ref().map(|n| n.as_str().to_string()),
+        last_name_key: search_key(&p.last_name),
+        first_name_key: search_key(&p.first_name),
+        last_name: p.last_name.clone(),
+        first_name: p.first_name.clone(),
+        birth_date: p.birth_date,
+        phone: p.phone.as_ref().map(|x| x.as_str().to_string()),
+        email: p.email.as_ref().map(|x| x.as_str().to_string()),
+        language: p.language.as_str().to_string(),
+        email_consent: p.email_consent,
+        import_id,
+        created_at: now,
+    }
+}
+
+fn faults_to_problem(faults: Vec<(&'static str, crate::domain::Invalid)>) -> AppError {
+    AppError::Validation(
+        faults
+            .into_iter()
+            .map(|(f, e)| FieldError::new(f, e.0))
+            .collect(),
+    )
+}
+
+/// Create a patient.
+#[utoipa::path(
+    tag = "patients",
+    request_body = CreatePatient,
+    responses(
+        (status = 201, body = PatientResponse),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem, description = "the national number is already known"),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/patients")]
+pub async fn create(
+    caller: Granted<perm::CreatePatients>,
+    state: web::Data<AppState>,
+    body: ApiJson<CreatePatient>,
+) -> AppResult<HttpResponse> {
+    let b = body.parse().await?;
+    let input = PatientInput {
+        national_number: b.national_number.as_deref(),
+        last_name: &b.last_name,
+        first_name: &b.first_name,
+        birth_date: &b.birth_date,
+        phone: b.phone.as_deref(),
+        email: b.email.as_deref(),
+        language: b.language.as_deref(),
+        email_consent: b.email_consent,
+    };
+    let now = crate::domain::now();
+    let new = NewPatient::parse(&input, now.date()).map_err(faults_to_problem)?;
+    let row = patient_row(&new, uuid::Uuid::now_v7().to_string(), None, now);
+    let caller = caller.caller;
+    let row = state
+        .db
+        .write(move |conn| {
+            if let Some(nn) = &row.national_number {
+                if db::patients::national_number_taken(conn, nn)? {
+                    return Err(AppError::Conflict(
+                        "a patient with this national number already exists".into(),
+                    ));
+                }
+            }
+            db::patients::insert(conn, &row)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "patient.create",
+                Some(&format!("patient:{}", row.id)),
+                serde_json::json!({}),
+            )?;
+            Ok::<_, AppError>(row)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(PatientResponse::from(row)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchPatients {
+    /// A name prefix (case and accents ignored), a phone number, or a national number.
+    #[schema(example = "dupont marie")]
+    pub q: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PatientList {
+    pub items: Vec<PatientResponse>,
+}
+
+/// The services a caller is limited to, if any (secretaries).
+fn scope(caller: &Caller) -> Option<Vec<String>> {
+    caller
+        .role
+        .is_service_scoped()
+        .then(|| caller.services.clone())
+}
+
+/// Search patients by name prefix, phone or national number (at most 50 results).
+#[utoipa::path(
+    tag = "patients",
+    request_body = SearchPatients,
+    responses(
+        (status = 200, body = PatientList),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/patients/search")]
+pub async fn search(
+    caller: Granted<perm::ReadPatients>,
+    state: web::Data<AppState>,
+    body: ApiJson<SearchPatients>,
+) -> AppResult<web::Json<PatientList>> {
+    let b = body.parse().await?;
+    let query = PatientQuery::parse(&b.q).map_err(|e| AppError::validation("q", e.0))?;
+    let caller = caller.caller;
+    let rows = state
+        .db
+        .write(move |conn| {
+            let services = scope(&caller);
+            let rows = db::patients::search(conn, &query, services.as_deref(), SEARCH_LIMIT)?;
+            // The query itself may be a national number: only its kind is recorded.
+            let kind = match query {
+                PatientQuery::NationalNumber(_) => "national_number",
+                PatientQuery::Phone(_) => "phone",
+                PatientQuery::Name(_) => "name",
+            };
+            crate::audit::record(
+                conn,
+                &caller,
+                "patient.search",
+                None,
+                serde_json::json!({ "by": kind, "rows": rows.len(), "patients": rows.iter().map(|r| &r.id).collect::<Vec<_>>() }),
+            )?;
+            Ok::<_, AppError>(rows)
+        })
+        .await?;
+    Ok(web::Json(PatientList {
+        items: rows.into_iter().map(PatientResponse::from).collect(),
+    }))
+}
+
+/// Read a patient with their appointments.
+#[utoipa::path(
+    tag = "patients",
+    params(("id" = String, Path, description = "patient id")),
+    responses(
+        (status = 200, body = PatientDetail),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/patients/{id}")]
+pub async fn read(
+    caller: Granted<perm::ReadPatients>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> AppResult<web::Json<PatientDetail>> {
+    let id = id.into_inner();
+    let caller = caller.caller;
+    let (patient, appointments) = state
+        .db
+        .write(move |conn| {
+            let patient = db::patients::find(conn, &id)?
+                .ok_or_else(|| AppError::NotFound("no such patient".into()))?;
+            let mut appointments = db::appointments::of_patient(conn, &id)?;
+            if let Some(services) = scope(&caller) {
+                appointments.retain(|a| services.contains(&a.service_code));
+                if appointments.is_empty() {
+                    return Err(AppError::Forbidden(
+                        "this patient has no appointment in your services".into(),
+                    ));
+                }
+            }
+            crate::audit::record(
+                conn,
+                &caller,
+                "patient.read",
+                Some(&format!("patient:{id}")),
+                serde_json::json!({ "appointments": appointments.len() }),
+            )?;
+            Ok::<_, AppError>((patient, appointments))
+        })
+        .await?;
+    Ok(web::Json(PatientDetail {
+        patient: patient.into(),
+        appointments: appointments
+            .into_iter()
+            .map(AppointmentResponse::from)
+            .collect(),
+    }))
+}
