@@ -48,6 +48,11 @@ pub enum ImportCommand {
         /// The CSV file ("-" for standard input)
         file: std::path::PathBuf,
     },
+    /// Calls, with the header of CONTRACT §4.6
+    Calls {
+        /// The CSV file ("-" for standard input)
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +92,14 @@ pub fn run(cli: Cli) -> ExitCode {
             services,
         }) => create_token(&settings, &name, &role, &services),
         Command::Import(ImportCommand::Appointments { file }) => {
-            import_appointments(&settings, &file)
+            import_file(&settings, &file, |db, input, caller| {
+                crate::imports::import_appointments(db, input, caller).map(|r| serde_json::json!(r))
+            })
+        }
+        Command::Import(ImportCommand::Calls { file }) => {
+            import_file(&settings, &file, |db, input, caller| {
+                crate::imports::import_calls(db, input, caller).map(|r| serde_json::json!(r))
+            })
         }
     };
     match result {
@@ -147,7 +159,7 @@ fn create_token(
         })?;
     let db = open_database(settings)?;
     let created = db
-        .write_blocking(|conn| crate::auth::create_account(conn, &Caller::command_line(), new))
+        .write_blocking(move |conn| crate::auth::create_account(conn, &Caller::command_line(), new))
         .map_err(|e| match e {
             crate::error::AppError::Validation(errors) => CliError::Usage(
                 errors
@@ -164,9 +176,17 @@ fn create_token(
     Ok(())
 }
 
-/// Runs the appointment import on a file; prints `{imported, patients_created}` as JSON, or
-/// every bad line on stderr (exit 1, nothing stored).
-fn import_appointments(settings: &Settings, file: &std::path::Path) -> Result<(), CliError> {
+/// Runs an import on a file; prints its report as JSON, or every bad line on stderr (exit 1,
+/// nothing stored).
+fn import_file(
+    settings: &Settings,
+    file: &std::path::Path,
+    import: impl FnOnce(
+        &Db,
+        &mut dyn std::io::Read,
+        &Caller,
+    ) -> Result<serde_json::Value, crate::error::AppError>,
+) -> Result<(), CliError> {
     let input: Box<dyn std::io::Read> = if file == std::path::Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
@@ -176,9 +196,9 @@ fn import_appointments(settings: &Settings, file: &std::path::Path) -> Result<()
         )
     };
     let db = open_database(settings)?;
-    match crate::imports::import_appointments(
+    match import(
         &db,
-        std::io::BufReader::new(input),
+        &mut std::io::BufReader::new(input),
         &Caller::command_line(),
     ) {
         Ok(report) => {

@@ -12,9 +12,11 @@ use chrono::NaiveDateTime;
 use crate::auth::Caller;
 use crate::db::{self, appointments::AppointmentRow, Db, DbConnection};
 use crate::domain::appointment::{parse_text, Kind, Priority, Status};
+use crate::domain::call::{parse_duration, parse_notes, Outcome, Reason};
 use crate::domain::patient::{NewPatient, PatientInput};
 use crate::domain::time::parse_instant_or_local;
 use crate::domain::Invalid;
+use crate::domain::{Faults, NationalNumber, PhoneE164};
 use crate::error::{AppError, FieldError};
 
 pub const APPOINTMENT_HEADER: [&str; 16] = [
@@ -34,6 +36,16 @@ pub const APPOINTMENT_HEADER: [&str; 16] = [
     "priority",
     "urgent",
     "essential",
+];
+
+pub const CALL_HEADER: [&str; 7] = [
+    "received_at",
+    "caller_phone",
+    "national_number",
+    "reason",
+    "outcome",
+    "duration_seconds",
+    "notes",
 ];
 
 /// Longest physical line accepted; a longer one is reported, not buffered.
@@ -140,13 +152,14 @@ impl Report {
     }
 }
 
-/// Reads and checks a whole appointment file. `service_sites` maps each service code to its
-/// site. Returns every line, or every error.
-pub fn parse_appointments<R: Read>(
-    input: R,
-    service_sites: &HashMap<String, String>,
-    today: chrono::NaiveDate,
-) -> Result<Vec<AppointmentLine>, Vec<FieldError>> {
+/// Reads a CSV file with exactly `header`, handing each line's fields (as UTF-8 text) to
+/// `check`. Returns every checked line, or every error (bad CSV, bad UTF-8, a wrong field
+/// count, what `check` found), each with its line number.
+pub fn read_csv<T, const N: usize>(
+    input: impl Read,
+    header: &[&str; N],
+    mut check: impl FnMut(u64, [&str; N]) -> Result<T, Vec<(&'static str, String)>>,
+) -> Result<Vec<T>, Vec<FieldError>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(false)
@@ -166,11 +179,7 @@ pub fn parse_appointments<R: Read>(
             Err(e) => match e.kind() {
                 csv::ErrorKind::UnequalLengths { pos, len, .. } => {
                     let line = pos.as_ref().map_or(line, |p| p.line());
-                    report.add(
-                        line,
-                        "line",
-                        format!("has {len} fields, expected {}", APPOINTMENT_HEADER.len()),
-                    );
+                    report.add(line, "line", format!("has {len} fields, expected {N}"));
                     continue;
                 }
                 csv::ErrorKind::Io(io) => {
@@ -198,17 +207,27 @@ pub fn parse_appointments<R: Read>(
                     String::from_utf8_lossy(f).trim().to_string()
                 })
                 .collect();
-            if fields != APPOINTMENT_HEADER {
-                report.add(
-                    1,
-                    "header",
-                    format!("must be exactly {}", APPOINTMENT_HEADER.join(",")),
-                );
+            if fields != header {
+                report.add(1, "header", format!("must be exactly {}", header.join(",")));
                 return Err(report.finish());
             }
             continue;
         }
-        match check_line(line, &record, service_sites, today) {
+        let mut fields = [""; N];
+        let mut utf8_ok = true;
+        for (i, raw) in record.iter().enumerate().take(N) {
+            match std::str::from_utf8(raw) {
+                Ok(s) => fields[i] = s,
+                Err(_) => {
+                    report.add(line, header[i], "is not valid UTF-8");
+                    utf8_ok = false;
+                }
+            }
+        }
+        if !utf8_ok {
+            continue;
+        }
+        match check(line, fields) {
             Ok(parsed) => lines.push(parsed),
             Err(faults) => {
                 for (field, message) in faults {
@@ -228,23 +247,25 @@ pub fn parse_appointments<R: Read>(
     }
 }
 
+/// Reads and checks a whole appointment file. `service_sites` maps each service code to its
+/// site. Returns every line, or every error.
+pub fn parse_appointments<R: Read>(
+    input: R,
+    service_sites: &HashMap<String, String>,
+    today: chrono::NaiveDate,
+) -> Result<Vec<AppointmentLine>, Vec<FieldError>> {
+    read_csv(input, &APPOINTMENT_HEADER, |line, fields| {
+        check_line(line, fields, service_sites, today)
+    })
+}
+
 fn check_line(
     line: u64,
-    record: &csv::ByteRecord,
+    fields: [&str; 16],
     service_sites: &HashMap<String, String>,
     today: chrono::NaiveDate,
 ) -> Result<AppointmentLine, Vec<(&'static str, String)>> {
-    let mut fields = [""; 16];
     let mut faults: Vec<(&'static str, String)> = Vec::new();
-    for (i, raw) in record.iter().enumerate().take(16) {
-        match std::str::from_utf8(raw) {
-            Ok(s) => fields[i] = s,
-            Err(_) => faults.push((APPOINTMENT_HEADER[i], "is not valid UTF-8".into())),
-        }
-    }
-    if !faults.is_empty() {
-        return Err(faults);
-    }
     let [nn, last, first, birth, phone, email, language, consent, site, service, kind, label, at, priority, urgent, essential] =
         fields;
     let mut check = |field: &'static str, r: Result<(), Invalid>| {
@@ -426,7 +447,170 @@ pub fn import_appointments<R: Read>(
     let now = crate::domain::now();
     let lines =
         parse_appointments(input, &service_sites, now.date()).map_err(AppError::Validation)?;
-    db.write_blocking(|conn| store_appointments(conn, lines, caller, now).map_err(AppError::from))
+    let caller = caller.clone();
+    db.write_blocking(move |conn| {
+        store_appointments(conn, lines, &caller, now).map_err(AppError::from)
+    })
+}
+
+/// What a call import stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct CallImport {
+    pub imported: u64,
+    /// Calls whose national number matched a known patient.
+    pub matched_patients: u64,
+}
+
+/// One checked line of a call file.
+#[derive(Debug, Clone)]
+pub struct CallLine {
+    pub received_at: NaiveDateTime,
+    pub caller_phone: Option<String>,
+    pub national_number: Option<String>,
+    pub reason: Reason,
+    pub outcome: Outcome,
+    pub duration_seconds: Option<i32>,
+    pub notes: Option<String>,
+}
+
+pub fn parse_calls<R: Read>(
+    input: R,
+    now: NaiveDateTime,
+) -> Result<Vec<CallLine>, Vec<FieldError>> {
+    read_csv(
+        input,
+        &CALL_HEADER,
+        |_, [at, phone, nn, reason, outcome, duration, notes]| {
+            let mut f = Faults::default();
+            let received_at = f.check(
+                "received_at",
+                parse_instant_or_local(at).and_then(|t| {
+                    if t > now {
+                        Err(Invalid("is in the future".into()))
+                    } else {
+                        Ok(t)
+                    }
+                }),
+            );
+            let phone = match phone.trim() {
+                "" => Some(None),
+                raw => f
+                    .check("caller_phone", PhoneE164::parse(raw))
+                    .map(|p| Some(p.as_str().to_string())),
+            };
+            let nn = match nn.trim() {
+                "" => Some(None),
+                raw => f
+                    .check("national_number", NationalNumber::parse(raw))
+                    .map(|n| Some(n.as_str().to_string())),
+            };
+            let reason = f.check("reason", Reason::parse(reason.trim()));
+            let outcome = f.check("outcome", Outcome::parse(outcome.trim()));
+            let duration = match duration.trim() {
+                "" => Some(None),
+                raw => f
+                    .check(
+                        "duration_seconds",
+                        raw.parse::<i64>()
+                            .map_err(|_| Invalid("must be a whole number of seconds".into()))
+                            .and_then(parse_duration),
+                    )
+                    .map(Some),
+            };
+            let notes = f.check("notes", parse_notes(notes));
+            match (received_at, phone, nn, reason, outcome, duration, notes) {
+                (
+                    Some(received_at),
+                    Some(caller_phone),
+                    Some(national_number),
+                    Some(reason),
+                    Some(outcome),
+                    Some(duration_seconds),
+                    Some(notes),
+                ) if f.is_empty() => Ok(CallLine {
+                    received_at,
+                    caller_phone,
+                    national_number,
+                    reason,
+                    outcome,
+                    duration_seconds,
+                    notes,
+                }),
+                _ => Err(f.0.into_iter().map(|(field, e)| (field, e.0)).collect()),
+            }
+        },
+    )
+}
+
+/// Stores checked call lines in the caller's transaction, matching callers to patients by
+/// national number.
+pub fn store_calls(
+    conn: &mut DbConnection,
+    lines: Vec<CallLine>,
+    caller: &Caller,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<CallImport> {
+    let import_id = uuid::Uuid::now_v7().to_string();
+    let mut numbers: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.national_number.clone())
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let known: HashMap<String, String> = db::patients::ids_by_national_number(conn, &numbers)?
+        .into_iter()
+        .collect();
+    let mut matched = 0u64;
+    let rows: Vec<db::calls::CallRow> = lines
+        .into_iter()
+        .map(|l| {
+            let patient_id = l
+                .national_number
+                .as_ref()
+                .and_then(|nn| known.get(nn))
+                .cloned();
+            matched += u64::from(patient_id.is_some());
+            db::calls::CallRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                received_at: l.received_at,
+                caller_phone: l.caller_phone,
+                patient_id,
+                appointment_id: None,
+                reason: l.reason.as_str().into(),
+                outcome: l.outcome.as_str().into(),
+                duration_seconds: l.duration_seconds,
+                notes: l.notes,
+                callback_requested: l.outcome == Outcome::CallbackScheduled,
+                agent_id: None,
+                idempotency_key: None,
+                request_hash: None,
+                import_id: Some(import_id.clone()),
+                created_at: now,
+            }
+        })
+        .collect();
+    db::calls::insert_many(conn, &rows)?;
+    let report = CallImport {
+        imported: rows.len() as u64,
+        matched_patients: matched,
+    };
+    crate::audit::record(
+        conn,
+        caller,
+        "call.import",
+        Some(&format!("import:{import_id}")),
+        serde_json::json!({ "rows": report.imported, "matched_patients": matched }),
+    )?;
+    Ok(report)
+}
+
+/// The whole call import, for callers on a blocking thread.
+pub fn import_calls<R: Read>(db: &Db, input: R, caller: &Caller) -> Result<CallImport, AppError> {
+    let now = crate::domain::now();
+    let lines =
+        parse_calls(input, now + chrono::Duration::minutes(5)).map_err(AppError::Validation)?;
+    let caller = caller.clone();
+    db.write_blocking(move |conn| store_calls(conn, lines, &caller, now).map_err(AppError::from))
 }
 
 #[cfg(test)]

@@ -8,14 +8,15 @@
 
 pub mod appointments;
 pub mod audit;
+pub mod calls;
 pub mod incidents;
 pub mod patients;
 pub mod schema;
 pub mod sites;
 pub mod users;
+mod writer;
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -208,12 +209,13 @@ pub enum DbError {
     Task(String),
 }
 
-/// The shared handle: a pool plus, on SQLite, the lock that lets one writer in at a time.
+/// The shared handle: a pool for reads (and PostgreSQL writes) plus, on SQLite, the one
+/// writer thread that batches commits (see `writer.rs`).
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
-    write_lock: Arc<Mutex<()>>,
+    writer: Option<writer::Handle>,
 }
 
 impl fmt::Debug for Db {
@@ -232,15 +234,25 @@ impl Db {
         drop(url.connect().map_err(|e| e.to_string())?);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
-            .min_idle(Some(1))
+            // No idle connections kept warm: a background thread still connecting when a
+            // command-line run exits would crash inside libpq.
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
+            // A PostgreSQL connection can die with its server; a SQLite file cannot.
+            .test_on_check_out(url.backend == Backend::Postgres)
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build(Manager(url.clone()))
             .map_err(|e| e.to_string())?;
+        let writer = match url.backend {
+            Backend::Sqlite => Some(
+                writer::spawn(url.clone()).map_err(|e| format!("cannot start the writer: {e}"))?,
+            ),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             backend: url.backend,
-            write_lock: Arc::new(Mutex::new(())),
+            writer,
         })
     }
 
@@ -255,7 +267,6 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
-        let _guard = self.lock_writer();
         // Several instances starting together on one PostgreSQL take turns.
         if let DbConnection::Pg(pg) = &mut *conn {
             pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
@@ -281,14 +292,6 @@ impl Db {
             .map_err(|e| DbError::Unavailable(e.to_string()))
     }
 
-    fn lock_writer(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            // A poisoned lock only means a writer panicked; the database rolled it back.
-            Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|p| p.into_inner())),
-            Backend::Postgres => None,
-        }
-    }
-
     /// Runs `f` on a pooled connection, off the async workers. For reads: no transaction is
     /// opened, so `f` must not write.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
@@ -306,26 +309,63 @@ impl Db {
     }
 
     /// Runs `f` in one transaction, off the async workers: committed if `f` returns `Ok`,
-    /// rolled back otherwise. On SQLite writers are serialised and take the write lock up
-    /// front (`BEGIN IMMEDIATE`), so a transaction never fails half-way on a busy database.
+    /// rolled back otherwise, and answered only once committed. On SQLite the work goes to the
+    /// writer thread, which commits many such closures together (each in its own savepoint);
+    /// on PostgreSQL it runs on a pooled connection, transactions in parallel.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let db = self.clone();
-        blocking(move || db.write_blocking(f)).await
+        match self.submit(f) {
+            Ok(rx) => rx.await.unwrap_or_else(|_| Err(E::from(writer_gone()))),
+            Err(f) => {
+                let db = self.clone();
+                blocking(move || db.pooled_transaction(f)).await
+            }
+        }
     }
 
-    /// [`Db::write`] for callers already on a blocking thread (the command line).
+    /// [`Db::write`] for callers already on a blocking thread (the command line, imports).
     pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        match self.submit(f) {
+            Ok(rx) => rx
+                .blocking_recv()
+                .unwrap_or_else(|_| Err(E::from(writer_gone()))),
+            Err(f) => self.pooled_transaction(f),
+        }
+    }
+
+    /// Hands `f` to the SQLite writer thread, or gives it back on PostgreSQL.
+    #[allow(clippy::type_complexity)]
+    fn submit<T, E, F>(&self, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T, E>>, F>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let Some(writer) = &self.writer else {
+            return Err(f);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Box<dyn writer::Job> = Box::new(writer::Typed::new(f, tx));
+        // If the thread is gone, the job (and its reply sender) is dropped: the caller sees it.
+        let _ = writer.send(job);
+        Ok(rx)
+    }
+
+    fn pooled_transaction<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E>,
         E: From<DbError>,
     {
         let mut conn = self.checkout()?;
-        let _guard = self.lock_writer();
         transaction(&mut conn, f)
     }
 
@@ -350,6 +390,10 @@ pub fn lock_for_write(conn: &mut DbConnection, table: &str) -> diesel::QueryResu
             pg.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
         }
     }
+}
+
+fn writer_gone() -> DbError {
+    DbError::Task("the database writer stopped".into())
 }
 
 /// One transaction on either backend; `BEGIN IMMEDIATE` on SQLite.

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::{appointments, patients};
 use super::{DbBackend, DbConnection};
-use crate::domain::patient::PatientQuery;
+use crate::domain::patient::{NameProbe, PatientQuery};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = patients)]
@@ -118,15 +118,16 @@ fn next_prefix(prefix: &str) -> Option<String> {
     None
 }
 
-/// Patients matching the query, by name; `services` restricts to patients with an
-/// appointment there (secretaries).
+/// Patients matching the query (at most `limit`); `services` restricts to patients with an
+/// appointment there (secretaries). A name query runs its probes in order, each an index range
+/// read in index order with a LIMIT, so namesakes never make it slow.
 pub fn search(
     conn: &mut DbConnection,
     query: &PatientQuery,
     services: Option<&[String]>,
     limit: i64,
 ) -> QueryResult<Vec<PatientRow>> {
-    let condition: Condition = match query {
+    let exact: Condition = match query {
         PatientQuery::NationalNumber(nn) => Box::new(
             patients::national_number
                 .assume_not_null()
@@ -138,43 +139,90 @@ pub fn search(
                 .eq(phone.as_str().to_string()),
         ),
         PatientQuery::Name(words) => {
-            let whole = words.join(" ");
-            let mut c: Condition = Box::new(
-                starts_with!(patients::last_name_key, &whole)
-                    .or(starts_with!(patients::first_name_key, &whole)),
-            );
-            // "dupont marie" or "marie dupont": one word for each name.
-            if let [a, b] = words.as_slice() {
-                for (last, first) in [(a, b), (b, a)] {
-                    c = Box::new(
-                        c.or(starts_with!(patients::last_name_key, last)
-                            .and(starts_with!(patients::first_name_key, first))),
-                    );
+            let mut found: Vec<PatientRow> = Vec::new();
+            for probe in PatientQuery::name_probes(words) {
+                let room = limit - found.len() as i64;
+                if room <= 0 {
+                    break;
+                }
+                for row in name_probe(conn, &probe, services, limit)? {
+                    if !found.iter().any(|f| f.id == row.id) {
+                        found.push(row);
+                    }
                 }
             }
-            c
+            found.truncate(usize::try_from(limit).unwrap_or(0));
+            return Ok(found);
         }
     };
-    let mut q = patients::table
-        .select(PatientRow::as_select())
-        .filter(condition)
-        .order((
-            patients::last_name_key,
-            patients::first_name_key,
-            patients::id,
-        ))
-        .limit(limit)
-        .into_boxed();
-    if let Some(services) = services {
-        q = q.filter(
+    scoped(
+        patients::table
+            .select(PatientRow::as_select())
+            .filter(exact)
+            .order((
+                patients::last_name_key,
+                patients::first_name_key,
+                patients::id,
+            ))
+            .limit(limit)
+            .into_boxed(),
+        services,
+    )
+    .load(conn)
+}
+
+type BoxedPatients<'a> = diesel::dsl::IntoBoxed<
+    'a,
+    diesel::dsl::Limit<
+        diesel::dsl::Select<patients::table, diesel::dsl::AsSelect<PatientRow, DbBackend>>,
+    >,
+    DbBackend,
+>;
+
+fn scoped<'a>(q: BoxedPatients<'a>, services: Option<&[String]>) -> BoxedPatients<'a> {
+    match services {
+        None => q,
+        Some(services) => q.filter(
             patients::id.eq_any(
                 appointments::table
                     .filter(appointments::service_code.eq_any(services.to_vec()))
                     .select(appointments::patient_id),
             ),
-        );
+        ),
     }
-    q.load(conn)
+}
+
+fn name_probe(
+    conn: &mut DbConnection,
+    probe: &NameProbe,
+    services: Option<&[String]>,
+    limit: i64,
+) -> QueryResult<Vec<PatientRow>> {
+    let mut q = patients::table
+        .select(PatientRow::as_select())
+        .limit(limit)
+        .into_boxed();
+    if let Some(last) = &probe.last {
+        q = q.filter(starts_with!(patients::last_name_key, last));
+    }
+    if let Some(first) = &probe.first {
+        q = q.filter(starts_with!(patients::first_name_key, first));
+    }
+    // Read along the index of the name the probe fixes first.
+    q = if probe.last.is_some() {
+        q.order((
+            patients::last_name_key,
+            patients::first_name_key,
+            patients::id,
+        ))
+    } else {
+        q.order((
+            patients::first_name_key,
+            patients::last_name_key,
+            patients::id,
+        ))
+    };
+    scoped(q, services).load(conn)
 }
 
 #[cfg(test)]

@@ -129,7 +129,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    calls (id) {
+        id -> Text,
+        received_at -> Timestamp,
+        caller_phone -> Nullable<Text>,
+        patient_id -> Nullable<Text>,
+        appointment_id -> Nullable<Text>,
+        reason -> Text,
+        outcome -> Text,
+        duration_seconds -> Nullable<Integer>,
+        notes -> Nullable<Text>,
+        callback_requested -> Bool,
+        agent_id -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Text>,
+        import_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    call_centre (id) {
+        id -> Integer,
+        status -> Text,
+        changed_at -> Timestamp,
+        changed_by -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(services -> sites (site_code));
+diesel::joinable!(calls -> patients (patient_id));
+diesel::joinable!(calls -> appointments (appointment_id));
 diesel::joinable!(appointments -> patients (patient_id));
 diesel::joinable!(appointments -> sites (site_code));
 diesel::joinable!(appointments -> services (service_code));
@@ -151,4 +182,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     incident_sites,
     appointments,
     appointment_events,
+    calls,
+    call_centre,
 );

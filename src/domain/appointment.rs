@@ -187,6 +187,26 @@ mod tests {
         assert!(Priority::new(1).ok() < Priority::new(4).ok());
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn priorities_outside_one_to_four_are_refused(n in any::<i64>()) {
+            prop_assert_eq!(Priority::new(n).is_ok(), (1..=4).contains(&n));
+        }
+
+        #[test]
+        fn only_exact_names_parse(s in "\\PC{0,20}") {
+            prop_assert_eq!(Kind::parse(&s).is_ok(), s == "operation" || s == "consultation");
+            prop_assert_eq!(Status::parse(&s).is_ok(), Status::ALL.iter().any(|x| x.as_str() == s));
+        }
+
+        #[test]
+        fn no_move_leaves_cancelled(t in prop::sample::select(vec![Transition::Postpone, Transition::Reschedule, Transition::Cancel])) {
+            prop_assert!(Status::Cancelled.apply(t).is_err());
+        }
+    }
+
     #[test]
     fn statuses_and_kinds_round_trip() {
         for s in Status::ALL {

@@ -17,10 +17,15 @@ impl PhoneE164 {
         if trimmed.is_empty() || trimmed.len() > 40 {
             return Err(refuse());
         }
-        // "00" is the international prefix from Belgium.
-        let normalised = match trimmed.strip_prefix("00") {
+        // Separators people type are dropped first (the crate stumbles on some of them right
+        // after a country code); "00" is the international prefix from Belgium.
+        let compact: String = trimmed
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '.' | '/' | '-' | '\u{a0}'))
+            .collect();
+        let normalised = match compact.strip_prefix("00") {
             Some(rest) => format!("+{rest}"),
-            None => trimmed.to_string(),
+            None => compact,
         };
         let number = phonenumber::parse(Some(phonenumber::country::Id::BE), &normalised)
             .map_err(|_| refuse())?;
@@ -114,6 +119,35 @@ mod tests {
     fn non_numbers_are_refused() {
         for bad in ["", "abc", "123", "+32 0", "061 23 45 67 89 10 11", "☎"] {
             assert!(PhoneE164::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn belgian_mobiles_parse_in_any_usual_form(
+            operator in 60u32..=99, rest in 0u32..1_000_000,
+            sep in prop::sample::select(vec![" ", ".", "/", "", "-"]),
+            prefix in prop::sample::select(vec!["0", "+32 ", "0032 ", "+32"]),
+        ) {
+            let digits = format!("4{operator}{rest:06}");
+            let typed = format!("{prefix}{}{sep}{}{sep}{}{sep}{}", &digits[0..3], &digits[3..5], &digits[5..7], &digits[7..9]);
+            let parsed = PhoneE164::parse(&typed);
+            prop_assert_eq!(parsed.map(|p| p.0), Ok(format!("+32{digits}")));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_the_parsers(s in "\\PC{0,60}") {
+            let _ = PhoneE164::parse(&s);
+            let _ = Email::parse(&s);
+        }
+
+        #[test]
+        fn simple_addresses_are_accepted(local in "[a-z][a-z0-9.]{0,20}[a-z0-9]", domain in "[a-z]{2,12}", tld in "(be|lu|com|org)") {
+            let raw = format!("{local}@{domain}.{tld}");
+            prop_assume!(!raw.contains(".."));
+            prop_assert_eq!(Email::parse(&raw).map(|e| e.0), Ok(raw));
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod appointment;
+pub mod call;
 pub mod code;
 pub mod contact;
 pub mod national_number;

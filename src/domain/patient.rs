@@ -87,6 +87,38 @@ impl PatientQuery {
     }
 }
 
+/// One index probe of a name search: names starting with these prefixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameProbe {
+    pub last: Option<String>,
+    pub first: Option<String>,
+}
+
+impl PatientQuery {
+    /// For a name query, the probes to run in order; results come in that order (each probe
+    /// sorted by the name it fixes), without repeats. Last names first: that is what people
+    /// are asked for on the phone.
+    pub fn name_probes(words: &[String]) -> Vec<NameProbe> {
+        let probe = |last: Option<&str>, first: Option<&str>| NameProbe {
+            last: last.map(str::to_string),
+            first: first.map(str::to_string),
+        };
+        let whole = words.join(" ");
+        let mut probes = Vec::new();
+        // Every split of the words into a last name and a first name, both ways round:
+        // "van damme jean pierre" is (van damme, jean pierre) among others.
+        let words = &words[..words.len().min(6)];
+        for k in 1..words.len() {
+            let (head, tail) = (words[..k].join(" "), words[k..].join(" "));
+            probes.push(probe(Some(&head), Some(&tail)));
+            probes.push(probe(Some(&tail), Some(&head)));
+        }
+        probes.push(probe(Some(&whole), None));
+        probes.push(probe(None, Some(&whole)));
+        probes
+    }
+}
+
 /// A birth date: not in the future, not before 1890.
 pub fn parse_birth_date(raw: &str, today: NaiveDate) -> Result<NaiveDate, Invalid> {
     let date = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
@@ -236,6 +268,29 @@ mod tests {
         );
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn languages_parse_in_any_case_and_nothing_else(s in "\\PC{0,6}") {
+            let expected = ["fr", "nl", "de", "en"].contains(&s.trim().to_ascii_lowercase().as_str());
+            prop_assert_eq!(Language::parse(&s).is_ok(), expected);
+        }
+
+        #[test]
+        fn search_keys_are_lower_ascii_words(s in "\\PC{0,40}") {
+            let key = search_key(&s);
+            prop_assert!(key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b' '));
+            prop_assert!(!key.starts_with(' ') && !key.ends_with(' ') && !key.contains("  "));
+            prop_assert_eq!(search_key(&key), key.clone(), "folding twice changes nothing");
+        }
+
+        #[test]
+        fn any_query_text_parses_or_is_refused_without_panic(s in "\\PC{0,120}") {
+            let _ = PatientQuery::parse(&s);
+        }
+    }
+
     #[test]
     fn queries_are_told_apart() {
         assert!(matches!(
@@ -256,6 +311,31 @@ mod tests {
         );
         assert!(PatientQuery::parse("  ").is_err());
         assert!(PatientQuery::parse("!!!").is_err());
+    }
+
+    #[test]
+    fn name_probes_try_both_orders_then_whole_names() {
+        let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let probes = PatientQuery::name_probes(&words("dupont marie"));
+        let shown: Vec<(Option<&str>, Option<&str>)> = probes
+            .iter()
+            .map(|p| (p.last.as_deref(), p.first.as_deref()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (Some("dupont"), Some("marie")),
+                (Some("marie"), Some("dupont")),
+                (Some("dupont marie"), None),
+                (None, Some("dupont marie"))
+            ]
+        );
+        assert_eq!(PatientQuery::name_probes(&words("dup")).len(), 2);
+        let probes = PatientQuery::name_probes(&words("van damme jean pierre"));
+        assert!(probes
+            .iter()
+            .any(|p| p.last.as_deref() == Some("van damme")
+                && p.first.as_deref() == Some("jean pierre")));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use crate::auth::{perm, Granted};
 use crate::error::{AppError, AppResult, Problem};
-use crate::imports::AppointmentImport;
+use crate::imports::{AppointmentImport, CallImport};
 use crate::startup::AppState;
 
 /// Largest CSV upload: about a million lines.
@@ -86,6 +86,38 @@ pub async fn appointments(
     let db = state.db.clone();
     let report = web::block(move || {
         crate::imports::import_appointments(&db, std::io::BufReader::new(file), &caller)
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    Ok(web::Json(report))
+}
+
+/// Import calls from CSV (header of CONTRACT §4.6), all or nothing; callers are matched to
+/// patients by national number.
+#[utoipa::path(
+    tag = "calls",
+    path = "/calls/import",
+    request_body(content = String, content_type = "text/csv", description = "received_at,caller_phone,national_number,reason,outcome,duration_seconds,notes"),
+    responses(
+        (status = 200, body = CallImport),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem, description = "every bad line, with its field; nothing stored")
+    ),
+    security(("bearer" = []))
+)]
+#[post("/calls/import")]
+pub async fn calls(
+    caller: Granted<perm::Import>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> AppResult<web::Json<CallImport>> {
+    let file = spool(&req, payload).await?;
+    let caller = caller.caller;
+    let db = state.db.clone();
+    let report = web::block(move || {
+        crate::imports::import_calls(&db, std::io::BufReader::new(file), &caller)
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;

@@ -4,6 +4,7 @@
 
 pub mod appointments;
 pub mod audit;
+pub mod calls;
 pub mod extract;
 pub mod health;
 pub mod imports;
@@ -46,7 +47,13 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(appointments::list)
         .service(appointments::read)
         .service(incidents::create)
-        .service(incidents::extend);
+        .service(incidents::extend)
+        .service(imports::calls)
+        .service(calls::create)
+        .service(calls::list)
+        .service(calls::stats)
+        .service(calls::centre)
+        .service(calls::set_centre);
 }
 
 /// A page of a list: `{items, next_cursor}`.

@@ -37,6 +37,12 @@ const MATRIX: &[Row] = &[
     ("get",    "/api/v1/appointments/{id}",     [200, 200, 200, 200, 401]),
     ("post",   "/api/v1/incidents",             MANAGERS_CREATE),
     ("post",   "/api/v1/incidents/{id}/extend", [200, 200, 403, 403, 401]),
+    ("post",   "/api/v1/calls",                 [201, 201, 403, 201, 401]),
+    ("get",    "/api/v1/calls",                 [200, 200, 403, 200, 401]),
+    ("get",    "/api/v1/calls/stats",           [200, 200, 403, 200, 401]),
+    ("post",   "/api/v1/calls/import",          [200, 200, 403, 403, 401]),
+    ("get",    "/api/v1/call-centre",           MANAGERS_READ),
+    ("put",    "/api/v1/call-centre",           [200, 200, 403, 403, 401]),
 ];
 
 /// Records the matrix needs to exist: a patient with an appointment in the secretary's
@@ -102,6 +108,16 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
                 f.service
             )))
         }
+        ("post", "/api/v1/calls") => {
+            json!({"reason": "appointment_status", "outcome": "informed", "patient_id": f.patient})
+        }
+        ("post", "/api/v1/calls/import") => {
+            return Some(Body::Csv(format!(
+                "{}\n2022-05-16T08:00:00Z,061 23 45 67,,other,informed,60,\n",
+                reprise::imports::CALL_HEADER.join(",")
+            )))
+        }
+        ("put", "/api/v1/call-centre") => json!({"status": "active"}),
         ("post", "/api/v1/incidents") => json!({
             "title": "Test", "started_at": "2031-01-01T00:00:00Z",
             "postpone_until": "2031-01-02T00:00:00Z", "sites": [f.site]

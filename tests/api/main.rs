@@ -4,6 +4,7 @@
 mod access;
 mod appointments;
 mod audit;
+mod calls;
 mod cli;
 mod concurrency;
 mod errors;

@@ -18,8 +18,10 @@ CREATE TABLE patients (
     import_id       TEXT,
     created_at      TIMESTAMP NOT NULL
 );
-CREATE INDEX patients_last_name_key ON patients (last_name_key, first_name_key);
-CREATE INDEX patients_first_name_key ON patients (first_name_key);
+-- A name search reads one of these in order and stops after a page: no sort, whatever the
+-- number of namesakes.
+CREATE INDEX patients_last_name_key ON patients (last_name_key, first_name_key, id);
+CREATE INDEX patients_first_name_key ON patients (first_name_key, last_name_key, id);
 CREATE INDEX patients_phone ON patients (phone);
 
 CREATE TABLE incidents (

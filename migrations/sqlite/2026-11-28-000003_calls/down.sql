@@ -1,0 +1,2 @@
+DROP TABLE call_centre;
+DROP TABLE calls;

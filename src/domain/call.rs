@@ -1,0 +1,294 @@
+//! Calls to the call centre: why people call and how the call ended (CONTRACT §4.6).
+
+use super::Invalid;
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant),*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),*
+                }
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, Invalid> {
+                match raw {
+                    $($text => Ok($name::$variant),)*
+                    _ => Err(Invalid(format!(
+                        "must be one of {}",
+                        [$($text),*].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Why the patient called.
+    Reason {
+        AppointmentStatus => "appointment_status",
+        RescheduleRequest => "reschedule_request",
+        Cancellation => "cancellation",
+        MedicalQuestion => "medical_question",
+        Prescription => "prescription",
+        Results => "results",
+        Administrative => "administrative",
+        Other => "other",
+    }
+);
+
+text_enum!(
+    /// How the call ended.
+    Outcome {
+        Informed => "informed",
+        ForwardedToService => "forwarded_to_service",
+        CallbackScheduled => "callback_scheduled",
+        AppointmentCancelled => "appointment_cancelled",
+        Abandoned => "abandoned",
+    }
+);
+
+/// Longest notes kept with a call.
+pub const MAX_NOTES: usize = 2000;
+/// Longest call accepted: a whole day.
+pub const MAX_DURATION_SECONDS: i64 = 86_400;
+
+pub fn parse_duration(seconds: i64) -> Result<i32, Invalid> {
+    if (0..=MAX_DURATION_SECONDS).contains(&seconds) {
+        i32::try_from(seconds).map_err(|_| Invalid("is too long".into()))
+    } else {
+        Err(Invalid(format!(
+            "must be between 0 and {MAX_DURATION_SECONDS} seconds"
+        )))
+    }
+}
+
+/// Free-text notes: at most 2,000 characters; blank is none.
+pub fn parse_notes(raw: &str) -> Result<Option<String>, Invalid> {
+    let text = raw.trim();
+    if text.chars().count() > MAX_NOTES {
+        return Err(Invalid(format!("must be at most {MAX_NOTES} characters")));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Invalid("must not contain control characters".into()));
+    }
+    Ok((!text.is_empty()).then(|| text.to_string()))
+}
+
+/// Size of the buckets of a calls-per-time series, in Brussels local time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "hour" => Ok(Bucket::Hour),
+            "day" => Ok(Bucket::Day),
+            _ => Err(Invalid("must be hour or day".into())),
+        }
+    }
+}
+
+/// Most buckets in one series.
+pub const MAX_BUCKETS: usize = 10_000;
+
+/// Folds calls per UTC hour into Brussels-local buckets from the bucket holding `from` to the
+/// one holding the last instant before `to`, empty buckets included. A Brussels day is 23, 24
+/// or 25 UTC hours; a Brussels hour is always one UTC hour.
+pub fn local_series(
+    hours: &[(chrono::NaiveDateTime, i64)],
+    bucket: Bucket,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> Result<Vec<(chrono::DateTime<chrono_tz::Tz>, i64)>, Invalid> {
+    use chrono::{Duration, TimeZone, Timelike};
+    use chrono_tz::Europe::Brussels;
+
+    let start_of = |utc: chrono::NaiveDateTime| -> chrono::NaiveDateTime {
+        let local = Brussels.from_utc_datetime(&utc);
+        match bucket {
+            Bucket::Hour => utc
+                .with_minute(0)
+                .and_then(|t| t.with_second(0))
+                .and_then(|t| t.with_nanosecond(0))
+                .unwrap_or(utc),
+            Bucket::Day => {
+                let midnight = local.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default();
+                Brussels
+                    .from_local_datetime(&midnight)
+                    .earliest()
+                    .map(|t| t.naive_utc())
+                    .unwrap_or(utc)
+            }
+        }
+    };
+    let next = |start: chrono::NaiveDateTime| -> chrono::NaiveDateTime {
+        match bucket {
+            Bucket::Hour => start + Duration::hours(1),
+            // Past the longest day, then back to its local midnight.
+            Bucket::Day => start_of(start + Duration::hours(26)),
+        }
+    };
+    if to <= from {
+        return Ok(Vec::new());
+    }
+    let mut series = Vec::new();
+    let mut start = start_of(from);
+    let mut hours = hours.iter().peekable();
+    while start < to {
+        if series.len() >= MAX_BUCKETS {
+            return Err(Invalid(format!(
+                "asks for more than {MAX_BUCKETS} buckets; narrow from and to, or use bucket=day"
+            )));
+        }
+        let end = next(start);
+        let mut count = 0;
+        while let Some((hour, n)) = hours.peek() {
+            if *hour >= end {
+                break;
+            }
+            if *hour >= start {
+                count += n;
+            }
+            hours.next();
+        }
+        series.push((Brussels.from_utc_datetime(&start), count));
+        start = end;
+    }
+    Ok(series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn utc(raw: &str) -> chrono::NaiveDateTime {
+        chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M").unwrap_or_default()
+    }
+
+    #[test]
+    fn days_are_belgian_days_summer_time_included() {
+        // 13 May 2022 23:30 UTC is already 14 May in Brussels (UTC+2).
+        let hours = [
+            (utc("2022-05-13 21:00"), 2),
+            (utc("2022-05-13 22:00"), 3),
+            (utc("2022-05-14 22:00"), 5),
+        ];
+        let series = local_series(
+            &hours,
+            Bucket::Day,
+            utc("2022-05-13 00:00"),
+            utc("2022-05-15 00:00"),
+        )
+        .expect("ok");
+        let shown: Vec<(String, i64)> = series.iter().map(|(t, n)| (t.to_rfc3339(), *n)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("2022-05-13T00:00:00+02:00".to_string(), 2),
+                ("2022-05-14T00:00:00+02:00".to_string(), 3),
+                ("2022-05-15T00:00:00+02:00".to_string(), 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_day_summer_time_starts_has_23_hours() {
+        // 27 March 2022: 00:00 local is 23:00 UTC the day before; the next midnight is 22:00 UTC.
+        let hours = [
+            (utc("2022-03-26 23:00"), 1),
+            (utc("2022-03-27 21:00"), 4),
+            (utc("2022-03-27 22:00"), 7),
+        ];
+        let series = local_series(
+            &hours,
+            Bucket::Day,
+            utc("2022-03-26 23:00"),
+            utc("2022-03-28 22:00"),
+        )
+        .expect("ok");
+        let counts: Vec<i64> = series.iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [5, 7]);
+        assert_eq!(series[1].0.to_rfc3339(), "2022-03-28T00:00:00+02:00");
+    }
+
+    #[test]
+    fn hour_buckets_include_empty_hours() {
+        let hours = [(utc("2022-05-14 08:00"), 3), (utc("2022-05-14 10:00"), 1)];
+        let series = local_series(
+            &hours,
+            Bucket::Hour,
+            utc("2022-05-14 08:00"),
+            utc("2022-05-14 11:00"),
+        )
+        .expect("ok");
+        let counts: Vec<i64> = series.iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [3, 0, 1]);
+        assert_eq!(series[0].0.to_rfc3339(), "2022-05-14T10:00:00+02:00");
+    }
+
+    #[test]
+    fn huge_series_are_refused() {
+        assert!(local_series(
+            &[],
+            Bucket::Hour,
+            utc("2000-01-01 00:00"),
+            utc("2022-01-01 00:00")
+        )
+        .is_err());
+        assert!(local_series(
+            &[],
+            Bucket::Day,
+            utc("2000-01-01 00:00"),
+            utc("2022-01-01 00:00")
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn every_contract_name_round_trips() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Ok(*r));
+        }
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.as_str()), Ok(*o));
+        }
+        assert_eq!(Reason::ALL.len(), 8);
+        assert_eq!(Outcome::ALL.len(), 5);
+        assert!(Reason::parse("complaint").is_err());
+    }
+
+    #[test]
+    fn notes_and_durations_have_limits() {
+        assert_eq!(parse_notes("  "), Ok(None));
+        assert!(parse_notes(&"é".repeat(2000)).is_ok());
+        assert!(parse_notes(&"é".repeat(2001)).is_err());
+        assert!(parse_duration(-1).is_err());
+        assert_eq!(parse_duration(90), Ok(90));
+        assert!(parse_duration(86_401).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn only_contract_names_parse(s in "\\\\PC{0,24}") {
+            prop_assert_eq!(Reason::parse(&s).is_ok(), Reason::ALL.iter().any(|r| r.as_str() == s));
+            prop_assert_eq!(Outcome::parse(&s).is_ok(), Outcome::ALL.iter().any(|o| o.as_str() == s));
+        }
+    }
+}

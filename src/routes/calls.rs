@@ -1,0 +1,530 @@
+//! `/api/v1/calls` and `/api/v1/call-centre`: log calls in a few keystrokes, never twice.
+
+use actix_web::http::header::HeaderName;
+use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
+use diesel::Connection;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{parse_instant, utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
+use crate::auth::{perm, Caller, Granted};
+use crate::db::{self, calls::CallFilter, calls::CallRow, DbConnection};
+use crate::domain::call::{local_series, parse_duration, parse_notes, Bucket, Outcome, Reason};
+use crate::domain::{Invalid, PhoneE164};
+use crate::error::{AppError, AppResult, Problem};
+use crate::startup::AppState;
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCall {
+    /// RFC 3339; default now.
+    pub received_at: Option<String>,
+    /// Any Belgian or international format; stored as E.164.
+    pub caller_phone: Option<String>,
+    pub patient_id: Option<String>,
+    pub appointment_id: Option<String>,
+    /// `appointment_status`, `reschedule_request`, `cancellation`, `medical_question`,
+    /// `prescription`, `results`, `administrative` or `other`.
+    #[schema(example = "appointment_status")]
+    pub reason: String,
+    /// `informed`, `forwarded_to_service`, `callback_scheduled`, `appointment_cancelled` or
+    /// `abandoned`.
+    #[schema(example = "informed")]
+    pub outcome: String,
+    pub duration_seconds: Option<i64>,
+    /// At most 2,000 characters.
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub callback_requested: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallResponse {
+    pub id: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub caller_phone: Option<String>,
+    pub patient_id: Option<String>,
+    pub appointment_id: Option<String>,
+    pub reason: String,
+    pub outcome: String,
+    pub duration_seconds: Option<i32>,
+    pub notes: Option<String>,
+    pub callback_requested: bool,
+    /// Account id of the agent who logged it.
+    pub agent_id: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<CallRow> for CallResponse {
+    fn from(r: CallRow) -> Self {
+        Self {
+            id: r.id,
+            received_at: utc(r.received_at),
+            caller_phone: r.caller_phone,
+            patient_id: r.patient_id,
+            appointment_id: r.appointment_id,
+            reason: r.reason,
+            outcome: r.outcome,
+            duration_seconds: r.duration_seconds,
+            notes: r.notes,
+            callback_requested: r.callback_requested,
+            agent_id: r.agent_id,
+            created_at: utc(r.created_at),
+        }
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> AppResult<Option<String>> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or("").trim();
+    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::validation(
+            "Idempotency-Key",
+            "must be 1 to 200 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Checks a call's fields into a row (without id, agent or key).
+fn call_row(b: &CreateCall, now: chrono::NaiveDateTime) -> AppResult<CallRow> {
+    let mut f = Fields::new();
+    let received_at = match &b.received_at {
+        None => Some(now),
+        Some(raw) => f.check(
+            "received_at",
+            parse_instant(raw).and_then(|t| not_future(t, now)),
+        ),
+    };
+    let phone = f.check_opt(
+        "caller_phone",
+        b.caller_phone.as_deref().filter(|s| !s.trim().is_empty()),
+        PhoneE164::parse,
+    );
+    let reason = f.check("reason", Reason::parse(&b.reason));
+    let outcome = f.check("outcome", Outcome::parse(&b.outcome));
+    let duration = f.check_opt("duration_seconds", b.duration_seconds, parse_duration);
+    let notes = f.check_opt("notes", b.notes.as_deref(), parse_notes);
+    f.finish((|| {
+        Some(CallRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            received_at: received_at?,
+            caller_phone: phone?.map(|p| p.as_str().to_string()),
+            patient_id: b.patient_id.clone(),
+            appointment_id: b.appointment_id.clone(),
+            reason: reason?.as_str().into(),
+            outcome: outcome?.as_str().into(),
+            duration_seconds: duration?,
+            notes: notes?.flatten(),
+            callback_requested: b.callback_requested,
+            agent_id: None,
+            idempotency_key: None,
+            request_hash: None,
+            import_id: None,
+            created_at: now,
+        })
+    })())
+}
+
+/// A call cannot have been received more than a few minutes in the future (clock skew).
+fn not_future(
+    t: chrono::NaiveDateTime,
+    now: chrono::NaiveDateTime,
+) -> Result<chrono::NaiveDateTime, Invalid> {
+    if t > now + chrono::Duration::minutes(5) {
+        Err(Invalid("is in the future".into()))
+    } else {
+        Ok(t)
+    }
+}
+
+/// What a logged call answers: created, or the same call again for a replayed key.
+enum Logged {
+    Created(CallRow),
+    Replayed(CallRow),
+}
+
+/// Checks references and the call centre, then inserts; for a key already used, returns the
+/// stored call if the request is the same, a 422 otherwise. The unique index on the key is
+/// what guarantees one call per key, on both backends.
+fn log_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult<Logged> {
+    if let Some(key) = &row.idempotency_key {
+        if let Some(existing) = db::calls::find_by_key(conn, key)? {
+            return replay(existing, &row);
+        }
+    }
+    let (status, _, _) = db::calls::centre(conn)?;
+    if status != "active" {
+        return Err(AppError::Conflict(
+            "the call centre is deactivated: calls are not being logged".into(),
+        ));
+    }
+    let mut f = Fields::new();
+    if let Some(p) = &row.patient_id {
+        if db::patients::find(conn, p)?.is_none() {
+            f.push("patient_id", "no such patient");
+        }
+    }
+    if let Some(a) = &row.appointment_id {
+        match db::appointments::find(conn, a)? {
+            None => f.push("appointment_id", "no such appointment"),
+            Some(appt)
+                if row
+                    .patient_id
+                    .as_ref()
+                    .is_some_and(|p| *p != appt.patient_id) =>
+            {
+                f.push("appointment_id", "is not an appointment of this patient")
+            }
+            Some(_) => {}
+        }
+    }
+    f.finish(Some(()))?;
+    // A savepoint, so that losing a race on the key (PostgreSQL, two instances) leaves the
+    // transaction usable to read the winner.
+    let inserted = conn.transaction(|c| db::calls::insert(c, &row));
+    match inserted {
+        Ok(()) => {}
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            let key = row.idempotency_key.clone().unwrap_or_default();
+            let existing = db::calls::find_by_key(conn, &key)?.ok_or_else(|| {
+                AppError::Conflict("this Idempotency-Key is being used right now; retry".into())
+            })?;
+            return replay(existing, &row);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    crate::audit::record(
+        conn,
+        caller,
+        "call.create",
+        Some(&format!("call:{}", row.id)),
+        serde_json::json!({ "patient": row.patient_id, "reason": row.reason, "outcome": row.outcome }),
+    )?;
+    Ok(Logged::Created(row))
+}
+
+fn replay(existing: CallRow, request: &CallRow) -> AppResult<Logged> {
+    if existing.request_hash == request.request_hash {
+        Ok(Logged::Replayed(existing))
+    } else {
+        Err(AppError::validation(
+            "Idempotency-Key",
+            "was already used for another call; use a new key for a new call",
+        ))
+    }
+}
+
+/// Log a call. With an `Idempotency-Key`, the same request again answers 200 with the same
+/// call, even when the two arrive at once; the same key with another body is a 422.
+#[utoipa::path(
+    tag = "calls",
+    request_body = CreateCall,
+    params(("Idempotency-Key" = Option<String>, Header, description = "one call per key")),
+    responses(
+        (status = 201, body = CallResponse),
+        (status = 200, body = CallResponse, description = "a replay of a key already used"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem, description = "the call centre is deactivated"),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/calls")]
+pub async fn create(
+    caller: Granted<perm::LogCalls>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ApiJson<CreateCall>,
+) -> AppResult<HttpResponse> {
+    let b = body.parse().await?;
+    let key = idempotency_key(&req)?;
+    let mut row = call_row(&b, crate::domain::now())?;
+    let caller = caller.caller;
+    if let Some(key) = key {
+        // The request as sent (before defaults), by this account: a replay matches it exactly.
+        let canonical = serde_json::to_string(&(caller.id.as_deref(), &b)).unwrap_or_default();
+        row.request_hash = Some(hex::encode(Sha256::digest(canonical.as_bytes())));
+        row.idempotency_key = Some(key);
+    }
+    row.agent_id = caller.id.clone();
+    let logged = state
+        .db
+        .write(move |conn| log_call(conn, &caller, row))
+        .await?;
+    Ok(match logged {
+        Logged::Created(row) => HttpResponse::Created().json(CallResponse::from(row)),
+        Logged::Replayed(row) => HttpResponse::Ok().json(CallResponse::from(row)),
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallQuery {
+    /// Calls received at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Calls received before (RFC 3339).
+    pub to: Option<String>,
+    pub reason: Option<String>,
+    pub patient_id: Option<String>,
+    pub callback_requested: Option<bool>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn encode_cursor(r: &CallRow) -> String {
+    format!("{}~{}", r.received_at.and_utc().timestamp_micros(), r.id)
+}
+
+fn decode_cursor(raw: &str) -> Result<(chrono::NaiveDateTime, String), Invalid> {
+    let bad = || Invalid("is not a cursor of this list".into());
+    let (micros, id) = raw.split_once('~').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((at.naive_utc(), id.to_string()))
+}
+
+/// List calls, newest first.
+#[utoipa::path(
+    tag = "calls",
+    params(CallQuery),
+    responses(
+        (status = 200, body = Page<CallResponse>),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/calls")]
+pub async fn list(
+    _caller: Granted<perm::ReadCalls>,
+    state: web::Data<AppState>,
+    query: ApiQuery<CallQuery>,
+) -> AppResult<web::Json<Page<CallResponse>>> {
+    let q = query.parse()?;
+    let page = PageRequest::parse(q.limit, q.cursor)?;
+    let mut f = Fields::new();
+    let from = f.check_opt("from", q.from.as_deref(), parse_instant);
+    let to = f.check_opt("to", q.to.as_deref(), parse_instant);
+    let reason = f.check_opt("reason", q.reason.as_deref(), Reason::parse);
+    let before = f.check_opt("cursor", page.cursor.as_deref(), decode_cursor);
+    let filter = f.finish((|| {
+        Some(CallFilter {
+            from: from?,
+            to: to?,
+            reason: reason?.map(|r| r.as_str().to_string()),
+            patient_id: q.patient_id.clone(),
+            callback_requested: q.callback_requested,
+            before: before?,
+        })
+    })())?;
+    let fetch = page.fetch();
+    let rows = state
+        .db
+        .read(move |conn| db::calls::list(conn, &filter, fetch).map_err(AppError::from))
+        .await?;
+    Ok(web::Json(page.page(
+        rows,
+        encode_cursor,
+        CallResponse::from,
+    )))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// Calls received at or after (RFC 3339); default: the first call.
+    pub from: Option<String>,
+    /// Calls received before (RFC 3339); default: now.
+    pub to: Option<String>,
+    /// `hour` or `day` (default), in Brussels local time.
+    pub bucket: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeriesPoint {
+    /// Start of the bucket, Brussels local time with its offset.
+    pub start: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallStats {
+    pub total: i64,
+    /// Mean over the calls whose duration is known; null when none is.
+    pub avg_duration_seconds: Option<f64>,
+    #[schema(value_type = Object)]
+    pub by_reason: std::collections::BTreeMap<String, i64>,
+    #[schema(value_type = Object)]
+    pub by_outcome: std::collections::BTreeMap<String, i64>,
+    pub series: Vec<SeriesPoint>,
+}
+
+/// Call statistics, computed by the database: totals by reason and outcome, mean duration,
+/// and calls per Brussels hour or day.
+#[utoipa::path(
+    tag = "calls",
+    params(StatsQuery),
+    responses(
+        (status = 200, body = CallStats),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/calls/stats")]
+pub async fn stats(
+    _caller: Granted<perm::ReadCalls>,
+    state: web::Data<AppState>,
+    query: ApiQuery<StatsQuery>,
+) -> AppResult<web::Json<CallStats>> {
+    let q = query.parse()?;
+    let mut f = Fields::new();
+    let from = f.check_opt("from", q.from.as_deref(), parse_instant);
+    let to = f.check_opt("to", q.to.as_deref(), parse_instant);
+    let bucket = f.check_opt("bucket", q.bucket.as_deref(), Bucket::parse);
+    let (from, to, bucket) = f.finish((|| Some((from?, to?, bucket?.unwrap_or(Bucket::Day))))())?;
+    let to = to.unwrap_or_else(|| crate::domain::now() + chrono::Duration::seconds(1));
+    let (groups, hours) = state
+        .db
+        .read(move |conn| {
+            let start = from.unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc());
+            let groups = db::calls::group_counts(conn, start, to)?;
+            let hours = db::calls::hour_counts(conn, start, to)?;
+            Ok::<_, AppError>((groups, hours))
+        })
+        .await?;
+    let mut by_reason: std::collections::BTreeMap<String, i64> = Reason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_string(), 0))
+        .collect();
+    let mut by_outcome: std::collections::BTreeMap<String, i64> = Outcome::ALL
+        .iter()
+        .map(|o| (o.as_str().to_string(), 0))
+        .collect();
+    let (mut total, mut duration_sum, mut durations) = (0i64, 0i64, 0i64);
+    for g in &groups {
+        *by_reason.entry(g.reason.clone()).or_default() += g.calls;
+        *by_outcome.entry(g.outcome.clone()).or_default() += g.calls;
+        total += g.calls;
+        duration_sum += g.duration_sum.unwrap_or(0);
+        durations += g.durations;
+    }
+    let hours: Vec<(chrono::NaiveDateTime, i64)> =
+        hours.into_iter().map(|h| (h.hour, h.calls)).collect();
+    // Without `from`, the series starts at the first call.
+    let series_from = from.or_else(|| hours.first().map(|h| h.0)).unwrap_or(to);
+    let series = local_series(&hours, bucket, series_from, to)
+        .map_err(|e| AppError::validation("from", e.0))?;
+    Ok(web::Json(CallStats {
+        total,
+        avg_duration_seconds: (durations > 0).then(|| duration_sum as f64 / durations as f64),
+        by_reason,
+        by_outcome,
+        series: series
+            .into_iter()
+            .map(|(start, count)| SeriesPoint {
+                start: start.to_rfc3339(),
+                count,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallCentreResponse {
+    /// `active` or `deactivated`.
+    pub status: String,
+    pub changed_at: chrono::DateTime<chrono::Utc>,
+    pub calls_total: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetCallCentre {
+    /// `active` or `deactivated`.
+    pub status: String,
+}
+
+fn centre_response(conn: &mut DbConnection) -> AppResult<CallCentreResponse> {
+    let (status, changed_at, _) = db::calls::centre(conn)?;
+    Ok(CallCentreResponse {
+        status,
+        changed_at: utc(changed_at),
+        calls_total: db::calls::count(conn)?,
+    })
+}
+
+/// Whether the call centre is taking calls, and how many it has logged.
+#[utoipa::path(
+    tag = "calls",
+    responses(
+        (status = 200, body = CallCentreResponse),
+        (status = 401, body = Problem), (status = 403, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/call-centre")]
+pub async fn centre(
+    _caller: Granted<perm::ManageCallCentre>,
+    state: web::Data<AppState>,
+) -> AppResult<web::Json<CallCentreResponse>> {
+    let body = state.db.read(centre_response).await?;
+    Ok(web::Json(body))
+}
+
+/// Activate or deactivate the call centre (audited).
+#[utoipa::path(
+    tag = "calls",
+    request_body = SetCallCentre,
+    responses(
+        (status = 200, body = CallCentreResponse),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[put("/call-centre")]
+pub async fn set_centre(
+    caller: Granted<perm::ManageCallCentre>,
+    state: web::Data<AppState>,
+    body: ApiJson<SetCallCentre>,
+) -> AppResult<web::Json<CallCentreResponse>> {
+    let b = body.parse().await?;
+    if !matches!(b.status.as_str(), "active" | "deactivated") {
+        return Err(AppError::validation(
+            "status",
+            "must be active or deactivated",
+        ));
+    }
+    let caller = caller.caller;
+    let body = state
+        .db
+        .write(move |conn| {
+            let (before, _, _) = db::calls::centre(conn)?;
+            if before != b.status {
+                db::calls::set_centre(conn, &b.status, crate::domain::now(), caller.id.as_deref())?;
+                crate::audit::record(
+                    conn,
+                    &caller,
+                    "call_centre.update",
+                    Some("call_centre"),
+                    serde_json::json!({ "from": before, "to": b.status }),
+                )?;
+            }
+            centre_response(conn)
+        })
+        .await?;
+    Ok(web::Json(body))
+}

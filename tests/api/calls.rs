@@ -1,0 +1,477 @@
+use serde_json::{json, Value};
+
+use crate::cli::reprise;
+use crate::helpers::{assert_problem, spawn_app, TestApp};
+
+async fn log(app: &TestApp, key: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url("/api/v1/calls"))
+        .bearer_auth(&app.admin_token)
+        .json(body);
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    req.send().await.expect("sent")
+}
+
+async fn all_calls(app: &TestApp) -> Vec<Value> {
+    let page: Value = app
+        .get("/api/v1/calls?limit=1000", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    page["items"].as_array().expect("items").clone()
+}
+
+#[tokio::test]
+async fn a_call_is_logged_with_its_fields() {
+    let app = spawn_app().await;
+    let patient = app.create_patient("Dupont", "Marie").await;
+    let r = log(
+        &app,
+        None,
+        &json!({"received_at": "2022-05-16T09:15:00+02:00", "caller_phone": "0470 12 34 56", "patient_id": patient,
+                "reason": "appointment_status", "outcome": "callback_scheduled", "duration_seconds": 95,
+                "notes": "Demande quand sera reprogrammée l'opération", "callback_requested": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let call: Value = r.json().await.expect("json");
+    assert_eq!(call["caller_phone"], "+32470123456");
+    assert_eq!(call["received_at"], "2022-05-16T07:15:00Z");
+    assert_eq!(call["callback_requested"], true);
+    assert!(call["agent_id"].is_string());
+    // received_at defaults to now.
+    let r = log(
+        &app,
+        None,
+        &json!({"reason": "other", "outcome": "abandoned"}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let now: Value = r.json().await.expect("json");
+    let at = chrono::DateTime::parse_from_rfc3339(now["received_at"].as_str().expect("at"))
+        .expect("rfc3339");
+    assert!(
+        (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+            .num_seconds()
+            .abs()
+            < 60
+    );
+}
+
+#[tokio::test]
+async fn bad_calls_are_422_naming_the_field_and_store_nothing() {
+    let app = spawn_app().await;
+    let base = json!({"reason": "other", "outcome": "informed"});
+    let with = |key: &str, value: Value| {
+        let mut b = base.clone();
+        b[key] = value;
+        b
+    };
+    for (body, field) in [
+        (with("reason", json!("complaint")), "reason"),
+        (with("outcome", json!("hung_up")), "outcome"),
+        (with("notes", json!("x".repeat(2001))), "notes"),
+        (with("duration_seconds", json!(-5)), "duration_seconds"),
+        (
+            with("received_at", json!("16/05/2022 09:15")),
+            "received_at",
+        ),
+        (
+            with("received_at", json!("2999-01-01T00:00:00Z")),
+            "received_at",
+        ),
+        (with("caller_phone", json!("not a number")), "caller_phone"),
+        (with("patient_id", json!("nobody")), "patient_id"),
+    ] {
+        let p = assert_problem(log(&app, None, &body).await, 422).await;
+        let fields: Vec<&str> = p["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "{body}: {fields:?}");
+    }
+    assert!(all_calls(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn one_key_one_call_even_when_a_hundred_requests_race() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let body =
+        json!({"reason": "reschedule_request", "outcome": "informed", "duration_seconds": 30});
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (app, body) = (app.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = log(&app, Some("key-race-1"), &body).await;
+            let status = r.status().as_u16();
+            let call: Value = r.json().await.expect("json");
+            (status, call["id"].as_str().unwrap_or_default().to_string())
+        }));
+    }
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for t in tasks {
+        let (status, id) = t.await.expect("joined");
+        assert!(status == 201 || status == 200, "status {status}");
+        created += usize::from(status == 201);
+        ids.push(id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every answer names the same call");
+    assert_eq!(created, 1, "exactly one 201");
+    assert_eq!(all_calls(&app).await.len(), 1);
+
+    // The same key with another body is refused.
+    let other = json!({"reason": "other", "outcome": "informed"});
+    assert_problem(log(&app, Some("key-race-1"), &other).await, 422).await;
+    assert_eq!(all_calls(&app).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_key_on_parallel_connections_creates_one_call() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            // A fresh client: a connection of its own.
+            let client = reqwest::Client::new();
+            let r = client
+                .post(app.url("/api/v1/calls"))
+                .bearer_auth(&app.admin_token)
+                .header("Idempotency-Key", format!("k-{}", i % 10))
+                .json(&json!({"reason": "results", "outcome": "informed", "notes": format!("n{}", i % 10)}))
+                .send()
+                .await
+                .expect("sent");
+            r.status().as_u16()
+        }));
+    }
+    for t in tasks {
+        let status = t.await.expect("joined");
+        assert!(status == 201 || status == 200, "{status}");
+    }
+    assert_eq!(all_calls(&app).await.len(), 10);
+}
+
+#[tokio::test]
+async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
+    let app = spawn_app().await;
+    for minute in 0..5 {
+        let at = format!("2022-05-16T09:0{minute}:00+02:00");
+        assert_eq!(
+            log(
+                &app,
+                None,
+                &json!({"received_at": at, "reason": "other", "outcome": "informed"})
+            )
+            .await
+            .status(),
+            201
+        );
+    }
+    let first: Value = app
+        .get("/api/v1/calls?limit=2", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let times: Vec<&str> = first["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["received_at"].as_str())
+        .collect();
+    assert_eq!(times, ["2022-05-16T07:04:00Z", "2022-05-16T07:03:00Z"]);
+    // New calls arrive, newer and older than the page: the next page goes on where it stopped.
+    for at in ["2022-05-16T10:00:00+02:00", "2022-05-16T09:03:30+02:00"] {
+        assert_eq!(
+            log(
+                &app,
+                None,
+                &json!({"received_at": at, "reason": "other", "outcome": "informed"})
+            )
+            .await
+            .status(),
+            201
+        );
+    }
+    let cursor = first["next_cursor"].as_str().expect("more");
+    let second: Value = app
+        .get(
+            &format!("/api/v1/calls?limit=10&cursor={cursor}"),
+            Some(&app.admin_token),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let times: Vec<&str> = second["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["received_at"].as_str())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2022-05-16T07:02:00Z",
+            "2022-05-16T07:01:00Z",
+            "2022-05-16T07:00:00Z"
+        ]
+    );
+
+    let filtered: Value = app
+        .get(
+            "/api/v1/calls?from=2022-05-16T07:01:00Z&to=2022-05-16T07:03:00Z&reason=other",
+            Some(&app.admin_token),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(filtered["items"].as_array().expect("items").len(), 2);
+    assert_problem(
+        app.get("/api/v1/calls?cursor=garbage", Some(&app.admin_token))
+            .await,
+        422,
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/calls?reason=nope", Some(&app.admin_token))
+            .await,
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn statistics_follow_belgian_days() {
+    let app = spawn_app().await;
+    // 23:30 UTC on the 13th is already the 14th in Brussels.
+    for (at, reason, outcome, duration) in [
+        (
+            "2022-05-13T21:30:00Z",
+            "appointment_status",
+            "informed",
+            Some(60),
+        ),
+        (
+            "2022-05-13T23:30:00Z",
+            "appointment_status",
+            "abandoned",
+            None,
+        ),
+        ("2022-05-14T10:00:00Z", "results", "informed", Some(120)),
+        ("2022-05-15T21:59:00Z", "other", "informed", Some(30)),
+    ] {
+        let mut body = json!({"received_at": at, "reason": reason, "outcome": outcome});
+        if let Some(d) = duration {
+            body["duration_seconds"] = json!(d);
+        }
+        assert_eq!(log(&app, None, &body).await.status(), 201);
+    }
+    let stats: Value = app
+        .get("/api/v1/calls/stats?from=2022-05-13T00:00:00%2B02:00&to=2022-05-16T00:00:00%2B02:00&bucket=day", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["total"], 4);
+    assert_eq!(stats["avg_duration_seconds"], 70.0);
+    assert_eq!(stats["by_reason"]["appointment_status"], 2);
+    assert_eq!(stats["by_reason"]["prescription"], 0);
+    assert_eq!(stats["by_outcome"]["abandoned"], 1);
+    let series: Vec<(String, i64)> = stats["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_str().unwrap_or("").to_string(),
+                p["count"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        series,
+        [
+            ("2022-05-13T00:00:00+02:00".to_string(), 1),
+            ("2022-05-14T00:00:00+02:00".to_string(), 2),
+            ("2022-05-15T00:00:00+02:00".to_string(), 1),
+        ]
+    );
+    let hourly: Value = app
+        .get("/api/v1/calls/stats?from=2022-05-14T12:00:00%2B02:00&to=2022-05-14T14:00:00%2B02:00&bucket=hour", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let counts: Vec<i64> = hourly["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|p| p["count"].as_i64())
+        .collect();
+    assert_eq!(counts, [1, 0]);
+    assert_problem(
+        app.get("/api/v1/calls/stats?bucket=week", Some(&app.admin_token))
+            .await,
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_deactivated_call_centre_refuses_calls_and_the_change_is_audited() {
+    let app = spawn_app().await;
+    let state: Value = app
+        .get("/api/v1/call-centre", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["status"], "active");
+    let put = |status: &str| {
+        app.client
+            .put(app.url("/api/v1/call-centre"))
+            .bearer_auth(&app.admin_token)
+            .json(&json!({ "status": status }))
+            .send()
+    };
+    assert_eq!(put("deactivated").await.expect("sent").status(), 200);
+    let p = assert_problem(
+        log(
+            &app,
+            None,
+            &json!({"reason": "other", "outcome": "informed"}),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert!(p["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("deactivated"));
+    assert_problem(put("paused").await.expect("sent"), 422).await;
+    let state: Value = put("active")
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["status"], "active");
+    assert_eq!(
+        log(
+            &app,
+            None,
+            &json!({"reason": "other", "outcome": "informed"})
+        )
+        .await
+        .status(),
+        201
+    );
+    let state: Value = app
+        .get("/api/v1/call-centre", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["calls_total"], 1);
+    let audit: Value = app
+        .get(
+            "/api/v1/audit?action=call_centre.update",
+            Some(&app.admin_token),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let changes: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["details"]["to"].as_str())
+        .collect();
+    assert_eq!(changes, ["active", "deactivated"]);
+}
+
+#[tokio::test]
+async fn call_imports_match_patients_and_are_all_or_nothing() {
+    let app = spawn_app().await;
+    let known = json!({"national_number": "85073003328", "last_name": "Dupont", "first_name": "Marie", "birth_date": "1985-07-30"});
+    assert_eq!(
+        app.post_json("/api/v1/patients", Some(&app.admin_token), &known)
+            .await
+            .status(),
+        201
+    );
+    let header = reprise::imports::CALL_HEADER.join(",");
+    let good = format!(
+        "{header}\n2022-05-16 09:00,061 23 45 67,85.07.30-033.28,appointment_status,informed,60,\"Inquiète, rappeler\"\n\
+         2022-05-16T09:05:00+02:00,,17020100178,other,callback_scheduled,,\n"
+    );
+    let bad = format!("{header}\n2022-05-16 09:00,x,,appointment_status,informed,60,\n2022-05-16 09:00,,,nope,informed,-1,\n");
+    let send = |body: String| {
+        app.client
+            .post(app.url("/api/v1/calls/import"))
+            .bearer_auth(&app.admin_token)
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    let p = assert_problem(send(bad).await.expect("sent"), 422).await;
+    let errors: Vec<(u64, &str)> = p["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["field"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [(2, "caller_phone"), (3, "reason"), (3, "duration_seconds")]
+    );
+    assert!(all_calls(&app).await.is_empty());
+
+    let report: Value = send(good).await.expect("sent").json().await.expect("json");
+    assert_eq!(report["imported"], 2);
+    assert_eq!(report["matched_patients"], 1);
+    let calls = all_calls(&app).await;
+    assert_eq!(calls[1]["notes"], "Inquiète, rappeler");
+    assert!(calls[1]["patient_id"].is_string());
+    assert_eq!(calls[0]["callback_requested"], true);
+
+    // The command line does the same.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("calls.csv");
+    std::fs::write(
+        &file,
+        format!("{header}\n2022-05-17 10:00,,,results,informed,10,\n"),
+    )
+    .expect("write");
+    let out = reprise()
+        .env("REPRISE_DATABASE_URL", app.state.settings.database.expose())
+        .args(["import", "calls"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(all_calls(&app).await.len(), 3);
+}
