@@ -36,6 +36,12 @@ pub enum Command {
     /// Manage API tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Load the demo scenario (the Vivalia case of May 2022) into an empty database
+    Demo {
+        /// Same seed, same data
+        #[arg(long, default_value_t = 2022)]
+        seed: u64,
+    },
     /// Import a CSV file (all or nothing)
     #[command(subcommand)]
     Import(ImportCommand),
@@ -91,6 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
             role,
             services,
         }) => create_token(&settings, &name, &role, &services),
+        Command::Demo { seed } => demo(&settings, seed),
         Command::Import(ImportCommand::Appointments { file }) => {
             import_file(&settings, &file, |db, input, caller| {
                 crate::imports::import_appointments(db, input, caller).map(|r| serde_json::json!(r))
@@ -229,4 +236,17 @@ fn failed(e: crate::error::AppError) -> CliError {
         }
         other => CliError::Failed(other.to_string()),
     }
+}
+
+/// Loads the demo scenario and prints what it loaded (with one token per role) as JSON.
+fn demo(settings: &Settings, seed: u64) -> Result<(), CliError> {
+    let db = open_database(settings)?;
+    let started = std::time::Instant::now();
+    let report = crate::demo::load(&db, seed, crate::demo::DemoSize::FULL).map_err(failed)?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "demo loaded");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    Ok(())
 }

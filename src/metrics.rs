@@ -13,6 +13,8 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_latency: HistogramVec,
+    /// Calls logged through the API by this process.
+    pub calls_logged: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -35,12 +37,18 @@ impl Metrics {
             ]),
             &["route"],
         )?;
+        let calls_logged = prometheus::IntCounter::new(
+            "calls_logged_total",
+            "Calls logged through the API by this process (replays not counted)",
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
+        registry.register(Box::new(calls_logged.clone()))?;
         Ok(Self {
             registry,
             http_requests,
             http_latency,
+            calls_logged,
         })
     }
 

@@ -7,6 +7,7 @@ use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = appointments)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AppointmentRow {
     pub id: String,
     pub patient_id: String,
@@ -50,14 +51,9 @@ pub fn insert(conn: &mut DbConnection, row: &AppointmentRow) -> QueryResult<()> 
 /// Multi-row inserts, in chunks that stay under SQLite's bound-parameter limit.
 pub fn insert_many(conn: &mut DbConnection, rows: &[AppointmentRow]) -> QueryResult<()> {
     for chunk in rows.chunks(super::BULK_ROWS) {
-        match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(appointments::table)
-                .values(chunk)
-                .execute(c)?,
-            DbConnection::Pg(c) => diesel::insert_into(appointments::table)
-                .values(chunk)
-                .execute(c)?,
-        };
+        per_backend!(&mut *conn, |c| diesel::insert_into(appointments::table)
+            .values(chunk)
+            .execute(c))?;
     }
     Ok(())
 }

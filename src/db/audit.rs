@@ -8,6 +8,7 @@ use super::DbConnection;
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = audit_log)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewAuditRow<'a> {
     pub at: chrono::NaiveDateTime,
     pub actor_id: Option<&'a str>,

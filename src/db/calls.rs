@@ -8,6 +8,7 @@ use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = calls)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct CallRow {
     pub id: String,
     pub received_at: chrono::NaiveDateTime,
@@ -36,22 +37,19 @@ pub fn insert(conn: &mut DbConnection, row: &CallRow) -> QueryResult<()> {
 /// Multi-row inserts, in chunks under SQLite's bound-parameter limit.
 pub fn insert_many(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
     for chunk in rows.chunks(super::BULK_ROWS) {
-        match conn {
-            DbConnection::Sqlite(c) => {
-                diesel::insert_into(calls::table).values(chunk).execute(c)?
-            }
-            DbConnection::Pg(c) => diesel::insert_into(calls::table).values(chunk).execute(c)?,
-        };
+        per_backend!(&mut *conn, |c| diesel::insert_into(calls::table)
+            .values(chunk)
+            .execute(c))?;
     }
     Ok(())
 }
 
 pub fn find_by_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<CallRow>> {
-    calls::table
+    per_backend!(conn, |c| calls::table
         .filter(calls::idempotency_key.eq(key))
         .select(CallRow::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {

@@ -9,6 +9,7 @@ use crate::domain::appointment::Status;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = incidents)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct IncidentRow {
     pub id: String,
     pub title: String,

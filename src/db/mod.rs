@@ -6,6 +6,19 @@
 //! on SQLite (`BEGIN IMMEDIATE` behind an in-process lock) so that concurrent writes queue up
 //! instead of failing with "database is locked".
 
+/// Runs the same diesel expression on the concrete connection of either backend. Used for
+/// what the `MultiConnection` cannot express (multi-row inserts) and on hot paths: a query
+/// typed for one backend gets that connection's prepared-statement cache, which queries
+/// through the `MultiConnection` do not.
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Pg($c) => $body,
+        }
+    };
+}
+
 pub mod appointments;
 pub mod audit;
 pub mod calls;

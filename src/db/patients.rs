@@ -8,6 +8,7 @@ use crate::domain::patient::{NameProbe, PatientQuery};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = patients)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct PatientRow {
     pub id: String,
     pub national_number: Option<String>,
@@ -34,14 +35,9 @@ pub fn insert(conn: &mut DbConnection, row: &PatientRow) -> QueryResult<()> {
 /// Multi-row inserts, in chunks that stay under SQLite's bound-parameter limit.
 pub fn insert_many(conn: &mut DbConnection, rows: &[PatientRow]) -> QueryResult<()> {
     for chunk in rows.chunks(super::BULK_ROWS) {
-        match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(patients::table)
-                .values(chunk)
-                .execute(c)?,
-            DbConnection::Pg(c) => diesel::insert_into(patients::table)
-                .values(chunk)
-                .execute(c)?,
-        };
+        per_backend!(&mut *conn, |c| diesel::insert_into(patients::table)
+            .values(chunk)
+            .execute(c))?;
     }
     Ok(())
 }

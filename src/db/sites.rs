@@ -2,11 +2,12 @@
 
 use diesel::prelude::*;
 
-use super::schema::{services, sites};
+use super::schema::{appointments, services, sites};
 use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sites)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct SiteRow {
     pub code: String,
     pub name: String,
@@ -21,6 +22,7 @@ pub struct SiteRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = services)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct ServiceRow {
     pub code: String,
     pub name: String,
@@ -81,6 +83,19 @@ pub fn service_site(conn: &mut DbConnection, code: &str) -> QueryResult<Option<S
 pub fn all_service_sites(conn: &mut DbConnection) -> QueryResult<Vec<(String, String)>> {
     services::table
         .select((services::code, services::site_code))
+        .load(conn)
+}
+
+/// Postponed appointments per site, for these sites.
+pub fn postponed_counts(
+    conn: &mut DbConnection,
+    codes: &[String],
+) -> QueryResult<Vec<(String, i64)>> {
+    appointments::table
+        .filter(appointments::site_code.eq_any(codes))
+        .filter(appointments::status.eq("postponed"))
+        .group_by(appointments::site_code)
+        .select((appointments::site_code, diesel::dsl::count_star()))
         .load(conn)
 }
 

@@ -17,6 +17,7 @@ pub struct UserRow {
 
 #[derive(Insertable)]
 #[diesel(table_name = users)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewUserRow<'a> {
     id: &'a str,
     name: &'a str,
@@ -102,13 +103,14 @@ pub fn insert(
 }
 
 /// The live account holding this token hash, if any.
+/// On every request: typed per backend so that its prepared statement is cached.
 pub fn find_by_token_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<Account>> {
-    let row: Option<UserRow> = users::table
+    let row: Option<UserRow> = per_backend!(&mut *conn, |c| users::table
         .filter(users::token_hash.eq(hash))
         .filter(users::deleted_at.is_null())
         .select(UserRow::as_select())
-        .first(conn)
-        .optional()?;
+        .first(c)
+        .optional())?;
     match row {
         None => Ok(None),
         Some(row) => {
@@ -122,11 +124,11 @@ pub fn find_by_token_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Op
 }
 
 fn services_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
-    user_services::table
+    per_backend!(conn, |c| user_services::table
         .filter(user_services::user_id.eq_any(ids))
         .select((user_services::user_id, user_services::service_code))
         .order((user_services::user_id, user_services::service_code))
-        .load(conn)
+        .load(c))
 }
 
 /// Live accounts in creation order (ids are UUIDv7), after the cursor id.

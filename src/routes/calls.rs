@@ -185,9 +185,12 @@ fn log_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult
         }
     }
     f.finish(Some(()))?;
-    // A savepoint, so that losing a race on the key (PostgreSQL, two instances) leaves the
-    // transaction usable to read the winner.
-    let inserted = conn.transaction(|c| db::calls::insert(c, &row));
+    // Losing a race on the key must leave the transaction usable to read the winner: SQLite
+    // undoes just the failed statement; PostgreSQL needs a savepoint for that.
+    let inserted = match conn {
+        DbConnection::Sqlite(_) => db::calls::insert(conn, &row),
+        DbConnection::Pg(_) => conn.transaction(|c| db::calls::insert(c, &row)),
+    };
     match inserted {
         Ok(()) => {}
         Err(diesel::result::Error::DatabaseError(
@@ -423,9 +426,16 @@ pub async fn stats(
     }
     let hours: Vec<(chrono::NaiveDateTime, i64)> =
         hours.into_iter().map(|h| (h.hour, h.calls)).collect();
-    // Without `from`, the series starts at the first call.
+    // Without `from` and `to`, the series spans the calls themselves.
     let series_from = from.or_else(|| hours.first().map(|h| h.0)).unwrap_or(to);
-    let series = local_series(&hours, bucket, series_from, to)
+    let series_to = if q.to.is_some() {
+        to
+    } else {
+        hours
+            .last()
+            .map_or(to, |h| h.0 + chrono::Duration::hours(1))
+    };
+    let series = local_series(&hours, bucket, series_from, series_to)
         .map_err(|e| AppError::validation("from", e.0))?;
     Ok(web::Json(CallStats {
         total,

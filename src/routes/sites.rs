@@ -42,12 +42,13 @@ pub struct SiteResponse {
     pub programme: Option<String>,
     pub reopened_at: Option<chrono::DateTime<chrono::Utc>>,
     pub reopening_rank: Option<i32>,
-    /// Postponed appointments at this site not yet reached by phone.
+    /// Postponed appointments at this site still to contact (contact attempts arrive with the
+    /// contact lists: until then, every postponed appointment).
     pub postponed_to_contact: i64,
 }
 
-impl From<SiteRow> for SiteResponse {
-    fn from(r: SiteRow) -> Self {
+impl SiteResponse {
+    fn new(r: SiteRow, postponed_to_contact: i64) -> Self {
         Self {
             code: r.code,
             name: r.name,
@@ -57,8 +58,7 @@ impl From<SiteRow> for SiteResponse {
             programme: r.programme,
             reopened_at: r.reopened_at.map(utc),
             reopening_rank: r.reopening_rank,
-            // Appointments, and so postponements, arrive with the appointment tables.
-            postponed_to_contact: 0,
+            postponed_to_contact,
         }
     }
 }
@@ -91,16 +91,28 @@ pub async fn list_sites(
         PageRequest::parse(q.limit, q.cursor)?
     };
     let (after, fetch) = (page.cursor.clone(), page.fetch());
-    let rows = state
+    let (rows, counts) = state
         .db
         .read(move |conn| {
-            db::sites::list_sites(conn, after.as_deref(), fetch).map_err(AppError::from)
+            let rows = db::sites::list_sites(conn, after.as_deref(), fetch)?;
+            let codes: Vec<String> = rows.iter().map(|r| r.code.clone()).collect();
+            let counts = db::sites::postponed_counts(conn, &codes)?;
+            Ok::<_, AppError>((rows, counts))
         })
         .await?;
+    let count_of = |code: &str| {
+        counts
+            .iter()
+            .find(|(c, _)| c == code)
+            .map_or(0, |(_, n)| *n)
+    };
     Ok(web::Json(page.page(
         rows,
         |r| r.code.clone(),
-        SiteResponse::from,
+        |r| {
+            let n = count_of(&r.code);
+            SiteResponse::new(r, n)
+        },
     )))
 }
 
@@ -179,7 +191,7 @@ pub async fn create_site(
             Ok::<_, AppError>(row)
         })
         .await?;
-    Ok(HttpResponse::Created().json(SiteResponse::from(row)))
+    Ok(HttpResponse::Created().json(SiteResponse::new(row, 0)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

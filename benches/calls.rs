@@ -1,0 +1,318 @@
+//! `cargo bench --bench calls`: the call-centre write path of issue 4.
+//!
+//! Starts the application in-process on a temporary SQLite file, posts 40,000 calls from 32
+//! concurrent keep-alive HTTP clients (each with an Idempotency-Key), and measures in the same
+//! run the raw rate of one-row-per-transaction inserts of the same row through diesel with the
+//! same pragmas (`synchronous = FULL`), no HTTP in front. Then loads 1,000,000 calls and times
+//! `GET /api/v1/calls/stats` against a raw `GROUP BY`. With `REPRISE_TEST_POSTGRES_URL` set it
+//! also runs on PostgreSQL (raw baseline: per-row inserts on one connection).
+//!
+//! `BENCH_SCALE=0.1` for a quick look.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use reprise::auth::Caller;
+use reprise::config::{LogFormat, Settings};
+use reprise::db::calls::CallRow;
+use reprise::db::{self, Backend, DatabaseUrl};
+use reprise::domain::account::NewAccount;
+use reprise::error::AppError;
+
+const CLIENTS: usize = 32;
+
+fn scale(n: usize) -> usize {
+    let factor: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64) * factor).max(64.0) as usize
+}
+
+struct Target {
+    url: DatabaseUrl,
+    _dir: tempfile::TempDir,
+    cleanup: Option<(DatabaseUrl, String)>,
+}
+
+impl Target {
+    fn new(backend: Backend, server: Option<&DatabaseUrl>) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        match (backend, server) {
+            (Backend::Postgres, Some(server)) => {
+                let name = format!("reprise_bench_calls_{}", uuid::Uuid::new_v4().simple());
+                admin(server, &format!("CREATE DATABASE {name}"));
+                Self {
+                    url: server.with_database(&name).expect("url"),
+                    _dir: dir,
+                    cleanup: Some((server.clone(), name)),
+                }
+            }
+            _ => Self {
+                url: DatabaseUrl::parse(&format!("sqlite://{}/calls.db", dir.path().display()))
+                    .expect("url"),
+                _dir: dir,
+                cleanup: None,
+            },
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some((server, name)) = &self.cleanup {
+            admin(
+                server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+fn admin(server: &DatabaseUrl, sql: &str) {
+    server
+        .connect()
+        .expect("server")
+        .batch_execute(sql)
+        .expect("admin SQL");
+}
+
+fn call_row(i: usize) -> CallRow {
+    let now = reprise::domain::now();
+    CallRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        received_at: now - chrono::Duration::seconds((i % 1_800_000) as i64),
+        caller_phone: Some("+32470123456".into()),
+        patient_id: None,
+        appointment_id: None,
+        reason: [
+            "appointment_status",
+            "reschedule_request",
+            "medical_question",
+            "other",
+        ][i % 4]
+            .into(),
+        outcome: ["informed", "forwarded_to_service", "callback_scheduled"][i % 3].into(),
+        duration_seconds: Some((30 + i % 300) as i32),
+        notes: Some("Demande la date de son opération".into()),
+        callback_requested: i % 3 == 2,
+        agent_id: None,
+        idempotency_key: None,
+        request_hash: None,
+        import_id: None,
+        created_at: now,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// One-row-per-transaction inserts on one connection with the service's pragmas.
+fn raw_rate(backend: Backend, server: Option<&DatabaseUrl>, rows: usize) -> f64 {
+    let target = Target::new(backend, server);
+    let db = db::Db::connect(&target.url, 1).expect("db");
+    db.migrate().expect("migrate");
+    drop(db);
+    let mut conn = target.url.connect().expect("connection");
+    let started = Instant::now();
+    for i in 0..rows {
+        let row = call_row(i);
+        conn.transaction(|c| db::calls::insert(c, &row))
+            .expect("insert");
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
+    let total = scale(40_000);
+    let target = Target::new(backend, server);
+    let outbox = tempfile::tempdir().expect("outbox");
+    let settings = Settings {
+        database: target.url.clone(),
+        db_pool: 16,
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        smtp: None,
+        outbox_dir: outbox.path().to_path_buf(),
+        mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
+        public_url: "http://127.0.0.1:8080".parse().expect("url"),
+        log_format: LogFormat::Pretty,
+    };
+    let app = reprise::startup::Application::build(settings)
+        .await
+        .expect("app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    let new = NewAccount::parse("Bench agent", "agent", &[]).expect("account");
+    let token = state
+        .db
+        .write(move |conn| reprise::auth::create_account(conn, &Caller::command_line(), new))
+        .await
+        .expect("account")
+        .token;
+    let token = Arc::new(token);
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_no in 0..CLIENTS {
+        let (base, token) = (base.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client");
+            let mut latencies = Vec::new();
+            let mut i = client_no;
+            while i < total {
+                let reason = [
+                    "appointment_status",
+                    "reschedule_request",
+                    "medical_question",
+                    "other",
+                ][i % 4];
+                let outcome = ["informed", "forwarded_to_service", "callback_scheduled"][i % 3];
+                let body = serde_json::json!({
+                    "caller_phone": "0470 12 34 56",
+                    "reason": reason,
+                    "outcome": outcome,
+                    "duration_seconds": 30 + i % 300,
+                    "notes": "Demande la date de son opération",
+                    "callback_requested": i % 3 == 2,
+                });
+                let sent = Instant::now();
+                let r = client
+                    .post(format!("{base}/api/v1/calls"))
+                    .bearer_auth(token.as_str())
+                    .header("Idempotency-Key", format!("bench-{i}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("sent");
+                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                i += CLIENTS;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("client"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let stored = state
+        .db
+        .read(|conn| db::calls::count(conn).map_err(AppError::from))
+        .await
+        .expect("count");
+    assert_eq!(
+        stored as usize, total,
+        "every acknowledged call is stored once"
+    );
+    let http_rate = total as f64 / elapsed;
+    let raw = tokio::task::spawn_blocking({
+        let (server, rows) = (server.cloned(), scale(2_000));
+        move || raw_rate(backend, server.as_ref(), rows)
+    })
+    .await
+    .expect("raw");
+    println!("{tag}.calls.posted={total}");
+    println!("{tag}.calls.clients={CLIENTS}");
+    println!("{tag}.calls.seconds={elapsed:.2}");
+    println!("{tag}.calls.http_per_s={http_rate:.0}");
+    println!("{tag}.calls.p50_ms={:.2}", percentile(&latencies, 0.5));
+    println!("{tag}.calls.p99_ms={:.2}", percentile(&latencies, 0.99));
+    println!("{tag}.calls.raw_per_row_per_s={raw:.0}");
+    println!("{tag}.calls ratio={:.2}", http_rate / raw);
+    if std::env::args().skip(1).any(|a| a == "--no-stats") {
+        return;
+    }
+
+    // Statistics over a million calls.
+    let rows = scale(1_000_000);
+    let mut i = 0;
+    while i < rows {
+        let n = (rows - i).min(50_000);
+        let batch: Vec<CallRow> = (i..i + n).map(call_row).collect();
+        state
+            .db
+            .write(move |conn| db::calls::insert_many(conn, &batch).map_err(AppError::from))
+            .await
+            .expect("bulk calls");
+        i += n;
+    }
+    state
+        .db
+        .read(|conn| conn.batch_execute("ANALYZE").map_err(AppError::from))
+        .await
+        .expect("analyze");
+    let client = reqwest::Client::new();
+    let mut stats_ms = Vec::new();
+    for _ in 0..7 {
+        let sent = Instant::now();
+        let r = client
+            .get(format!("{base}/api/v1/calls/stats?bucket=day"))
+            .bearer_auth(token.as_str())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(
+            body["total"].as_u64().map(|n| n as usize),
+            Some(rows + total)
+        );
+        stats_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut raw_ms = Vec::new();
+    for _ in 0..7 {
+        let sent = Instant::now();
+        state
+            .db
+            .read(|conn| {
+                conn.batch_execute("SELECT reason, COUNT(*) FROM calls GROUP BY reason")
+                    .map_err(AppError::from)
+            })
+            .await
+            .expect("raw stats");
+        raw_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    stats_ms.sort_by(f64::total_cmp);
+    raw_ms.sort_by(f64::total_cmp);
+    println!("{tag}.stats.calls={}", rows + total);
+    println!("{tag}.stats.median_ms={:.1}", percentile(&stats_ms, 0.5));
+    println!(
+        "{tag}.stats.raw_group_by_median_ms={:.1}",
+        percentile(&raw_ms, 0.5)
+    );
+    println!(
+        "{tag}.stats ratio={:.2}",
+        percentile(&stats_ms, 0.5) / percentile(&raw_ms, 0.5)
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut targets = vec![(Backend::Sqlite, None)];
+    if let Ok(raw) = std::env::var("REPRISE_TEST_POSTGRES_URL") {
+        if !raw.is_empty() {
+            targets.push((
+                Backend::Postgres,
+                Some(DatabaseUrl::parse(&raw).expect("postgres URL")),
+            ));
+        }
+    }
+    for (backend, server) in &targets {
+        runtime.block_on(http_run(*backend, server.as_ref(), backend.name()));
+    }
+}

@@ -1,0 +1,133 @@
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, TestApp};
+use reprise::demo::{DemoReport, DemoSize};
+
+const SMALL: DemoSize = DemoSize {
+    patients: 400,
+    appointments: 900,
+    calls: 630,
+};
+
+async fn load(app: &TestApp, seed: u64) -> Result<DemoReport, reprise::error::AppError> {
+    let db = app.state.db.clone();
+    tokio::task::spawn_blocking(move || reprise::demo::load(&db, seed, SMALL))
+        .await
+        .expect("joined")
+}
+
+/// National numbers and names of every patient, and every call's time, in id order.
+async fn fingerprint(app: &TestApp) -> (Vec<(Option<String>, String)>, Vec<String>) {
+    use diesel::prelude::*;
+    use reprise::db::schema::{calls, patients};
+    app.state
+        .db
+        .read(|conn| {
+            let people = patients::table
+                .order(patients::id)
+                .select((patients::national_number, patients::last_name))
+                .load(conn)?;
+            let times: Vec<chrono::NaiveDateTime> = calls::table
+                .order(calls::id)
+                .select(calls::received_at)
+                .load(conn)?;
+            Ok::<_, reprise::db::DbError>((people, times.iter().map(|t| t.to_string()).collect()))
+        })
+        .await
+        .expect("read")
+}
+
+#[tokio::test]
+async fn the_same_seed_loads_the_same_scenario() {
+    let (a, b, c) = (spawn_app().await, spawn_app().await, spawn_app().await);
+    let report = load(&a, 7).await.expect("loads");
+    load(&b, 7).await.expect("loads");
+    load(&c, 8).await.expect("loads");
+    assert_eq!(report.sites, 7);
+    assert_eq!(report.patients, SMALL.patients);
+    assert_eq!(report.calls, SMALL.calls);
+    assert!(report.postponed > 0);
+    assert_eq!(report.tokens.len(), 4);
+    let (fa, fb, fc) = (
+        fingerprint(&a).await,
+        fingerprint(&b).await,
+        fingerprint(&c).await,
+    );
+    assert_eq!(fa, fb, "same seed, same data");
+    assert_ne!(fa, fc, "another seed, other data");
+    // A second load into the same database is refused and adds nothing.
+    assert!(matches!(
+        load(&a, 7).await,
+        Err(reprise::error::AppError::Conflict(_))
+    ));
+    assert_eq!(fingerprint(&a).await, fb);
+}
+
+#[tokio::test]
+async fn the_scenario_is_the_vivalia_case() {
+    let app = spawn_app().await;
+    let report = load(&app, 2022).await.expect("loads");
+    let admin = report.tokens["admin"].clone();
+    let sites: Value = app
+        .get("/api/v1/sites", Some(&admin))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let items = sites["items"].as_array().expect("items");
+    let arlon = items.iter().find(|s| s["code"] == "ARL").expect("Arlon");
+    assert_eq!(arlon["operating_rooms"], 4);
+    assert!(
+        items.iter().all(|s| s["status"] == "closed"),
+        "the incident closed every site"
+    );
+    assert!(items.iter().any(|s| s["kind"] == "nursing_home"));
+    let postponed: i64 = items
+        .iter()
+        .filter_map(|s| s["postponed_to_contact"].as_i64())
+        .sum();
+    assert_eq!(postponed, report.postponed);
+
+    // The calls start on 14 May 2022, peak in the first days and then decline.
+    let stats: Value = app
+        .get("/api/v1/calls/stats?bucket=day", Some(&admin))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["total"], SMALL.calls as u64);
+    let series = stats["series"].as_array().expect("series");
+    assert_eq!(series[0]["start"], "2022-05-14T00:00:00+02:00");
+    assert_eq!(series.len(), 21);
+    let first = series[0]["count"].as_i64().unwrap_or(0);
+    let last = series[20]["count"].as_i64().unwrap_or(0);
+    assert!(first > 4 * last, "a peak then a decline: {first} vs {last}");
+
+    // The demo accounts work, each with its role.
+    assert_eq!(
+        app.get("/api/v1/calls", Some(&report.tokens["agent"]))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.get("/api/v1/users", Some(&report.tokens["agent"]))
+            .await
+            .status(),
+        403
+    );
+    let mine: Value = app
+        .get(
+            "/api/v1/appointments?status=postponed",
+            Some(&report.tokens["secretary"]),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(mine["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .all(|a| a["site"] == "ARL"));
+}
