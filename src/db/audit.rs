@@ -32,10 +32,11 @@ pub struct AuditRow {
     pub request_id: Option<String>,
 }
 
+/// Typed per backend: nearly every request writes here, so its prepared statement is cached.
 pub fn insert(conn: &mut DbConnection, row: &NewAuditRow<'_>) -> QueryResult<()> {
-    diesel::insert_into(audit_log::table)
+    per_backend!(conn, |c| diesel::insert_into(audit_log::table)
         .values(row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
-use super::schema::{call_centre, calls};
+use super::schema::{call_centre, call_hours, calls};
 use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -27,18 +27,66 @@ pub struct CallRow {
     pub created_at: chrono::NaiveDateTime,
 }
 
+/// Inserts one call and counts it in `call_hours`. Typed per backend: this runs for every
+/// call logged, and the concrete connection caches its prepared statement.
 pub fn insert(conn: &mut DbConnection, row: &CallRow) -> QueryResult<()> {
-    diesel::insert_into(calls::table)
+    per_backend!(&mut *conn, |c| diesel::insert_into(calls::table)
         .values(row)
-        .execute(conn)
-        .map(drop)
+        .execute(c))?;
+    count_hours(conn, std::slice::from_ref(row))
 }
 
-/// Multi-row inserts, in chunks under SQLite's bound-parameter limit.
+/// Multi-row inserts, in chunks under SQLite's bound-parameter limit, counted in
+/// `call_hours`.
 pub fn insert_many(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
     for chunk in rows.chunks(super::BULK_ROWS) {
         per_backend!(&mut *conn, |c| diesel::insert_into(calls::table)
             .values(chunk)
+            .execute(c))?;
+    }
+    count_hours(conn, rows)
+}
+
+fn hour_of(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
+    use chrono::Timelike;
+    t.date().and_hms_opt(t.hour(), 0, 0).unwrap_or(t)
+}
+
+/// Adds these calls to the hourly counts, one upsert per (hour, reason, outcome).
+fn count_hours(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
+    type Key<'a> = (chrono::NaiveDateTime, &'a str, &'a str);
+    let mut groups: std::collections::BTreeMap<Key<'_>, (i64, i64, i64)> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let g = groups
+            .entry((
+                hour_of(r.received_at),
+                r.reason.as_str(),
+                r.outcome.as_str(),
+            ))
+            .or_default();
+        g.0 += 1;
+        g.1 += i64::from(r.duration_seconds.unwrap_or(0));
+        g.2 += i64::from(r.duration_seconds.is_some());
+    }
+    use call_hours::dsl as h;
+    for ((hour, reason, outcome), (n, sum, known)) in groups {
+        per_backend!(&mut *conn, |c| diesel::insert_into(call_hours::table)
+            .values((
+                h::hour.eq(hour),
+                h::reason.eq(reason),
+                h::outcome.eq(outcome),
+                h::calls.eq(n),
+                h::duration_sum.eq(sum),
+                h::durations.eq(known),
+            ))
+            .on_conflict((h::hour, h::reason, h::outcome))
+            .do_update()
+            .set((
+                h::calls.eq(h::calls + n),
+                h::duration_sum.eq(h::duration_sum + sum),
+                h::durations.eq(h::durations + known),
+            ))
             .execute(c))?;
     }
     Ok(())
@@ -123,54 +171,119 @@ pub struct HourCount {
     pub calls: i64,
 }
 
-/// Totals by (reason, outcome) for `from <= received_at < to`: a few dozen rows, however many
-/// calls, read from the `calls_stats` index.
-pub fn group_counts(
+/// Totals by (reason, outcome) and calls per UTC hour for `from <= received_at < to`: whole
+/// hours from `call_hours`, the partial hours at either end from `calls` (index range scans of
+/// under an hour each). Brussels is a whole number of hours from UTC, so local hours and days
+/// are unions of these hours.
+pub fn stats(
+    conn: &mut DbConnection,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> QueryResult<(Vec<GroupCount>, Vec<HourCount>)> {
+    let mut groups = Vec::new();
+    let mut hours = Vec::new();
+    if to <= from {
+        return Ok((groups, hours));
+    }
+    let first_full = {
+        let h = hour_of(from);
+        if h == from {
+            h
+        } else {
+            h + chrono::Duration::hours(1)
+        }
+    };
+    let end_full = hour_of(to);
+    if first_full < end_full {
+        groups.extend(rollup_groups(conn, first_full, end_full)?);
+        hours.extend(rollup_hours(conn, first_full, end_full)?);
+        for (a, b) in [(from, first_full), (end_full, to)] {
+            if a < b {
+                groups.extend(raw_groups(conn, a, b)?);
+                hours.extend(raw_hours(conn, a, b)?);
+            }
+        }
+    } else {
+        groups.extend(raw_groups(conn, from, to)?);
+        hours.extend(raw_hours(conn, from, to)?);
+    }
+    hours.sort_by_key(|h| h.hour);
+    Ok((groups, hours))
+}
+
+fn rollup_groups(
     conn: &mut DbConnection,
     from: chrono::NaiveDateTime,
     to: chrono::NaiveDateTime,
 ) -> QueryResult<Vec<GroupCount>> {
-    const SELECT: &str = "SELECT reason, outcome, COUNT(*) AS calls, \
-        CAST(SUM(duration_seconds) AS BIGINT) AS duration_sum, COUNT(duration_seconds) AS durations \
-        FROM calls WHERE received_at >= {from} AND received_at < {to} GROUP BY reason, outcome";
-    match conn {
-        DbConnection::Sqlite(c) => {
-            diesel::sql_query(SELECT.replace("{from}", "?").replace("{to}", "?"))
-                .bind::<Timestamp, _>(from)
-                .bind::<Timestamp, _>(to)
-                .load(c)
-        }
-        DbConnection::Pg(c) => {
-            diesel::sql_query(SELECT.replace("{from}", "$1").replace("{to}", "$2"))
-                .bind::<Timestamp, _>(from)
-                .bind::<Timestamp, _>(to)
-                .load(c)
-        }
-    }
+    const SQL: &str = "SELECT reason, outcome, CAST(SUM(calls) AS BIGINT) AS calls, \
+        CAST(SUM(duration_sum) AS BIGINT) AS duration_sum, CAST(SUM(durations) AS BIGINT) AS durations \
+        FROM call_hours WHERE hour >= {from} AND hour < {to} GROUP BY reason, outcome";
+    bind_range(conn, SQL, from, to)
 }
 
-/// Calls per UTC hour for `from <= received_at < to`. Brussels is a whole number of hours
-/// from UTC, so local hours and days are unions of these.
-pub fn hour_counts(
+fn rollup_hours(
     conn: &mut DbConnection,
     from: chrono::NaiveDateTime,
     to: chrono::NaiveDateTime,
 ) -> QueryResult<Vec<HourCount>> {
+    const SQL: &str = "SELECT hour, CAST(SUM(calls) AS BIGINT) AS calls FROM call_hours \
+        WHERE hour >= {from} AND hour < {to} GROUP BY hour";
+    bind_range(conn, SQL, from, to)
+}
+
+fn raw_groups(
+    conn: &mut DbConnection,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> QueryResult<Vec<GroupCount>> {
+    const SQL: &str = "SELECT reason, outcome, COUNT(*) AS calls, \
+        CAST(SUM(duration_seconds) AS BIGINT) AS duration_sum, COUNT(duration_seconds) AS durations \
+        FROM calls WHERE received_at >= {from} AND received_at < {to} GROUP BY reason, outcome";
+    bind_range(conn, SQL, from, to)
+}
+
+fn raw_hours(
+    conn: &mut DbConnection,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> QueryResult<Vec<HourCount>> {
+    // The range never spans more than one hour here: every call falls in `from`'s hour.
+    let n: i64 = calls::table
+        .filter(calls::received_at.ge(from))
+        .filter(calls::received_at.lt(to))
+        .count()
+        .get_result(conn)?;
+    Ok((n > 0)
+        .then(|| HourCount {
+            hour: hour_of(from),
+            calls: n,
+        })
+        .into_iter()
+        .collect())
+}
+
+/// Runs `sql` with `{from}` and `{to}` bound as timestamps, in each dialect's placeholders.
+fn bind_range<T>(
+    conn: &mut DbConnection,
+    sql: &str,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> QueryResult<Vec<T>>
+where
+    T: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
+{
     match conn {
-        DbConnection::Sqlite(c) => diesel::sql_query(
-            "SELECT strftime('%Y-%m-%d %H:00:00', received_at) AS hour, COUNT(*) AS calls \
-             FROM calls WHERE received_at >= ? AND received_at < ? GROUP BY 1 ORDER BY 1",
-        )
-        .bind::<Timestamp, _>(from)
-        .bind::<Timestamp, _>(to)
-        .load(c),
-        DbConnection::Pg(c) => diesel::sql_query(
-            "SELECT date_trunc('hour', received_at) AS hour, COUNT(*) AS calls \
-             FROM calls WHERE received_at >= $1 AND received_at < $2 GROUP BY 1 ORDER BY 1",
-        )
-        .bind::<Timestamp, _>(from)
-        .bind::<Timestamp, _>(to)
-        .load(c),
+        DbConnection::Sqlite(c) => {
+            diesel::sql_query(sql.replace("{from}", "?").replace("{to}", "?"))
+                .bind::<Timestamp, _>(from)
+                .bind::<Timestamp, _>(to)
+                .load(c)
+        }
+        DbConnection::Pg(c) => diesel::sql_query(sql.replace("{from}", "$1").replace("{to}", "$2"))
+            .bind::<Timestamp, _>(from)
+            .bind::<Timestamp, _>(to)
+            .load(c),
     }
 }
 

@@ -150,6 +150,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    call_hours (hour, reason, outcome) {
+        hour -> Timestamp,
+        reason -> Text,
+        outcome -> Text,
+        calls -> BigInt,
+        duration_sum -> BigInt,
+        durations -> BigInt,
+    }
+}
+
+diesel::table! {
     call_centre (id) {
         id -> Integer,
         status -> Text,
@@ -183,5 +194,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     appointments,
     appointment_events,
     calls,
+    call_hours,
     call_centre,
 );

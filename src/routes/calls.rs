@@ -149,13 +149,13 @@ enum Logged {
     Replayed(CallRow),
 }
 
-/// Checks references and the call centre, then inserts; for a key already used, returns the
-/// stored call if the request is the same, a 422 otherwise. The unique index on the key is
-/// what guarantees one call per key, on both backends.
-fn log_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult<Logged> {
+/// The checks that need no write, run on a reader connection before the call goes to the
+/// writer (so they run in parallel, off the single SQLite writer): a key already used (a
+/// replay, or a reuse with another body), the call-centre switch, and the references.
+fn precheck(conn: &mut DbConnection, row: &CallRow) -> AppResult<Option<Logged>> {
     if let Some(key) = &row.idempotency_key {
         if let Some(existing) = db::calls::find_by_key(conn, key)? {
-            return replay(existing, &row);
+            return replay(existing, row).map(Some);
         }
     }
     let (status, _, _) = db::calls::centre(conn)?;
@@ -184,9 +184,15 @@ fn log_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult
             Some(_) => {}
         }
     }
-    f.finish(Some(()))?;
-    // Losing a race on the key must leave the transaction usable to read the winner: SQLite
-    // undoes just the failed statement; PostgreSQL needs a savepoint for that.
+    f.finish(Some(None))
+}
+
+/// Inserts the call and its audit entry. The unique index on the key is what guarantees one
+/// call per key, on both backends: a request that loses the race to another with the same key
+/// answers with the winner (same body) or a 422 (another body).
+fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult<Logged> {
+    // Losing the race must leave the transaction usable to read the winner: SQLite undoes
+    // just the failed statement; PostgreSQL needs a savepoint for that.
     let inserted = match conn {
         DbConnection::Sqlite(_) => db::calls::insert(conn, &row),
         DbConnection::Pg(_) => conn.transaction(|c| db::calls::insert(c, &row)),
@@ -259,12 +265,22 @@ pub async fn create(
         row.idempotency_key = Some(key);
     }
     row.agent_id = caller.id.clone();
-    let logged = state
-        .db
-        .write(move |conn| log_call(conn, &caller, row))
-        .await?;
+    let checked = row.clone();
+    let early = state.db.read(move |conn| precheck(conn, &checked)).await?;
+    let logged = match early {
+        Some(replayed) => replayed,
+        None => {
+            state
+                .db
+                .write(move |conn| insert_call(conn, &caller, row))
+                .await?
+        }
+    };
     Ok(match logged {
-        Logged::Created(row) => HttpResponse::Created().json(CallResponse::from(row)),
+        Logged::Created(row) => {
+            state.metrics.calls_logged.inc();
+            HttpResponse::Created().json(CallResponse::from(row))
+        }
         Logged::Replayed(row) => HttpResponse::Ok().json(CallResponse::from(row)),
     })
 }
@@ -403,9 +419,7 @@ pub async fn stats(
         .db
         .read(move |conn| {
             let start = from.unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc());
-            let groups = db::calls::group_counts(conn, start, to)?;
-            let hours = db::calls::hour_counts(conn, start, to)?;
-            Ok::<_, AppError>((groups, hours))
+            db::calls::stats(conn, start, to).map_err(AppError::from)
         })
         .await?;
     let mut by_reason: std::collections::BTreeMap<String, i64> = Reason::ALL

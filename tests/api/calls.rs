@@ -43,6 +43,11 @@ async fn a_call_is_logged_with_its_fields() {
     assert_eq!(call["received_at"], "2022-05-16T07:15:00Z");
     assert_eq!(call["callback_requested"], true);
     assert!(call["agent_id"].is_string());
+    let metrics = app.get("/metrics", None).await.text().await.expect("text");
+    assert!(
+        metrics.contains("reprise_calls_logged_total 1"),
+        "{metrics}"
+    );
     // received_at defaults to now.
     let r = log(
         &app,
