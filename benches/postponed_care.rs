@@ -143,6 +143,7 @@ fn seed_sites(db: &Db) -> Vec<(String, String)> {
                     reopened_at: None,
                     reopening_rank: None,
                     created_at: now(),
+                    operating_rooms_open: None,
                 },
             )?;
             for i in 0..SERVICES_PER_SITE {
@@ -215,6 +216,7 @@ fn appointment_row(i: usize, patient_id: String, services: &[(String, String)]) 
         import_id: None,
         created_at: now(),
         updated_at: now(),
+        reached_at: None,
     }
 }
 

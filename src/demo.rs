@@ -531,6 +531,7 @@ pub fn load(
             reopened_at: None,
             reopening_rank: s.rank,
             created_at: created,
+            operating_rooms_open: None,
         })
         .collect();
     let mut services: Vec<(ServiceRow, u32)> = Vec::new();
@@ -642,6 +643,7 @@ pub fn load(
             import_id: None,
             created_at: created,
             updated_at: created,
+            reached_at: None,
         });
     }
 

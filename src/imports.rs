@@ -50,8 +50,9 @@ pub const CALL_HEADER: [&str; 7] = [
 
 /// Longest physical line accepted; a longer one is reported, not buffered.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
-/// Errors listed in one answer; past this the file is clearly not the expected one.
-pub const MAX_REPORTED_ERRORS: usize = 1000;
+/// Errors listed in one answer: every bad line of any real file; past this the file is not
+/// the expected one at all, and the answer says how many more there were.
+pub const MAX_REPORTED_ERRORS: usize = 100_000;
 
 /// What an import stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -386,7 +387,7 @@ pub fn store_appointments(
             Some(id) => id.clone(),
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
-                new_patients.push(crate::routes::patients::patient_row(
+                new_patients.push(db::patients::PatientRow::from_new(
                     &l.patient,
                     id.clone(),
                     Some(import_id.clone()),
@@ -416,6 +417,7 @@ pub fn store_appointments(
             import_id: Some(import_id.clone()),
             created_at: now,
             updated_at: now,
+            reached_at: None,
         });
     }
     db::patients::insert_many(conn, &new_patients)?;

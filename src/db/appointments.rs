@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{appointment_events, appointments};
+use super::schema::{appointment_events, appointments, contact_attempts};
 use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -26,6 +26,8 @@ pub struct AppointmentRow {
     pub import_id: Option<String>,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
+    /// When a contact attempt first reached the patient.
+    pub reached_at: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -127,4 +129,82 @@ pub fn list(
         q = q.filter(appointments::id.gt(v.clone()));
     }
     q.load(conn)
+}
+
+/// A status move made by a person (reschedule, cancel).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = appointment_events)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct NewEvent<'a> {
+    pub appointment_id: &'a str,
+    pub at: chrono::NaiveDateTime,
+    pub from_status: &'a str,
+    pub to_status: &'a str,
+    pub scheduled_at: Option<chrono::NaiveDateTime>,
+    pub reason: Option<&'a str>,
+    pub note: Option<&'a str>,
+    pub actor_id: Option<&'a str>,
+}
+
+/// Records the move and applies it to the appointment (the original date is never touched).
+pub fn move_status(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult<()> {
+    diesel::insert_into(appointment_events::table)
+        .values(event)
+        .execute(conn)?;
+    let target = appointments::table.find(event.appointment_id);
+    match event.scheduled_at {
+        Some(at) => diesel::update(target)
+            .set((
+                appointments::status.eq(event.to_status),
+                appointments::scheduled_at.eq(at),
+                appointments::updated_at.eq(event.at),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set((
+                appointments::status.eq(event.to_status),
+                appointments::updated_at.eq(event.at),
+            ))
+            .execute(conn)?,
+    };
+    Ok(())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = contact_attempts)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct AttemptRow {
+    pub id: String,
+    pub appointment_id: String,
+    pub at: chrono::NaiveDateTime,
+    pub channel: String,
+    pub outcome: String,
+    pub note: Option<String>,
+    pub actor_id: Option<String>,
+}
+
+/// Records a contact attempt; the first that reached the patient takes the appointment off
+/// the contact list.
+pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()> {
+    diesel::insert_into(contact_attempts::table)
+        .values(row)
+        .execute(conn)?;
+    if row.outcome == "reached" {
+        diesel::update(
+            appointments::table
+                .find(&row.appointment_id)
+                .filter(appointments::reached_at.is_null()),
+        )
+        .set(appointments::reached_at.eq(row.at))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn attempts(conn: &mut DbConnection, appointment_id: &str) -> QueryResult<Vec<AttemptRow>> {
+    contact_attempts::table
+        .filter(contact_attempts::appointment_id.eq(appointment_id))
+        .select(AttemptRow::as_select())
+        .order((contact_attempts::at, contact_attempts::id))
+        .load(conn)
 }

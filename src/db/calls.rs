@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+use diesel::Connection;
 
 use super::schema::{call_centre, call_hours, calls};
 use super::DbConnection;
@@ -45,6 +46,22 @@ pub fn insert_many(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()>
             .execute(c))?;
     }
     count_hours(conn, rows)
+}
+
+/// Inserts a call unless its Idempotency-Key is taken; `false` when it is. Either way the
+/// transaction stays usable (SQLite undoes just the failed statement; PostgreSQL needs a
+/// savepoint for that), so the caller can read the call that holds the key.
+pub fn try_insert(conn: &mut DbConnection, row: &CallRow) -> QueryResult<bool> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    let inserted = match conn {
+        DbConnection::Sqlite(_) => insert(conn, row),
+        DbConnection::Pg(_) => conn.transaction(|c| insert(c, row)),
+    };
+    match inserted {
+        Ok(()) => Ok(true),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn hour_of(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
@@ -248,19 +265,22 @@ fn raw_hours(
     from: chrono::NaiveDateTime,
     to: chrono::NaiveDateTime,
 ) -> QueryResult<Vec<HourCount>> {
-    // The range never spans more than one hour here: every call falls in `from`'s hour.
-    let n: i64 = calls::table
-        .filter(calls::received_at.ge(from))
-        .filter(calls::received_at.lt(to))
-        .count()
-        .get_result(conn)?;
-    Ok((n > 0)
-        .then(|| HourCount {
-            hour: hour_of(from),
-            calls: n,
-        })
-        .into_iter()
-        .collect())
+    // Short ranges (under two hours): one indexed count per UTC hour they touch.
+    let mut out = Vec::new();
+    let mut hour = hour_of(from);
+    while hour < to {
+        let next = hour + chrono::Duration::hours(1);
+        let n: i64 = calls::table
+            .filter(calls::received_at.ge(from.max(hour)))
+            .filter(calls::received_at.lt(to.min(next)))
+            .count()
+            .get_result(conn)?;
+        if n > 0 {
+            out.push(HourCount { hour, calls: n });
+        }
+        hour = next;
+    }
+    Ok(out)
 }
 
 /// Runs `sql` with `{from}` and `{to}` bound as timestamps, in each dialect's placeholders.

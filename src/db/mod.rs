@@ -1,10 +1,10 @@
 //! The database layer: one connection type over SQLite and PostgreSQL, a pool, embedded
 //! migrations, and the two doors every query goes through, [`Db::read`] and [`Db::write`].
 //!
-//! The rule that keeps it simple: diesel only ever runs inside those two closures, on a blocking
-//! thread, never on the async workers; and every write is one transaction, taken one at a time
-//! on SQLite (`BEGIN IMMEDIATE` behind an in-process lock) so that concurrent writes queue up
-//! instead of failing with "database is locked".
+//! The rule that keeps it simple: diesel only ever runs inside those two closures, off the
+//! async workers; every write is one transaction, and on SQLite all writes go to one writer
+//! thread that commits them in batches (`writer.rs`), so concurrent writes queue up instead of
+//! failing with "database is locked".
 
 /// Runs the same diesel expression on the concrete connection of either backend. Used for
 /// what the `MultiConnection` cannot express (multi-row inserts) and on hot paths: a query
@@ -101,6 +101,12 @@ impl DatabaseUrl {
             if rest.is_empty() {
                 return Err(
                     "a sqlite URL needs a file path, as in sqlite://data/reprise.db".into(),
+                );
+            }
+            if rest.starts_with(":memory:") || rest.contains("mode=memory") {
+                // Each pooled connection, and the writer, would get its own empty database.
+                return Err(
+                    "an in-memory SQLite database cannot be shared; give a file path".into(),
                 );
             }
             return Ok(Self {
@@ -472,6 +478,17 @@ mod tests {
         );
         assert!(DatabaseUrl::parse("mysql://localhost/db").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn in_memory_sqlite_is_refused() {
+        for raw in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://file::memory:?mode=memory",
+        ] {
+            assert!(DatabaseUrl::parse(raw).is_err(), "{raw}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::{appointments, patients};
 use super::{DbBackend, DbConnection};
-use crate::domain::patient::{NameProbe, PatientQuery};
+use crate::domain::patient::{search_key, NameProbe, NewPatient, PatientQuery};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = patients)]
@@ -23,6 +23,32 @@ pub struct PatientRow {
     pub first_name_key: String,
     pub import_id: Option<String>,
     pub created_at: chrono::NaiveDateTime,
+}
+
+impl PatientRow {
+    /// The row of a checked new patient, with its search keys.
+    pub fn from_new(
+        p: &NewPatient,
+        id: String,
+        import_id: Option<String>,
+        now: chrono::NaiveDateTime,
+    ) -> Self {
+        Self {
+            id,
+            national_number: p.national_number.as_ref().map(|n| n.as_str().to_string()),
+            last_name_key: search_key(&p.last_name),
+            first_name_key: search_key(&p.first_name),
+            last_name: p.last_name.clone(),
+            first_name: p.first_name.clone(),
+            birth_date: p.birth_date,
+            phone: p.phone.as_ref().map(|x| x.as_str().to_string()),
+            email: p.email.as_ref().map(|x| x.as_str().to_string()),
+            language: p.language.as_str().to_string(),
+            email_consent: p.email_consent,
+            import_id,
+            created_at: now,
+        }
+    }
 }
 
 pub fn insert(conn: &mut DbConnection, row: &PatientRow) -> QueryResult<()> {

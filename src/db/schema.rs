@@ -12,6 +12,7 @@ diesel::table! {
         reopened_at -> Nullable<Timestamp>,
         reopening_rank -> Nullable<Integer>,
         created_at -> Timestamp,
+        operating_rooms_open -> Nullable<Integer>,
     }
 }
 
@@ -112,6 +113,7 @@ diesel::table! {
         import_id -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        reached_at -> Nullable<Timestamp>,
     }
 }
 
@@ -150,6 +152,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    contact_attempts (id) {
+        id -> Text,
+        appointment_id -> Text,
+        at -> Timestamp,
+        channel -> Text,
+        outcome -> Text,
+        note -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     call_hours (hour, reason, outcome) {
         hour -> Timestamp,
         reason -> Text,
@@ -171,6 +185,7 @@ diesel::table! {
 
 diesel::joinable!(services -> sites (site_code));
 diesel::joinable!(calls -> patients (patient_id));
+diesel::joinable!(contact_attempts -> appointments (appointment_id));
 diesel::joinable!(calls -> appointments (appointment_id));
 diesel::joinable!(appointments -> patients (patient_id));
 diesel::joinable!(appointments -> sites (site_code));
@@ -195,5 +210,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     appointment_events,
     calls,
     call_hours,
+    contact_attempts,
     call_centre,
 );

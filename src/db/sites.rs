@@ -18,6 +18,8 @@ pub struct SiteRow {
     pub reopened_at: Option<chrono::NaiveDateTime>,
     pub reopening_rank: Option<i32>,
     pub created_at: chrono::NaiveDateTime,
+    /// Operating rooms opened by the last reopening.
+    pub operating_rooms_open: Option<i32>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -86,7 +88,34 @@ pub fn all_service_sites(conn: &mut DbConnection) -> QueryResult<Vec<(String, St
         .load(conn)
 }
 
-/// Postponed appointments per site, for these sites.
+pub fn find_site(conn: &mut DbConnection, code: &str) -> QueryResult<Option<SiteRow>> {
+    sites::table
+        .find(code)
+        .select(SiteRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Opens a site with its programme.
+pub fn reopen(
+    conn: &mut DbConnection,
+    code: &str,
+    programme: &str,
+    rooms_open: i32,
+    at: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(sites::table.find(code))
+        .set((
+            sites::status.eq("open"),
+            sites::programme.eq(Some(programme)),
+            sites::operating_rooms_open.eq(Some(rooms_open)),
+            sites::reopened_at.eq(Some(at)),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Postponed appointments not yet reached, per site, for these sites: the contact lists' size.
 pub fn postponed_counts(
     conn: &mut DbConnection,
     codes: &[String],
@@ -94,6 +123,7 @@ pub fn postponed_counts(
     appointments::table
         .filter(appointments::site_code.eq_any(codes))
         .filter(appointments::status.eq("postponed"))
+        .filter(appointments::reached_at.is_null())
         .group_by(appointments::site_code)
         .select((appointments::site_code, diesel::dsl::count_star()))
         .load(conn)

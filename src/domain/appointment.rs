@@ -8,6 +8,45 @@ use std::fmt;
 
 use super::Invalid;
 
+text_enum!(
+    /// How a patient was contacted.
+    Channel {
+        Phone => "phone",
+        Email => "email",
+        Letter => "letter",
+    }
+);
+
+text_enum!(
+    /// How a contact attempt ended.
+    ContactOutcome {
+        Reached => "reached",
+        NoAnswer => "no_answer",
+        Voicemail => "voicemail",
+        WrongNumber => "wrong_number",
+        Declined => "declined",
+    }
+);
+
+text_enum!(
+    /// Why an appointment was cancelled.
+    CancelReason {
+        PatientRequest => "patient_request",
+        ClinicalDecision => "clinical_decision",
+        Duplicate => "duplicate",
+        Other => "other",
+    }
+);
+
+text_enum!(
+    /// How much a reopened site works: `moderate` (a reduced programme, as Arlon's four
+    /// rooms first did) or `full`.
+    Programme {
+        Moderate => "moderate",
+        Full => "full",
+    }
+);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Scheduled,

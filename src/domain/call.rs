@@ -2,36 +2,6 @@
 
 use super::Invalid;
 
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($variant),*
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),*];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),*
-                }
-            }
-
-            pub fn parse(raw: &str) -> Result<Self, Invalid> {
-                match raw {
-                    $($text => Ok($name::$variant),)*
-                    _ => Err(Invalid(format!(
-                        "must be one of {}",
-                        [$($text),*].join(", ")
-                    ))),
-                }
-            }
-        }
-    };
-}
-
 text_enum!(
     /// Why the patient called.
     Reason {

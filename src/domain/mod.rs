@@ -3,6 +3,38 @@
 //!
 //! The one rule: nothing here knows about actix or diesel, so all of it is unit-tested alone.
 
+/// An enum written as fixed lower-case names (`as_str`, `parse`, `ALL`), as the contract
+/// spells them.
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant),*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),*
+                }
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, Invalid> {
+                match raw {
+                    $($text => Ok($name::$variant),)*
+                    _ => Err(Invalid(format!(
+                        "must be one of {}",
+                        [$($text),*].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
 pub mod account;
 pub mod appointment;
 pub mod call;

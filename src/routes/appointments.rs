@@ -6,8 +6,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
 use crate::auth::{perm, Caller, Granted};
+use crate::db::DbConnection;
 use crate::db::{self, appointments::AppointmentFilter, appointments::AppointmentRow};
-use crate::domain::appointment::{parse_text, Kind, Priority, Status};
+use crate::domain::appointment::{
+    parse_text, CancelReason, Channel, ContactOutcome, Kind, Priority, Status, Transition,
+};
+use crate::domain::call::parse_notes;
 use crate::domain::time::parse_instant;
 use crate::domain::{ServiceCode, SiteCode};
 use crate::error::{AppError, AppResult, Problem};
@@ -59,6 +63,8 @@ pub struct AppointmentResponse {
     pub incident_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// When a contact attempt first reached the patient; null while still to contact.
+    pub reached_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<AppointmentRow> for AppointmentResponse {
@@ -79,6 +85,7 @@ impl From<AppointmentRow> for AppointmentResponse {
             incident_id: r.incident_id,
             created_at: utc(r.created_at),
             updated_at: utc(r.updated_at),
+            reached_at: r.reached_at.map(utc),
         }
     }
 }
@@ -105,6 +112,8 @@ pub struct AppointmentDetail {
     pub appointment: AppointmentResponse,
     /// From creation to now, oldest first.
     pub history: Vec<StatusChange>,
+    /// Attempts to contact the patient, oldest first.
+    pub contact_attempts: Vec<ContactAttemptResponse>,
 }
 
 /// The status history: creation, the postponement recorded on the row by an incident, then
@@ -190,6 +199,7 @@ pub async fn create(
             import_id: None,
             created_at: now,
             updated_at: now,
+            reached_at: None,
         })
     })())?;
     let caller = caller.caller;
@@ -334,7 +344,7 @@ pub async fn read(
 ) -> AppResult<web::Json<AppointmentDetail>> {
     let id = id.into_inner();
     let caller = caller.caller;
-    let (row, events) = state
+    let (row, events, attempts) = state
         .db
         .write(move |conn| {
             let row = db::appointments::find(conn, &id)?
@@ -345,6 +355,7 @@ pub async fn read(
                 ));
             }
             let events = db::appointments::events(conn, &id)?;
+            let attempts = db::appointments::attempts(conn, &id)?;
             crate::audit::record(
                 conn,
                 &caller,
@@ -352,12 +363,272 @@ pub async fn read(
                 Some(&format!("appointment:{id}")),
                 serde_json::json!({ "patient": row.patient_id }),
             )?;
-            Ok::<_, AppError>((row, events))
+            Ok::<_, AppError>((row, events, attempts))
         })
         .await?;
     let history = history(&row, events);
     Ok(web::Json(AppointmentDetail {
         appointment: row.into(),
         history,
+        contact_attempts: attempts
+            .into_iter()
+            .map(ContactAttemptResponse::from)
+            .collect(),
     }))
+}
+
+/// Reads an appointment the caller may change: 404 if unknown, 403 outside a secretary's
+/// services.
+fn changeable(conn: &mut DbConnection, caller: &Caller, id: &str) -> AppResult<AppointmentRow> {
+    let row = db::appointments::find(conn, id)?
+        .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
+    if !caller.may_access_service(&row.service_code) {
+        return Err(AppError::Forbidden(
+            "this appointment is not in your services".into(),
+        ));
+    }
+    Ok(row)
+}
+
+/// Applies a status move from the domain's machine: 409 when the current status forbids it.
+fn apply_move(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    row: &AppointmentRow,
+    transition: Transition,
+    scheduled_at: Option<chrono::NaiveDateTime>,
+    reason: Option<&str>,
+    note: Option<&str>,
+) -> AppResult<Status> {
+    let from = Status::parse(&row.status)
+        .map_err(|_| AppError::Internal(format!("unknown status {}", row.status)))?;
+    let to = from
+        .apply(transition)
+        .map_err(|e| AppError::Conflict(e.to_string()))?;
+    db::appointments::move_status(
+        conn,
+        &db::appointments::NewEvent {
+            appointment_id: &row.id,
+            at: crate::domain::now(),
+            from_status: from.as_str(),
+            to_status: to.as_str(),
+            scheduled_at,
+            reason,
+            note,
+            actor_id: caller.id.as_deref(),
+        },
+    )?;
+    Ok(to)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reschedule {
+    /// RFC 3339: the new date; the original stays as `original_scheduled_at`.
+    #[schema(example = "2022-06-13T10:00:00+02:00")]
+    pub scheduled_at: String,
+}
+
+/// Give an appointment a new date (status `rescheduled`).
+#[utoipa::path(
+    tag = "appointments",
+    request_body = Reschedule,
+    params(("id" = String, Path, description = "appointment id")),
+    responses(
+        (status = 200, body = AppointmentResponse),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "a cancelled appointment cannot move"),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/appointments/{id}/reschedule")]
+pub async fn reschedule(
+    caller: Granted<perm::ChangeAppointments>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: ApiJson<Reschedule>,
+) -> AppResult<web::Json<AppointmentResponse>> {
+    let b = body.parse().await?;
+    let at =
+        parse_instant(&b.scheduled_at).map_err(|e| AppError::validation("scheduled_at", e.0))?;
+    let (id, caller) = (id.into_inner(), caller.caller);
+    let row = state
+        .db
+        .write(move |conn| {
+            let row = changeable(conn, &caller, &id)?;
+            let to = apply_move(conn, &caller, &row, Transition::Reschedule, Some(at), None, None)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "appointment.reschedule",
+                Some(&format!("appointment:{id}")),
+                serde_json::json!({ "from": row.status, "to": to.as_str(), "scheduled_at": utc(at) }),
+            )?;
+            db::appointments::find(conn, &id)?
+                .ok_or_else(|| AppError::NotFound("no such appointment".into()))
+        })
+        .await?;
+    Ok(web::Json(row.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    /// `patient_request`, `clinical_decision`, `duplicate` or `other`.
+    pub reason: String,
+    pub note: Option<String>,
+}
+
+/// Cancel an appointment (final).
+#[utoipa::path(
+    tag = "appointments",
+    request_body = Cancel,
+    params(("id" = String, Path, description = "appointment id")),
+    responses(
+        (status = 200, body = AppointmentResponse),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "already cancelled"),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/appointments/{id}/cancel")]
+pub async fn cancel(
+    caller: Granted<perm::ChangeAppointments>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: ApiJson<Cancel>,
+) -> AppResult<web::Json<AppointmentResponse>> {
+    let b = body.parse().await?;
+    let mut f = Fields::new();
+    let reason = f.check("reason", CancelReason::parse(&b.reason));
+    let note = f.check_opt("note", b.note.as_deref(), parse_notes);
+    let (reason, note) = f.finish(reason.zip(note))?;
+    let (id, caller) = (id.into_inner(), caller.caller);
+    let row = state
+        .db
+        .write(move |conn| {
+            let row = changeable(conn, &caller, &id)?;
+            apply_move(
+                conn,
+                &caller,
+                &row,
+                Transition::Cancel,
+                None,
+                Some(reason.as_str()),
+                note.flatten().as_deref(),
+            )?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "appointment.cancel",
+                Some(&format!("appointment:{id}")),
+                serde_json::json!({ "from": row.status, "reason": reason.as_str() }),
+            )?;
+            db::appointments::find(conn, &id)?
+                .ok_or_else(|| AppError::NotFound("no such appointment".into()))
+        })
+        .await?;
+    Ok(web::Json(row.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContactAttempt {
+    /// `phone`, `email` or `letter`.
+    pub channel: String,
+    /// `reached`, `no_answer`, `voicemail`, `wrong_number` or `declined`.
+    pub outcome: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactAttemptResponse {
+    pub id: String,
+    pub appointment_id: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub channel: String,
+    pub outcome: String,
+    pub note: Option<String>,
+    /// Account id of who recorded it.
+    pub by: Option<String>,
+}
+
+impl From<db::appointments::AttemptRow> for ContactAttemptResponse {
+    fn from(r: db::appointments::AttemptRow) -> Self {
+        Self {
+            id: r.id,
+            appointment_id: r.appointment_id,
+            at: utc(r.at),
+            channel: r.channel,
+            outcome: r.outcome,
+            note: r.note,
+            by: r.actor_id,
+        }
+    }
+}
+
+/// Record an attempt to contact the patient; one that reaches them takes the appointment off
+/// the contact list.
+#[utoipa::path(
+    tag = "appointments",
+    request_body = CreateContactAttempt,
+    params(("id" = String, Path, description = "appointment id")),
+    responses(
+        (status = 201, body = ContactAttemptResponse),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the appointment is cancelled"),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/appointments/{id}/contact-attempts")]
+pub async fn add_contact_attempt(
+    caller: Granted<perm::ChangeAppointments>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: ApiJson<CreateContactAttempt>,
+) -> AppResult<HttpResponse> {
+    let b = body.parse().await?;
+    let mut f = Fields::new();
+    let channel = f.check("channel", Channel::parse(&b.channel));
+    let outcome = f.check("outcome", ContactOutcome::parse(&b.outcome));
+    let note = f.check_opt("note", b.note.as_deref(), parse_notes);
+    let (id, caller) = (id.into_inner(), caller.caller);
+    let attempt = f.finish((|| {
+        Some(db::appointments::AttemptRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            appointment_id: id.clone(),
+            at: crate::domain::now(),
+            channel: channel?.as_str().into(),
+            outcome: outcome?.as_str().into(),
+            note: note?.flatten(),
+            actor_id: caller.id.clone(),
+        })
+    })())?;
+    let attempt = state
+        .db
+        .write(move |conn| {
+            let row = changeable(conn, &caller, &id)?;
+            if row.status == Status::Cancelled.as_str() {
+                return Err(AppError::Conflict(
+                    "the appointment is cancelled: there is no one to contact about it".into(),
+                ));
+            }
+            db::appointments::add_attempt(conn, &attempt)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "appointment.contact_attempt",
+                Some(&format!("appointment:{id}")),
+                serde_json::json!({ "channel": attempt.channel, "outcome": attempt.outcome }),
+            )?;
+            Ok::<_, AppError>(attempt)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(ContactAttemptResponse::from(attempt)))
 }

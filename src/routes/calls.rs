@@ -2,7 +2,6 @@
 
 use actix_web::http::header::HeaderName;
 use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
-use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -158,12 +157,7 @@ fn precheck(conn: &mut DbConnection, row: &CallRow) -> AppResult<Option<Logged>>
             return replay(existing, row).map(Some);
         }
     }
-    let (status, _, _) = db::calls::centre(conn)?;
-    if status != "active" {
-        return Err(AppError::Conflict(
-            "the call centre is deactivated: calls are not being logged".into(),
-        ));
-    }
+    check_centre(conn)?;
     let mut f = Fields::new();
     if let Some(p) = &row.patient_id {
         if db::patients::find(conn, p)?.is_none() {
@@ -187,29 +181,28 @@ fn precheck(conn: &mut DbConnection, row: &CallRow) -> AppResult<Option<Logged>>
     f.finish(Some(None))
 }
 
+fn check_centre(conn: &mut DbConnection) -> AppResult<()> {
+    let (status, _, _) = db::calls::centre(conn)?;
+    if status != "active" {
+        return Err(AppError::Conflict(
+            "the call centre is deactivated: calls are not being logged".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Inserts the call and its audit entry. The unique index on the key is what guarantees one
 /// call per key, on both backends: a request that loses the race to another with the same key
 /// answers with the winner (same body) or a 422 (another body).
 fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult<Logged> {
-    // Losing the race must leave the transaction usable to read the winner: SQLite undoes
-    // just the failed statement; PostgreSQL needs a savepoint for that.
-    let inserted = match conn {
-        DbConnection::Sqlite(_) => db::calls::insert(conn, &row),
-        DbConnection::Pg(_) => conn.transaction(|c| db::calls::insert(c, &row)),
-    };
-    match inserted {
-        Ok(()) => {}
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {
-            let key = row.idempotency_key.clone().unwrap_or_default();
-            let existing = db::calls::find_by_key(conn, &key)?.ok_or_else(|| {
-                AppError::Conflict("this Idempotency-Key is being used right now; retry".into())
-            })?;
-            return replay(existing, &row);
-        }
-        Err(e) => return Err(e.into()),
+    // Checked again here, in the transaction: no call is stored once the switch is off.
+    check_centre(conn)?;
+    if !db::calls::try_insert(conn, &row)? {
+        let key = row.idempotency_key.clone().unwrap_or_default();
+        let existing = db::calls::find_by_key(conn, &key)?.ok_or_else(|| {
+            AppError::Conflict("this Idempotency-Key is being used right now; retry".into())
+        })?;
+        return replay(existing, &row);
     }
     crate::audit::record(
         conn,
@@ -327,7 +320,7 @@ fn decode_cursor(raw: &str) -> Result<(chrono::NaiveDateTime, String), Invalid> 
 )]
 #[get("/calls")]
 pub async fn list(
-    _caller: Granted<perm::ReadCalls>,
+    caller: Granted<perm::ReadCalls>,
     state: web::Data<AppState>,
     query: ApiQuery<CallQuery>,
 ) -> AppResult<web::Json<Page<CallResponse>>> {
@@ -349,9 +342,24 @@ pub async fn list(
         })
     })())?;
     let fetch = page.fetch();
+    let caller = caller.caller;
     let rows = state
         .db
-        .read(move |conn| db::calls::list(conn, &filter, fetch).map_err(AppError::from))
+        .write(move |conn| {
+            let rows = db::calls::list(conn, &filter, fetch)?;
+            // Calls carry patients, phone numbers and notes: reading them is audited.
+            crate::audit::record(
+                conn,
+                &caller,
+                "call.list",
+                None,
+                serde_json::json!({
+                    "reason": filter.reason, "patient": filter.patient_id,
+                    "callback_requested": filter.callback_requested, "rows": rows.len(),
+                }),
+            )?;
+            Ok::<_, AppError>(rows)
+        })
         .await?;
     Ok(web::Json(page.page(
         rows,

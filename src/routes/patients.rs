@@ -8,7 +8,7 @@ use super::appointments::AppointmentResponse;
 use super::{utc, ApiJson};
 use crate::auth::{perm, Caller, Granted};
 use crate::db::{self, patients::PatientRow};
-use crate::domain::patient::{search_key, NewPatient, PatientInput, PatientQuery};
+use crate::domain::patient::{NewPatient, PatientInput, PatientQuery};
 use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::startup::AppState;
 
@@ -74,30 +74,6 @@ pub struct PatientDetail {
     pub appointments: Vec<AppointmentResponse>,
 }
 
-/// A patient row ready to insert, with its search keys.
-pub fn patient_row(
-    p: &NewPatient,
-    id: String,
-    import_id: Option<String>,
-    now: chrono::NaiveDateTime,
-) -> PatientRow {
-    PatientRow {
-        id,
-        national_number: p.national_number.as_ref().map(|n| n.as_str().to_string()),
-        last_name_key: search_key(&p.last_name),
-        first_name_key: search_key(&p.first_name),
-        last_name: p.last_name.clone(),
-        first_name: p.first_name.clone(),
-        birth_date: p.birth_date,
-        phone: p.phone.as_ref().map(|x| x.as_str().to_string()),
-        email: p.email.as_ref().map(|x| x.as_str().to_string()),
-        language: p.language.as_str().to_string(),
-        email_consent: p.email_consent,
-        import_id,
-        created_at: now,
-    }
-}
-
 fn faults_to_problem(faults: Vec<(&'static str, crate::domain::Invalid)>) -> AppError {
     AppError::Validation(
         faults
@@ -138,7 +114,7 @@ pub async fn create(
     };
     let now = crate::domain::now();
     let new = NewPatient::parse(&input, now.date()).map_err(faults_to_problem)?;
-    let row = patient_row(&new, uuid::Uuid::now_v7().to_string(), None, now);
+    let row = PatientRow::from_new(&new, uuid::Uuid::now_v7().to_string(), None, now);
     let caller = caller.caller;
     let row = state
         .db

@@ -42,8 +42,9 @@ pub struct SiteResponse {
     pub programme: Option<String>,
     pub reopened_at: Option<chrono::DateTime<chrono::Utc>>,
     pub reopening_rank: Option<i32>,
-    /// Postponed appointments at this site still to contact (contact attempts arrive with the
-    /// contact lists: until then, every postponed appointment).
+    /// Operating rooms opened by the last reopening.
+    pub operating_rooms_open: Option<i32>,
+    /// Postponed appointments at this site that no contact attempt has reached yet.
     pub postponed_to_contact: i64,
 }
 
@@ -58,6 +59,7 @@ impl SiteResponse {
             programme: r.programme,
             reopened_at: r.reopened_at.map(utc),
             reopening_rank: r.reopening_rank,
+            operating_rooms_open: r.operating_rooms_open,
             postponed_to_contact,
         }
     }
@@ -168,6 +170,7 @@ pub async fn create_site(
             reopened_at: None,
             reopening_rank: rank?,
             created_at: crate::domain::now(),
+            operating_rooms_open: None,
         })
     })())?;
     let caller = caller.caller;
@@ -345,4 +348,102 @@ pub async fn create_service(
         })
         .await?;
     Ok(HttpResponse::Created().json(ServiceResponse::from(row)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenSite {
+    /// `moderate` or `full`.
+    #[schema(example = "moderate")]
+    pub programme: String,
+    /// Operating rooms opened; default all of them.
+    pub operating_rooms_open: Option<i32>,
+    /// Email the patients with a postponed appointment here (address and consent needed).
+    #[serde(default = "yes")]
+    pub notify_patients: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReopenResponse {
+    pub site: SiteResponse,
+    /// Postponed appointments of the site still to contact: its contact list.
+    pub to_contact: i64,
+    /// `site_reopened` emails queued. Patient emails arrive with the outbox; until then 0.
+    pub notifications_queued: i64,
+}
+
+/// Reopen a closed site with its programme; its postponed appointments become its contact
+/// list. Reopening an open site is a 409.
+#[utoipa::path(
+    tag = "sites",
+    request_body = ReopenSite,
+    params(("code" = String, Path, description = "site code")),
+    responses(
+        (status = 200, body = ReopenResponse),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "the site is open"),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/sites/{code}/reopen")]
+pub async fn reopen(
+    caller: Granted<perm::ManageSites>,
+    state: web::Data<AppState>,
+    code: web::Path<String>,
+    body: ApiJson<ReopenSite>,
+) -> AppResult<web::Json<ReopenResponse>> {
+    let b = body.parse().await?;
+    let programme = crate::domain::appointment::Programme::parse(&b.programme)
+        .map_err(|e| AppError::validation("programme", e.0))?;
+    let code = code.into_inner();
+    let caller = caller.caller;
+    let now = crate::domain::now();
+    let (row, to_contact) = state
+        .db
+        .write(move |conn| {
+            let site = db::sites::find_site(conn, &code)?
+                .ok_or_else(|| AppError::NotFound("no such site".into()))?;
+            if site.status == "open" {
+                return Err(AppError::Conflict(format!("site {code} is already open")));
+            }
+            let rooms = b.operating_rooms_open.unwrap_or(site.operating_rooms);
+            if !(0..=site.operating_rooms).contains(&rooms) {
+                return Err(AppError::validation(
+                    "operating_rooms_open",
+                    format!(
+                        "must be between 0 and the site's {} rooms",
+                        site.operating_rooms
+                    ),
+                ));
+            }
+            db::sites::reopen(conn, &code, programme.as_str(), rooms, now)?;
+            let to_contact = db::sites::postponed_counts(conn, std::slice::from_ref(&code))?
+                .first()
+                .map_or(0, |(_, n)| *n);
+            crate::audit::record(
+                conn,
+                &caller,
+                "site.reopen",
+                Some(&format!("site:{code}")),
+                serde_json::json!({
+                    "programme": programme.as_str(), "operating_rooms_open": rooms,
+                    "to_contact": to_contact, "notify_patients": b.notify_patients,
+                }),
+            )?;
+            let row = db::sites::find_site(conn, &code)?
+                .ok_or_else(|| AppError::NotFound("no such site".into()))?;
+            Ok::<_, AppError>((row, to_contact))
+        })
+        .await?;
+    Ok(web::Json(ReopenResponse {
+        site: SiteResponse::new(row, to_contact),
+        to_contact,
+        notifications_queued: 0,
+    }))
 }

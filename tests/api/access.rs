@@ -37,6 +37,10 @@ const MATRIX: &[Row] = &[
     ("get",    "/api/v1/appointments/{id}",     [200, 200, 200, 200, 401]),
     ("post",   "/api/v1/incidents",             MANAGERS_CREATE),
     ("post",   "/api/v1/incidents/{id}/extend", [200, 200, 403, 403, 401]),
+    ("post",   "/api/v1/sites/{code}/reopen",   [200, 200, 403, 403, 401]),
+    ("post",   "/api/v1/appointments/{id}/reschedule",       [200, 200, 200, 403, 401]),
+    ("post",   "/api/v1/appointments/{id}/cancel",           [200, 200, 200, 403, 401]),
+    ("post",   "/api/v1/appointments/{id}/contact-attempts", [201, 201, 201, 403, 401]),
     ("post",   "/api/v1/calls",                 [201, 201, 403, 201, 401]),
     ("get",    "/api/v1/calls",                 [200, 200, 403, 200, 401]),
     ("get",    "/api/v1/calls/stats",           [200, 200, 403, 200, 401]),
@@ -118,6 +122,14 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
             )))
         }
         ("put", "/api/v1/call-centre") => json!({"status": "active"}),
+        ("post", "/api/v1/sites/{code}/reopen") => json!({"programme": "moderate"}),
+        ("post", "/api/v1/appointments/{id}/reschedule") => {
+            json!({"scheduled_at": "2030-03-01T09:00:00+01:00"})
+        }
+        ("post", "/api/v1/appointments/{id}/cancel") => json!({"reason": "patient_request"}),
+        ("post", "/api/v1/appointments/{id}/contact-attempts") => {
+            json!({"channel": "phone", "outcome": "no_answer"})
+        }
         ("post", "/api/v1/incidents") => json!({
             "title": "Test", "started_at": "2031-01-01T00:00:00Z",
             "postpone_until": "2031-01-02T00:00:00Z", "sites": [f.site]
@@ -133,6 +145,22 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
 async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
     if path.starts_with("/api/v1/users/") {
         let (id, _) = create_account_directly(&app.state, "Victim", "agent", &[]).await;
+        path.replace("{id}", &id)
+    } else if path == "/api/v1/sites/{code}/reopen" {
+        // A closed site each time: an incident closes a new one.
+        let (site, _) = app.create_site_and_service().await;
+        let body = json!({"title": "x", "started_at": "2030-01-01T00:00:00Z",
+            "postpone_until": "2030-01-02T00:00:00Z", "sites": [site]});
+        let r = app
+            .post_json("/api/v1/incidents", Some(&app.admin_token), &body)
+            .await;
+        assert_eq!(r.status(), 201);
+        path.replace("{code}", &site)
+    } else if path == "/api/v1/appointments/{id}/cancel" {
+        // Cancelling is final: a new appointment in the secretary's service each time.
+        let id = app
+            .create_appointment(&f.patient, &f.site, &f.service, "2030-01-11T09:00:00Z")
+            .await;
         path.replace("{id}", &id)
     } else if path.starts_with("/api/v1/patients/{id}") {
         path.replace("{id}", &f.patient)

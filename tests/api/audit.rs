@@ -146,5 +146,17 @@ async fn the_audit_log_cannot_be_changed_or_deleted() {
         })
         .await;
     assert!(delete.is_err(), "a delete went through");
+    if app.backend == reprise::db::Backend::Postgres {
+        let truncate = app
+            .state
+            .db
+            .write(|conn| {
+                diesel::sql_query("TRUNCATE audit_log")
+                    .execute(conn)
+                    .map_err(reprise::db::DbError::from)
+            })
+            .await;
+        assert!(truncate.is_err(), "a TRUNCATE went through");
+    }
     assert!(!audit(&app, "").await.is_empty());
 }

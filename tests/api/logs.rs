@@ -141,6 +141,42 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         .send()
         .await;
     let _ = client.get(format!("{base}/nowhere/qcanary77")).send().await;
+    // A patient, searches by name and national number, a call with notes, a bad import line.
+    let r = post(
+        "/api/v1/patients",
+        &admin,
+        json!({"national_number": "85.07.30-033.28", "last_name": "Canarylast", "first_name": "Canaryfirst",
+               "birth_date": "1985-07-30", "phone": "0471 99 88 77", "email": "canarypatient@example.be"}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 201);
+    let patient: Value = r.json().await.expect("json");
+    for q in ["canarylast", "85073003328", "0471 99 88 77"] {
+        let r = post("/api/v1/patients/search", &admin, json!({ "q": q }))
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 200);
+    }
+    let r = post(
+        "/api/v1/calls",
+        &admin,
+        json!({"patient_id": patient["id"], "caller_phone": "0471 99 88 77", "reason": "other",
+               "outcome": "informed", "notes": "canarynote about the hip"}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 201);
+    let _ = client
+        .post(format!("{base}/api/v1/appointments/import"))
+        .bearer_auth(&admin)
+        .header("content-type", "text/csv")
+        .body(format!(
+            "{}\n85073003329,Canarylast,Canaryfirst,1985-07-30,0471 99 88 77,,fr,false,CAN,CAN-S,operation,x,2022-05-16 09:00,2,false,false\n",
+            reprise::imports::APPOINTMENT_HEADER.join(",")
+        ))
+        .send()
+        .await;
 
     server.start_kill().expect("killed");
     let _ = server.wait().await;
@@ -164,6 +200,16 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         "61 99 88 77",
         "canary.zyxwv",
         "qcanary77",
+        "Canarylast",
+        "canarylast",
+        "Canaryfirst",
+        "85073003328",
+        "85073003329",
+        "85.07.30",
+        "471998877",
+        "71 99 88 77",
+        "canarypatient",
+        "canarynote",
     ] {
         if let Some(at) = logs.find(canary) {
             let start = at.saturating_sub(300);

@@ -15,5 +15,6 @@ mod imports;
 mod incidents;
 mod logs;
 mod patients;
+mod reopening;
 mod sites;
 mod users;

@@ -1,0 +1,3 @@
+DROP TABLE contact_attempts;
+ALTER TABLE appointments DROP COLUMN reached_at;
+ALTER TABLE sites DROP COLUMN operating_rooms_open;
