@@ -42,9 +42,31 @@ pub enum Command {
         #[arg(long, default_value_t = 2022)]
         seed: u64,
     },
+    /// Export data without the HTTP service (for a machine cut off from the network)
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Import a CSV file (all or nothing)
     #[command(subcommand)]
     Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// A site's contact list (CONTRACT §4.5)
+    ContactList {
+        /// Site code
+        #[arg(long)]
+        site: String,
+        /// Only this service
+        #[arg(long)]
+        service: Option<String>,
+        /// csv, excel or json
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// File to write (default: standard output)
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +120,12 @@ pub fn run(cli: Cli) -> ExitCode {
             services,
         }) => create_token(&settings, &name, &role, &services),
         Command::Demo { seed } => demo(&settings, seed),
+        Command::Export(ExportCommand::ContactList {
+            site,
+            service,
+            format,
+            out,
+        }) => export_contact_list(&settings, site, service, &format, out.as_deref()),
         Command::Import(ImportCommand::Appointments { file }) => {
             import_file(&settings, &file, |db, input, caller| {
                 crate::imports::import_appointments(db, input, caller).map(|r| serde_json::json!(r))
@@ -248,5 +276,58 @@ fn demo(settings: &Settings, seed: u64) -> Result<(), CliError> {
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
     );
+    Ok(())
+}
+
+/// Writes a contact list to a file or stdout, audited like an export over HTTP.
+fn export_contact_list(
+    settings: &Settings,
+    site: String,
+    service: Option<String>,
+    format: &str,
+    out: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    use std::io::Write;
+    let format = crate::export::Format::parse(format)
+        .map_err(|e| CliError::Usage(format!("--format {format:?} {e}")))?;
+    let db = open_database(settings)?;
+    let caller = Caller::command_line();
+    let filter = db
+        .read_blocking(|conn| crate::export::checked_filter(conn, &caller, site, service, None))
+        .map_err(|e| match e {
+            crate::error::AppError::NotFound(m) => CliError::Usage(m),
+            crate::error::AppError::Validation(errors) => CliError::Usage(
+                errors
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            other => failed(other),
+        })?;
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut write_error = None;
+    let rows = crate::export::export(&db, &caller, filter, format, |chunk| {
+        match sink.write_all(&chunk) {
+            Ok(()) => true,
+            Err(e) => {
+                write_error = Some(e);
+                false
+            }
+        }
+    })
+    .map_err(failed)?;
+    if let Some(e) = write_error {
+        return Err(CliError::Failed(format!("cannot write the list: {e}")));
+    }
+    sink.flush()
+        .map_err(|e| CliError::Failed(format!("cannot write the list: {e}")))?;
+    tracing::info!(rows, "contact list exported");
     Ok(())
 }

@@ -189,6 +189,13 @@ pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()>
     diesel::insert_into(contact_attempts::table)
         .values(row)
         .execute(conn)?;
+    diesel::update(appointments::table.find(&row.appointment_id))
+        .set((
+            appointments::attempts.eq(appointments::attempts + 1),
+            appointments::last_outcome.eq(Some(&row.outcome)),
+            appointments::last_attempt_at.eq(Some(row.at)),
+        ))
+        .execute(conn)?;
     if row.outcome == "reached" {
         diesel::update(
             appointments::table

@@ -22,6 +22,7 @@ macro_rules! per_backend {
 pub mod appointments;
 pub mod audit;
 pub mod calls;
+pub mod contact_list;
 pub mod incidents;
 pub mod patients;
 pub mod schema;

@@ -114,6 +114,9 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         reached_at -> Nullable<Timestamp>,
+        attempts -> Integer,
+        last_outcome -> Nullable<Text>,
+        last_attempt_at -> Nullable<Timestamp>,
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod appointments;
 pub mod audit;
 pub mod calls;
+pub mod contact_lists;
 pub mod extract;
 pub mod health;
 pub mod imports;
@@ -50,6 +51,7 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(appointments::cancel)
         .service(appointments::add_contact_attempt)
         .service(sites::reopen)
+        .service(contact_lists::contact_list)
         .service(incidents::create)
         .service(incidents::extend)
         .service(imports::calls)

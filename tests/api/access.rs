@@ -41,6 +41,7 @@ const MATRIX: &[Row] = &[
     ("post",   "/api/v1/appointments/{id}/reschedule",       [200, 200, 200, 403, 401]),
     ("post",   "/api/v1/appointments/{id}/cancel",           [200, 200, 200, 403, 401]),
     ("post",   "/api/v1/appointments/{id}/contact-attempts", [201, 201, 201, 403, 401]),
+    ("get",    "/api/v1/contact-list",          [200, 200, 200, 403, 401]),
     ("post",   "/api/v1/calls",                 [201, 201, 403, 201, 401]),
     ("get",    "/api/v1/calls",                 [200, 200, 403, 200, 401]),
     ("get",    "/api/v1/calls/stats",           [200, 200, 403, 200, 401]),
@@ -146,6 +147,8 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
     if path.starts_with("/api/v1/users/") {
         let (id, _) = create_account_directly(&app.state, "Victim", "agent", &[]).await;
         path.replace("{id}", &id)
+    } else if path == "/api/v1/contact-list" {
+        format!("{path}?site={}", f.site)
     } else if path == "/api/v1/sites/{code}/reopen" {
         // A closed site each time: an incident closes a new one.
         let (site, _) = app.create_site_and_service().await;

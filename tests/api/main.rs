@@ -7,6 +7,7 @@ mod audit;
 mod calls;
 mod cli;
 mod concurrency;
+mod contact_lists;
 mod demo;
 mod errors;
 mod health;

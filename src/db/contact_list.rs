@@ -1,0 +1,115 @@
+//! The contact list (CONTRACT §4.5): postponed appointments of a site that no attempt has
+//! reached, in the order secretaries call them back.
+//!
+//! The rule: the list is read row by row from one ordered query (a database cursor) and handed
+//! to a callback, so memory does not grow with the list.
+
+use diesel::prelude::*;
+
+use super::schema::{appointments, patients};
+use super::DbConnection;
+
+/// One line of the list, with the contract's columns.
+#[derive(Debug, Clone, Queryable)]
+pub struct ContactRow {
+    pub appointment_id: String,
+    pub priority: i32,
+    pub kind: String,
+    pub service: String,
+    pub label: String,
+    pub original_scheduled_at: chrono::NaiveDateTime,
+    pub patient_last_name: String,
+    pub patient_first_name: String,
+    pub birth_date: chrono::NaiveDate,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub language: String,
+    pub attempts: i32,
+    pub last_outcome: Option<String>,
+    pub last_attempt_at: Option<chrono::NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContactFilter {
+    pub site: String,
+    pub service: Option<String>,
+    pub kind: Option<String>,
+    /// Only these services (a secretary's).
+    pub services: Option<Vec<String>>,
+}
+
+macro_rules! contact_query {
+    ($f:expr) => {{
+        let f: &ContactFilter = $f;
+        let mut q = appointments::table
+            .inner_join(patients::table)
+            .filter(appointments::site_code.eq(f.site.clone()))
+            .filter(appointments::status.eq("postponed"))
+            .filter(appointments::reached_at.is_null())
+            .order((
+                appointments::priority,
+                appointments::original_scheduled_at,
+                patients::last_name,
+                patients::first_name,
+                appointments::id,
+            ))
+            .select((
+                appointments::id,
+                appointments::priority,
+                appointments::kind,
+                appointments::service_code,
+                appointments::label,
+                appointments::original_scheduled_at,
+                patients::last_name,
+                patients::first_name,
+                patients::birth_date,
+                patients::phone,
+                patients::email,
+                patients::language,
+                appointments::attempts,
+                appointments::last_outcome,
+                appointments::last_attempt_at,
+            ))
+            .into_boxed();
+        if let Some(service) = &f.service {
+            q = q.filter(appointments::service_code.eq(service.clone()));
+        }
+        if let Some(kind) = &f.kind {
+            q = q.filter(appointments::kind.eq(kind.clone()));
+        }
+        if let Some(services) = &f.services {
+            q = q.filter(appointments::service_code.eq_any(services.clone()));
+        }
+        q
+    }};
+}
+
+/// Calls `each` with every row of the list, in order, reading them one at a time (SQLite
+/// steps its statement; PostgreSQL uses row-by-row mode). Stops at the first error of `each`.
+/// Returns how many rows were handed over.
+pub fn for_each<E: From<diesel::result::Error>>(
+    conn: &mut DbConnection,
+    filter: &ContactFilter,
+    mut each: impl FnMut(ContactRow) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut n = 0u64;
+    match conn {
+        DbConnection::Sqlite(c) => {
+            for row in contact_query!(filter)
+                .load_iter::<ContactRow, diesel::connection::DefaultLoadingMode>(c)?
+            {
+                each(row?)?;
+                n += 1;
+            }
+        }
+        DbConnection::Pg(c) => {
+            for row in contact_query!(filter)
+                .load_iter::<ContactRow, diesel::pg::PgRowByRowLoadingMode>(c)?
+            {
+                each(row?)?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}

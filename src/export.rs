@@ -1,0 +1,330 @@
+//! Writing the contact list (CONTRACT §4.5) as JSON, CSV (RFC 4180) or the spreadsheet CSV
+//! flavour (`excel`: semicolon, UTF-8 with a BOM), a chunk at a time.
+//!
+//! [`export`] is the whole export, for the HTTP route and the command line alike: rows read
+//! one at a time from a database cursor, written in chunks, and the export audited.
+//!
+//! The rule: every cell goes through [`cell`], which shows times in Brussels local time and
+//! neutralises anything a spreadsheet could evaluate as a formula, whatever the format.
+
+use crate::auth::Caller;
+use crate::db::{self, contact_list::ContactFilter, contact_list::ContactRow, Db};
+use crate::domain::appointment::Kind;
+use crate::domain::time::brussels;
+use crate::error::{AppError, AppResult};
+
+/// Bytes gathered before a chunk is sent.
+const CHUNK: usize = 64 * 1024;
+
+pub const HEADER: [&str; 15] = [
+    "appointment_id",
+    "priority",
+    "kind",
+    "service",
+    "label",
+    "original_scheduled_at",
+    "patient_last_name",
+    "patient_first_name",
+    "birth_date",
+    "phone",
+    "email",
+    "language",
+    "attempts",
+    "last_outcome",
+    "last_attempt_at",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Excel,
+}
+
+impl Format {
+    pub fn parse(raw: &str) -> Result<Self, crate::domain::Invalid> {
+        match raw {
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            "excel" => Ok(Format::Excel),
+            _ => Err(crate::domain::Invalid("must be json, csv or excel".into())),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Excel => "text/csv; charset=utf-8",
+        }
+    }
+
+    pub fn file_extension(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv | Format::Excel => "csv",
+        }
+    }
+}
+
+/// A value as a spreadsheet must show it: text that starts like a formula (`=`, `+`, `-`,
+/// `@`, a tab or a carriage return) gets a leading `'`, so `=HYPERLINK(…)` stays text. A phone
+/// number in E.164 (`+` and digits only) is data, not a formula, and keeps its `+`.
+pub fn cell(value: &str) -> String {
+    let is_phone =
+        value.len() > 1 && value.starts_with('+') && value[1..].bytes().all(|b| b.is_ascii_digit());
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') if !is_phone => format!("'{value}"),
+        _ => value.to_string(),
+    }
+}
+
+fn local(t: chrono::NaiveDateTime) -> String {
+    brussels(t).to_rfc3339()
+}
+
+/// The 15 cells of a row, in header order.
+pub fn cells(r: &ContactRow) -> [String; 15] {
+    let opt = |v: &Option<String>| v.as_deref().map(cell).unwrap_or_default();
+    [
+        cell(&r.appointment_id),
+        r.priority.to_string(),
+        cell(&r.kind),
+        cell(&r.service),
+        cell(&r.label),
+        local(r.original_scheduled_at),
+        cell(&r.patient_last_name),
+        cell(&r.patient_first_name),
+        r.birth_date.to_string(),
+        opt(&r.phone),
+        opt(&r.email),
+        cell(&r.language),
+        r.attempts.to_string(),
+        opt(&r.last_outcome),
+        r.last_attempt_at.map(local).unwrap_or_default(),
+    ]
+}
+
+/// Writes a list chunk by chunk: `start`, then `row` for each line, then `finish`.
+pub struct Writer {
+    format: Format,
+    rows: u64,
+}
+
+impl Writer {
+    pub fn new(format: Format) -> Self {
+        Self { format, rows: 0 }
+    }
+
+    pub fn start(&self) -> Vec<u8> {
+        match self.format {
+            Format::Json => b"{\"items\":[".to_vec(),
+            Format::Csv => csv_line(&HEADER, b','),
+            Format::Excel => {
+                let mut out = "\u{feff}".as_bytes().to_vec();
+                out.extend(csv_line(&HEADER, b';'));
+                out
+            }
+        }
+    }
+
+    pub fn row(&mut self, r: &ContactRow, out: &mut Vec<u8>) {
+        let cells = cells(r);
+        match self.format {
+            Format::Json => {
+                if self.rows > 0 {
+                    out.push(b',');
+                }
+                let mut item = serde_json::Map::new();
+                for (name, value) in HEADER.iter().zip(cells) {
+                    let value = match *name {
+                        "priority" | "attempts" => {
+                            serde_json::Value::from(value.parse::<i64>().unwrap_or(0))
+                        }
+                        _ if value.is_empty()
+                            && matches!(
+                                *name,
+                                "phone" | "email" | "last_outcome" | "last_attempt_at"
+                            ) =>
+                        {
+                            serde_json::Value::Null
+                        }
+                        _ => serde_json::Value::from(value),
+                    };
+                    item.insert((*name).to_string(), value);
+                }
+                out.extend(serde_json::to_vec(&item).unwrap_or_default());
+            }
+            Format::Csv => out.extend(csv_line(&cells, b',')),
+            Format::Excel => out.extend(csv_line(&cells, b';')),
+        }
+        self.rows += 1;
+    }
+
+    pub fn finish(&self) -> Vec<u8> {
+        match self.format {
+            Format::Json => b"]}".to_vec(),
+            Format::Csv | Format::Excel => Vec::new(),
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// One RFC 4180 record (quoted where needed, CRLF), through the `csv` crate.
+fn csv_line<S: AsRef<[u8]>>(fields: &[S], delimiter: u8) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    if w.write_record(fields).is_err() {
+        return Vec::new();
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+/// Checks the request against the data and the caller's services; returns the filter.
+pub fn checked_filter(
+    conn: &mut db::DbConnection,
+    caller: &Caller,
+    site: String,
+    service: Option<String>,
+    kind: Option<Kind>,
+) -> AppResult<ContactFilter> {
+    if db::sites::find_site(conn, &site)?.is_none() {
+        return Err(AppError::NotFound(format!("no site {site}")));
+    }
+    if let Some(service) = &service {
+        match db::sites::service_site(conn, service)? {
+            None => return Err(AppError::validation("service", "no such service")),
+            Some(s) if s != site => {
+                return Err(AppError::validation(
+                    "service",
+                    format!("belongs to site {s}"),
+                ))
+            }
+            Some(_) => {}
+        }
+        if !caller.may_access_service(service) {
+            return Err(AppError::Forbidden(format!(
+                "service {service} is not one of yours"
+            )));
+        }
+    }
+    Ok(ContactFilter {
+        site,
+        service,
+        kind: kind.map(|k| k.as_str().to_string()),
+        services: caller
+            .role
+            .is_service_scoped()
+            .then(|| caller.services.clone()),
+    })
+}
+
+enum Stop {
+    /// The reader went away (a closed connection): stop quietly.
+    Gone,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Stop {
+    fn from(e: diesel::result::Error) -> Self {
+        Stop::Db(e)
+    }
+}
+
+impl From<db::DbError> for Stop {
+    fn from(e: db::DbError) -> Self {
+        match e {
+            db::DbError::Query(q) => Stop::Db(q),
+            other => Stop::Db(diesel::result::Error::QueryBuilderError(
+                other.to_string().into(),
+            )),
+        }
+    }
+}
+
+/// Writes the whole list through `send`, chunk by chunk; returns the rows written and
+/// whether the end was reached. Records the export in the audit log either way.
+pub fn export(
+    db: &Db,
+    caller: &Caller,
+    filter: ContactFilter,
+    format: Format,
+    mut send: impl FnMut(Vec<u8>) -> bool,
+) -> Result<u64, AppError> {
+    let mut writer = Writer::new(format);
+    let result = if send(writer.start()) {
+        db.read_blocking(|conn| {
+            let mut buf = Vec::with_capacity(CHUNK * 2);
+            db::contact_list::for_each(conn, &filter, |row| {
+                writer.row(&row, &mut buf);
+                if buf.len() >= CHUNK && !send(std::mem::take(&mut buf)) {
+                    return Err(Stop::Gone);
+                }
+                Ok::<_, Stop>(())
+            })?;
+            buf.extend(writer.finish());
+            if send(buf) {
+                Ok(())
+            } else {
+                Err(Stop::Gone)
+            }
+        })
+    } else {
+        Err(Stop::Gone)
+    };
+    let rows = writer.rows();
+    let complete = result.is_ok();
+    let audit_caller = caller.clone();
+    let details = serde_json::json!({
+        "site": filter.site, "service": filter.service, "kind": filter.kind,
+        "format": format!("{format:?}").to_lowercase(), "rows": rows, "complete": complete,
+    });
+    let target = format!("site:{}", filter.site);
+    db.write_blocking(move |conn| {
+        crate::audit::record(
+            conn,
+            &audit_caller,
+            "contact_list.export",
+            Some(&target),
+            details,
+        )
+        .map_err(AppError::from)
+    })?;
+    match result {
+        Ok(()) | Err(Stop::Gone) => Ok(rows),
+        Err(Stop::Db(e)) => Err(AppError::from(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_phones_kept() {
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\",\"y\")"),
+            "'=HYPERLINK(\"http://x\",\"y\")"
+        );
+        assert_eq!(cell("+SUM(A1)"), "'+SUM(A1)");
+        assert_eq!(cell("-2+3"), "'-2+3");
+        assert_eq!(cell("@cmd"), "'@cmd");
+        assert_eq!(cell("+3261234567"), "+3261234567");
+        assert_eq!(cell("Dupont"), "Dupont");
+        assert_eq!(cell("Zoé"), "Zoé");
+    }
+
+    #[test]
+    fn csv_lines_are_rfc_4180() {
+        assert_eq!(
+            csv_line(&["a", "b,c", "d\"e"], b','),
+            b"a,\"b,c\",\"d\"\"e\"\r\n".to_vec()
+        );
+        assert_eq!(csv_line(&["a;b", "c"], b';'), b"\"a;b\";c\r\n".to_vec());
+    }
+}
