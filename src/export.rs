@@ -83,9 +83,18 @@ fn local(t: chrono::NaiveDateTime) -> String {
     brussels(t).to_rfc3339()
 }
 
-/// The 15 cells of a row, in header order.
-pub fn cells(r: &ContactRow) -> [String; 15] {
+/// The 15 cells of a row, in header order. For spreadsheets (`excel`), phone numbers are
+/// written in their spaced international form, which stays text with its `+`, and birth
+/// dates with non-breaking hyphens, which stay text (checked in LibreOffice by
+/// `tests/api/contact_lists.rs`).
+pub fn cells(r: &ContactRow, format: Format) -> [String; 15] {
     let opt = |v: &Option<String>| v.as_deref().map(cell).unwrap_or_default();
+    let phone = match (&r.phone, format) {
+        (Some(p), Format::Excel) => crate::domain::PhoneE164::parse(p)
+            .map(|p| p.international())
+            .unwrap_or_else(|_| cell(p)),
+        (p, _) => opt(p),
+    };
     [
         cell(&r.appointment_id),
         r.priority.to_string(),
@@ -95,8 +104,13 @@ pub fn cells(r: &ContactRow) -> [String; 15] {
         local(r.original_scheduled_at),
         cell(&r.patient_last_name),
         cell(&r.patient_first_name),
-        r.birth_date.to_string(),
-        opt(&r.phone),
+        match format {
+            // An ISO date would become a date number in a spreadsheet; with non-breaking
+            // hyphens (U+2011) it looks the same and stays text.
+            Format::Excel => r.birth_date.to_string().replace('-', "\u{2011}"),
+            Format::Json | Format::Csv => r.birth_date.to_string(),
+        },
+        phone,
         opt(&r.email),
         cell(&r.language),
         r.attempts.to_string(),
@@ -129,7 +143,7 @@ impl Writer {
     }
 
     pub fn row(&mut self, r: &ContactRow, out: &mut Vec<u8>) {
-        let cells = cells(r);
+        let cells = cells(r, self.format);
         match self.format {
             Format::Json => {
                 if self.rows > 0 {
@@ -247,8 +261,9 @@ impl From<db::DbError> for Stop {
     }
 }
 
-/// Writes the whole list through `send`, chunk by chunk; returns the rows written and
-/// whether the end was reached. Records the export in the audit log either way.
+/// Writes the whole list through `send`, chunk by chunk (`send` returns `false` when the
+/// reader has gone); returns the rows written. The export is in the audit log, with its
+/// filters and row count, before the first byte leaves.
 pub fn export(
     db: &Db,
     caller: &Caller,
@@ -256,47 +271,44 @@ pub fn export(
     format: Format,
     mut send: impl FnMut(Vec<u8>) -> bool,
 ) -> Result<u64, AppError> {
-    let mut writer = Writer::new(format);
-    let result = if send(writer.start()) {
-        db.read_blocking(|conn| {
-            let mut buf = Vec::with_capacity(CHUNK * 2);
-            db::contact_list::for_each(conn, &filter, |row| {
-                writer.row(&row, &mut buf);
-                if buf.len() >= CHUNK && !send(std::mem::take(&mut buf)) {
-                    return Err(Stop::Gone);
-                }
-                Ok::<_, Stop>(())
-            })?;
-            buf.extend(writer.finish());
-            if send(buf) {
-                Ok(())
-            } else {
-                Err(Stop::Gone)
-            }
-        })
-    } else {
-        Err(Stop::Gone)
-    };
-    let rows = writer.rows();
-    let complete = result.is_ok();
-    let audit_caller = caller.clone();
-    let details = serde_json::json!({
-        "site": filter.site, "service": filter.service, "kind": filter.kind,
-        "format": format!("{format:?}").to_lowercase(), "rows": rows, "complete": complete,
-    });
-    let target = format!("site:{}", filter.site);
+    let (audit_caller, audited) = (caller.clone(), filter.clone());
+    let format_name = format!("{format:?}").to_lowercase();
     db.write_blocking(move |conn| {
+        let rows = db::contact_list::count(conn, &audited)?;
         crate::audit::record(
             conn,
             &audit_caller,
             "contact_list.export",
-            Some(&target),
-            details,
+            Some(&format!("site:{}", audited.site)),
+            serde_json::json!({
+                "site": audited.site, "service": audited.service, "kind": audited.kind,
+                "format": format_name, "rows": rows,
+            }),
         )
         .map_err(AppError::from)
     })?;
+    let mut writer = Writer::new(format);
+    if !send(writer.start()) {
+        return Ok(0);
+    }
+    let result = db.read_blocking(|conn| {
+        let mut buf = Vec::with_capacity(CHUNK * 2);
+        db::contact_list::for_each(conn, &filter, |row| {
+            writer.row(&row, &mut buf);
+            if buf.len() >= CHUNK && !send(std::mem::take(&mut buf)) {
+                return Err(Stop::Gone);
+            }
+            Ok::<_, Stop>(())
+        })?;
+        buf.extend(writer.finish());
+        if send(buf) {
+            Ok(())
+        } else {
+            Err(Stop::Gone)
+        }
+    });
     match result {
-        Ok(()) | Err(Stop::Gone) => Ok(rows),
+        Ok(()) | Err(Stop::Gone) => Ok(writer.rows()),
         Err(Stop::Db(e)) => Err(AppError::from(e)),
     }
 }

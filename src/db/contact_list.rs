@@ -49,8 +49,10 @@ macro_rules! contact_query {
             .order((
                 appointments::priority,
                 appointments::original_scheduled_at,
-                patients::last_name,
-                patients::first_name,
+                // The folded names: case and accents aside, and the same byte order on both
+                // backends.
+                patients::last_name_key,
+                patients::first_name_key,
                 appointments::id,
             ))
             .select((
@@ -82,6 +84,26 @@ macro_rules! contact_query {
         }
         q
     }};
+}
+
+/// How many rows the list has now.
+pub fn count(conn: &mut DbConnection, filter: &ContactFilter) -> QueryResult<i64> {
+    let mut q = appointments::table
+        .filter(appointments::site_code.eq(filter.site.clone()))
+        .filter(appointments::status.eq("postponed"))
+        .filter(appointments::reached_at.is_null())
+        .count()
+        .into_boxed();
+    if let Some(service) = &filter.service {
+        q = q.filter(appointments::service_code.eq(service.clone()));
+    }
+    if let Some(kind) = &filter.kind {
+        q = q.filter(appointments::kind.eq(kind.clone()));
+    }
+    if let Some(services) = &filter.services {
+        q = q.filter(appointments::service_code.eq_any(services.clone()));
+    }
+    q.get_result(conn)
 }
 
 /// Calls `each` with every row of the list, in order, reading them one at a time (SQLite

@@ -116,6 +116,8 @@ pub fn apply(
         appointments::status.eq(Status::Postponed.as_str()),
         appointments::incident_id.eq(incident_id),
         appointments::postponed_at.eq(now),
+        // Newly postponed care must be talked about again, whatever an earlier call said.
+        appointments::reached_at.eq(None::<chrono::NaiveDateTime>),
         appointments::updated_at.eq(now),
     ))
     .execute(conn)?;

@@ -104,7 +104,7 @@ impl DatabaseUrl {
                     "a sqlite URL needs a file path, as in sqlite://data/reprise.db".into(),
                 );
             }
-            if rest.starts_with(":memory:") || rest.contains("mode=memory") {
+            if rest.contains(":memory:") || rest.contains("mode=memory") {
                 // Each pooled connection, and the writer, would get its own empty database.
                 return Err(
                     "an in-memory SQLite database cannot be shared; give a file path".into(),
@@ -484,6 +484,7 @@ mod tests {
     #[test]
     fn in_memory_sqlite_is_refused() {
         for raw in [
+            "sqlite://file::memory:",
             "sqlite::memory:",
             "sqlite://:memory:",
             "sqlite://file::memory:?mode=memory",

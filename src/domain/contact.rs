@@ -40,6 +40,18 @@ impl PhoneE164 {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The international form people read (`+32 61 23 45 67`). Spreadsheets keep it as text,
+    /// where a bare `+3261234567` would become the number 3261234567.
+    pub fn international(&self) -> String {
+        phonenumber::parse(None, &self.0)
+            .map(|n| {
+                n.format()
+                    .mode(phonenumber::Mode::International)
+                    .to_string()
+            })
+            .unwrap_or_else(|_| self.0.clone())
+    }
 }
 
 impl fmt::Display for PhoneE164 {
@@ -101,6 +113,13 @@ mod tests {
             PhoneE164::parse("0032 61/23.45.67").map(|p| p.0),
             Ok("+3261234567".into())
         );
+    }
+
+    #[test]
+    fn the_international_form_is_spaced() {
+        let phone = PhoneE164::parse("061 23 45 67").expect("valid");
+        assert_eq!(phone.international(), "+32 61 23 45 67");
+        assert_eq!(PhoneE164::parse(&phone.international()), Ok(phone));
     }
 
     #[test]

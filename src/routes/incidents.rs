@@ -200,6 +200,14 @@ pub async fn extend(
             }
             db::incidents::set_postpone_until(conn, &id, until)?;
             row.postpone_until = until;
+            // A site reopened since is not shut again by a longer window.
+            let mut still_closed = Vec::new();
+            for code in codes {
+                if db::sites::find_site(conn, &code)?.is_some_and(|s| s.status == "closed") {
+                    still_closed.push(code);
+                }
+            }
+            let codes = still_closed;
             let done = db::incidents::apply(conn, &id, &codes, row.started_at, until, now)?;
             audit(conn, &caller, "incident.extend", &row, &codes, done)?;
             Ok::<_, AppError>((row, codes, done))

@@ -192,6 +192,10 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
     let text = String::from_utf8(bytes[3..].to_vec()).expect("utf-8");
     assert!(text.starts_with(&reprise::export::HEADER.join(";")));
     assert!(text.contains("Zoé;Ärne"), "{text}");
+    assert!(
+        text.contains(";+32 61 23 45 67;"),
+        "spreadsheets keep the + of a spaced phone: {text}"
+    );
     assert_eq!(
         text.trim_end().split("\r\n").count(),
         3,
@@ -253,7 +257,7 @@ async fn secretaries_get_only_their_services_and_exports_are_audited() {
         .expect("json");
     let entry = &audit["items"][0];
     assert_eq!(entry["details"]["rows"], 2);
-    assert_eq!(entry["details"]["complete"], true);
+    assert_eq!(entry["details"]["service"], Value::Null);
     assert_eq!(entry["target"], format!("site:{}", s.site));
 }
 
@@ -298,4 +302,99 @@ async fn the_command_line_exports_the_same_list() {
         .output()
         .expect("runs");
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Opens an `excel` export in LibreOffice (headless, the semicolon and UTF-8 a person picks in
+/// its import dialog), saves it as a workbook, and reads every cell back with its type.
+#[tokio::test]
+async fn an_excel_export_reads_back_cell_for_cell_in_libreoffice() {
+    let Some(soffice) = ["soffice", "libreoffice"].into_iter().find(|cmd| {
+        std::process::Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("SKIPPED: LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it");
+        return;
+    };
+    let app = spawn_app().await;
+    let s = setup(&app).await;
+    let bytes = fetch(
+        &app,
+        &app.admin_token,
+        &format!("site={}&format=excel", s.site),
+    )
+    .await
+    .bytes()
+    .await
+    .expect("bytes");
+    let dir = tempfile::tempdir().expect("dir");
+    let csv_path = dir.path().join("list.csv");
+    std::fs::write(&csv_path, &bytes).expect("write");
+    let profile = dir.path().join("profile");
+    let out = tokio::process::Command::new(soffice)
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            profile.display()
+        ))
+        .args([
+            "--headless",
+            "--infilter=CSV:59,34,76,1",
+            "--convert-to",
+            "xlsx",
+            "--outdir",
+        ])
+        .arg(dir.path())
+        .arg(&csv_path)
+        .output()
+        .await
+        .expect("LibreOffice runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What was written, cell by cell.
+    let mut written = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .has_headers(false)
+        .from_reader(&bytes[3..]);
+    let expected: Vec<Vec<String>> = written
+        .records()
+        .map(|r| r.expect("record").iter().map(str::to_string).collect())
+        .collect();
+    assert_eq!(expected.len(), 4, "header and three rows");
+
+    use calamine::{Data, Reader};
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook(dir.path().join("list.xlsx")).expect("workbook");
+    let sheet = book
+        .worksheet_range_at(0)
+        .expect("a sheet")
+        .expect("readable");
+    let read: Vec<Vec<Data>> = sheet.rows().map(|r| r.to_vec()).collect();
+    assert_eq!(read.len(), expected.len());
+    for (row, (got, want)) in read.iter().zip(&expected).enumerate() {
+        for (col, (cell, text)) in got.iter().zip(want).enumerate() {
+            let column = reprise::export::HEADER[col];
+            let numeric = row > 0 && matches!(column, "priority" | "attempts");
+            match cell {
+                Data::String(s) => assert_eq!(s, text, "row {row} {column}"),
+                Data::Float(f) if numeric => assert_eq!(f.to_string(), *text, "row {row} {column}"),
+                Data::Int(i) if numeric => assert_eq!(i.to_string(), *text, "row {row} {column}"),
+                Data::Empty => assert!(
+                    text.is_empty(),
+                    "row {row} {column}: {text:?} came back empty"
+                ),
+                other => panic!("row {row} {column}: {text:?} came back as {other:?}"),
+            }
+        }
+    }
+    // The neutralised formula stayed text, and phones kept their +.
+    assert!(expected
+        .iter()
+        .flatten()
+        .any(|c| c.starts_with("'=HYPERLINK")));
+    assert!(expected.iter().flatten().any(|c| c.starts_with("+32 ")));
 }

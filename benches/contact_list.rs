@@ -1,0 +1,420 @@
+//! `cargo bench --bench contact_list`: exporting a contact list of 1,000,000 postponed
+//! appointments (200,000 patients, one site) as CSV over HTTP, against a raw SELECT of the same
+//! rows in the same order streamed to a file, in the same run; and the service's memory during
+//! the export, against a 100,000-row export. SQLite, and PostgreSQL when
+//! `REPRISE_TEST_POSTGRES_URL` is set. `BENCH_SCALE=0.1` for a quick look.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use futures_util::StreamExt;
+use reprise::auth::Caller;
+use reprise::config::{LogFormat, Settings};
+use reprise::db::appointments::AppointmentRow;
+use reprise::db::patients::PatientRow;
+use reprise::db::{self, Backend, DatabaseUrl, DbConnection};
+use reprise::demo::People;
+use reprise::domain::account::NewAccount;
+use reprise::domain::patient::search_key;
+use reprise::error::AppError;
+
+fn scale(n: usize) -> usize {
+    let factor: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64) * factor).max(100.0) as usize
+}
+
+fn admin(server: &DatabaseUrl, sql: &str) {
+    server
+        .connect()
+        .expect("server")
+        .batch_execute(sql)
+        .expect("admin SQL");
+}
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn now() -> chrono::NaiveDateTime {
+    reprise::domain::now()
+}
+
+fn site_row(code: &str) -> db::sites::SiteRow {
+    db::sites::SiteRow {
+        code: code.into(),
+        name: code.into(),
+        kind: "hospital".into(),
+        operating_rooms: 4,
+        status: "open".into(),
+        programme: None,
+        reopened_at: None,
+        reopening_rank: None,
+        created_at: now(),
+        operating_rooms_open: None,
+    }
+}
+
+/// `appointments` postponed appointments at `site` over `patients` new patients.
+fn fill(db: &db::Db, site: &str, patients: usize, appointments: usize, seed: u64) {
+    let site = site.to_string();
+    let service = format!("{site}-S");
+    let (s, svc) = (site.clone(), service.clone());
+    db.write_blocking(move |conn| {
+        db::sites::insert_site(conn, &site_row(&s))?;
+        db::sites::insert_service(
+            conn,
+            &db::sites::ServiceRow {
+                code: svc.clone(),
+                name: svc,
+                site_code: s,
+                secretariat_email: None,
+                secretariat_phone: None,
+                created_at: now(),
+            },
+        )?;
+        Ok::<_, AppError>(())
+    })
+    .expect("site");
+    let rows: Vec<PatientRow> = People::new(seed)
+        .take(patients)
+        .map(|p| PatientRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            // Two lists are filled from two seeds: national numbers could meet.
+            national_number: None,
+            last_name_key: search_key(&p.last_name),
+            first_name_key: search_key(&p.first_name),
+            last_name: p.last_name,
+            first_name: p.first_name,
+            birth_date: p.birth_date,
+            phone: p.phone,
+            email: p.email,
+            language: p.language.as_str().into(),
+            email_consent: p.email_consent,
+            import_id: None,
+            created_at: now(),
+        })
+        .collect();
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    for chunk in rows.chunks(50_000) {
+        let chunk = chunk.to_vec();
+        db.write_blocking(move |conn| {
+            db::patients::insert_many(conn, &chunk).map_err(AppError::from)
+        })
+        .expect("patients");
+    }
+    let base = chrono::NaiveDate::from_ymd_opt(2022, 5, 14)
+        .and_then(|d| d.and_hms_opt(6, 0, 0))
+        .expect("date");
+    let mut i = 0;
+    while i < appointments {
+        let n = (appointments - i).min(50_000);
+        let chunk: Vec<AppointmentRow> = (i..i + n)
+            .map(|k| {
+                let at = base + chrono::Duration::minutes(((k * 37) % (21 * 24 * 60)) as i64);
+                AppointmentRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    patient_id: ids[k % ids.len()].clone(),
+                    site_code: site.clone(),
+                    service_code: service.clone(),
+                    kind: "consultation".into(),
+                    label: "Consultation de contrôle".into(),
+                    original_scheduled_at: at,
+                    scheduled_at: at,
+                    priority: (k % 4) as i32 + 1,
+                    urgent: false,
+                    essential: false,
+                    status: "postponed".into(),
+                    incident_id: None,
+                    postponed_at: Some(at),
+                    import_id: None,
+                    created_at: now(),
+                    updated_at: now(),
+                    reached_at: None,
+                }
+            })
+            .collect();
+        db.write_blocking(move |conn| {
+            db::appointments::insert_many(conn, &chunk).map_err(AppError::from)
+        })
+        .expect("appointments");
+        i += n;
+    }
+}
+
+/// Downloads the CSV list to a file; returns (seconds, bytes, peak RSS above `idle`).
+async fn http_export(
+    base: &str,
+    token: &str,
+    site: &str,
+    out: &std::path::Path,
+    idle: u64,
+) -> (f64, u64, u64) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/v1/contact-list?site={site}&format=csv"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out).expect("file"));
+    let mut bytes = 0u64;
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk");
+        bytes += chunk.len() as u64;
+        file.write_all(&chunk).expect("write");
+    }
+    file.flush().expect("flush");
+    let seconds = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    (
+        seconds,
+        bytes,
+        peak.load(Ordering::Relaxed).saturating_sub(idle),
+    )
+}
+
+/// The same rows in the same order, streamed from a raw query to a CSV file.
+fn raw_export(url: &DatabaseUrl, site: &str, out: &std::path::Path) -> f64 {
+    use reprise::db::schema::{appointments as a, patients as p};
+    let mut conn = url.connect().expect("connection");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out).expect("file"));
+    let started = Instant::now();
+    macro_rules! query {
+        () => {
+            a::table
+                .inner_join(p::table)
+                .filter(a::site_code.eq(site))
+                .filter(a::status.eq("postponed"))
+                .filter(a::reached_at.is_null())
+                .order((
+                    a::priority,
+                    a::original_scheduled_at,
+                    p::last_name_key,
+                    p::first_name_key,
+                    a::id,
+                ))
+                .select((
+                    a::id,
+                    a::priority,
+                    a::kind,
+                    a::service_code,
+                    a::label,
+                    a::original_scheduled_at,
+                    p::last_name,
+                    p::first_name,
+                    p::birth_date,
+                    p::phone,
+                    p::email,
+                    p::language,
+                    a::attempts,
+                    a::last_outcome,
+                    a::last_attempt_at,
+                ))
+        };
+    }
+    type Row = (
+        String,
+        i32,
+        String,
+        String,
+        String,
+        chrono::NaiveDateTime,
+        String,
+        String,
+        chrono::NaiveDate,
+        Option<String>,
+        Option<String>,
+        String,
+        i32,
+        Option<String>,
+        Option<chrono::NaiveDateTime>,
+    );
+    let mut write = |r: Row| {
+        writeln!(
+            file,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.0,
+            r.1,
+            r.2,
+            r.3,
+            r.4,
+            r.5,
+            r.6,
+            r.7,
+            r.8,
+            r.9.unwrap_or_default(),
+            r.10.unwrap_or_default(),
+            r.11,
+            r.12,
+            r.13.unwrap_or_default(),
+            r.14.map(|t| t.to_string()).unwrap_or_default()
+        )
+        .expect("write");
+    };
+    match &mut conn {
+        DbConnection::Sqlite(c) => {
+            for row in query!()
+                .load_iter::<Row, diesel::connection::DefaultLoadingMode>(c)
+                .expect("query")
+            {
+                write(row.expect("row"));
+            }
+        }
+        DbConnection::Pg(c) => {
+            for row in query!()
+                .load_iter::<Row, diesel::pg::PgRowByRowLoadingMode>(c)
+                .expect("query")
+            {
+                write(row.expect("row"));
+            }
+        }
+    }
+    file.flush().expect("flush");
+    started.elapsed().as_secs_f64()
+}
+
+async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (url, pg_name) = match (backend, server) {
+        (Backend::Postgres, Some(server)) => {
+            let name = format!("reprise_bench_list_{}", uuid::Uuid::new_v4().simple());
+            admin(server, &format!("CREATE DATABASE {name}"));
+            (server.with_database(&name).expect("url"), Some(name))
+        }
+        _ => (
+            DatabaseUrl::parse(&format!("sqlite://{}/list.db", dir.path().display())).expect("url"),
+            None,
+        ),
+    };
+    let settings = Settings {
+        database: url.clone(),
+        db_pool: 8,
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        smtp: None,
+        outbox_dir: dir.path().join("outbox"),
+        mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
+        public_url: "http://127.0.0.1:8080".parse().expect("url"),
+        log_format: LogFormat::Pretty,
+    };
+    let app = reprise::startup::Application::build(settings)
+        .await
+        .expect("app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    let big = scale(1_000_000);
+    let small = big / 10;
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        fill(&db, "BIG", big / 5, big, 1);
+        fill(&db, "SMALL", small / 5, small, 2);
+        db.read_blocking(|conn| conn.batch_execute("ANALYZE").map_err(AppError::from))
+            .expect("analyze");
+    })
+    .await
+    .expect("filled");
+    let new = NewAccount::parse("Bench", "coordinator", &[]).expect("account");
+    let token = state
+        .db
+        .write(move |conn| reprise::auth::create_account(conn, &Caller::command_line(), new))
+        .await
+        .expect("account")
+        .token;
+
+    // One export of each first, so that buffers and allocator arenas have settled; then each
+    // is measured from its own idle level.
+    for site in ["SMALL", "BIG"] {
+        http_export(&base, &token, site, &dir.path().join("warm.csv"), rss()).await;
+    }
+    let idle = rss();
+    let (_, _, small_peak) =
+        http_export(&base, &token, "SMALL", &dir.path().join("small.csv"), idle).await;
+    let idle = rss();
+    let (seconds, bytes, big_peak) =
+        http_export(&base, &token, "BIG", &dir.path().join("big.csv"), idle).await;
+    let raw = {
+        let (url, out) = (url.clone(), dir.path().join("raw.csv"));
+        tokio::task::spawn_blocking(move || raw_export(&url, "BIG", &out))
+            .await
+            .expect("raw")
+    };
+    let lines = std::fs::read_to_string(dir.path().join("big.csv"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    assert_eq!(lines, big + 1, "header and every row");
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("{tag}.contact_list.rows={big}");
+    println!("{tag}.contact_list.bytes={bytes}");
+    println!("{tag}.contact_list.http_csv_s={seconds:.2}");
+    println!("{tag}.contact_list.raw_select_to_file_s={raw:.2}");
+    println!("{tag}.contact_list ratio={:.2}", seconds / raw);
+    println!(
+        "{tag}.contact_list.peak_mb_above_idle_1m={:.1}",
+        mb(big_peak)
+    );
+    println!(
+        "{tag}.contact_list.peak_mb_above_idle_100k={:.1}",
+        mb(small_peak)
+    );
+    println!(
+        "{tag}.contact_list.memory ratio={:.2}",
+        big_peak as f64 / small_peak.max(1) as f64
+    );
+    if let (Some(server), Some(name)) = (server, pg_name) {
+        admin(
+            server,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut targets = vec![(Backend::Sqlite, None)];
+    if let Ok(raw) = std::env::var("REPRISE_TEST_POSTGRES_URL") {
+        if !raw.is_empty() {
+            targets.push((
+                Backend::Postgres,
+                Some(DatabaseUrl::parse(&raw).expect("postgres URL")),
+            ));
+        }
+    }
+    for (backend, server) in &targets {
+        runtime.block_on(run(*backend, server.as_ref(), backend.name()));
+    }
+}
