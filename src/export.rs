@@ -123,11 +123,41 @@ pub fn cells(r: &ContactRow, format: Format) -> [String; 15] {
 pub struct Writer {
     format: Format,
     rows: u64,
+    /// One CSV writer for the whole list (quoting by the `csv` crate), writing into `bytes`,
+    /// which `row` drains into each chunk.
+    csv: csv::Writer<Shared>,
+    bytes: Shared,
+}
+
+/// A byte buffer the CSV writer appends to and the chunker drains.
+#[derive(Clone, Default)]
+struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Writer {
     pub fn new(format: Format) -> Self {
-        Self { format, rows: 0 }
+        let bytes = Shared::default();
+        let csv = csv::WriterBuilder::new()
+            .delimiter(if format == Format::Excel { b';' } else { b',' })
+            .terminator(csv::Terminator::CRLF)
+            .buffer_capacity(4096)
+            .from_writer(bytes.clone());
+        Self {
+            format,
+            rows: 0,
+            csv,
+            bytes,
+        }
     }
 
     pub fn start(&self) -> Vec<u8> {
@@ -169,8 +199,12 @@ impl Writer {
                 }
                 out.extend(serde_json::to_vec(&item).unwrap_or_default());
             }
-            Format::Csv => out.extend(csv_line(&cells, b',')),
-            Format::Excel => out.extend(csv_line(&cells, b';')),
+            Format::Csv | Format::Excel => {
+                // Errors only come from the sink, which cannot fail.
+                let _ = self.csv.write_record(&cells);
+                let _ = self.csv.flush();
+                out.append(&mut self.bytes.0.borrow_mut());
+            }
         }
         self.rows += 1;
     }

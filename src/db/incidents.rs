@@ -71,6 +71,8 @@ pub fn set_postpone_until(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Postponement {
     pub postponed: i64,
+    /// `appointment_postponed` emails queued with it.
+    pub notifications_queued: i64,
     pub kept_urgent: i64,
     pub kept_essential: i64,
 }
@@ -122,6 +124,9 @@ pub fn apply(
     ))
     .execute(conn)?;
 
+    // In the same transaction: no postponement without its email, no email without it.
+    let queued = super::notifications::queue_postponed(conn, incident_id, now)?;
+
     diesel::update(sites::table.filter(sites::code.eq_any(site_codes)))
         .set((
             sites::status.eq("closed"),
@@ -131,6 +136,7 @@ pub fn apply(
 
     Ok(Postponement {
         postponed: i64::try_from(postponed).unwrap_or(i64::MAX),
+        notifications_queued: i64::try_from(queued).unwrap_or(i64::MAX),
         kept_urgent: count_of(true),
         kept_essential: count_of(false),
     })

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod calls;
 pub mod contact_list;
 pub mod incidents;
+pub mod notifications;
 pub mod patients;
 pub mod schema;
 pub mod sites;

@@ -167,6 +167,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    notifications (id) {
+        id -> Text,
+        patient_id -> Text,
+        appointment_id -> Nullable<Text>,
+        template -> Text,
+        language -> Text,
+        to_address -> Text,
+        status -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        dedup_key -> Text,
+    }
+}
+
+diesel::table! {
     call_hours (hour, reason, outcome) {
         hour -> Timestamp,
         reason -> Text,
@@ -214,5 +232,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     calls,
     call_hours,
     contact_attempts,
+    notifications,
     call_centre,
 );

@@ -459,6 +459,7 @@ pub async fn reschedule(
         .write(move |conn| {
             let row = changeable(conn, &caller, &id)?;
             let to = apply_move(conn, &caller, &row, Transition::Reschedule, Some(at), None, None)?;
+            db::notifications::queue_rescheduled(conn, &id, crate::domain::now())?;
             crate::audit::record(
                 conn,
                 &caller,

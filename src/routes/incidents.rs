@@ -48,6 +48,8 @@ pub struct IncidentResponse {
     pub kept_urgent: i64,
     /// Essential (not urgent) appointments in the window, kept.
     pub kept_essential: i64,
+    /// `appointment_postponed` emails queued (patients with an address and consent).
+    pub notifications_queued: i64,
 }
 
 fn response(row: IncidentRow, sites: Vec<String>, p: Postponement) -> IncidentResponse {
@@ -60,6 +62,7 @@ fn response(row: IncidentRow, sites: Vec<String>, p: Postponement) -> IncidentRe
         postponed: p.postponed,
         kept_urgent: p.kept_urgent,
         kept_essential: p.kept_essential,
+        notifications_queued: p.notifications_queued,
     }
 }
 

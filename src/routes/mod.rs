@@ -11,6 +11,7 @@ pub mod health;
 pub mod imports;
 pub mod incidents;
 pub mod middleware;
+pub mod notifications;
 pub mod patients;
 pub mod sites;
 pub mod users;
@@ -52,6 +53,7 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(appointments::add_contact_attempt)
         .service(sites::reopen)
         .service(contact_lists::contact_list)
+        .service(notifications::list)
         .service(incidents::create)
         .service(incidents::extend)
         .service(imports::calls)

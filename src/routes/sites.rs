@@ -372,7 +372,8 @@ pub struct ReopenResponse {
     pub site: SiteResponse,
     /// Postponed appointments of the site still to contact: its contact list.
     pub to_contact: i64,
-    /// `site_reopened` emails queued. Patient emails arrive with the outbox; until then 0.
+    /// `site_reopened` emails queued: one per patient with postponed care here, an address
+    /// and consent.
     pub notifications_queued: i64,
 }
 
@@ -404,7 +405,7 @@ pub async fn reopen(
     let code = code.into_inner();
     let caller = caller.caller;
     let now = crate::domain::now();
-    let (row, to_contact) = state
+    let (row, to_contact, queued) = state
         .db
         .write(move |conn| {
             let site = db::sites::find_site(conn, &code)?
@@ -423,6 +424,11 @@ pub async fn reopen(
                 ));
             }
             db::sites::reopen(conn, &code, programme.as_str(), rooms, now)?;
+            let queued = if b.notify_patients {
+                db::notifications::queue_reopened(conn, &code, now)?
+            } else {
+                0
+            };
             let to_contact = db::sites::postponed_counts(conn, std::slice::from_ref(&code))?
                 .first()
                 .map_or(0, |(_, n)| *n);
@@ -434,16 +440,17 @@ pub async fn reopen(
                 serde_json::json!({
                     "programme": programme.as_str(), "operating_rooms_open": rooms,
                     "to_contact": to_contact, "notify_patients": b.notify_patients,
+                    "notifications_queued": queued,
                 }),
             )?;
             let row = db::sites::find_site(conn, &code)?
                 .ok_or_else(|| AppError::NotFound("no such site".into()))?;
-            Ok::<_, AppError>((row, to_contact))
+            Ok::<_, AppError>((row, to_contact, queued))
         })
         .await?;
     Ok(web::Json(ReopenResponse {
         site: SiteResponse::new(row, to_contact),
         to_contact,
-        notifications_queued: 0,
+        notifications_queued: i64::try_from(queued).unwrap_or(i64::MAX),
     }))
 }

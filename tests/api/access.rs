@@ -42,6 +42,7 @@ const MATRIX: &[Row] = &[
     ("post",   "/api/v1/appointments/{id}/cancel",           [200, 200, 200, 403, 401]),
     ("post",   "/api/v1/appointments/{id}/contact-attempts", [201, 201, 201, 403, 401]),
     ("get",    "/api/v1/contact-list",          [200, 200, 200, 403, 401]),
+    ("get",    "/api/v1/notifications",         MANAGERS_READ),
     ("post",   "/api/v1/calls",                 [201, 201, 403, 201, 401]),
     ("get",    "/api/v1/calls",                 [200, 200, 403, 200, 401]),
     ("get",    "/api/v1/calls/stats",           [200, 200, 403, 200, 401]),

@@ -15,6 +15,7 @@ mod helpers;
 mod imports;
 mod incidents;
 mod logs;
+mod notifications;
 mod patients;
 mod reopening;
 mod sites;

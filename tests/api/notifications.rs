@@ -1,0 +1,160 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app, TestApp};
+
+async fn notifications(app: &TestApp, query: &str) -> Vec<Value> {
+    let r = app
+        .get(
+            &format!("/api/v1/notifications{query}"),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let page: Value = r.json().await.expect("json");
+    page["items"].as_array().expect("items").clone()
+}
+
+async fn patient(
+    app: &TestApp,
+    last: &str,
+    email: Option<&str>,
+    consent: bool,
+    language: &str,
+) -> String {
+    let mut body = json!({"last_name": last, "first_name": "X", "birth_date": "1960-01-01", "email_consent": consent, "language": language});
+    if let Some(e) = email {
+        body["email"] = json!(e);
+    }
+    let r = app
+        .post_json("/api/v1/patients", Some(&app.admin_token), &body)
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn emails_are_queued_with_their_change_and_only_with_consent() {
+    let app = spawn_app().await;
+    let (site, service) = app.create_site_and_service().await;
+    let consenting = patient(&app, "Oui", Some("oui@example.be"), true, "nl").await;
+    let refusing = patient(&app, "Non", Some("non@example.be"), false, "fr").await;
+    let without = patient(&app, "Sans", None, true, "fr").await;
+    let mut appointments = Vec::new();
+    for p in [&consenting, &consenting, &refusing, &without] {
+        appointments.push(
+            app.create_appointment(p, &site, &service, "2022-05-16T09:00:00+02:00")
+                .await,
+        );
+    }
+    let incident = json!({"title": "x", "started_at": "2022-05-14T00:00:00+02:00", "postpone_until": "2022-06-04T00:00:00+02:00", "sites": [site]});
+    let r: Value = app
+        .post_json("/api/v1/incidents", Some(&app.admin_token), &incident)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["postponed"], 4);
+    assert_eq!(
+        r["notifications_queued"], 2,
+        "one per postponed appointment of the consenting patient"
+    );
+    let queued = notifications(&app, "?status=queued").await;
+    assert_eq!(queued.len(), 2);
+    assert!(queued
+        .iter()
+        .all(|n| n["template"] == "appointment_postponed"
+            && n["language"] == "nl"
+            && n["to"] == "oui@example.be"));
+    // Applying the incident again queues nothing more.
+    let again: Value = app
+        .post_json("/api/v1/incidents", Some(&app.admin_token), &incident)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["notifications_queued"], 0);
+
+    // Reopening: one site_reopened email per consenting patient, not per appointment.
+    let r: Value = app
+        .post_json(
+            &format!("/api/v1/sites/{site}/reopen"),
+            Some(&app.admin_token),
+            &json!({"programme": "moderate", "notify_patients": true}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["notifications_queued"], 1);
+
+    // Rescheduling: one email for the new date; nothing for the patient who refused.
+    for id in [&appointments[0], &appointments[2]] {
+        let r = app
+            .post_json(
+                &format!("/api/v1/appointments/{id}/reschedule"),
+                Some(&app.admin_token),
+                &json!({"scheduled_at": "2022-06-13T10:00:00+02:00"}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let templates: Vec<String> = notifications(&app, &format!("?patient_id={consenting}"))
+        .await
+        .iter()
+        .filter_map(|n| n["template"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        templates
+            .iter()
+            .filter(|t| *t == "appointment_rescheduled")
+            .count(),
+        1
+    );
+    assert_eq!(
+        templates.iter().filter(|t| *t == "site_reopened").count(),
+        1
+    );
+    assert!(notifications(&app, &format!("?patient_id={refusing}"))
+        .await
+        .is_empty());
+    assert!(notifications(&app, &format!("?patient_id={without}"))
+        .await
+        .is_empty());
+    assert_problem(
+        app.get("/api/v1/notifications?status=lost", Some(&app.admin_token))
+            .await,
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_change_queues_nothing() {
+    let app = spawn_app().await;
+    let (site, service) = app.create_site_and_service().await;
+    let p = patient(&app, "Oui", Some("oui@example.be"), true, "fr").await;
+    let a = app
+        .create_appointment(&p, &site, &service, "2022-05-16T09:00:00+02:00")
+        .await;
+    let cancel = app
+        .post_json(
+            &format!("/api/v1/appointments/{a}/cancel"),
+            Some(&app.admin_token),
+            &json!({"reason": "other"}),
+        )
+        .await;
+    assert_eq!(cancel.status(), 200);
+    // A refused reschedule (cancelled is final) leaves no email behind.
+    let r = app
+        .post_json(
+            &format!("/api/v1/appointments/{a}/reschedule"),
+            Some(&app.admin_token),
+            &json!({"scheduled_at": "2022-06-13T10:00:00+02:00"}),
+        )
+        .await;
+    assert_problem(r, 409).await;
+    assert!(notifications(&app, "").await.is_empty());
+}
