@@ -7,6 +7,8 @@
 //! The rule: every cell goes through [`cell`], which shows times in Brussels local time and
 //! neutralises anything a spreadsheet could evaluate as a formula, whatever the format.
 
+use std::borrow::Cow;
+
 use crate::auth::Caller;
 use crate::db::{self, contact_list::ContactFilter, contact_list::ContactRow, Db};
 use crate::domain::appointment::Kind;
@@ -70,12 +72,13 @@ impl Format {
 /// A value as a spreadsheet must show it: text that starts like a formula (`=`, `+`, `-`,
 /// `@`, a tab or a carriage return) gets a leading `'`, so `=HYPERLINK(…)` stays text. A phone
 /// number in E.164 (`+` and digits only) is data, not a formula, and keeps its `+`.
-pub fn cell(value: &str) -> String {
+pub fn cell(value: &str) -> Cow<'_, str> {
     let is_phone =
         value.len() > 1 && value.starts_with('+') && value[1..].bytes().all(|b| b.is_ascii_digit());
     match value.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') if !is_phone => format!("'{value}"),
-        _ => value.to_string(),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') if !is_phone => Cow::Owned(format!("'{value}")),
+        // Most cells: borrowed, no copy per row.
+        _ => Cow::Borrowed(value),
     }
 }
 
@@ -87,35 +90,40 @@ fn local(t: chrono::NaiveDateTime) -> String {
 /// written in their spaced international form, which stays text with its `+`, and birth
 /// dates with non-breaking hyphens, which stay text (checked in LibreOffice by
 /// `tests/api/contact_lists.rs`).
-pub fn cells(r: &ContactRow, format: Format) -> [String; 15] {
-    let opt = |v: &Option<String>| v.as_deref().map(cell).unwrap_or_default();
+pub fn cells(r: &ContactRow, format: Format) -> [Cow<'_, str>; 15] {
+    fn opt(v: &Option<String>) -> Cow<'_, str> {
+        v.as_deref().map(cell).unwrap_or_default()
+    }
     let phone = match (&r.phone, format) {
         (Some(p), Format::Excel) => crate::domain::PhoneE164::parse(p)
-            .map(|p| p.international())
+            .map(|p| Cow::Owned(p.international()))
             .unwrap_or_else(|_| cell(p)),
         (p, _) => opt(p),
     };
     [
         cell(&r.appointment_id),
-        r.priority.to_string(),
+        Cow::Owned(r.priority.to_string()),
         cell(&r.kind),
         cell(&r.service),
         cell(&r.label),
-        local(r.original_scheduled_at),
+        Cow::Owned(local(r.original_scheduled_at)),
         cell(&r.patient_last_name),
         cell(&r.patient_first_name),
         match format {
             // An ISO date would become a date number in a spreadsheet; with non-breaking
             // hyphens (U+2011) it looks the same and stays text.
-            Format::Excel => r.birth_date.to_string().replace('-', "\u{2011}"),
-            Format::Json | Format::Csv => r.birth_date.to_string(),
+            Format::Excel => Cow::Owned(r.birth_date.to_string().replace('-', "\u{2011}")),
+            Format::Json | Format::Csv => Cow::Owned(r.birth_date.to_string()),
         },
         phone,
         opt(&r.email),
         cell(&r.language),
-        r.attempts.to_string(),
+        Cow::Owned(r.attempts.to_string()),
         opt(&r.last_outcome),
-        r.last_attempt_at.map(local).unwrap_or_default(),
+        r.last_attempt_at
+            .map(local)
+            .map(Cow::Owned)
+            .unwrap_or_default(),
     ]
 }
 
@@ -201,7 +209,7 @@ impl Writer {
             }
             Format::Csv | Format::Excel => {
                 // Errors only come from the sink, which cannot fail.
-                let _ = self.csv.write_record(&cells);
+                let _ = self.csv.write_record(cells.iter().map(|c| c.as_bytes()));
                 let _ = self.csv.flush();
                 out.append(&mut self.bytes.0.borrow_mut());
             }
