@@ -283,23 +283,19 @@ pub fn checked_filter(
 enum Stop {
     /// The reader went away (a closed connection): stop quietly.
     Gone,
-    Db(diesel::result::Error),
+    /// Kept whole, so that a pool that cannot give a connection is a 503, not a 500.
+    Db(db::DbError),
 }
 
 impl From<diesel::result::Error> for Stop {
     fn from(e: diesel::result::Error) -> Self {
-        Stop::Db(e)
+        Stop::Db(db::DbError::Query(e))
     }
 }
 
 impl From<db::DbError> for Stop {
     fn from(e: db::DbError) -> Self {
-        match e {
-            db::DbError::Query(q) => Stop::Db(q),
-            other => Stop::Db(diesel::result::Error::QueryBuilderError(
-                other.to_string().into(),
-            )),
-        }
+        Stop::Db(e)
     }
 }
 

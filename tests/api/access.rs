@@ -286,10 +286,7 @@ async fn authorisation_is_decided_before_the_input_is_read() {
     }
     // Each refusal was audited.
     let page: Value = app
-        .get("/api/v1/audit?action=auth.denied", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/audit?action=auth.denied", Some(&app.admin_token))
+        .await;
     assert_eq!(page["items"].as_array().expect("items").len(), 9);
 }

@@ -24,14 +24,11 @@ async fn a_new_appointment_is_scheduled_and_keeps_its_original_date() {
     assert_eq!(a["essential"], false);
     let id = a["id"].as_str().expect("id");
     let detail: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/appointments/{id}"),
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert_eq!(detail["history"][0]["status"], "scheduled");
     assert_eq!(detail["history"].as_array().expect("history").len(), 1);
 }
@@ -80,11 +77,8 @@ async fn bad_appointments_are_refused_naming_the_field() {
         assert!(fields.contains(&field), "{body}: {fields:?}");
     }
     let list: Value = app
-        .get("/api/v1/appointments", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/appointments", Some(&app.admin_token))
+        .await;
     assert!(list["items"].as_array().expect("items").is_empty());
 }
 
@@ -112,11 +106,8 @@ async fn the_list_filters_and_pages() {
         let t = t.clone();
         async move {
             let page: Value = app
-                .get(&format!("/api/v1/appointments{q}"), Some(&t))
-                .await
-                .json()
-                .await
-                .expect("json");
+                .get_json(&format!("/api/v1/appointments{q}"), Some(&t))
+                .await;
             page
         }
     };
@@ -190,12 +181,7 @@ async fn secretaries_list_and_read_only_their_services() {
         .await;
     let (_, sec) = create_account_directly(&app.state, "Sec", "secretary", &[&mine]).await;
 
-    let page: Value = app
-        .get("/api/v1/appointments", Some(&sec))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let page: Value = app.get_json("/api/v1/appointments", Some(&sec)).await;
     let ids: Vec<&str> = page["items"]
         .as_array()
         .expect("items")

@@ -81,11 +81,8 @@ async fn the_audit_log_filters_by_actor_and_time_and_pages_newest_first() {
     assert!(audit(&app, "?to=2000-01-01T00:00:00Z").await.is_empty());
 
     let first: Value = app
-        .get("/api/v1/audit?limit=2", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/audit?limit=2", Some(&app.admin_token))
+        .await;
     let ids: Vec<i64> = first["items"]
         .as_array()
         .expect("items")
@@ -95,14 +92,11 @@ async fn the_audit_log_filters_by_actor_and_time_and_pages_newest_first() {
     assert!(ids[0] > ids[1], "newest first");
     let cursor = first["next_cursor"].as_str().expect("more");
     let second: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/audit?limit=2&cursor={cursor}"),
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert!(second["items"][0]["id"].as_i64().expect("id") < ids[1]);
 
     assert_problem(

@@ -17,11 +17,8 @@ async fn log(app: &TestApp, key: Option<&str>, body: &Value) -> reqwest::Respons
 
 async fn all_calls(app: &TestApp) -> Vec<Value> {
     let page: Value = app
-        .get("/api/v1/calls?limit=1000", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/calls?limit=1000", Some(&app.admin_token))
+        .await;
     page["items"].as_array().expect("items").clone()
 }
 
@@ -182,11 +179,8 @@ async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
         );
     }
     let first: Value = app
-        .get("/api/v1/calls?limit=2", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/calls?limit=2", Some(&app.admin_token))
+        .await;
     let times: Vec<&str> = first["items"]
         .as_array()
         .expect("items")
@@ -209,14 +203,11 @@ async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
     }
     let cursor = first["next_cursor"].as_str().expect("more");
     let second: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/calls?limit=10&cursor={cursor}"),
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     let times: Vec<&str> = second["items"]
         .as_array()
         .expect("items")
@@ -233,14 +224,11 @@ async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
     );
 
     let filtered: Value = app
-        .get(
+        .get_json(
             "/api/v1/calls?from=2022-05-16T07:01:00Z&to=2022-05-16T07:03:00Z&reason=other",
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert_eq!(filtered["items"].as_array().expect("items").len(), 2);
     assert_problem(
         app.get("/api/v1/calls?cursor=garbage", Some(&app.admin_token))
@@ -283,11 +271,7 @@ async fn statistics_follow_belgian_days() {
         assert_eq!(log(&app, None, &body).await.status(), 201);
     }
     let stats: Value = app
-        .get("/api/v1/calls/stats?from=2022-05-13T00:00:00%2B02:00&to=2022-05-16T00:00:00%2B02:00&bucket=day", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/calls/stats?from=2022-05-13T00:00:00%2B02:00&to=2022-05-16T00:00:00%2B02:00&bucket=day", Some(&app.admin_token)).await;
     assert_eq!(stats["total"], 4);
     assert_eq!(stats["avg_duration_seconds"], 70.0);
     assert_eq!(stats["by_reason"]["appointment_status"], 2);
@@ -313,11 +297,7 @@ async fn statistics_follow_belgian_days() {
         ]
     );
     let hourly: Value = app
-        .get("/api/v1/calls/stats?from=2022-05-14T12:00:00%2B02:00&to=2022-05-14T14:00:00%2B02:00&bucket=hour", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/calls/stats?from=2022-05-14T12:00:00%2B02:00&to=2022-05-14T14:00:00%2B02:00&bucket=hour", Some(&app.admin_token)).await;
     let counts: Vec<i64> = hourly["series"]
         .as_array()
         .expect("series")
@@ -337,11 +317,8 @@ async fn statistics_follow_belgian_days() {
 async fn a_deactivated_call_centre_refuses_calls_and_the_change_is_audited() {
     let app = spawn_app().await;
     let state: Value = app
-        .get("/api/v1/call-centre", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/call-centre", Some(&app.admin_token))
+        .await;
     assert_eq!(state["status"], "active");
     let put = |status: &str| {
         app.client
@@ -384,21 +361,15 @@ async fn a_deactivated_call_centre_refuses_calls_and_the_change_is_audited() {
         201
     );
     let state: Value = app
-        .get("/api/v1/call-centre", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/call-centre", Some(&app.admin_token))
+        .await;
     assert_eq!(state["calls_total"], 1);
     let audit: Value = app
-        .get(
+        .get_json(
             "/api/v1/audit?action=call_centre.update",
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     let changes: Vec<&str> = audit["items"]
         .as_array()
         .expect("items")

@@ -26,17 +26,11 @@ async fn a_hundred_concurrent_writes_all_succeed() {
         assert!(!text.contains("locked"));
     }
     let sites: serde_json::Value = app
-        .get("/api/v1/sites?limit=1000", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/sites?limit=1000", Some(&app.admin_token))
+        .await;
     assert_eq!(sites["items"].as_array().expect("items").len(), 50);
     let users: serde_json::Value = app
-        .get("/api/v1/users?limit=1000", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/users?limit=1000", Some(&app.admin_token))
+        .await;
     assert_eq!(users["items"].as_array().expect("items").len(), 51);
 }

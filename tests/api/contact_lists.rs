@@ -247,14 +247,11 @@ async fn secretaries_get_only_their_services_and_exports_are_audited() {
     assert_problem(fetch(&app, &app.admin_token, "format=csv").await, 422).await;
 
     let audit: Value = app
-        .get(
+        .get_json(
             "/api/v1/audit?action=contact_list.export",
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     let entry = &audit["items"][0];
     assert_eq!(entry["details"]["rows"], 2);
     assert_eq!(entry["details"]["service"], Value::Null);

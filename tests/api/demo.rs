@@ -68,12 +68,7 @@ async fn the_scenario_is_the_vivalia_case() {
     let app = spawn_app().await;
     let report = load(&app, 2022).await.expect("loads");
     let admin = report.tokens["admin"].clone();
-    let sites: Value = app
-        .get("/api/v1/sites", Some(&admin))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let sites: Value = app.get_json("/api/v1/sites", Some(&admin)).await;
     let items = sites["items"].as_array().expect("items");
     let arlon = items.iter().find(|s| s["code"] == "ARL").expect("Arlon");
     assert_eq!(arlon["operating_rooms"], 4);
@@ -90,11 +85,8 @@ async fn the_scenario_is_the_vivalia_case() {
 
     // The calls start on 14 May 2022, peak in the first days and then decline.
     let stats: Value = app
-        .get("/api/v1/calls/stats?bucket=day", Some(&admin))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/calls/stats?bucket=day", Some(&admin))
+        .await;
     assert_eq!(stats["total"], SMALL.calls as u64);
     let series = stats["series"].as_array().expect("series");
     assert_eq!(series[0]["start"], "2022-05-14T00:00:00+02:00");
@@ -117,14 +109,11 @@ async fn the_scenario_is_the_vivalia_case() {
         403
     );
     let mine: Value = app
-        .get(
+        .get_json(
             "/api/v1/appointments?status=postponed",
             Some(&report.tokens["secretary"]),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert!(mine["items"]
         .as_array()
         .expect("items")

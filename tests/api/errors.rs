@@ -62,12 +62,7 @@ async fn malformed_bodies_get_400_or_415_and_change_nothing() {
         415,
     )
     .await;
-    let list: Value = app
-        .get("/api/v1/sites", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
     assert!(list["items"].as_array().expect("items").is_empty());
 }
 
@@ -146,21 +141,13 @@ async fn sql_meta_characters_are_plain_data() {
         )
         .await;
     assert_eq!(r.status(), 201);
-    let list: Value = app
-        .get("/api/v1/users", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
     assert!(list.to_string().contains("DROP TABLE users"));
     let page: Value = app
-        .get(
+        .get_json(
             "/api/v1/audit?action=%27%20OR%201%3D1--",
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert!(page["items"].as_array().expect("items").is_empty());
 }

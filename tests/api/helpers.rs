@@ -156,6 +156,15 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
+    /// GET and parse the JSON answer, whatever the status (callers assert what they expect).
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        self.get(path, token)
+            .await
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
     pub async fn post_json(
         &self,
         path: &str,

@@ -20,11 +20,8 @@ async fn import(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Respo
 
 async fn count_appointments(app: &TestApp) -> usize {
     let page: Value = app
-        .get("/api/v1/appointments?limit=1000", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/appointments?limit=1000", Some(&app.admin_token))
+        .await;
     page["items"].as_array().expect("items").len()
 }
 
@@ -56,14 +53,11 @@ async fn an_import_matches_patients_on_national_number() {
     assert_eq!(report["patients_created"], 2);
 
     let detail: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/patients/{known_id}"),
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert_eq!(detail["appointments"][0]["label"], "Hanche");
     assert_eq!(
         detail["appointments"][0]["scheduled_at"],
@@ -81,14 +75,11 @@ async fn an_import_matches_patients_on_national_number() {
         .expect("json");
     assert_eq!(found["items"].as_array().expect("items").len(), 1);
     let audit: Value = app
-        .get(
+        .get_json(
             "/api/v1/audit?action=appointment.import",
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert_eq!(audit["items"][0]["details"]["rows"], 4);
 }
 

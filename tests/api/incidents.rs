@@ -3,14 +3,11 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 async fn appointment(app: &TestApp, id: &str) -> Value {
-    app.get(
+    app.get_json(
         &format!("/api/v1/appointments/{id}"),
         Some(&app.admin_token),
     )
     .await
-    .json()
-    .await
-    .expect("json")
 }
 
 async fn declare(app: &TestApp, sites: &[&str], from: &str, until: &str) -> reqwest::Response {
@@ -84,12 +81,7 @@ async fn an_incident_postpones_only_non_urgent_non_essential_care_in_its_window(
         assert_eq!(appointment(&app, id).await["status"], "scheduled");
     }
 
-    let sites: Value = app
-        .get("/api/v1/sites", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let sites: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
     for s in sites["items"].as_array().expect("items") {
         let expected = if s["code"] == site.as_str() {
             "closed"
@@ -99,14 +91,11 @@ async fn an_incident_postpones_only_non_urgent_non_essential_care_in_its_window(
         assert_eq!(s["status"], expected, "{s}");
     }
     let audit: Value = app
-        .get(
+        .get_json(
             "/api/v1/audit?action=incident.create",
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert_eq!(audit["items"][0]["details"]["rows"], 1);
 }
 
@@ -183,14 +172,11 @@ async fn applying_an_incident_again_changes_nothing_more_and_extending_widens_it
     )
     .await;
     let page: Value = app
-        .get(
+        .get_json(
             "/api/v1/appointments?status=postponed",
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert_eq!(page["items"].as_array().expect("items").len(), 4);
 }
 
@@ -214,12 +200,7 @@ async fn a_bad_incident_is_refused_and_changes_nothing() {
         assert_eq!(problem["errors"][0]["field"], field);
     }
     assert_eq!(appointment(&app, &a).await["status"], "scheduled");
-    let sites: Value = app
-        .get("/api/v1/sites", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let sites: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
     assert!(sites["items"]
         .as_array()
         .expect("items")

@@ -44,11 +44,8 @@ async fn a_patient_is_stored_with_normalised_numbers() {
     assert_eq!(p["birth_date"], "1985-07-30");
     let id = p["id"].as_str().expect("id");
     let detail: Value = app
-        .get(&format!("/api/v1/patients/{id}"), Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/v1/patients/{id}"), Some(&app.admin_token))
+        .await;
     assert_eq!(detail["last_name"], "Dupont");
     assert_eq!(detail["appointments"], json!([]));
 }
@@ -192,11 +189,8 @@ async fn search_finds_phones_in_any_format_and_national_numbers() {
     }
     // The search was audited without the query itself.
     let audit: Value = app
-        .get("/api/v1/audit?action=patient.search", Some(&t))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/audit?action=patient.search", Some(&t))
+        .await;
     let text = audit.to_string();
     assert!(!text.contains("85073003328") && !text.contains("470123456"));
     assert_eq!(audit["items"][0]["details"]["by"], "national_number");
@@ -213,11 +207,8 @@ async fn reading_a_patient_is_audited() {
         200
     );
     let audit: Value = app
-        .get("/api/v1/audit?action=patient.read", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/audit?action=patient.read", Some(&app.admin_token))
+        .await;
     assert_eq!(audit["items"][0]["target"], format!("patient:{id}"));
     assert_problem(
         app.get("/api/v1/patients/does-not-exist", Some(&app.admin_token))
@@ -267,11 +258,8 @@ async fn secretaries_see_only_their_services_patients() {
     )
     .await;
     let detail: Value = app
-        .get(&format!("/api/v1/patients/{both}"), Some(&secretary))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/v1/patients/{both}"), Some(&secretary))
+        .await;
     let services: Vec<&str> = detail["appointments"]
         .as_array()
         .expect("appointments")

@@ -22,12 +22,7 @@ async fn closed_site(app: &TestApp) -> (String, String, Vec<String>) {
 }
 
 async fn site(app: &TestApp, code: &str) -> Value {
-    let list: Value = app
-        .get("/api/v1/sites", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
     list["items"]
         .as_array()
         .expect("items")
@@ -38,14 +33,11 @@ async fn site(app: &TestApp, code: &str) -> Value {
 }
 
 async fn appointment(app: &TestApp, id: &str) -> Value {
-    app.get(
+    app.get_json(
         &format!("/api/v1/appointments/{id}"),
         Some(&app.admin_token),
     )
     .await
-    .json()
-    .await
-    .expect("json")
 }
 
 #[tokio::test]
@@ -109,11 +101,8 @@ async fn reopening_a_site_opens_it_with_its_programme() {
     )
     .await;
     let audit: Value = app
-        .get("/api/v1/audit?action=site.reopen", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/audit?action=site.reopen", Some(&app.admin_token))
+        .await;
     assert_eq!(audit["items"].as_array().expect("items").len(), 1);
 }
 
@@ -213,14 +202,11 @@ async fn rescheduling_keeps_the_original_date_and_follows_the_status_machine() {
     assert_eq!(last["note"], "Opéré ailleurs");
     for action in ["appointment.reschedule", "appointment.cancel"] {
         let audit: Value = app
-            .get(
+            .get_json(
                 &format!("/api/v1/audit?action={action}"),
                 Some(&app.admin_token),
             )
-            .await
-            .json()
-            .await
-            .expect("json");
+            .await;
         assert!(
             !audit["items"].as_array().expect("items").is_empty(),
             "{action} audited"

@@ -20,12 +20,7 @@ async fn a_new_site_is_open_and_listed() {
     assert_eq!(site["programme"], Value::Null);
     assert_eq!(site["postponed_to_contact"], 0);
 
-    let list: Value = app
-        .get("/api/v1/sites", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
     let listed = &list["items"][0];
     for field in [
         "code",
@@ -61,12 +56,7 @@ async fn a_duplicate_site_code_is_a_conflict_that_changes_nothing() {
         409,
     )
     .await;
-    let list: Value = app
-        .get("/api/v1/sites", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
     assert_eq!(list["items"][0]["name"], "Marche");
 }
@@ -122,12 +112,7 @@ async fn site_fields_are_checked_and_named() {
             "{body} should name {field}, named {fields:?}"
         );
     }
-    let list: Value = app
-        .get("/api/v1/sites", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
     assert!(list["items"].as_array().expect("items").is_empty());
 }
 
@@ -181,14 +166,11 @@ async fn services_belong_to_a_known_site_and_keep_phones_in_e164() {
     assert_eq!(problem["errors"][0]["field"], "secretariat_phone");
 
     let list: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/services?site={site}"),
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     let codes: Vec<&str> = list["items"]
         .as_array()
         .expect("items")
@@ -212,22 +194,16 @@ async fn the_site_list_pages_by_code() {
         );
     }
     let first: Value = app
-        .get("/api/v1/sites?limit=2", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/sites?limit=2", Some(&app.admin_token))
+        .await;
     assert_eq!(first["items"].as_array().expect("items").len(), 2);
     let cursor = first["next_cursor"].as_str().expect("a next page");
     let second: Value = app
-        .get(
+        .get_json(
             &format!("/api/v1/sites?limit=2&cursor={cursor}"),
             Some(&app.admin_token),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     assert_eq!(second["items"][0]["code"], "CC");
     assert_eq!(second["next_cursor"], Value::Null);
 }

@@ -21,12 +21,7 @@ async fn an_admin_creates_an_account_whose_token_is_shown_once_and_works() {
     // The token works for what a coordinator may do...
     assert_eq!(app.get("/api/v1/sites", Some(&token)).await.status(), 200);
     // ...and the list never shows it again.
-    let list: Value = app
-        .get("/api/v1/users", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
     assert!(!list.to_string().contains(&token));
     assert!(list["items"]
         .as_array()
@@ -90,12 +85,7 @@ async fn a_deleted_accounts_token_fails_at_once() {
         404,
     )
     .await;
-    let list: Value = app
-        .get("/api/v1/users", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
     assert!(!list["items"]
         .as_array()
         .expect("items")
@@ -106,12 +96,7 @@ async fn a_deleted_accounts_token_fails_at_once() {
 #[tokio::test]
 async fn the_last_admin_cannot_be_deleted() {
     let app = spawn_app().await;
-    let list: Value = app
-        .get("/api/v1/users", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
     let admin_id = list["items"][0]["id"].as_str().expect("id").to_string();
     assert_problem(
         app.delete(&format!("/api/v1/users/{admin_id}"), Some(&app.admin_token))
@@ -189,12 +174,7 @@ async fn secretaries_are_bound_to_existing_services_and_others_to_none() {
     let created: Value = r.json().await.expect("json");
     assert_eq!(created["services"], json!([service]));
     // A refused account left nothing behind: only the admin and this secretary exist.
-    let list: Value = app
-        .get("/api/v1/users", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
     assert_eq!(list["items"].as_array().expect("items").len(), 2);
 }
 
@@ -240,12 +220,7 @@ async fn the_user_list_pages_with_a_stable_cursor() {
             Some(c) => format!("/api/v1/users?limit=2&cursor={c}"),
             None => "/api/v1/users?limit=2".to_string(),
         };
-        let page: Value = app
-            .get(&path, Some(&app.admin_token))
-            .await
-            .json()
-            .await
-            .expect("json");
+        let page: Value = app.get_json(&path, Some(&app.admin_token)).await;
         let items = page["items"].as_array().expect("items");
         assert!(items.len() <= 2);
         seen.extend(
