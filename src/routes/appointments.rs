@@ -390,35 +390,59 @@ fn changeable(conn: &mut DbConnection, caller: &Caller, id: &str) -> AppResult<A
     Ok(row)
 }
 
-/// Applies a status move from the domain's machine: 409 when the current status forbids it.
-fn apply_move(
-    conn: &mut DbConnection,
-    caller: &Caller,
-    row: &AppointmentRow,
+/// A status move a person asks for.
+struct Move<'a> {
     transition: Transition,
     scheduled_at: Option<chrono::NaiveDateTime>,
-    reason: Option<&str>,
-    note: Option<&str>,
-) -> AppResult<Status> {
+    reason: Option<&'a str>,
+    note: Option<&'a str>,
+}
+
+/// Applies a move from the domain's status machine to an appointment the caller may change
+/// (404, 403, or 409 when the current status forbids it), records it in the history and the
+/// audit log, and returns the appointment as it now is.
+fn move_appointment(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    m: Move<'_>,
+) -> AppResult<AppointmentRow> {
+    let row = changeable(conn, caller, id)?;
     let from = Status::parse(&row.status)
         .map_err(|_| AppError::Internal(format!("unknown status {}", row.status)))?;
     let to = from
-        .apply(transition)
+        .apply(m.transition)
         .map_err(|e| AppError::Conflict(e.to_string()))?;
     db::appointments::move_status(
         conn,
         &db::appointments::NewEvent {
-            appointment_id: &row.id,
+            appointment_id: id,
             at: crate::domain::now(),
             from_status: from.as_str(),
             to_status: to.as_str(),
-            scheduled_at,
-            reason,
-            note,
+            scheduled_at: m.scheduled_at,
+            reason: m.reason,
+            note: m.note,
             actor_id: caller.id.as_deref(),
         },
     )?;
-    Ok(to)
+    let action = match m.transition {
+        Transition::Reschedule => "appointment.reschedule",
+        Transition::Cancel => "appointment.cancel",
+        Transition::Postpone => "appointment.postpone",
+    };
+    crate::audit::record(
+        conn,
+        caller,
+        action,
+        Some(&format!("appointment:{id}")),
+        serde_json::json!({
+            "from": from.as_str(), "to": to.as_str(),
+            "scheduled_at": m.scheduled_at.map(utc), "reason": m.reason,
+        }),
+    )?;
+    db::appointments::find(conn, id)?
+        .ok_or_else(|| AppError::NotFound("no such appointment".into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -457,18 +481,15 @@ pub async fn reschedule(
     let row = state
         .db
         .write(move |conn| {
-            let row = changeable(conn, &caller, &id)?;
-            let to = apply_move(conn, &caller, &row, Transition::Reschedule, Some(at), None, None)?;
+            let m = Move {
+                transition: Transition::Reschedule,
+                scheduled_at: Some(at),
+                reason: None,
+                note: None,
+            };
+            let row = move_appointment(conn, &caller, &id, m)?;
             db::notifications::queue_rescheduled(conn, &id, crate::domain::now())?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "appointment.reschedule",
-                Some(&format!("appointment:{id}")),
-                serde_json::json!({ "from": row.status, "to": to.as_str(), "scheduled_at": utc(at) }),
-            )?;
-            db::appointments::find(conn, &id)?
-                .ok_or_else(|| AppError::NotFound("no such appointment".into()))
+            Ok::<_, AppError>(row)
         })
         .await?;
     Ok(web::Json(row.into()))
@@ -512,25 +533,14 @@ pub async fn cancel(
     let row = state
         .db
         .write(move |conn| {
-            let row = changeable(conn, &caller, &id)?;
-            apply_move(
-                conn,
-                &caller,
-                &row,
-                Transition::Cancel,
-                None,
-                Some(reason.as_str()),
-                note.flatten().as_deref(),
-            )?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "appointment.cancel",
-                Some(&format!("appointment:{id}")),
-                serde_json::json!({ "from": row.status, "reason": reason.as_str() }),
-            )?;
-            db::appointments::find(conn, &id)?
-                .ok_or_else(|| AppError::NotFound("no such appointment".into()))
+            let note = note.flatten();
+            let m = Move {
+                transition: Transition::Cancel,
+                scheduled_at: None,
+                reason: Some(reason.as_str()),
+                note: note.as_deref(),
+            };
+            move_appointment(conn, &caller, &id, m)
         })
         .await?;
     Ok(web::Json(row.into()))
