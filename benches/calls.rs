@@ -15,69 +15,16 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use reprise::auth::Caller;
-use reprise::config::{LogFormat, Settings};
 use reprise::db::calls::CallRow;
 use reprise::db::{self, Backend, DatabaseUrl};
 use reprise::domain::account::NewAccount;
 use reprise::error::AppError;
 
+mod common;
+
+use common::{percentile, scale, targets, BenchDb};
+
 const CLIENTS: usize = 32;
-
-fn scale(n: usize) -> usize {
-    let factor: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64) * factor).max(64.0) as usize
-}
-
-struct Target {
-    url: DatabaseUrl,
-    _dir: tempfile::TempDir,
-    cleanup: Option<(DatabaseUrl, String)>,
-}
-
-impl Target {
-    fn new(backend: Backend, server: Option<&DatabaseUrl>) -> Self {
-        let dir = tempfile::tempdir().expect("dir");
-        match (backend, server) {
-            (Backend::Postgres, Some(server)) => {
-                let name = format!("reprise_bench_calls_{}", uuid::Uuid::new_v4().simple());
-                admin(server, &format!("CREATE DATABASE {name}"));
-                Self {
-                    url: server.with_database(&name).expect("url"),
-                    _dir: dir,
-                    cleanup: Some((server.clone(), name)),
-                }
-            }
-            _ => Self {
-                url: DatabaseUrl::parse(&format!("sqlite://{}/calls.db", dir.path().display()))
-                    .expect("url"),
-                _dir: dir,
-                cleanup: None,
-            },
-        }
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        if let Some((server, name)) = &self.cleanup {
-            admin(
-                server,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            );
-        }
-    }
-}
-
-fn admin(server: &DatabaseUrl, sql: &str) {
-    server
-        .connect()
-        .expect("server")
-        .batch_execute(sql)
-        .expect("admin SQL");
-}
 
 fn call_row(i: usize) -> CallRow {
     let now = reprise::domain::now();
@@ -106,14 +53,9 @@ fn call_row(i: usize) -> CallRow {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 /// One-row-per-transaction inserts on one connection with the service's pragmas.
 fn raw_rate(backend: Backend, server: Option<&DatabaseUrl>, rows: usize) -> f64 {
-    let target = Target::new(backend, server);
+    let target = BenchDb::create(backend, server, "callsraw");
     let db = db::Db::connect(&target.url, 1).expect("db");
     db.migrate().expect("migrate");
     drop(db);
@@ -128,25 +70,9 @@ fn raw_rate(backend: Backend, server: Option<&DatabaseUrl>, rows: usize) -> f64 
 }
 
 async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
-    let total = scale(40_000);
-    let target = Target::new(backend, server);
-    let outbox = tempfile::tempdir().expect("outbox");
-    let settings = Settings {
-        database: target.url.clone(),
-        db_pool: 16,
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        smtp: None,
-        outbox_dir: outbox.path().to_path_buf(),
-        mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
-        public_url: "http://127.0.0.1:8080".parse().expect("url"),
-        log_format: LogFormat::Pretty,
-    };
-    let app = reprise::startup::Application::build(settings)
-        .await
-        .expect("app");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    tokio::spawn(app.run_until_stopped());
+    let total = scale(40_000, 64);
+    let target = BenchDb::create(backend, server, "calls");
+    let (base, state) = target.serve(16).await;
     let new = NewAccount::parse("Bench agent", "agent", &[]).expect("account");
     let token = state
         .db
@@ -217,7 +143,7 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     );
     let http_rate = total as f64 / elapsed;
     let raw = tokio::task::spawn_blocking({
-        let (server, rows) = (server.cloned(), scale(2_000));
+        let (server, rows) = (server.cloned(), scale(2_000, 64));
         move || raw_rate(backend, server.as_ref(), rows)
     })
     .await
@@ -235,7 +161,7 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     }
 
     // Statistics over a million calls.
-    let rows = scale(1_000_000);
+    let rows = scale(1_000_000, 64);
     let mut i = 0;
     while i < rows {
         let n = (rows - i).min(50_000);
@@ -298,21 +224,8 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut targets = vec![(Backend::Sqlite, None)];
-    if let Ok(raw) = std::env::var("REPRISE_TEST_POSTGRES_URL") {
-        if !raw.is_empty() {
-            targets.push((
-                Backend::Postgres,
-                Some(DatabaseUrl::parse(&raw).expect("postgres URL")),
-            ));
-        }
-    }
-    for (backend, server) in &targets {
+    let runtime = common::runtime();
+    for (backend, server) in &targets() {
         runtime.block_on(http_run(*backend, server.as_ref(), backend.name()));
     }
 }

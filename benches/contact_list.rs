@@ -5,6 +5,10 @@
 //! `REPRISE_TEST_POSTGRES_URL` is set. `BENCH_SCALE=0.1` for a quick look.
 
 use std::io::Write;
+
+mod common;
+
+use common::{scale, targets, BenchDb};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +17,6 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use futures_util::StreamExt;
 use reprise::auth::Caller;
-use reprise::config::{LogFormat, Settings};
 use reprise::db::appointments::AppointmentRow;
 use reprise::db::patients::PatientRow;
 use reprise::db::{self, Backend, DatabaseUrl, DbConnection};
@@ -21,22 +24,6 @@ use reprise::demo::People;
 use reprise::domain::account::NewAccount;
 use reprise::domain::patient::search_key;
 use reprise::error::AppError;
-
-fn scale(n: usize) -> usize {
-    let factor: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64) * factor).max(100.0) as usize
-}
-
-fn admin(server: &DatabaseUrl, sql: &str) {
-    server
-        .connect()
-        .expect("server")
-        .batch_execute(sql)
-        .expect("admin SQL");
-}
 
 /// Resident memory of this process, in bytes.
 fn rss() -> u64 {
@@ -305,35 +292,10 @@ fn raw_export(url: &DatabaseUrl, site: &str, out: &std::path::Path) -> f64 {
 }
 
 async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
-    let dir = tempfile::tempdir().expect("dir");
-    let (url, pg_name) = match (backend, server) {
-        (Backend::Postgres, Some(server)) => {
-            let name = format!("reprise_bench_list_{}", uuid::Uuid::new_v4().simple());
-            admin(server, &format!("CREATE DATABASE {name}"));
-            (server.with_database(&name).expect("url"), Some(name))
-        }
-        _ => (
-            DatabaseUrl::parse(&format!("sqlite://{}/list.db", dir.path().display())).expect("url"),
-            None,
-        ),
-    };
-    let settings = Settings {
-        database: url.clone(),
-        db_pool: 8,
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        smtp: None,
-        outbox_dir: dir.path().join("outbox"),
-        mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
-        public_url: "http://127.0.0.1:8080".parse().expect("url"),
-        log_format: LogFormat::Pretty,
-    };
-    let app = reprise::startup::Application::build(settings)
-        .await
-        .expect("app");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    tokio::spawn(app.run_until_stopped());
-    let big = scale(1_000_000);
+    let target = BenchDb::create(backend, server, "list");
+    let (dir, url) = (&target.dir, target.url.clone());
+    let (base, state) = target.serve(8).await;
+    let big = scale(1_000_000, 100);
     let small = big / 10;
     let db = state.db.clone();
     tokio::task::spawn_blocking(move || {
@@ -407,30 +369,11 @@ async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
         "{tag}.contact_list.memory ratio={:.2}",
         (big_idle + big_peak) as f64 / (small_idle + small_peak).max(1) as f64
     );
-    if let (Some(server), Some(name)) = (server, pg_name) {
-        admin(
-            server,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-    }
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut targets = vec![(Backend::Sqlite, None)];
-    if let Ok(raw) = std::env::var("REPRISE_TEST_POSTGRES_URL") {
-        if !raw.is_empty() {
-            targets.push((
-                Backend::Postgres,
-                Some(DatabaseUrl::parse(&raw).expect("postgres URL")),
-            ));
-        }
-    }
-    for (backend, server) in &targets {
+    let runtime = common::runtime();
+    for (backend, server) in &targets() {
         runtime.block_on(run(*backend, server.as_ref(), backend.name()));
     }
 }

@@ -11,6 +11,10 @@
 
 use std::time::Instant;
 
+mod common;
+
+use common::{percentile, scale, targets, BenchDb};
+
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
 use reprise::auth::Caller;
@@ -23,101 +27,6 @@ use reprise::error::AppError;
 
 const SITES: [&str; 4] = ["ARL", "MAR", "LIB", "BAS"];
 const SERVICES_PER_SITE: usize = 5;
-
-fn scale(n: usize) -> usize {
-    let factor: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64) * factor).max(100.0) as usize
-}
-
-/// A database of the bench's own, removed afterwards.
-struct BenchDb {
-    url: DatabaseUrl,
-    _dir: Option<tempfile::TempDir>,
-    server: Option<DatabaseUrl>,
-    name: String,
-}
-
-impl BenchDb {
-    fn create(backend: Backend, server: Option<&DatabaseUrl>, label: &str) -> Self {
-        let name = format!("reprise_bench_{label}_{}", uuid::Uuid::new_v4().simple());
-        match (backend, server) {
-            (Backend::Postgres, Some(server)) => {
-                admin(server, &format!("CREATE DATABASE {name}"));
-                Self {
-                    url: server.with_database(&name).expect("url"),
-                    _dir: None,
-                    server: Some(server.clone()),
-                    name,
-                }
-            }
-            _ => {
-                let dir = tempfile::tempdir().expect("temporary folder");
-                let url =
-                    DatabaseUrl::parse(&format!("sqlite://{}/{name}.db", dir.path().display()))
-                        .expect("url");
-                Self {
-                    url,
-                    _dir: Some(dir),
-                    server: None,
-                    name,
-                }
-            }
-        }
-    }
-
-    fn open(&self) -> Db {
-        let db = Db::connect(&self.url, 4).expect("database opens");
-        db.migrate().expect("migrations apply");
-        db
-    }
-
-    /// An identical copy (SQLite: the file; PostgreSQL: a template). `db` must be closed.
-    fn copy(&self, label: &str) -> BenchDb {
-        let copy = BenchDb::create(self.url.backend, self.server.as_ref(), label);
-        match &self.server {
-            Some(server) => {
-                admin(server, &format!("DROP DATABASE {}", copy.name));
-                admin(
-                    server,
-                    &format!("CREATE DATABASE {} TEMPLATE {}", copy.name, self.name),
-                );
-            }
-            None => {
-                let from = self
-                    .url
-                    .expose()
-                    .trim_start_matches("sqlite://")
-                    .to_string();
-                let to = copy
-                    .url
-                    .expose()
-                    .trim_start_matches("sqlite://")
-                    .to_string();
-                std::fs::copy(&from, &to).expect("copy");
-            }
-        }
-        copy
-    }
-}
-
-impl Drop for BenchDb {
-    fn drop(&mut self) {
-        if let Some(server) = &self.server {
-            admin(
-                server,
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            );
-        }
-    }
-}
-
-fn admin(server: &DatabaseUrl, sql: &str) {
-    let mut conn = server.connect().expect("server");
-    conn.batch_execute(sql).expect("admin SQL");
-}
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
@@ -245,7 +154,7 @@ fn national_format(e164: &str) -> String {
 }
 
 fn bench_import(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
-    let rows = scale(100_000);
+    let rows = scale(100_000, 100);
     let distinct = rows * 7 / 10;
     let people: Vec<Person> = People::new(42).take(distinct).collect();
     let header = reprise::imports::APPOINTMENT_HEADER.join(",");
@@ -320,7 +229,7 @@ fn bench_import(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
 }
 
 fn bench_incident(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
-    let rows = scale(1_000_000);
+    let rows = scale(1_000_000, 100);
     let holder = BenchDb::create(backend, server, "incident");
     {
         let db = holder.open();
@@ -429,13 +338,8 @@ fn bench_incident(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     println!("{tag}.incident ratio={:.2}", service_ms / raw_ms);
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn bench_search(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
-    let rows = scale(1_000_000);
+    let rows = scale(1_000_000, 100);
     let holder = BenchDb::create(backend, server, "search");
     let db = holder.open();
     let people: Vec<Person> = People::new(11).take(rows).collect();
@@ -530,15 +434,7 @@ fn bench_search(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
 }
 
 fn main() {
-    let mut backends = vec![(Backend::Sqlite, None)];
-    if let Ok(raw) = std::env::var("REPRISE_TEST_POSTGRES_URL") {
-        if !raw.is_empty() {
-            backends.push((
-                Backend::Postgres,
-                Some(DatabaseUrl::parse(&raw).expect("postgres URL")),
-            ));
-        }
-    }
+    let backends = targets();
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     for (backend, server) in &backends {
         let tag = backend.name();

@@ -1,0 +1,141 @@
+//! What the benchmarks share: their databases, sizes, percentiles and the in-process service.
+//! Each bench uses a part of it.
+#![allow(dead_code)]
+
+use diesel::connection::SimpleConnection;
+use reprise::config::{LogFormat, Settings};
+use reprise::db::{Backend, DatabaseUrl, Db};
+
+/// `n` times `BENCH_SCALE` (default 1), at least `min`: `BENCH_SCALE=0.1` for a quick look.
+pub fn scale(n: usize, min: usize) -> usize {
+    let factor: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64) * factor).max(min as f64) as usize
+}
+
+/// SQLite always; PostgreSQL too when `REPRISE_TEST_POSTGRES_URL` names a server.
+pub fn targets() -> Vec<(Backend, Option<DatabaseUrl>)> {
+    let mut targets = vec![(Backend::Sqlite, None)];
+    if let Ok(raw) = std::env::var("REPRISE_TEST_POSTGRES_URL") {
+        if !raw.is_empty() {
+            let url = DatabaseUrl::parse(&raw).expect("a postgres:// URL");
+            targets.push((Backend::Postgres, Some(url)));
+        }
+    }
+    targets
+}
+
+pub fn admin(server: &DatabaseUrl, sql: &str) {
+    let mut conn = server.connect().expect("the server answers");
+    conn.batch_execute(sql).expect("admin SQL");
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A database of the bench's own (a temporary SQLite file, or a new PostgreSQL database),
+/// removed afterwards.
+pub struct BenchDb {
+    pub url: DatabaseUrl,
+    pub dir: tempfile::TempDir,
+    server: Option<DatabaseUrl>,
+    name: String,
+}
+
+impl BenchDb {
+    pub fn create(backend: Backend, server: Option<&DatabaseUrl>, label: &str) -> Self {
+        let name = format!("reprise_bench_{label}_{}", uuid::Uuid::new_v4().simple());
+        let dir = tempfile::tempdir().expect("temporary folder");
+        match (backend, server) {
+            (Backend::Postgres, Some(server)) => {
+                admin(server, &format!("CREATE DATABASE {name}"));
+                Self {
+                    url: server.with_database(&name).expect("url"),
+                    dir,
+                    server: Some(server.clone()),
+                    name,
+                }
+            }
+            _ => Self {
+                url: DatabaseUrl::parse(&format!("sqlite://{}/{name}.db", dir.path().display()))
+                    .expect("url"),
+                dir,
+                server: None,
+                name,
+            },
+        }
+    }
+
+    pub fn open(&self) -> Db {
+        let db = Db::connect(&self.url, 4).expect("database opens");
+        db.migrate().expect("migrations apply");
+        db
+    }
+
+    /// An identical copy (SQLite: the file; PostgreSQL: a template). Close `self` first.
+    pub fn copy(&self, label: &str) -> BenchDb {
+        let copy = BenchDb::create(self.url.backend, self.server.as_ref(), label);
+        match &self.server {
+            Some(server) => {
+                admin(server, &format!("DROP DATABASE {}", copy.name));
+                admin(
+                    server,
+                    &format!("CREATE DATABASE {} TEMPLATE {}", copy.name, self.name),
+                );
+            }
+            None => {
+                let path = |u: &DatabaseUrl| u.expose().trim_start_matches("sqlite://").to_string();
+                std::fs::copy(path(&self.url), path(&copy.url)).expect("copy");
+            }
+        }
+        copy
+    }
+
+    /// Starts the service on this database, port 0; returns its base URL and state.
+    pub async fn serve(
+        &self,
+        pool: u32,
+    ) -> (String, actix_web::web::Data<reprise::startup::AppState>) {
+        let settings = Settings {
+            database: self.url.clone(),
+            db_pool: pool,
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            smtp: None,
+            outbox_dir: self.dir.path().join("outbox"),
+            mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
+            public_url: "http://127.0.0.1:8080".parse().expect("url"),
+            log_format: LogFormat::Pretty,
+        };
+        let app = reprise::startup::Application::build(settings)
+            .await
+            .expect("the service starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        tokio::spawn(app.run_until_stopped());
+        (base, state)
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            admin(
+                server,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            );
+        }
+    }
+}
+
+/// A tokio runtime with the machine's two workers, for the benches that serve HTTP.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
