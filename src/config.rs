@@ -214,6 +214,8 @@ pub struct Settings {
     pub mail_from: lettre::message::Mailbox,
     pub public_url: url::Url,
     pub log_format: LogFormat,
+    /// The outbox worker's settings; `None` runs no worker (tests that look at the queue).
+    pub delivery: Option<crate::email::DeliverySettings>,
 }
 
 impl Settings {
@@ -296,6 +298,7 @@ impl Settings {
             mail_from,
             public_url,
             log_format,
+            delivery: Some(crate::email::DeliverySettings::default()),
         })
     }
 }

@@ -5,7 +5,7 @@
 //! tests can run several side by side.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -15,6 +15,11 @@ pub struct Metrics {
     pub http_latency: HistogramVec,
     /// Calls logged through the API by this process.
     pub calls_logged: prometheus::IntCounter,
+    /// Delivery attempts by this process's outbox worker, by result (sent, retry, failed).
+    pub notification_deliveries: IntCounterVec,
+    /// Notifications in the database by status, read at each scrape.
+    pub notifications: IntGaugeVec,
+    pub oldest_queued_age: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -44,11 +49,32 @@ impl Metrics {
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(calls_logged.clone()))?;
+        let notification_deliveries = IntCounterVec::new(
+            Opts::new(
+                "notification_deliveries_total",
+                "Email delivery attempts by this process, by result",
+            ),
+            &["result"],
+        )?;
+        let notifications = IntGaugeVec::new(
+            Opts::new("notifications", "Notifications in the outbox by status"),
+            &["status"],
+        )?;
+        let oldest_queued_age = prometheus::Gauge::new(
+            "notifications_oldest_queued_age_seconds",
+            "Age of the oldest notification still queued (0 when none is)",
+        )?;
+        registry.register(Box::new(notification_deliveries.clone()))?;
+        registry.register(Box::new(notifications.clone()))?;
+        registry.register(Box::new(oldest_queued_age.clone()))?;
         Ok(Self {
             registry,
             http_requests,
             http_latency,
             calls_logged,
+            notification_deliveries,
+            notifications,
+            oldest_queued_age,
         })
     }
 
@@ -59,6 +85,25 @@ impl Metrics {
         self.http_latency
             .with_label_values(&[route])
             .observe(seconds);
+    }
+
+    /// Sets the outbox gauges from a census of the notifications table.
+    pub fn set_outbox(
+        &self,
+        by_status: &[(String, i64)],
+        oldest_queued: Option<chrono::NaiveDateTime>,
+        now: chrono::NaiveDateTime,
+    ) {
+        for status in ["queued", "sent", "failed"] {
+            let count = by_status
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            self.notifications.with_label_values(&[status]).set(count);
+        }
+        let age =
+            oldest_queued.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        self.oldest_queued_age.set(age);
     }
 
     /// The Prometheus text exposition of every metric.

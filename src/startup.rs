@@ -62,6 +62,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    worker: Option<crate::email::WorkerHandle>,
 }
 
 impl Application {
@@ -112,10 +113,27 @@ impl Application {
         .shutdown_timeout(10)
         .run();
         tracing::info!(port, "listening");
+        let worker = match &state.settings.delivery {
+            None => None,
+            Some(delivery) => {
+                let transport = crate::email::Transport::from_settings(&state.settings, delivery)?;
+                Some(
+                    crate::email::Worker::new(
+                        state.db.clone(),
+                        transport,
+                        state.settings.mail_from.clone(),
+                        delivery.clone(),
+                        state.metrics.clone(),
+                    )
+                    .spawn(),
+                )
+            }
+        };
         Ok(Self {
             port,
             server,
             state,
+            worker,
         })
     }
 
@@ -127,8 +145,13 @@ impl Application {
         self.state.clone()
     }
 
+    /// Serves until the server stops (a signal), then lets the outbox worker finish its round.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some(worker) = self.worker {
+            worker.stop().await;
+        }
+        served
     }
 }
 

@@ -109,6 +109,7 @@ impl BenchDb {
             mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
             public_url: "http://127.0.0.1:8080".parse().expect("url"),
             log_format: LogFormat::Pretty,
+            delivery: None,
         };
         let app = reprise::startup::Application::build(settings)
             .await

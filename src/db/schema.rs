@@ -181,6 +181,9 @@ diesel::table! {
         sent_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         dedup_key -> Text,
+        site_code -> Nullable<Text>,
+        scheduled_for -> Nullable<Timestamp>,
+        claimed_by -> Nullable<Text>,
     }
 }
 
@@ -205,6 +208,7 @@ diesel::table! {
 }
 
 diesel::joinable!(services -> sites (site_code));
+diesel::joinable!(notifications -> patients (patient_id));
 diesel::joinable!(calls -> patients (patient_id));
 diesel::joinable!(contact_attempts -> appointments (appointment_id));
 diesel::joinable!(calls -> appointments (appointment_id));

@@ -49,6 +49,20 @@ pub async fn health(state: web::Data<AppState>) -> AppResult<web::Json<Health>> 
 )]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The outbox gauges count the whole database (every process's notifications), read now; with
+    // the database away they keep their last values.
+    let census = state
+        .db
+        .read(|conn| crate::db::notifications::census(conn).map_err(crate::db::DbError::from))
+        .await;
+    match census {
+        Ok((by_status, oldest)) => {
+            state
+                .metrics
+                .set_outbox(&by_status, oldest, crate::domain::now())
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot count the outbox for /metrics"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

@@ -80,6 +80,8 @@ pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
         mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
         public_url: "http://127.0.0.1:8080".parse().expect("url"),
         log_format: LogFormat::Pretty,
+        // No outbox worker unless a test asks for one (see `spawn_app_with`).
+        delivery: None,
     }
 }
 
@@ -90,17 +92,26 @@ pub struct TestApp {
     pub admin_token: String,
     pub state: actix_web::web::Data<reprise::startup::AppState>,
     pub backend: Backend,
+    /// The test's database, for a second process's worth of handles.
+    pub database: DatabaseUrl,
     _outbox: tempfile::TempDir,
     // Dropped last: the database outlives the handles above.
     _db: TestDb,
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The application with settings changed by the test (an SMTP server, an outbox worker…).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (db, url) = tokio::task::spawn_blocking(TestDb::create)
         .await
         .expect("database created");
     let outbox = tempfile::tempdir().expect("outbox folder");
-    let app = reprise::startup::Application::build(settings_for(url, outbox.path()))
+    let mut settings = settings_for(url.clone(), outbox.path());
+    configure(&mut settings);
+    let app = reprise::startup::Application::build(settings)
         .await
         .expect("the application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -113,6 +124,7 @@ pub async fn spawn_app() -> TestApp {
         admin_token: admin.1,
         state,
         backend: db.backend(),
+        database: url,
         _outbox: outbox,
         _db: db,
     }
@@ -220,6 +232,17 @@ impl TestApp {
             .await;
         assert_eq!(r.status(), 201);
         let body: Value = r.json().await.expect("json");
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Creates a patient as admin from a full body; returns its id.
+    pub async fn create_patient_with(&self, body: Value) -> String {
+        let r = self
+            .post_json("/api/v1/patients", Some(&self.admin_token), &body)
+            .await;
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(status, 201, "{body}");
         body["id"].as_str().expect("id").to_string()
     }
 

@@ -25,14 +25,7 @@ async fn patient(
     if let Some(e) = email {
         body["email"] = json!(e);
     }
-    let r = app
-        .post_json("/api/v1/patients", Some(&app.admin_token), &body)
-        .await;
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
+    app.create_patient_with(body).await
 }
 
 #[tokio::test]
@@ -157,4 +150,38 @@ async fn a_failed_change_queues_nothing() {
         .await;
     assert_problem(r, 409).await;
     assert!(notifications(&app, "").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unsent_email_about_an_older_date_is_not_sent() {
+    let app = spawn_app().await;
+    let (site, service) = app.create_site_and_service().await;
+    let p = patient(&app, "Oui", Some("oui@example.be"), true, "fr").await;
+    let a = app
+        .create_appointment(&p, &site, &service, "2022-05-16T09:00:00+02:00")
+        .await;
+    for date in [
+        "2022-06-13T10:00:00+02:00",
+        "2022-06-20T10:00:00+02:00",
+        // The same date again: the email already queued for it stays.
+        "2022-06-20T10:00:00+02:00",
+    ] {
+        let r = app
+            .post_json(
+                &format!("/api/v1/appointments/{a}/reschedule"),
+                Some(&app.admin_token),
+                &json!({ "scheduled_at": date }),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let all = notifications(&app, "").await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    let failed: Vec<&Value> = all.iter().filter(|n| n["status"] == "failed").collect();
+    let queued: Vec<&Value> = all.iter().filter(|n| n["status"] == "queued").collect();
+    assert_eq!((failed.len(), queued.len()), (1, 1), "{all:?}");
+    assert!(failed[0]["last_error"]
+        .as_str()
+        .expect("reason")
+        .starts_with("superseded"));
 }
