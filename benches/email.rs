@@ -1,1 +1,276 @@
-fn main() {}
+//! `cargo bench --bench email`: 10,000 queued notifications delivered by the outbox worker to a
+//! local SMTP sink (mailin-embedded, the tests' server), over one connection and then over the
+//! pool, beside a reference client in the same run: a minimal SMTP client that sends the same
+//! messages, already rendered, over one reused connection with TCP_NODELAY.
+//!
+//! Prints the rates and `ratio=X.XX`, the worker's rate over one connection divided by the
+//! reference's (target ≥ 0.8), and the pool's rate (target ≥ 500/s). SQLite always; PostgreSQL
+//! too when `REPRISE_TEST_POSTGRES_URL` is set. `BENCH_SCALE=0.1` for a quick look.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+mod common;
+#[path = "../tests/api/smtp_sink.rs"]
+#[allow(dead_code)]
+mod smtp_sink;
+
+use common::{scale, seed_sites, targets, BenchDb};
+use reprise::auth::Caller;
+use reprise::config::SmtpSettings;
+use reprise::db::{Backend, Db};
+use reprise::email::{smtp::SmtpPool, DeliverySettings, Transport, Worker};
+use reprise::error::AppError;
+use smtp_sink::Sink;
+
+const FROM: &str = "Reprise <no-reply@vivalia.test>";
+
+/// A database with `n` `appointment_postponed` notifications queued (an import, then an
+/// incident, as in production). Kept open: a SQLite database is not copied while open.
+fn queued(backend: Backend, server: Option<&reprise::db::DatabaseUrl>, n: usize) -> BenchDb {
+    let holder = BenchDb::create(backend, server, "email");
+    let db = holder.open();
+    let services = seed_sites(&db);
+    let (site, service) = services[0].clone();
+    let mut csv = reprise::imports::APPOINTMENT_HEADER.join(",");
+    csv.push('\n');
+    for i in 0..n {
+        csv.push_str(&format!(
+            ",Patient{i},Anne,1950-01-01,,patient{i}@example.be,fr,true,{site},{service},consultation,Suivi,2022-05-16 09:30,3,false,false\n"
+        ));
+    }
+    reprise::imports::import_appointments(&db, csv.as_bytes(), &Caller::command_line())
+        .expect("import");
+    let queued = db
+        .write_blocking(move |conn| {
+            let from = chrono::NaiveDate::from_ymd_opt(2022, 5, 14)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .expect("date");
+            let incident = reprise::db::incidents::IncidentRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                title: "bench".into(),
+                started_at: from,
+                postpone_until: from + chrono::Duration::days(21),
+                created_at: reprise::domain::now(),
+                created_by: None,
+            };
+            let sites = vec![site];
+            reprise::db::incidents::insert(conn, &incident, &sites)?;
+            let done = reprise::db::incidents::apply(
+                conn,
+                &incident.id,
+                &sites,
+                incident.started_at,
+                incident.postpone_until,
+                reprise::domain::now(),
+            )?;
+            Ok::<_, AppError>(done.notifications_queued)
+        })
+        .expect("incident");
+    assert_eq!(queued as usize, n);
+    holder
+}
+
+fn sent(db: &Db) -> i64 {
+    db.read_blocking(|conn| {
+        let (by_status, _) = reprise::db::notifications::census(conn)?;
+        Ok::<_, AppError>(
+            by_status
+                .iter()
+                .find(|(s, _)| s == "sent")
+                .map_or(0, |(_, n)| *n),
+        )
+    })
+    .expect("census")
+}
+
+/// The worker's rate (emails/s) until every notification is recorded as sent.
+fn worker_rate(holder: &BenchDb, n: usize, connections: usize) -> f64 {
+    let sink = Sink::start(false);
+    let db = holder.open();
+    let settings = DeliverySettings {
+        poll: Duration::from_millis(10),
+        batch: 500,
+        connections,
+        ..DeliverySettings::default()
+    };
+    // As in `reprise serve`: the worker runs on the main thread's runtime (actix's system
+    // runtime is a current-thread one).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    rt.block_on(async {
+        let transport = Transport::Smtp(
+            SmtpPool::new(
+                SmtpSettings::parse(&sink.url()).expect("url"),
+                connections,
+                settings.timeout,
+            )
+            .expect("pool"),
+        );
+        let worker = Worker::new(
+            db.clone(),
+            transport,
+            FROM.parse().expect("from"),
+            settings,
+            reprise::metrics::Metrics::new().expect("metrics"),
+        )
+        .spawn();
+        // The sink's counter first (cheap), then the database (every result recorded).
+        while sink.accepted() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        loop {
+            let check = db.clone();
+            let done = tokio::task::spawn_blocking(move || sent(&check))
+                .await
+                .expect("joined");
+            if done as usize >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let elapsed = started.elapsed();
+        worker.stop().await;
+        assert_eq!(sink.accepted(), n, "every email once");
+        n as f64 / elapsed.as_secs_f64()
+    })
+}
+
+/// The same messages, rendered beforehand: what the reference client sends.
+fn rendered(holder: &BenchDb) -> Vec<(String, String, Vec<u8>)> {
+    let db = holder.open();
+    let from: lettre::message::Mailbox = FROM.parse().expect("from");
+    db.read_blocking(move |conn| {
+        let filter = reprise::db::notifications::NotificationFilter::default();
+        let ids: Vec<String> = reprise::db::notifications::list(conn, &filter, i64::MAX)?
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        let outgoing = reprise::db::notifications::outgoing(conn, &ids)?;
+        let started = Instant::now();
+        let rendered: Vec<_> = outgoing
+            .iter()
+            .map(|o| {
+                let m = reprise::email::render::message(o, &from, "vivalia.test").expect("renders");
+                (from.email.to_string(), o.to_address.clone(), m.formatted())
+            })
+            .collect();
+        println!(
+            "render_us_per_message={:.1}",
+            started.elapsed().as_secs_f64() * 1e6 / rendered.len() as f64
+        );
+        Ok::<_, AppError>(rendered)
+    })
+    .expect("messages")
+}
+
+fn expect_reply(reader: &mut BufReader<TcpStream>, line: &mut String, code: &str) {
+    loop {
+        line.clear();
+        reader.read_line(line).expect("a reply");
+        assert!(line.starts_with(code), "expected {code}, got {line:?}");
+        // Multi-line replies continue with "250-".
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return;
+        }
+    }
+}
+
+/// A minimal SMTP client: one connection, TCP_NODELAY, one write per command and per message.
+fn reference_rate(messages: &[(String, String, Vec<u8>)]) -> f64 {
+    let sink = Sink::start(false);
+    let stream = TcpStream::connect(("127.0.0.1", sink.port)).expect("connects");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    expect_reply(&mut reader, &mut line, "220");
+    writer.write_all(b"EHLO reference\r\n").expect("write");
+    expect_reply(&mut reader, &mut line, "250");
+    let started = Instant::now();
+    for (from, to, raw) in messages {
+        writer
+            .write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
+            .expect("write");
+        expect_reply(&mut reader, &mut line, "250");
+        writer
+            .write_all(format!("RCPT TO:<{to}>\r\n").as_bytes())
+            .expect("write");
+        expect_reply(&mut reader, &mut line, "250");
+        writer.write_all(b"DATA\r\n").expect("write");
+        expect_reply(&mut reader, &mut line, "354");
+        // Dot-stuffing: a line starting with '.' gets another.
+        let mut body = Vec::with_capacity(raw.len() + 16);
+        for l in raw.split_inclusive(|b| *b == b'\n') {
+            if l.first() == Some(&b'.') {
+                body.push(b'.');
+            }
+            body.extend_from_slice(l);
+        }
+        body.extend_from_slice(b"\r\n.\r\n");
+        writer.write_all(&body).expect("write");
+        expect_reply(&mut reader, &mut line, "250");
+    }
+    let elapsed = started.elapsed();
+    writer.write_all(b"QUIT\r\n").expect("write");
+    assert_eq!(sink.accepted(), messages.len());
+    messages.len() as f64 / elapsed.as_secs_f64()
+}
+
+/// The trap this design avoids: lettre's own socket (Nagle on), one connection.
+fn lettre_socket_rate(messages: &[(String, String, Vec<u8>)]) -> f64 {
+    use lettre::transport::smtp::client::AsyncSmtpConnection;
+    use lettre::transport::smtp::extension::ClientId;
+    let sink = Sink::start(false);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            ("127.0.0.1", sink.port),
+            Some(Duration::from_secs(10)),
+            &ClientId::default(),
+            None,
+            None,
+        )
+        .await
+        .expect("connects");
+        let started = Instant::now();
+        for (from, to, raw) in messages {
+            let envelope = lettre::address::Envelope::new(
+                Some(from.parse().expect("from")),
+                vec![to.parse().expect("to")],
+            )
+            .expect("envelope");
+            conn.send(&envelope, raw).await.expect("sent");
+        }
+        messages.len() as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+fn main() {
+    let n = scale(10_000, 200);
+    let pool = 8;
+    for (backend, server) in targets() {
+        let tag = backend.name();
+        // A database of its own for each run: the same notifications, queued the same way.
+        let messages = rendered(&queued(backend, server.as_ref(), n));
+        let one = queued(backend, server.as_ref(), n);
+        let many = queued(backend, server.as_ref(), n);
+        let reference = reference_rate(&messages);
+        let nagle = lettre_socket_rate(&messages[..messages.len().min(100)]);
+        let one_rate = worker_rate(&one, n, 1);
+        let pool_rate = worker_rate(&many, n, pool);
+        println!("{tag}.email.notifications={n}");
+        println!("{tag}.email.reference_per_s={reference:.0}");
+        println!("{tag}.email.lettre_own_socket_per_s={nagle:.0}");
+        println!("{tag}.email.one_connection_per_s={one_rate:.0}");
+        println!("{tag}.email.pool{pool}_per_s={pool_rate:.0}");
+        println!("{tag}.email ratio={:.2}", one_rate / reference);
+    }
+}

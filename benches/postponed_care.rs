@@ -13,7 +13,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::{percentile, scale, targets, BenchDb};
+use common::{percentile, scale, seed_sites, targets, BenchDb, SITES};
 
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
@@ -25,55 +25,12 @@ use reprise::demo::{People, Person};
 use reprise::domain::patient::{search_key, PatientQuery};
 use reprise::error::AppError;
 
-const SITES: [&str; 4] = ["ARL", "MAR", "LIB", "BAS"];
-const SERVICES_PER_SITE: usize = 5;
-
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
 fn now() -> chrono::NaiveDateTime {
     reprise::domain::now()
-}
-
-fn seed_sites(db: &Db) -> Vec<(String, String)> {
-    db.write_blocking(|conn| {
-        let mut services = Vec::new();
-        for site in SITES {
-            db::sites::insert_site(
-                conn,
-                &db::sites::SiteRow {
-                    code: site.into(),
-                    name: site.into(),
-                    kind: "hospital".into(),
-                    operating_rooms: 4,
-                    status: "open".into(),
-                    programme: None,
-                    reopened_at: None,
-                    reopening_rank: None,
-                    created_at: now(),
-                    operating_rooms_open: None,
-                },
-            )?;
-            for i in 0..SERVICES_PER_SITE {
-                let code = format!("{site}-S{i}");
-                db::sites::insert_service(
-                    conn,
-                    &db::sites::ServiceRow {
-                        code: code.clone(),
-                        name: code.clone(),
-                        site_code: site.into(),
-                        secretariat_email: None,
-                        secretariat_phone: None,
-                        created_at: now(),
-                    },
-                )?;
-                services.push((site.to_string(), code));
-            }
-        }
-        Ok::<_, AppError>(services)
-    })
-    .expect("sites")
 }
 
 fn patient_row(p: &Person, id: String) -> PatientRow {

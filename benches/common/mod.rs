@@ -140,3 +140,47 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+pub const SITES: [&str; 4] = ["ARL", "MAR", "LIB", "BAS"];
+pub const SERVICES_PER_SITE: usize = 5;
+
+/// The four Vivalia hospitals, five services each; returns (site, service) codes.
+pub fn seed_sites(db: &Db) -> Vec<(String, String)> {
+    db.write_blocking(|conn| {
+        let mut services = Vec::new();
+        for site in SITES {
+            reprise::db::sites::insert_site(
+                conn,
+                &reprise::db::sites::SiteRow {
+                    code: site.into(),
+                    name: site.into(),
+                    kind: "hospital".into(),
+                    operating_rooms: 4,
+                    status: "open".into(),
+                    programme: None,
+                    reopened_at: None,
+                    reopening_rank: None,
+                    created_at: reprise::domain::now(),
+                    operating_rooms_open: None,
+                },
+            )?;
+            for i in 0..SERVICES_PER_SITE {
+                let code = format!("{site}-S{i}");
+                reprise::db::sites::insert_service(
+                    conn,
+                    &reprise::db::sites::ServiceRow {
+                        code: code.clone(),
+                        name: code.clone(),
+                        site_code: site.into(),
+                        secretariat_email: None,
+                        secretariat_phone: None,
+                        created_at: reprise::domain::now(),
+                    },
+                )?;
+                services.push((site.to_string(), code));
+            }
+        }
+        Ok::<_, reprise::error::AppError>(services)
+    })
+    .expect("sites")
+}

@@ -457,6 +457,31 @@ pub fn record(
     Ok(changed == 1)
 }
 
+/// Records many sent emails at once (one statement); returns how many this worker still held.
+/// Unlike [`record`], it does not ask for `status = 'queued'`: an email superseded while it was
+/// being sent did go out, and is recorded so. (The status condition would also lead SQLite's
+/// planner to the status index, a scan of the whole queue, instead of the primary key.)
+pub fn record_sent(
+    conn: &mut DbConnection,
+    ids: &[String],
+    owner: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<usize> {
+    use notifications::dsl as n;
+    let held = n::notifications
+        .filter(n::id.eq_any(ids))
+        .filter(n::claimed_by.eq(owner));
+    per_backend!(conn, |c| diesel::update(held)
+        .set((
+            n::status.eq("sent"),
+            n::sent_at.eq(Some(now)),
+            n::attempts.eq(n::attempts + 1),
+            n::claimed_by.eq(None::<String>),
+            n::last_error.eq(None::<String>),
+        ))
+        .execute(c))
+}
+
 /// Notifications by status, and when the oldest queued one was queued.
 pub type Census = (Vec<(String, i64)>, Option<chrono::NaiveDateTime>);
 

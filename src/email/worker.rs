@@ -17,6 +17,8 @@ use crate::db::notifications::{self, Delivery, Outgoing};
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
 
+type Rendered = (lettre::address::Envelope, Vec<u8>);
+
 pub struct Worker {
     pub db: Db,
     pub transport: Transport,
@@ -103,25 +105,36 @@ impl Worker {
             })
             .await?;
         let claimed = outgoing.len();
+        // Up to `connections` messages in flight. Results are recorded as soon as the server
+        // has answered, without holding up the next message: those that arrive together are
+        // written in one transaction.
+        // (Rendering here, inline, measured faster than on a blocking thread: about 20 µs a
+        // message, see docs/performance.md.)
+        let connections = self.settings.connections.max(1);
+        let from = self.from.clone();
+        let domain = from.email.domain().to_string();
         futures_util::stream::iter(outgoing)
-            .for_each_concurrent(self.settings.connections.max(1), |n| async move {
-                let delivery = self.deliver(&n).await;
-                self.record(n, delivery).await;
+            .map(move |n| {
+                let message = render::message(&n, &from, &domain)
+                    .map(|m| (m.envelope().clone(), m.formatted()))
+                    .map_err(|e| SendError::Permanent(e.to_string()));
+                (n, message)
             })
+            .map(|(n, message)| async move {
+                let delivery = self.deliver(&n, message).await;
+                (n, delivery)
+            })
+            .buffer_unordered(connections)
+            .ready_chunks(256)
+            .for_each_concurrent(None, |results| self.record(results))
             .await;
         Ok(claimed)
     }
 
-    async fn deliver(&self, n: &Outgoing) -> Delivery {
-        let domain = self.from.email.domain().to_string();
-        let result = match render::message(n, &self.from, &domain) {
-            Err(e) => Err(SendError::Permanent(e.to_string())),
-            Ok(message) => {
-                let envelope = message.envelope().clone();
-                self.transport
-                    .send(&n.id, &envelope, message.formatted())
-                    .await
-            }
+    async fn deliver(&self, n: &Outgoing, message: Result<Rendered, SendError>) -> Delivery {
+        let result = match message {
+            Err(e) => Err(e),
+            Ok((envelope, raw)) => self.transport.send(&n.id, &envelope, raw).await,
         };
         let now = crate::domain::now();
         match result {
@@ -139,47 +152,61 @@ impl Worker {
         }
     }
 
-    async fn record(&self, n: Outgoing, delivery: Delivery) {
-        let result = match &delivery {
-            Delivery::Sent => "sent",
-            Delivery::Retry { .. } => "retry",
-            Delivery::Failed { .. } => "failed",
-        };
-        self.metrics
-            .notification_deliveries
-            .with_label_values(&[result])
-            .inc();
-        // Only the notification's id and template reach the log: the address and the error
-        // text (which may quote it) stay in the database.
-        tracing::info!(notification = %n.id, template = %n.template, result, "email delivery");
-        let owner = self.owner.clone();
-        let id = n.id;
+    async fn record(&self, results: Vec<(Outgoing, Delivery)>) {
+        let mut job = Vec::with_capacity(results.len());
+        for (n, delivery) in results {
+            let result = match &delivery {
+                Delivery::Sent => "sent",
+                Delivery::Retry { .. } => "retry",
+                Delivery::Failed { .. } => "failed",
+            };
+            self.metrics
+                .notification_deliveries
+                .with_label_values(&[result])
+                .inc();
+            // Only the notification's id and template reach the log: the address and the
+            // error text (which may quote it) stay in the database.
+            tracing::info!(notification = %n.id, template = %n.template, result, "email delivery");
+            job.push((n.id, delivery));
+        }
         // A record that fails (the database is away) is tried again: a sent email whose record
-        // is lost would be sent twice when the lease runs out.
+        // is lost would be sent again when the lease runs out.
         let mut wait = Duration::from_millis(100);
         loop {
-            let job = (owner.clone(), id.clone(), delivery.clone());
+            let (owner, batch) = (self.owner.clone(), job.clone());
             let recorded = self
                 .db
                 .write(move |conn| {
-                    let (owner, id, delivery) = job;
-                    notifications::record(conn, &id, &owner, &delivery, crate::domain::now())
-                        .map_err(DbError::from)
+                    let now = crate::domain::now();
+                    // The usual case, sent, in one statement; failures one by one.
+                    let (sent, other): (Vec<_>, Vec<_>) =
+                        batch.into_iter().partition(|(_, d)| *d == Delivery::Sent);
+                    let sent: Vec<String> = sent.into_iter().map(|(id, _)| id).collect();
+                    let mut held = notifications::record_sent(conn, &sent, &owner, now)?;
+                    for (id, delivery) in &other {
+                        held +=
+                            usize::from(notifications::record(conn, id, &owner, delivery, now)?);
+                    }
+                    Ok::<_, DbError>(held)
                 })
                 .await;
             match recorded {
-                Ok(true) => return,
-                Ok(false) => {
-                    tracing::warn!(notification = %id, "claim lost before the result was recorded");
+                Ok(held) => {
+                    if held < job.len() {
+                        tracing::warn!(
+                            lost = job.len() - held,
+                            "claims lost before their results were recorded"
+                        );
+                    }
                     return;
                 }
                 Err(e) if wait < self.settings.lease / 2 => {
-                    tracing::warn!(notification = %id, error = %e, "cannot record a delivery yet");
+                    tracing::warn!(error = %e, "cannot record deliveries yet");
                     tokio::time::sleep(wait).await;
                     wait *= 2;
                 }
                 Err(e) => {
-                    tracing::error!(notification = %id, error = %e, "delivery not recorded");
+                    tracing::error!(error = %e, count = job.len(), "deliveries not recorded");
                     return;
                 }
             }
