@@ -482,6 +482,21 @@ pub fn record_sent(
         .execute(c))
 }
 
+/// Gives back every claim of `owner` on notifications still queued: due again at `now`.
+pub fn release(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<usize> {
+    use notifications::dsl as n;
+    let held = n::notifications
+        .filter(n::claimed_by.eq(owner))
+        .filter(n::status.eq("queued"));
+    per_backend!(conn, |c| diesel::update(held)
+        .set((n::claimed_by.eq(None::<String>), n::next_attempt_at.eq(now)))
+        .execute(c))
+}
+
 /// Notifications by status, and when the oldest queued one was queued.
 pub type Census = (Vec<(String, i64)>, Option<chrono::NaiveDateTime>);
 

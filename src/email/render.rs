@@ -107,16 +107,34 @@ fn subject(lang: Language, kind: Kind, site: &str) -> String {
     }
 }
 
+/// A service's phone for people (`+32 63 55 30 00`) and for a `tel:` link. Parsing and
+/// formatting a number takes about 25 µs (libphonenumber's metadata), most of the cost of an
+/// email, and a hospital has a few dozen services: the answers are kept.
+fn phone_text(e164: &str) -> Option<(String, String)> {
+    type Memo = std::sync::Mutex<std::collections::HashMap<String, Option<(String, String)>>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = memo.get(e164) {
+        return known.clone();
+    }
+    let text = PhoneE164::parse(e164)
+        .ok()
+        .map(|p| (p.international(), p.as_str().to_string()));
+    if memo.len() >= 10_000 {
+        memo.clear();
+    }
+    memo.insert(e164.to_string(), text.clone());
+    text
+}
+
 fn item(lang: Language, care: &Care) -> Item {
-    let phone = care
-        .service_phone
-        .as_deref()
-        .and_then(|p| PhoneE164::parse(p).ok());
+    let phone = care.service_phone.as_deref().and_then(phone_text);
     Item {
         kind: kind_word(lang, &care.kind),
         service: care.service.clone(),
-        phone: phone.as_ref().map(PhoneE164::international),
-        phone_uri: phone.map(|p| p.as_str().to_string()).unwrap_or_default(),
+        phone_uri: phone.as_ref().map(|(_, uri)| uri.clone()).unwrap_or_default(),
+        phone: phone.map(|(text, _)| text),
         date: belgian_date(lang, care.original_scheduled_at),
     }
 }

@@ -10,14 +10,18 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lettre::message::Mailbox;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::{render, DeliverySettings, SendError, Transport};
 use crate::db::notifications::{self, Delivery, Outgoing};
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
 
+/// Results written in one transaction, at most.
+const RECORD_BATCH: usize = 1000;
+
 type Rendered = (lettre::address::Envelope, Vec<u8>);
+type Prepared = (Outgoing, Result<Rendered, SendError>);
 
 pub struct Worker {
     pub db: Db,
@@ -72,63 +76,141 @@ impl Worker {
 
     async fn run(self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.owner, "outbox worker started");
-        while !*stop.borrow() {
-            let claimed = match self.round().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox round failed");
-                    0
-                }
-            };
-            // A full batch means more may be due: go on at once.
-            if claimed < usize::try_from(self.settings.batch).unwrap_or(usize::MAX) {
+        let batch = usize::try_from(self.settings.batch).unwrap_or(usize::MAX);
+        let (results, pending) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(recorder(
+            self.db.clone(),
+            self.owner.clone(),
+            self.settings.lease,
+            pending,
+        ));
+        let mut next = self.prepare();
+        loop {
+            let prepared = self.take(next).await;
+            let claimed = prepared.len();
+            if *stop.borrow() {
+                // Every result written first; then what was claimed but not sent goes back
+                // to the queue for whoever comes next.
+                drop(results);
+                let _ = recorder.await;
+                self.release().await;
+                break;
+            }
+            if claimed < batch {
+                // Nothing more due right now: send what there is, then wait.
+                self.send(prepared, &results).await;
                 tokio::select! {
                     _ = tokio::time::sleep(self.settings.poll) => {}
                     _ = stop.changed() => {}
                 }
+                next = self.prepare();
+            } else {
+                // A full batch: claim and render the next one while this one is sent.
+                next = self.prepare();
+                self.send(prepared, &results).await;
             }
         }
         tracing::info!(worker = %self.owner, "outbox worker stopped");
     }
 
-    /// One round: claim what is due, send it, record each result. Returns how many it claimed.
-    pub async fn round(&self) -> Result<usize, DbError> {
+    /// Claims the next batch and renders its emails, off the worker's task: the claim and the
+    /// reading of what the emails say on the database's threads, the rendering on a blocking
+    /// thread.
+    fn prepare(&self) -> tokio::task::JoinHandle<Result<Vec<Prepared>, DbError>> {
+        let (db, owner, from) = (self.db.clone(), self.owner.clone(), self.from.clone());
+        let (batch, lease) = (self.settings.batch, chrono_duration(self.settings.lease));
+        tokio::spawn(async move {
+            let now = crate::domain::now();
+            let outgoing = db
+                .write(move |conn| {
+                    let ids = notifications::claim(conn, &owner, now, now + lease, batch)?;
+                    Ok::<_, DbError>(notifications::outgoing(conn, &ids)?)
+                })
+                .await?;
+            if outgoing.is_empty() {
+                return Ok(Vec::new());
+            }
+            tokio::task::spawn_blocking(move || {
+                let domain = from.email.domain().to_string();
+                outgoing
+                    .into_iter()
+                    .map(|n| {
+                        let message = render::message(&n, &from, &domain)
+                            .map(|m| (m.envelope().clone(), m.formatted()))
+                            .map_err(|e| SendError::Permanent(e.to_string()));
+                        (n, message)
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| DbError::Task(format!("rendering emails failed: {e}")))
+        })
+    }
+
+    async fn take(
+        &self,
+        prepared: tokio::task::JoinHandle<Result<Vec<Prepared>, DbError>>,
+    ) -> Vec<Prepared> {
+        match prepared.await {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot take notifications from the outbox");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the outbox claim task failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Gives this worker's claims back (on a stop), so that they are due again at once.
+    async fn release(&self) {
         let owner = self.owner.clone();
-        let now = crate::domain::now();
-        let lease_until = now + chrono_duration(self.settings.lease);
-        let batch = self.settings.batch;
-        let outgoing = self
+        let released = self
             .db
             .write(move |conn| {
-                let ids = notifications::claim(conn, &owner, now, lease_until, batch)?;
-                Ok::<_, DbError>(notifications::outgoing(conn, &ids)?)
+                notifications::release(conn, &owner, crate::domain::now()).map_err(DbError::from)
             })
-            .await?;
-        let claimed = outgoing.len();
-        // Up to `connections` messages in flight. Results are recorded as soon as the server
-        // has answered, without holding up the next message: those that arrive together are
-        // written in one transaction.
-        // (Rendering here, inline, measured faster than on a blocking thread: about 20 µs a
-        // message, see docs/performance.md.)
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "cannot release claims; they return when the lease ends");
+        }
+    }
+
+    /// Sends a batch, up to `connections` messages in flight. Results are recorded as soon as
+    /// the server has answered, without holding up the next message: those that arrive
+    /// together are written in one transaction.
+    async fn send(
+        &self,
+        prepared: Vec<Prepared>,
+        results: &mpsc::UnboundedSender<(String, Delivery)>,
+    ) {
         let connections = self.settings.connections.max(1);
-        let from = self.from.clone();
-        let domain = from.email.domain().to_string();
-        futures_util::stream::iter(outgoing)
-            .map(move |n| {
-                let message = render::message(&n, &from, &domain)
-                    .map(|m| (m.envelope().clone(), m.formatted()))
-                    .map_err(|e| SendError::Permanent(e.to_string()));
-                (n, message)
-            })
+        futures_util::stream::iter(prepared)
             .map(|(n, message)| async move {
                 let delivery = self.deliver(&n, message).await;
                 (n, delivery)
             })
             .buffer_unordered(connections)
-            .ready_chunks(256)
-            .for_each_concurrent(None, |results| self.record(results))
+            .for_each(|(n, delivery)| {
+                let result = match &delivery {
+                    Delivery::Sent => "sent",
+                    Delivery::Retry { .. } => "retry",
+                    Delivery::Failed { .. } => "failed",
+                };
+                self.metrics
+                    .notification_deliveries
+                    .with_label_values(&[result])
+                    .inc();
+                // Only the notification's id and template reach the log: the address and the
+                // error text (which may quote it) stay in the database.
+                tracing::info!(notification = %n.id, template = %n.template, result, "email delivery");
+                // The recorder outlives every send (it stops when this sender is dropped).
+                let _ = results.send((n.id, delivery));
+                std::future::ready(())
+            })
             .await;
-        Ok(claimed)
     }
 
     async fn deliver(&self, n: &Outgoing, message: Result<Rendered, SendError>) -> Delivery {
@@ -151,64 +233,66 @@ impl Worker {
             },
         }
     }
+}
 
-    async fn record(&self, results: Vec<(Outgoing, Delivery)>) {
-        let mut job = Vec::with_capacity(results.len());
-        for (n, delivery) in results {
-            let result = match &delivery {
-                Delivery::Sent => "sent",
-                Delivery::Retry { .. } => "retry",
-                Delivery::Failed { .. } => "failed",
-            };
-            self.metrics
-                .notification_deliveries
-                .with_label_values(&[result])
-                .inc();
-            // Only the notification's id and template reach the log: the address and the
-            // error text (which may quote it) stay in the database.
-            tracing::info!(notification = %n.id, template = %n.template, result, "email delivery");
-            job.push((n.id, delivery));
+/// Writes results as they come: each write takes everything that arrived during the last one,
+/// so that a slow commit (PostgreSQL's WAL flush, SQLite's fsync) is paid once for many emails.
+async fn recorder(
+    db: Db,
+    owner: String,
+    lease: Duration,
+    mut results: mpsc::UnboundedReceiver<(String, Delivery)>,
+) {
+    while let Some(first) = results.recv().await {
+        let mut job = vec![first];
+        while job.len() < RECORD_BATCH {
+            match results.try_recv() {
+                Ok(result) => job.push(result),
+                Err(_) => break,
+            }
         }
-        // A record that fails (the database is away) is tried again: a sent email whose record
-        // is lost would be sent again when the lease runs out.
-        let mut wait = Duration::from_millis(100);
-        loop {
-            let (owner, batch) = (self.owner.clone(), job.clone());
-            let recorded = self
-                .db
-                .write(move |conn| {
-                    let now = crate::domain::now();
-                    // The usual case, sent, in one statement; failures one by one.
-                    let (sent, other): (Vec<_>, Vec<_>) =
-                        batch.into_iter().partition(|(_, d)| *d == Delivery::Sent);
-                    let sent: Vec<String> = sent.into_iter().map(|(id, _)| id).collect();
-                    let mut held = notifications::record_sent(conn, &sent, &owner, now)?;
-                    for (id, delivery) in &other {
-                        held +=
-                            usize::from(notifications::record(conn, id, &owner, delivery, now)?);
-                    }
-                    Ok::<_, DbError>(held)
-                })
-                .await;
-            match recorded {
-                Ok(held) => {
-                    if held < job.len() {
-                        tracing::warn!(
-                            lost = job.len() - held,
-                            "claims lost before their results were recorded"
-                        );
-                    }
-                    return;
+        write_results(&db, &owner, lease, job).await;
+    }
+}
+
+async fn write_results(db: &Db, owner: &str, lease: Duration, job: Vec<(String, Delivery)>) {
+    // A record that fails (the database is away) is tried again: a sent email whose record is
+    // lost would be sent again when the lease runs out.
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let (owner, batch) = (owner.to_string(), job.clone());
+        let recorded = db
+            .write(move |conn| {
+                let now = crate::domain::now();
+                // The usual case, sent, in one statement; failures one by one.
+                let (sent, other): (Vec<_>, Vec<_>) =
+                    batch.into_iter().partition(|(_, d)| *d == Delivery::Sent);
+                let sent: Vec<String> = sent.into_iter().map(|(id, _)| id).collect();
+                let mut held = notifications::record_sent(conn, &sent, &owner, now)?;
+                for (id, delivery) in &other {
+                    held += usize::from(notifications::record(conn, id, &owner, delivery, now)?);
                 }
-                Err(e) if wait < self.settings.lease / 2 => {
-                    tracing::warn!(error = %e, "cannot record deliveries yet");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
+                Ok::<_, DbError>(held)
+            })
+            .await;
+        match recorded {
+            Ok(held) => {
+                if held < job.len() {
+                    tracing::warn!(
+                        lost = job.len() - held,
+                        "claims lost before their results were recorded"
+                    );
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, count = job.len(), "deliveries not recorded");
-                    return;
-                }
+                return;
+            }
+            Err(e) if wait < lease / 2 => {
+                tracing::warn!(error = %e, "cannot record deliveries yet");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, count = job.len(), "deliveries not recorded");
+                return;
             }
         }
     }
