@@ -297,7 +297,7 @@ fn requeue(holder: &BenchDb, backend: Backend) {
     db.write_blocking(|conn| {
         conn.batch_execute(
             "UPDATE notifications SET status = 'queued', attempts = 0, sent_at = NULL, \
-             last_error = NULL, claimed_by = NULL, next_attempt_at = created_at",
+             last_error = NULL, claimed_by = NULL, claimed_until = NULL, next_attempt_at = created_at",
         )
         .map_err(AppError::from)
     })

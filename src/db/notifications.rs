@@ -178,8 +178,8 @@ pub fn list(
 }
 
 /// A worker takes up to `limit` due notifications for itself: it writes its name on them and
-/// moves their next attempt one lease ahead, so that no other worker takes them unless this one
-/// dies. On PostgreSQL, rows another worker is claiming at that moment are skipped, not waited
+/// the end of its lease, so that no other worker takes them unless this one dies. (No indexed
+/// column changes: on PostgreSQL the claim can update the row in place.) On PostgreSQL, rows another worker is claiming at that moment are skipped, not waited
 /// for (`FOR UPDATE SKIP LOCKED`); SQLite has one writer, so claims never overlap.
 pub fn claim(
     conn: &mut DbConnection,
@@ -193,8 +193,9 @@ pub fn claim(
         #[diesel(sql_type = Text)]
         id: String,
     }
-    const SQL: &str = "UPDATE notifications SET claimed_by = $1, next_attempt_at = $2 \
+    const SQL: &str = "UPDATE notifications SET claimed_by = $1, claimed_until = $2 \
         WHERE id IN (SELECT id FROM notifications WHERE status = 'queued' AND next_attempt_at <= $3 \
+        AND (claimed_until IS NULL OR claimed_until <= $3) \
         ORDER BY next_attempt_at, id LIMIT $4 {lock}) RETURNING id";
     macro_rules! run {
         ($c:expr, $sql:expr) => {
@@ -426,7 +427,10 @@ pub fn record(
         .filter(n::claimed_by.eq(owner))
         .filter(n::status.eq("queued"));
     let attempts = n::attempts.eq(n::attempts + 1);
-    let released = n::claimed_by.eq(None::<String>);
+    let released = (
+        n::claimed_by.eq(None::<String>),
+        n::claimed_until.eq(None::<chrono::NaiveDateTime>),
+    );
     let changed = per_backend!(conn, |c| match delivery {
         Delivery::Sent => diesel::update(held)
             .set((
@@ -477,23 +481,23 @@ pub fn record_sent(
             n::sent_at.eq(Some(now)),
             n::attempts.eq(n::attempts + 1),
             n::claimed_by.eq(None::<String>),
+            n::claimed_until.eq(None::<chrono::NaiveDateTime>),
             n::last_error.eq(None::<String>),
         ))
         .execute(c))
 }
 
-/// Gives back every claim of `owner` on notifications still queued: due again at `now`.
-pub fn release(
-    conn: &mut DbConnection,
-    owner: &str,
-    now: chrono::NaiveDateTime,
-) -> QueryResult<usize> {
+/// Gives back every claim of `owner` on notifications still queued: due again at once.
+pub fn release(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
     use notifications::dsl as n;
     let held = n::notifications
         .filter(n::claimed_by.eq(owner))
         .filter(n::status.eq("queued"));
     per_backend!(conn, |c| diesel::update(held)
-        .set((n::claimed_by.eq(None::<String>), n::next_attempt_at.eq(now)))
+        .set((
+            n::claimed_by.eq(None::<String>),
+            n::claimed_until.eq(None::<chrono::NaiveDateTime>),
+        ))
         .execute(c))
 }
 

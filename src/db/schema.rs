@@ -184,6 +184,7 @@ diesel::table! {
         site_code -> Nullable<Text>,
         scheduled_for -> Nullable<Timestamp>,
         claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
     }
 }
 

@@ -133,7 +133,10 @@ fn item(lang: Language, care: &Care) -> Item {
     Item {
         kind: kind_word(lang, &care.kind),
         service: care.service.clone(),
-        phone_uri: phone.as_ref().map(|(_, uri)| uri.clone()).unwrap_or_default(),
+        phone_uri: phone
+            .as_ref()
+            .map(|(_, uri)| uri.clone())
+            .unwrap_or_default(),
         phone: phone.map(|(text, _)| text),
         date: belgian_date(lang, care.original_scheduled_at),
     }

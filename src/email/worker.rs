@@ -169,9 +169,7 @@ impl Worker {
         let owner = self.owner.clone();
         let released = self
             .db
-            .write(move |conn| {
-                notifications::release(conn, &owner, crate::domain::now()).map_err(DbError::from)
-            })
+            .write(move |conn| notifications::release(conn, &owner).map_err(DbError::from))
             .await;
         if let Err(e) = released {
             tracing::warn!(error = %e, "cannot release claims; they return when the lease ends");

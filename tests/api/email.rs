@@ -486,3 +486,35 @@ async fn metrics_count_the_outbox_by_status_with_the_oldest_queued_age() {
         .expect("a number");
     assert!(age >= 1.0, "{age}");
 }
+
+#[tokio::test]
+async fn without_smtp_each_email_is_an_eml_file_written_once() {
+    let app = spawn_app_with(|s| s.delivery = Some(fast())).await;
+    queue_postponed(&app, 3, |i| format!("file{i}@example.be")).await;
+    let all = wait_until(&app, Duration::from_secs(10), |all| {
+        all.len() == 3 && all.iter().all(|n| n["status"] == "sent")
+    })
+    .await;
+    let mut files: Vec<_> = std::fs::read_dir(&app.outbox)
+        .expect("the outbox folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let mut expected: Vec<_> = all
+        .iter()
+        .map(|n| {
+            app.outbox
+                .join(format!("{}.eml", n["id"].as_str().expect("id")))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(files, expected, "one file per notification, nothing else");
+    let raw = std::fs::read(&files[0]).expect("readable");
+    let mail = parse(&Received {
+        from: String::new(),
+        to: Vec::new(),
+        raw,
+    });
+    assert_eq!(mail.subject, "Votre rendez-vous est reporté");
+    assert!(mail.text.contains("Bonjour Anne Patient"), "{}", mail.text);
+}

@@ -94,6 +94,8 @@ pub struct TestApp {
     pub backend: Backend,
     /// The test's database, for a second process's worth of handles.
     pub database: DatabaseUrl,
+    /// `REPRISE_OUTBOX_DIR` of the application (emails as `.eml` files without SMTP).
+    pub outbox: std::path::PathBuf,
     _outbox: tempfile::TempDir,
     // Dropped last: the database outlives the handles above.
     _db: TestDb,
@@ -125,6 +127,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         state,
         backend: db.backend(),
         database: url,
+        outbox: outbox.path().to_path_buf(),
         _outbox: outbox,
         _db: db,
     }
