@@ -146,7 +146,8 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         "/api/v1/patients",
         &admin,
         json!({"national_number": "85.07.30-033.28", "last_name": "Canarylast", "first_name": "Canaryfirst",
-               "birth_date": "1985-07-30", "phone": "0471 99 88 77", "email": "canarypatient@example.be"}),
+               "birth_date": "1985-07-30", "phone": "0471 99 88 77", "email": "canarypatient@example.be",
+               "email_consent": true}),
     )
     .await
     .expect("sent");
@@ -178,6 +179,40 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         .send()
         .await;
 
+    // An incident: the outbox worker delivers the patient's email (as an .eml file here) and
+    // logs that it did, without the address or the name.
+    let r = post(
+        "/api/v1/appointments",
+        &admin,
+        json!({"patient_id": patient["id"], "site": "CAN", "service": "CAN-S", "kind": "operation",
+               "label": "canarylabel", "scheduled_at": "2022-05-16T09:00:00+02:00", "priority": 2}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 201);
+    let r = post(
+        "/api/v1/incidents",
+        &admin,
+        json!({"title": "Canary incident", "started_at": "2022-05-14T00:00:00+02:00",
+               "postpone_until": "2022-06-04T00:00:00+02:00", "sites": ["CAN"]}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 201);
+    let outbox = dir.path().join("outbox");
+    let mut delivered = false;
+    for _ in 0..200 {
+        let files = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+        if files > 0 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "the worker wrote the email");
+    // Its delivery is recorded (and logged) just after the file is written.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
     server.start_kill().expect("killed");
     let _ = server.wait().await;
 
@@ -189,6 +224,10 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         &logs[..logs.len().min(2000)]
     );
     assert!(logs.lines().count() > 20, "trace level was on");
+    assert!(
+        logs.contains("email delivery"),
+        "the worker's log is captured"
+    );
     for canary in [
         admin.as_str(),
         &admin[3..20],
@@ -210,6 +249,7 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         "71 99 88 77",
         "canarypatient",
         "canarynote",
+        "canarylabel",
     ] {
         if let Some(at) = logs.find(canary) {
             let start = at.saturating_sub(300);
