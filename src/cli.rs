@@ -48,6 +48,11 @@ pub enum Command {
     /// Import a CSV file (all or nothing)
     #[command(subcommand)]
     Import(ImportCommand),
+    /// A consistent copy of the SQLite database, taken while the service runs
+    Backup {
+        /// The copy to write (must not exist yet)
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +136,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 crate::imports::import_appointments(db, input, caller).map(|r| serde_json::json!(r))
             })
         }
+        Command::Backup { file } => backup(&settings, &file),
         Command::Import(ImportCommand::Calls { file }) => {
             import_file(&settings, &file, |db, input, caller| {
                 crate::imports::import_calls(db, input, caller).map(|r| serde_json::json!(r))
@@ -208,6 +214,64 @@ fn create_token(
             other => CliError::Failed(other.to_string()),
         })?;
     println!("{}", created.token);
+    Ok(())
+}
+
+/// `reprise backup FILE`: SQLite's `VACUUM INTO` copies the database as one read
+/// transaction sees it, without stopping the writer (WAL), into a temporary file beside the
+/// target, which is checked and then renamed: a file at that name is always a whole backup.
+/// The backup is audited (it holds every patient). On PostgreSQL: `pg_dump`.
+fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), CliError> {
+    if settings.database.backend == crate::db::Backend::Postgres {
+        return Err(CliError::Usage(
+            "reprise backup copies a SQLite database; for PostgreSQL use pg_dump \
+             (see docs/operations.md)"
+                .into(),
+        ));
+    }
+    if file.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already exists; a backup never overwrites a file",
+            file.display()
+        )));
+    }
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let partial = tempfile::Builder::new()
+        .prefix(".reprise-backup-")
+        .tempfile_in(&folder)
+        .map_err(|e| CliError::Usage(format!("cannot write in {}: {e}", folder.display())))?
+        .into_temp_path();
+    // VACUUM INTO wants to create the file itself.
+    std::fs::remove_file(&partial).map_err(|e| CliError::Failed(e.to_string()))?;
+    let target = partial.to_string_lossy().into_owned();
+    let db = open_database(settings)?;
+    // Audited before the copy, so that the copy holds its own audit entry.
+    db.write_blocking(|conn| {
+        crate::audit::record(
+            conn,
+            &Caller::command_line(),
+            "database.backup",
+            None,
+            serde_json::json!({}),
+        )
+        .map_err(crate::error::AppError::from)
+    })
+    .map_err(failed)?;
+    // VACUUM cannot run inside a transaction: a pooled connection, not the writer.
+    db.read_blocking(move |conn| crate::db::backup_into(conn, &target))
+        .map_err(|e| CliError::Failed(format!("the copy failed: {e}")))?;
+    crate::db::check_sqlite_file(&partial).map_err(CliError::Failed)?;
+    partial
+        .persist_noclobber(file)
+        .map_err(|e| CliError::Failed(format!("cannot name the backup {}: {e}", file.display())))?;
+    let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "{}",
+        serde_json::json!({"file": file.display().to_string(), "bytes": bytes})
+    );
     Ok(())
 }
 

@@ -230,6 +230,48 @@ pub enum DbError {
     Task(String),
 }
 
+/// SQLite: writes a consistent copy of the database to `path` with `VACUUM INTO` (one read
+/// transaction's view; writers go on meanwhile). Must run outside a transaction.
+pub fn backup_into(conn: &mut DbConnection, path: &str) -> Result<(), DbError> {
+    use diesel::RunQueryDsl;
+    match conn {
+        DbConnection::Sqlite(c) => {
+            diesel::sql_query("VACUUM INTO ?")
+                .bind::<diesel::sql_types::Text, _>(path)
+                .execute(c)?;
+            Ok(())
+        }
+        DbConnection::Pg(_) => Err(DbError::Unavailable(
+            "a backup of PostgreSQL is pg_dump's job".into(),
+        )),
+    }
+}
+
+/// Opens a SQLite file on its own and runs `PRAGMA quick_check`.
+pub fn check_sqlite_file(path: &std::path::Path) -> Result<(), String> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        quick_check: String,
+    }
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+        .map_err(|e| format!("the copy cannot be opened: {e}"))?;
+    let rows: Vec<Check> = diesel::sql_query("PRAGMA quick_check")
+        .load(&mut conn)
+        .map_err(|e| format!("the copy cannot be checked: {e}"))?;
+    match rows.first() {
+        Some(r) if rows.len() == 1 && r.quick_check == "ok" => Ok(()),
+        _ => Err(format!(
+            "the copy is damaged: {}",
+            rows.iter()
+                .map(|r| r.quick_check.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
+
 /// The shared handle: a pool for reads (and PostgreSQL writes) plus, on SQLite, the one
 /// writer thread that batches commits (see `writer.rs`).
 #[derive(Clone)]

@@ -4,6 +4,7 @@
 mod access;
 mod appointments;
 mod audit;
+mod backup;
 mod calls;
 mod cli;
 mod concurrency;
