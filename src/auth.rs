@@ -21,6 +21,7 @@ use crate::db::{self, DbConnection, DbError};
 use crate::domain::account::NewAccount;
 use crate::domain::{Action, Role};
 use crate::error::{AppError, FieldError};
+use crate::ratelimit::Budget;
 use crate::startup::AppState;
 
 const TOKEN_PREFIX: &str = "rp_";
@@ -178,9 +179,24 @@ impl<P: Permission + 'static> FromRequest for Granted<P> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let caller = Caller::from_request(req, payload);
+        let budget = if P::ACTION.reads_personal_data() {
+            Some(Budget::Reads)
+        } else if req.method().is_safe() {
+            None
+        } else {
+            Some(Budget::Writes)
+        };
+        let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let caller = caller.await?;
             if caller.may(P::ACTION) {
+                if let (Some(budget), Some(state), Some(account)) =
+                    (budget, state, caller.id.as_deref())
+                {
+                    state.limits.check(budget, account).map_err(|wait| {
+                        AppError::TooManyRequests(wait.as_secs_f64().ceil().max(1.0) as u64)
+                    })?;
+                }
                 Ok(Granted {
                     caller,
                     _permission: PhantomData,

@@ -10,6 +10,8 @@
 //! | `REPRISE_MAIL_FROM` | `--mail-from` | `Reprise <no-reply@localhost>` |
 //! | `REPRISE_PUBLIC_URL` | `--public-url` | `http://127.0.0.1:8080` |
 //! | `REPRISE_LOG_FORMAT` | `--log-format` | `pretty` (or `json`) |
+//! | `REPRISE_RATE_WRITES` | `--rate-writes` | `1200` per account and minute (`0`: none) |
+//! | `REPRISE_RATE_READS` | `--rate-reads` | `600` per account and minute (`0`: none) |
 //! | `RUST_LOG` | | `info` |
 //!
 //! The rule: a value is parsed into its real type here, or start-up stops with one line that
@@ -94,6 +96,25 @@ pub struct ConfigArgs {
         global = true
     )]
     pub log_format: String,
+
+    /// Requests that change data, per account and minute (0: no limit)
+    #[arg(
+        long = "rate-writes",
+        env = "REPRISE_RATE_WRITES",
+        default_value = "1200",
+        global = true
+    )]
+    pub rate_writes: String,
+
+    /// Requests that read personal data (patients, appointments, calls, contact lists,
+    /// notifications), per account and minute (0: no limit)
+    #[arg(
+        long = "rate-reads",
+        env = "REPRISE_RATE_READS",
+        default_value = "600",
+        global = true
+    )]
+    pub rate_reads: String,
 }
 
 /// A configuration value that cannot be used; its `Display` is the one line printed.
@@ -196,6 +217,23 @@ impl SmtpSettings {
     }
 }
 
+/// A rate per minute; 0 turns the limit off.
+fn per_minute(
+    raw: &str,
+    variable: &'static str,
+    flag: &'static str,
+) -> Result<Option<u32>, ConfigError> {
+    match raw.trim().parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(n) if n <= 1_000_000 => Ok(Some(n)),
+        _ => Err(bad(
+            variable,
+            flag,
+            format!("{raw:?} is not a number of requests per minute from 0 (no limit) to 1000000"),
+        )),
+    }
+}
+
 fn percent_decode(s: &str) -> Option<String> {
     percent_encoding::percent_decode_str(s)
         .decode_utf8()
@@ -216,6 +254,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// The outbox worker's settings; `None` runs no worker (tests that look at the queue).
     pub delivery: Option<crate::email::DeliverySettings>,
+    /// Per-account limits, per minute; `None`: no limit.
+    pub rate_writes: Option<u32>,
+    pub rate_reads: Option<u32>,
 }
 
 impl Settings {
@@ -299,6 +340,8 @@ impl Settings {
             public_url,
             log_format,
             delivery: Some(crate::email::DeliverySettings::default()),
+            rate_writes: per_minute(&args.rate_writes, "REPRISE_RATE_WRITES", "rate-writes")?,
+            rate_reads: per_minute(&args.rate_reads, "REPRISE_RATE_READS", "rate-reads")?,
         })
     }
 }

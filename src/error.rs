@@ -61,6 +61,9 @@ pub enum AppError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unavailable(String),
+    /// Over the account's budget; the client may retry after this many seconds.
+    #[error("too many requests for this account: retry in {0} s")]
+    TooManyRequests(u64),
     /// A bug or an unexpected state; the string is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -85,6 +88,7 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported-media-type",
             AppError::Validation(_) => "validation",
             AppError::Unavailable(_) => "unavailable",
+            AppError::TooManyRequests(_) => "too-many-requests",
             AppError::Internal(_) => "internal",
         }
     }
@@ -156,6 +160,7 @@ impl ResponseError for AppError {
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -171,6 +176,11 @@ impl ResponseError for AppError {
             problem.errors = Some(errors.clone());
         }
         let mut response = problem.response();
+        if let AppError::TooManyRequests(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(*seconds));
+        }
         if matches!(self, AppError::Unauthorized) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

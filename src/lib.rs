@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod imports;
 pub mod metrics;
+pub mod ratelimit;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -22,6 +22,8 @@ pub struct AppState {
     pub db: Db,
     pub metrics: Metrics,
     pub settings: Settings,
+    /// Per-account request budgets (`ratelimit`).
+    pub limits: crate::ratelimit::RateLimits,
 }
 
 #[derive(OpenApi)]
@@ -83,10 +85,12 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let limits = crate::ratelimit::RateLimits::new(settings.rate_writes, settings.rate_reads);
         let state = web::Data::new(AppState {
             db,
             metrics,
             settings,
+            limits,
         });
         let spec = openapi();
         let app_state = state.clone();

@@ -110,6 +110,9 @@ impl BenchDb {
             public_url: "http://127.0.0.1:8080".parse().expect("url"),
             log_format: LogFormat::Pretty,
             delivery: None,
+            // The benchmarks measure the service's capacity, not its limits.
+            rate_writes: None,
+            rate_reads: None,
         };
         let app = reprise::startup::Application::build(settings)
             .await

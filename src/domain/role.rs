@@ -81,6 +81,21 @@ pub enum Action {
     ReadNotifications,
 }
 
+impl Action {
+    /// Reads that return personal data: their requests spend the reads budget of
+    /// `ratelimit` (whatever their method: a patient search is a POST).
+    pub fn reads_personal_data(self) -> bool {
+        matches!(
+            self,
+            Action::ReadPatients
+                | Action::ReadAppointments
+                | Action::ContactLists
+                | Action::ReadCalls
+                | Action::ReadNotifications
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,8 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
         ("REPRISE_SMTP_URL", "http://mail"),
         ("REPRISE_DATABASE_URL", "oracle://db"),
         ("REPRISE_LOG_FORMAT", "yaml"),
+        ("REPRISE_RATE_WRITES", "-5"),
+        ("REPRISE_RATE_READS", "lots"),
     ] {
         let out = reprise()
             .env(var, value)

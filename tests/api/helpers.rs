@@ -82,6 +82,9 @@ pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
         log_format: LogFormat::Pretty,
         // No outbox worker unless a test asks for one (see `spawn_app_with`).
         delivery: None,
+        // No per-account limits unless a test asks for them (tests/api/ratelimit.rs).
+        rate_writes: None,
+        rate_reads: None,
     }
 }
 

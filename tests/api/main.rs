@@ -19,6 +19,7 @@ mod incidents;
 mod logs;
 mod notifications;
 mod patients;
+mod ratelimit;
 mod reopening;
 mod sites;
 mod smtp_sink;
