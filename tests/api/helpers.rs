@@ -308,3 +308,11 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
     body
 }
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

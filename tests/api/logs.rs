@@ -7,14 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::cli::reprise;
-use crate::helpers::TestDb;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::helpers::{free_port, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_or_personal_data_reaches_the_logs() {

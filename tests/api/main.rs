@@ -9,6 +9,7 @@ mod calls;
 mod cli;
 mod concurrency;
 mod contact_lists;
+mod crash;
 mod demo;
 mod email;
 mod errors;
