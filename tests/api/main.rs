@@ -19,6 +19,7 @@ mod imports;
 mod incidents;
 mod logs;
 mod notifications;
+mod outage;
 mod patients;
 mod ratelimit;
 mod reopening;
