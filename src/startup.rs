@@ -51,13 +51,54 @@ impl Modify for BearerAuth {
 
 /// The OpenAPI document of every route, as registered.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    App::new()
+    let mut spec = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(routes::root)
         .service(utoipa_actix_web::scope("/api/v1").configure(routes::api_v1))
         .split_for_parts()
-        .1
+        .1;
+    common_responses(&mut spec);
+    spec
+}
+
+/// The answers any `/api/v1` route may give whatever it does, added to every operation once
+/// rather than written on each: 503 when the database is away, and 429 when the account is
+/// over its budget (`ratelimit`).
+fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in spec.paths.paths.iter_mut() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            responses.entry("429".into()).or_insert_with(|| {
+                problem("Too many requests for this account; see Retry-After").into()
+            });
+            responses
+                .entry("503".into())
+                .or_insert_with(|| problem("The database cannot be reached").into());
+        }
+    }
 }
 
 pub struct Application {

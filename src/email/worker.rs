@@ -85,10 +85,12 @@ impl Worker {
             pending,
         ));
         let mut next = self.prepare();
+        // Stopped by the handle, or the handle is gone.
+        let mut stopping = false;
         loop {
             let prepared = self.take(next).await;
             let claimed = prepared.len();
-            if *stop.borrow() {
+            if stopping || *stop.borrow() {
                 // Every result written first; then what was claimed but not sent goes back
                 // to the queue for whoever comes next.
                 drop(results);
@@ -101,7 +103,7 @@ impl Worker {
                 self.send(prepared, &results).await;
                 tokio::select! {
                     _ = tokio::time::sleep(self.settings.poll) => {}
-                    _ = stop.changed() => {}
+                    changed = stop.changed() => stopping = changed.is_err(),
                 }
                 next = self.prepare();
             } else {

@@ -518,3 +518,95 @@ async fn without_smtp_each_email_is_an_eml_file_written_once() {
     assert_eq!(mail.subject, "Votre rendez-vous est reporté");
     assert!(mail.text.contains("Bonjour Anne Patient"), "{}", mail.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minute_long_smtp_outage_and_a_worker_killed_mid_batch_lose_nothing() {
+    let sink = Sink::reserve(true);
+    let app = spawn_app_with(|_| {}).await;
+    queue_postponed(&app, 500, |i| format!("outage{i}@example.be")).await;
+    let settings = DeliverySettings {
+        retry_base: Duration::from_secs(1),
+        retry_cap: Duration::from_secs(5),
+        lease: Duration::from_secs(3),
+        ..fast()
+    };
+    let worker = |db: reprise::db::Db| {
+        let transport = Transport::Smtp(
+            reprise::email::smtp::SmtpPool::new(
+                SmtpSettings::parse(&sink.url()).expect("url"),
+                settings.connections,
+                settings.timeout,
+            )
+            .expect("pool"),
+        );
+        Worker::new(
+            db,
+            transport,
+            "Reprise <no-reply@localhost>".parse().expect("from"),
+            settings.clone(),
+            reprise::metrics::Metrics::new().expect("metrics"),
+        )
+    };
+    let open = |url: reprise::db::DatabaseUrl| async move {
+        tokio::task::spawn_blocking(move || reprise::db::Db::connect(&url, 4))
+            .await
+            .expect("joined")
+            .expect("a pool")
+    };
+    // Worker A runs on a runtime of its own, so that it can be killed whole: every task of it
+    // (sending, claiming, recording) stops at once, as in a process killed with SIGKILL.
+    let runtime_a = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db_a = open(app.database.clone()).await;
+    {
+        let _inside = runtime_a.enter();
+        // Its handle is kept: dropping it would stop the worker gently.
+        let handle = worker(db_a).spawn();
+        std::mem::forget(handle);
+    }
+
+    // The SMTP server is down for a minute: everything stays queued, with its reason.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let waiting = notifications(&app, "&status=queued").await;
+    assert_eq!(waiting.len(), 500, "nothing lost, nothing failed");
+    assert!(waiting.iter().all(|n| n["attempts"].as_i64() >= Some(1)));
+    assert_eq!(sink.accepted(), 0);
+
+    // Back up; worker A is killed while it delivers.
+    sink.serve();
+    let start = std::time::Instant::now();
+    while sink.accepted() < 100 && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    runtime_a.shutdown_background();
+    let accepted_at_kill = sink.accepted();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let accepted_after_kill = sink.accepted();
+
+    // Worker B takes over: what A had claimed comes back when A's lease ends.
+    let worker_b = worker(open(app.database.clone()).await).spawn();
+    let all = wait_until(&app, Duration::from_secs(90), |all| {
+        all.len() == 500 && all.iter().all(|n| n["status"] == "sent")
+    })
+    .await;
+    worker_b.stop().await;
+    let received = sink.received();
+    let unique = message_ids(&received).len();
+    let duplicates = received.len() - unique;
+    println!(
+        "accepted when A was killed: {accepted_at_kill} (+{} in flight), delivered: {}, distinct: {unique}, duplicates: {duplicates}",
+        accepted_after_kill - accepted_at_kill,
+        received.len()
+    );
+    assert!(
+        all.iter().all(|n| n["status"] == "sent"),
+        "every email delivered"
+    );
+    assert_eq!(unique, 500, "none lost");
+    // A duplicate is an email A had sent but not yet recorded when it died: at most what it
+    // had claimed (two batches: the one being sent and the next).
+    assert!(duplicates <= 2 * 50, "{duplicates} duplicates");
+}

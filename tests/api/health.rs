@@ -95,6 +95,20 @@ async fn the_openapi_document_describes_every_route() {
         );
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    // Every API operation documents the answers any of them may give.
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for (method, operation) in item.as_object().expect("operations") {
+            for status in ["429", "503"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{method} {path} lacks {status}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]
