@@ -15,6 +15,7 @@ mod email;
 mod errors;
 mod health;
 mod helpers;
+mod hostile;
 mod imports;
 mod incidents;
 mod logs;
