@@ -26,4 +26,5 @@ mod ratelimit;
 mod reopening;
 mod sites;
 mod smtp_sink;
+mod soak;
 mod users;
