@@ -123,6 +123,15 @@ impl Application {
         .await
         .map_err(|e| e.to_string())??;
         let metrics = Metrics::new().map_err(|e| e.to_string())?;
+        // The email transport is checked (its folder created) before the server starts, so
+        // that a failure here leaves no server running.
+        let transport = settings
+            .delivery
+            .clone()
+            .map(|delivery| {
+                crate::email::Transport::from_settings(&settings, &delivery).map(|t| (t, delivery))
+            })
+            .transpose()?;
         let listener = TcpListener::bind(settings.bind)
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -158,22 +167,16 @@ impl Application {
         .shutdown_timeout(10)
         .run();
         tracing::info!(port, "listening");
-        let worker = match &state.settings.delivery {
-            None => None,
-            Some(delivery) => {
-                let transport = crate::email::Transport::from_settings(&state.settings, delivery)?;
-                Some(
-                    crate::email::Worker::new(
-                        state.db.clone(),
-                        transport,
-                        state.settings.mail_from.clone(),
-                        delivery.clone(),
-                        state.metrics.clone(),
-                    )
-                    .spawn(),
-                )
-            }
-        };
+        let worker = transport.map(|(transport, delivery)| {
+            crate::email::Worker::new(
+                state.db.clone(),
+                transport,
+                state.settings.mail_from.clone(),
+                delivery,
+                state.metrics.clone(),
+            )
+            .spawn()
+        });
         Ok(Self {
             port,
             server,

@@ -15,6 +15,38 @@ pub fn reprise() -> Command {
     cmd
 }
 
+/// A real `reprise serve` on `url` and `port`, per-account limits off (the tests that run it
+/// put a whole call centre's load on one token); returns once `/health` answers 200.
+pub async fn serve(url: &str, port: u16, outbox: &std::path::Path) -> tokio::process::Child {
+    let child = tokio::process::Command::from(reprise())
+        .env("REPRISE_DATABASE_URL", url)
+        .env("REPRISE_BIND", format!("127.0.0.1:{port}"))
+        .env("REPRISE_OUTBOX_DIR", outbox)
+        .env("REPRISE_RATE_WRITES", "0")
+        .env("REPRISE_RATE_READS", "0")
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("reprise serve starts");
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return child;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the service did not come up");
+}
+
 #[test]
 fn token_create_prints_the_token_alone() {
     let (_db, url) = TestDb::create();

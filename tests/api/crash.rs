@@ -4,7 +4,6 @@
 //! a crash maps to one call.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,44 +12,11 @@ use diesel::RunQueryDsl;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::cli::reprise;
+use crate::cli::{reprise, serve};
 use crate::helpers::{free_port, TestDb};
 
 const KILLS: usize = 20;
 const CLIENTS: usize = 8;
-
-struct Server {
-    child: tokio::process::Child,
-}
-
-async fn start(url: &str, port: u16, outbox: &std::path::Path) -> Server {
-    let child = tokio::process::Command::from(reprise())
-        .env("REPRISE_DATABASE_URL", url)
-        .env("REPRISE_BIND", format!("127.0.0.1:{port}"))
-        .env("REPRISE_OUTBOX_DIR", outbox)
-        .env("REPRISE_RATE_WRITES", "0")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("reprise serve starts");
-    let client = reqwest::Client::new();
-    for _ in 0..400 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return Server { child };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the service did not come back");
-}
 
 #[derive(diesel::QueryableByName)]
 struct Row {
@@ -77,7 +43,7 @@ async fn no_acknowledged_call_is_lost_or_doubled_when_the_server_is_killed() {
         .trim()
         .to_string();
     let port = free_port();
-    let mut server = start(&url.expose(), port, outbox.path()).await;
+    let mut server = serve(&url.expose(), port, outbox.path()).await;
 
     // key → the call id of every acknowledgement (a retried key may be acknowledged twice).
     let acknowledged: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
@@ -151,17 +117,17 @@ async fn no_acknowledged_call_is_lost_or_doubled_when_the_server_is_killed() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(2022);
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
-        server.child.start_kill().expect("SIGKILL");
-        let _ = server.child.wait().await;
-        server = start(&url.expose(), port, outbox.path()).await;
+        server.start_kill().expect("SIGKILL");
+        let _ = server.wait().await;
+        server = serve(&url.expose(), port, outbox.path()).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.await.expect("a client");
     }
-    server.child.start_kill().expect("stop");
-    let _ = server.child.wait().await;
+    server.start_kill().expect("stop");
+    let _ = server.wait().await;
 
     let db_url = url.clone();
     let rows: Vec<Row> = tokio::task::spawn_blocking(move || {

@@ -4,13 +4,12 @@
 //! soak -- --nocapture` for the ten-minute run of docs/reliability.md). No request may fail;
 //! the server's memory, measured after a warm-up, may not grow by 10 % or more.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::cli::reprise;
+use crate::cli::{reprise, serve};
 use crate::helpers::{free_port, TestDb};
 
 const RATE: u64 = 200;
@@ -55,36 +54,13 @@ async fn a_steady_mixed_load_gets_no_errors_and_memory_stays_flat() {
         .trim()
         .to_string();
     let port = free_port();
-    let mut server = tokio::process::Command::from(reprise())
-        .env("REPRISE_DATABASE_URL", url.expose())
-        .env("REPRISE_BIND", format!("127.0.0.1:{port}"))
-        .env("REPRISE_OUTBOX_DIR", dir.path().join("outbox"))
-        // One token carries the load of a whole call centre here: no per-account limit.
-        .env("REPRISE_RATE_WRITES", "0")
-        .env("REPRISE_RATE_READS", "0")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve");
+    let mut server = serve(&url.expose(), port, &dir.path().join("outbox")).await;
     let pid = server.id().expect("pid");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let mut up = false;
-    for _ in 0..400 {
-        if let Ok(r) = client.get(format!("{base}/health")).send().await {
-            up = r.status() == 200;
-            if up {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(up, "the service did not come up");
 
     // A site, 300 patients with a postponed appointment each, the site reopened.
     let post = |path: &str, body: serde_json::Value| {
