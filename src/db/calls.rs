@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel::Connection;
 
-use super::schema::{call_centre, call_hours, calls};
+use super::schema::{call_centre, calls};
 use super::DbConnection;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -86,28 +86,74 @@ fn count_hours(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
         g.1 += i64::from(r.duration_seconds.unwrap_or(0));
         g.2 += i64::from(r.duration_seconds.is_some());
     }
-    use call_hours::dsl as h;
-    for ((hour, reason, outcome), (n, sum, known)) in groups {
-        per_backend!(&mut *conn, |c| diesel::insert_into(call_hours::table)
-            .values((
-                h::hour.eq(hour),
-                h::reason.eq(reason),
-                h::outcome.eq(outcome),
-                h::calls.eq(n),
-                h::duration_sum.eq(sum),
-                h::durations.eq(known),
-            ))
-            .on_conflict((h::hour, h::reason, h::outcome))
-            .do_update()
-            .set((
-                h::calls.eq(h::calls + n),
-                h::duration_sum.eq(h::duration_sum + sum),
-                h::durations.eq(h::durations + known),
-            ))
-            .execute(c))?;
+    for ((hour, reason, outcome), (calls, duration_sum, durations)) in groups {
+        let add = CountHour {
+            hour,
+            reason,
+            outcome,
+            calls,
+            duration_sum,
+            durations,
+        };
+        per_backend!(&mut *conn, |c| add.execute(c))?;
     }
     Ok(())
 }
+
+/// One `call_hours` upsert, written out so that it has a static query id: diesel never caches
+/// the statement of its `ON CONFLICT … DO UPDATE` builder, and this one runs for every call
+/// logged, so each connection now prepares it once.
+struct CountHour<'a> {
+    hour: chrono::NaiveDateTime,
+    reason: &'a str,
+    outcome: &'a str,
+    calls: i64,
+    duration_sum: i64,
+    durations: i64,
+}
+
+impl diesel::query_builder::QueryId for CountHour<'_> {
+    type QueryId = CountHour<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for CountHour<'_>
+where
+    DB: diesel::backend::Backend,
+    chrono::NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
+    str: diesel::serialize::ToSql<Text, DB>,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO call_hours (hour, reason, outcome, calls, duration_sum, durations) \
+             VALUES (",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.hour)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.reason)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.outcome)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.calls)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.duration_sum)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.durations)?;
+        out.push_sql(
+            ") ON CONFLICT (hour, reason, outcome) DO UPDATE SET \
+             calls = call_hours.calls + excluded.calls, \
+             duration_sum = call_hours.duration_sum + excluded.duration_sum, \
+             durations = call_hours.durations + excluded.durations",
+        );
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for CountHour<'_> {}
 
 pub fn find_by_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<CallRow>> {
     per_backend!(conn, |c| calls::table

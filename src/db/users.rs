@@ -114,10 +114,12 @@ pub fn find_by_token_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Op
     match row {
         None => Ok(None),
         Some(row) => {
-            let services = services_of(conn, std::slice::from_ref(&row.id))?
-                .into_iter()
-                .map(|(_, code)| code)
-                .collect();
+            // `=` rather than `IN (…)`: a cached statement, for every request.
+            let services = per_backend!(&mut *conn, |c| user_services::table
+                .filter(user_services::user_id.eq(&row.id))
+                .select(user_services::service_code)
+                .order(user_services::service_code)
+                .load(c))?;
             account(row, services).map(Some)
         }
     }

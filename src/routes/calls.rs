@@ -148,16 +148,8 @@ enum Logged {
     Replayed(CallRow),
 }
 
-/// The checks that need no write, run on a reader connection before the call goes to the
-/// writer (so they run in parallel, off the single SQLite writer): a key already used (a
-/// replay, or a reuse with another body), the call-centre switch, and the references.
-fn precheck(conn: &mut DbConnection, row: &CallRow) -> AppResult<Option<Logged>> {
-    if let Some(key) = &row.idempotency_key {
-        if let Some(existing) = db::calls::find_by_key(conn, key)? {
-            return replay(existing, row).map(Some);
-        }
-    }
-    check_centre(conn)?;
+/// The references a call names must exist, and its appointment must be the patient's.
+fn check_references(conn: &mut DbConnection, row: &CallRow) -> AppResult<()> {
     let mut f = Fields::new();
     if let Some(p) = &row.patient_id {
         if db::patients::find(conn, p)?.is_none() {
@@ -178,7 +170,7 @@ fn precheck(conn: &mut DbConnection, row: &CallRow) -> AppResult<Option<Logged>>
             Some(_) => {}
         }
     }
-    f.finish(Some(None))
+    f.finish(Some(()))
 }
 
 fn check_centre(conn: &mut DbConnection) -> AppResult<()> {
@@ -191,15 +183,27 @@ fn check_centre(conn: &mut DbConnection) -> AppResult<()> {
     Ok(())
 }
 
-/// Inserts the call and its audit entry. The unique index on the key is what guarantees one
+/// Checks and inserts the call with its audit entry, in one go on the writer: no read before
+/// it, as a new key is the common case. The unique index on the key is what guarantees one
 /// call per key, on both backends: a request that loses the race to another with the same key
 /// answers with the winner (same body) or a 422 (another body).
 fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult<Logged> {
-    // Checked again here, in the transaction: no call is stored once the switch is off.
-    check_centre(conn)?;
+    // In the transaction: no call is stored once the switch is off. A replay of a call logged
+    // before it went off still answers with that call.
+    if let Err(off) = check_centre(conn) {
+        return match find_key(conn, &row)? {
+            Some(existing) => replay(existing, &row),
+            None => Err(off),
+        };
+    }
+    if let Err(invalid) = check_references(conn, &row) {
+        return match find_key(conn, &row)? {
+            Some(existing) => replay(existing, &row),
+            None => Err(invalid),
+        };
+    }
     if !db::calls::try_insert(conn, &row)? {
-        let key = row.idempotency_key.clone().unwrap_or_default();
-        let existing = db::calls::find_by_key(conn, &key)?.ok_or_else(|| {
+        let existing = find_key(conn, &row)?.ok_or_else(|| {
             AppError::Conflict("this Idempotency-Key is being used right now; retry".into())
         })?;
         return replay(existing, &row);
@@ -212,6 +216,14 @@ fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppRes
         serde_json::json!({ "patient": row.patient_id, "reason": row.reason, "outcome": row.outcome }),
     )?;
     Ok(Logged::Created(row))
+}
+
+/// The call already logged under this request's key, if it has one.
+fn find_key(conn: &mut DbConnection, row: &CallRow) -> AppResult<Option<CallRow>> {
+    match &row.idempotency_key {
+        Some(key) => Ok(db::calls::find_by_key(conn, key)?),
+        None => Ok(None),
+    }
 }
 
 fn replay(existing: CallRow, request: &CallRow) -> AppResult<Logged> {
@@ -258,17 +270,10 @@ pub async fn create(
         row.idempotency_key = Some(key);
     }
     row.agent_id = caller.id.clone();
-    let checked = row.clone();
-    let early = state.db.read(move |conn| precheck(conn, &checked)).await?;
-    let logged = match early {
-        Some(replayed) => replayed,
-        None => {
-            state
-                .db
-                .write(move |conn| insert_call(conn, &caller, row))
-                .await?
-        }
-    };
+    let logged = state
+        .db
+        .write(move |conn| insert_call(conn, &caller, row))
+        .await?;
     Ok(match logged {
         Logged::Created(row) => {
             state.metrics.calls_logged.inc();

@@ -327,7 +327,29 @@ async fn a_deactivated_call_centre_refuses_calls_and_the_change_is_audited() {
             .json(&json!({ "status": status }))
             .send()
     };
+    let before = json!({"reason": "other", "outcome": "informed"});
+    let first: Value = log(&app, Some("before-off"), &before)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(put("deactivated").await.expect("sent").status(), 200);
+    // A retry of a call logged before the switch still answers with that call…
+    let replay = log(&app, Some("before-off"), &before).await;
+    assert_eq!(replay.status(), 200);
+    let replay: Value = replay.json().await.expect("json");
+    assert_eq!(replay["id"], first["id"]);
+    // …but its key with another body is still refused.
+    assert_problem(
+        log(
+            &app,
+            Some("before-off"),
+            &json!({"reason": "results", "outcome": "informed"}),
+        )
+        .await,
+        422,
+    )
+    .await;
     let p = assert_problem(
         log(
             &app,
@@ -363,7 +385,7 @@ async fn a_deactivated_call_centre_refuses_calls_and_the_change_is_audited() {
     let state: Value = app
         .get_json("/api/v1/call-centre", Some(&app.admin_token))
         .await;
-    assert_eq!(state["calls_total"], 1);
+    assert_eq!(state["calls_total"], 2);
     let audit: Value = app
         .get_json(
             "/api/v1/audit?action=call_centre.update",
