@@ -24,6 +24,8 @@ pub struct AppState {
     pub settings: Settings,
     /// Per-account request budgets (`ratelimit`).
     pub limits: crate::ratelimit::RateLimits,
+    /// Accounts recently found by their token (`auth::TokenCache`).
+    pub tokens: crate::auth::TokenCache,
 }
 
 #[derive(OpenApi)]
@@ -141,6 +143,7 @@ impl Application {
             metrics,
             settings,
             limits,
+            tokens: Default::default(),
         });
         let spec = openapi();
         let app_state = state.clone();

@@ -185,5 +185,7 @@ pub async fn delete(
             Ok::<_, AppError>(())
         })
         .await?;
+    // Committed: its token must not be trusted from the cache any more.
+    state.tokens.forget_all();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, settings_for, spawn_app};
 
 #[tokio::test]
 async fn an_admin_creates_an_account_whose_token_is_shown_once_and_works() {
@@ -91,6 +91,52 @@ async fn a_deleted_accounts_token_fails_at_once() {
         .expect("items")
         .iter()
         .any(|u| u["id"] == id));
+}
+
+/// Tokens are trusted from a per-instance cache for at most a second (`auth::TokenCache`):
+/// another instance on the same database refuses a deleted account's token within that.
+#[tokio::test]
+async fn a_deleted_accounts_token_fails_on_another_instance_within_a_second() {
+    let app = spawn_app().await;
+    let outbox = tempfile::tempdir().expect("outbox");
+    let other =
+        reprise::startup::Application::build(settings_for(app.database.clone(), outbox.path()))
+            .await
+            .expect("a second instance starts");
+    let other_url = format!("http://127.0.0.1:{}/api/v1/users", other.port());
+    tokio::spawn(other.run_until_stopped());
+
+    let created: Value = app
+        .post_json(
+            "/api/v1/users",
+            Some(&app.admin_token),
+            &json!({"name": "Agent B", "role": "agent"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let token = created["token"].as_str().expect("token");
+    let id = created["id"].as_str().expect("id");
+    let on_other = || app.client.get(&other_url).bearer_auth(token).send();
+    // Known to the other instance (and now in its cache): an agent may not list accounts.
+    assert_eq!(on_other().await.expect("sent").status(), 403);
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/users/{id}"), Some(&app.admin_token))
+            .await
+            .status(),
+        204
+    );
+    assert_problem(app.get("/api/v1/users", Some(token)).await, 401).await;
+    let deleted = std::time::Instant::now();
+    let mut status = on_other().await.expect("sent").status();
+    while status != 401 && deleted.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        status = on_other().await.expect("sent").status();
+    }
+    // The bound is the cache's second; the 5 s leave room for a loaded test machine.
+    assert_eq!(status, 401, "still accepted {:?} after", deleted.elapsed());
 }
 
 #[tokio::test]
