@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, settings_for, spawn_app};
+use crate::helpers::{assert_problem, settings_for, spawn_app, TestApp};
 
 #[tokio::test]
 async fn an_admin_creates_an_account_whose_token_is_shown_once_and_works() {
@@ -54,21 +54,26 @@ async fn tokens_are_stored_only_as_hashes() {
     }
 }
 
-#[tokio::test]
-async fn a_deleted_accounts_token_fails_at_once() {
-    let app = spawn_app().await;
+/// Creates an agent account through the API; returns its (id, token).
+async fn create_agent(app: &TestApp, name: &str) -> (String, String) {
     let created: Value = app
         .post_json(
             "/api/v1/users",
             Some(&app.admin_token),
-            &json!({"name": "Agent A", "role": "agent"}),
+            &json!({"name": name, "role": "agent"}),
         )
         .await
         .json()
         .await
         .expect("json");
-    let token = created["token"].as_str().expect("token");
-    let id = created["id"].as_str().expect("id");
+    let text = |field: &str| created[field].as_str().expect(field).to_string();
+    (text("id"), text("token"))
+}
+
+#[tokio::test]
+async fn a_deleted_accounts_token_fails_at_once() {
+    let app = spawn_app().await;
+    let (id, token) = &create_agent(&app, "Agent A").await;
     assert_eq!(app.get("/api/v1/users", Some(token)).await.status(), 403);
 
     assert_eq!(
@@ -90,7 +95,7 @@ async fn a_deleted_accounts_token_fails_at_once() {
         .as_array()
         .expect("items")
         .iter()
-        .any(|u| u["id"] == id));
+        .any(|u| u["id"] == **id));
 }
 
 /// Tokens are trusted from a per-instance cache for at most a second (`auth::TokenCache`):
@@ -106,18 +111,7 @@ async fn a_deleted_accounts_token_fails_on_another_instance_within_a_second() {
     let other_url = format!("http://127.0.0.1:{}/api/v1/users", other.port());
     tokio::spawn(other.run_until_stopped());
 
-    let created: Value = app
-        .post_json(
-            "/api/v1/users",
-            Some(&app.admin_token),
-            &json!({"name": "Agent B", "role": "agent"}),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let token = created["token"].as_str().expect("token");
-    let id = created["id"].as_str().expect("id");
+    let (id, token) = &create_agent(&app, "Agent B").await;
     let on_other = || app.client.get(&other_url).bearer_auth(token).send();
     // Known to the other instance (and now in its cache): an agent may not list accounts.
     assert_eq!(on_other().await.expect("sent").status(), 403);
