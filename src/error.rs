@@ -49,8 +49,9 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// With the methods the path answers, for the `Allow` header.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -82,7 +83,7 @@ impl AppError {
             AppError::Unauthorized => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not-found",
-            AppError::MethodNotAllowed => "method-not-allowed",
+            AppError::MethodNotAllowed(_) => "method-not-allowed",
             AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge(_) => "payload-too-large",
             AppError::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -154,7 +155,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -180,6 +181,11 @@ impl ResponseError for AppError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*seconds));
+        }
+        if let AppError::MethodNotAllowed(allow) = self {
+            if let Ok(value) = header::HeaderValue::from_str(allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
         }
         if matches!(self, AppError::Unauthorized) {
             response.headers_mut().insert(
@@ -216,10 +222,20 @@ impl From<DbError> for AppError {
             {
                 AppError::Unavailable(info.message().to_string())
             }
+            // PostgreSQL refuses NUL in text (SQLite would store it). The extractors refuse it
+            // in bodies and query strings first; this is for what remains (a path segment).
+            DbError::Query(E::DatabaseError(K::Unknown, info))
+                if info.message().contains("invalid byte sequence") =>
+            {
+                AppError::validation("body", NUL_REFUSED)
+            }
             DbError::Query(other) => AppError::Internal(other.to_string()),
         }
     }
 }
+
+/// What a text with a NUL character gets, on both backends.
+pub const NUL_REFUSED: &str = "text must not contain NUL characters";
 
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {

@@ -1,6 +1,7 @@
 //! Building and running the service: database → migrations → application state → listener →
 //! HTTP server. `Application::build` binds first (port 0 allowed), so tests learn the port.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub limits: crate::ratelimit::RateLimits,
     /// Accounts recently found by their token (`auth::TokenCache`).
     pub tokens: crate::auth::TokenCache,
+    /// Route pattern → the methods it answers, for the `Allow` header of a 405.
+    pub allow: HashMap<String, String>,
 }
 
 #[derive(OpenApi)]
@@ -61,12 +64,70 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .split_for_parts()
         .1;
     common_responses(&mut spec);
+    problems_as_problem_json(&mut spec);
     spec
 }
 
+/// The operations of a path item, each with its method.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut utoipa::openapi::path::Operation)> {
+    [
+        ("GET", &mut item.get),
+        ("PUT", &mut item.put),
+        ("POST", &mut item.post),
+        ("DELETE", &mut item.delete),
+        ("PATCH", &mut item.patch),
+        ("HEAD", &mut item.head),
+        ("OPTIONS", &mut item.options),
+        ("TRACE", &mut item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.as_mut().map(|op| (method, op)))
+}
+
+/// Every error answer is `application/problem+json` (`error::Problem`); utoipa writes
+/// `application/json` for a `body = Problem` unless told otherwise on each response.
+fn problems_as_problem_json(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    for item in spec.paths.paths.values_mut() {
+        for (_, operation) in operations(item) {
+            for response in operation.responses.responses.values_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let is_problem = response.content.get("application/json").is_some_and(|c| {
+                    matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
+                });
+                if is_problem {
+                    if let Some(content) = response.content.shift_remove("application/json") {
+                        response
+                            .content
+                            .insert("application/problem+json".into(), content);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The methods each route pattern answers, for the `Allow` header of a 405.
+pub fn allowed_methods(spec: &utoipa::openapi::OpenApi) -> HashMap<String, String> {
+    let mut spec = spec.clone();
+    spec.paths
+        .paths
+        .iter_mut()
+        .map(|(path, item)| {
+            let methods: Vec<&str> = operations(item).map(|(method, _)| method).collect();
+            (path.clone(), methods.join(", "))
+        })
+        .collect()
+}
+
 /// The answers any `/api/v1` route may give whatever it does, added to every operation once
-/// rather than written on each: 503 when the database is away, and 429 when the account is
-/// over its budget (`ratelimit`).
+/// rather than written on each: 503 when the database is away, 429 when the account is over
+/// its budget (`ratelimit`); 400 and 422 when what it reads (body, query) cannot be parsed or
+/// is invalid; 413 and 415 for a body too large or of another media type.
 fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let problem = |description: &str| {
@@ -84,15 +145,26 @@ fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
         if !path.starts_with("/api/v1/") {
             continue;
         }
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for (_, operation) in operations(item) {
+            let reads_input = operation.request_body.is_some()
+                || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let responses = &mut operation.responses.responses;
+            if reads_input {
+                responses.entry("400".into()).or_insert_with(|| {
+                    problem("The request cannot be read (malformed JSON or query string)").into()
+                });
+                responses
+                    .entry("422".into())
+                    .or_insert_with(|| problem("A field is invalid; `errors` names it").into());
+            }
+            if operation.request_body.is_some() {
+                responses
+                    .entry("413".into())
+                    .or_insert_with(|| problem("The body is over the size limit").into());
+                responses.entry("415".into()).or_insert_with(|| {
+                    problem("The body is not of the documented media type").into()
+                });
+            }
             responses.entry("429".into()).or_insert_with(|| {
                 problem("Too many requests for this account; see Retry-After").into()
             });
@@ -138,14 +210,15 @@ impl Application {
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let limits = crate::ratelimit::RateLimits::new(settings.rate_writes, settings.rate_reads);
+        let spec = openapi();
         let state = web::Data::new(AppState {
             db,
             metrics,
             settings,
             limits,
             tokens: Default::default(),
+            allow: allowed_methods(&spec),
         });
-        let spec = openapi();
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -213,9 +286,14 @@ async fn docs_redirect() -> actix_web::HttpResponse {
 }
 
 /// No route answered: 405 when the path exists for other methods, 404 otherwise.
-async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
-    if req.match_pattern().is_some() {
-        Err(AppError::MethodNotAllowed)
+async fn not_found(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<actix_web::HttpResponse, AppError> {
+    if let Some(pattern) = req.match_pattern() {
+        Err(AppError::MethodNotAllowed(
+            state.allow.get(&pattern).cloned().unwrap_or_default(),
+        ))
     } else {
         Err(AppError::NotFound("no such route".into()))
     }

@@ -96,6 +96,9 @@ pub async fn read_body(
 
 /// Deserialises JSON, telling syntax errors (400) from wrong fields (422 with the path).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    if has_nul_escape(body) {
+        return Err(AppError::validation("body", crate::error::NUL_REFUSED));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -122,6 +125,25 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
     de.end()
         .map_err(|e| AppError::BadRequest(format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// Whether a JSON text holds a `\u0000` escape (a NUL in a string; a raw NUL byte is not valid
+/// JSON at all). PostgreSQL cannot store NUL in text and SQLite can: refused up front, the same
+/// on both. `\\u0000` is an escaped backslash followed by text, not a NUL.
+fn has_nul_escape(body: &[u8]) -> bool {
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\\' {
+            if body[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            // Skip the escaped character, whatever it is.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// serde reports a missing field at its parent's path; name the field itself.
@@ -151,6 +173,20 @@ pub struct ApiQuery<T> {
 impl<T: DeserializeOwned> ApiQuery<T> {
     pub fn parse(&self) -> Result<T, AppError> {
         let parser = url::form_urlencoded::parse(self.raw.as_bytes());
+        if let Some((name, _)) = parser
+            .clone()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let name = name.replace('\0', "");
+            return Err(AppError::validation(
+                if name.is_empty() {
+                    "query"
+                } else {
+                    name.as_str()
+                },
+                crate::error::NUL_REFUSED,
+            ));
+        }
         let de = serde_urlencoded::Deserializer::new(parser);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -185,6 +221,32 @@ mod tests {
     struct Probe {
         name: String,
         count: u32,
+    }
+
+    #[test]
+    fn nul_characters_are_422_in_bodies_and_query_strings() {
+        let nul = parse_json::<Probe>(br#"{"name": "a\u0000b", "count": 1}"#).expect_err("NUL");
+        assert!(matches!(nul, AppError::Validation(_)), "{nul:?}");
+        // An escaped backslash followed by "u0000" is text, not a NUL.
+        let text = parse_json::<Probe>(br#"{"name": "a\\u0000b", "count": 1}"#).expect("text");
+        assert_eq!(text.name, "a\\u0000b");
+        assert!(parse_json::<Probe>(br#"{"name": "\\", "count": 1}"#).is_ok());
+        // A lone backslash at the end is malformed JSON, not a panic.
+        assert!(parse_json::<Probe>(b"{\"name\": \"\\").is_err());
+
+        let query = |raw: &str| ApiQuery::<Probe> {
+            raw: raw.into(),
+            _type: std::marker::PhantomData,
+        };
+        match query("name=a%00b&count=1").parse() {
+            Err(AppError::Validation(errors)) => assert_eq!(errors[0].field, "name"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            query("na%00me=a&count=1").parse(),
+            Err(AppError::Validation(_))
+        ));
+        assert_eq!(query("name=a%20b&count=1").parse().expect("ok").name, "a b");
     }
 
     #[test]

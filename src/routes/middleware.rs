@@ -34,7 +34,13 @@ pub async fn trace_requests(
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
-    let result = next.call(req).instrument(span.clone()).await;
+    // A NUL in a path segment (`%00`): refused before any handler, as in bodies and query
+    // strings (`extract.rs`), so that both backends answer alike.
+    let result = if req.path().to_ascii_lowercase().contains("%00") {
+        Err(crate::error::AppError::validation("path", crate::error::NUL_REFUSED).into())
+    } else {
+        next.call(req).instrument(span.clone()).await
+    };
     let status = match &result {
         Ok(res) => res.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),

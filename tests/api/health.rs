@@ -107,8 +107,46 @@ async fn the_openapi_document_describes_every_route() {
                     "{method} {path} lacks {status}"
                 );
             }
+            let reads_input =
+                operation["requestBody"].is_object() || operation["parameters"].is_array();
+            assert_eq!(
+                operation["responses"]["400"].is_object(),
+                reads_input,
+                "{method} {path}: 400 documented exactly where a body or parameters are read"
+            );
+            assert!(
+                !reads_input || operation["responses"]["422"].is_object(),
+                "{method} {path}: 422 documented where a body or parameters are read"
+            );
+            for status in ["413", "415"] {
+                assert_eq!(
+                    operation["responses"][status].is_object(),
+                    operation["requestBody"].is_object(),
+                    "{method} {path}: {status} documented exactly where a body is read"
+                );
+            }
         }
     }
+    // Error answers are documented with the media type they are sent with.
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("operations") {
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                let content = response["content"].as_object();
+                let json_problem = content
+                    .and_then(|c| c.get("application/json"))
+                    .is_some_and(|c| c["schema"]["$ref"] == "#/components/schemas/Problem");
+                assert!(
+                    !json_problem,
+                    "{method} {path} {status}: a Problem documented as application/json"
+                );
+            }
+        }
+    }
+    assert!(
+        spec["paths"]["/api/v1/sites"]["get"]["responses"]["401"]["content"]
+            ["application/problem+json"]
+            .is_object()
+    );
 }
 
 #[tokio::test]
