@@ -15,6 +15,15 @@ async fn log(app: &TestApp, key: Option<&str>, body: &Value) -> reqwest::Respons
     req.send().await.expect("sent")
 }
 
+/// Logs an "other / informed" call received at this instant (default now); it must be 201.
+async fn logged_at(app: &TestApp, received_at: Option<&str>) {
+    let mut body = json!({"reason": "other", "outcome": "informed"});
+    if let Some(at) = received_at {
+        body["received_at"] = json!(at);
+    }
+    assert_eq!(log(app, None, &body).await.status(), 201);
+}
+
 async fn all_calls(app: &TestApp) -> Vec<Value> {
     let page: Value = app
         .get_json("/api/v1/calls?limit=1000", Some(&app.admin_token))
@@ -166,17 +175,7 @@ async fn the_same_key_on_parallel_connections_creates_one_call() {
 async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
     let app = spawn_app().await;
     for minute in 0..5 {
-        let at = format!("2022-05-16T09:0{minute}:00+02:00");
-        assert_eq!(
-            log(
-                &app,
-                None,
-                &json!({"received_at": at, "reason": "other", "outcome": "informed"})
-            )
-            .await
-            .status(),
-            201
-        );
+        logged_at(&app, Some(&format!("2022-05-16T09:0{minute}:00+02:00"))).await;
     }
     let first: Value = app
         .get_json("/api/v1/calls?limit=2", Some(&app.admin_token))
@@ -190,16 +189,7 @@ async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
     assert_eq!(times, ["2022-05-16T07:04:00Z", "2022-05-16T07:03:00Z"]);
     // New calls arrive, newer and older than the page: the next page goes on where it stopped.
     for at in ["2022-05-16T10:00:00+02:00", "2022-05-16T09:03:30+02:00"] {
-        assert_eq!(
-            log(
-                &app,
-                None,
-                &json!({"received_at": at, "reason": "other", "outcome": "informed"})
-            )
-            .await
-            .status(),
-            201
-        );
+        logged_at(&app, Some(at)).await;
     }
     let cursor = first["next_cursor"].as_str().expect("more");
     let second: Value = app
@@ -305,6 +295,23 @@ async fn statistics_follow_belgian_days() {
         .filter_map(|p| p["count"].as_i64())
         .collect();
     assert_eq!(counts, [1, 0]);
+    // Without bounds: every call, including one just logged (this hour) and one a few minutes
+    // ahead (a caller's clock); the hourly counts answer alone.
+    logged_at(&app, None).await;
+    let ahead = (chrono::Utc::now() + chrono::Duration::minutes(3)).to_rfc3339();
+    logged_at(&app, Some(&ahead)).await;
+    let all: Value = app
+        .get_json("/api/v1/calls/stats", Some(&app.admin_token))
+        .await;
+    assert_eq!(all["total"], 6);
+    assert_eq!(all["by_reason"]["other"], 3);
+    let days: i64 = all["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|p| p["count"].as_i64())
+        .sum();
+    assert_eq!(days, 6, "the series holds every call too");
     assert_problem(
         app.get("/api/v1/calls/stats?bucket=week", Some(&app.admin_token))
             .await,

@@ -20,6 +20,7 @@ mod imports;
 mod incidents;
 mod logs;
 mod notifications;
+mod operations;
 mod outage;
 mod patients;
 mod ratelimit;
