@@ -182,9 +182,13 @@ impl ResponseError for AppError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*seconds));
         }
+        // Empty for a path outside the OpenAPI document (`/docs/…`): no header rather than an
+        // `Allow` that says "nothing".
         if let AppError::MethodNotAllowed(allow) = self {
-            if let Ok(value) = header::HeaderValue::from_str(allow) {
-                response.headers_mut().insert(header::ALLOW, value);
+            if !allow.is_empty() {
+                if let Ok(value) = header::HeaderValue::from_str(allow) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
             }
         }
         if matches!(self, AppError::Unauthorized) {

@@ -218,6 +218,11 @@ pub fn read_csv<T, const N: usize>(
         let mut utf8_ok = true;
         for (i, raw) in record.iter().enumerate().take(N) {
             match std::str::from_utf8(raw) {
+                // PostgreSQL cannot store NUL in text and SQLite can: refused on both.
+                Ok(s) if s.contains('\0') => {
+                    report.add(line, header[i], crate::error::NUL_REFUSED);
+                    utf8_ok = false;
+                }
                 Ok(s) => fields[i] = s,
                 Err(_) => {
                     report.add(line, header[i], "is not valid UTF-8");
@@ -679,6 +684,14 @@ mod tests {
         );
         let errors = parse_appointments(bytes.as_slice(), &services(), today()).expect_err("bad");
         assert_eq!(errors[0].field, "last_name");
+
+        let mut nul = HEADER.as_bytes().to_vec();
+        nul.extend_from_slice(
+            b",Dupont,Ma\0rie,1985-07-30,,,fr,,ARL,ARL-CHIR,operation,x,2022-05-16 09:30,2,,\n",
+        );
+        let errors = parse_appointments(nul.as_slice(), &services(), today()).expect_err("NUL");
+        assert_eq!(errors[0].field, "first_name");
+        assert!(errors[0].message.contains("NUL"));
 
         let mut huge = HEADER.as_bytes().to_vec();
         huge.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));

@@ -174,12 +174,27 @@ fn run_in_savepoint(conn: &mut DbConnection, job: &mut dyn Job) -> diesel::Query
         }
     }
     Savepoint.execute(on(conn)?)?;
-    if !job.run(conn) {
+    let ok = job.run(conn);
+    balanced(conn)?;
+    if !ok {
         RollbackTo.execute(on(conn)?)?;
     }
     // After `ROLLBACK TO` the savepoint is still open; `RELEASE` closes it either way.
     Release.execute(on(conn)?)?;
     Ok(())
+}
+
+/// A job must leave diesel's transaction depth as it found it (1: the batch's transaction). One
+/// that panicked inside its own nested transaction leaves it deeper, and diesel would then
+/// commit or roll back the wrong level: the batch fails and the connection is replaced.
+fn balanced(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    let DbConnection::Sqlite(c) = conn else {
+        return Err(diesel::result::Error::BrokenTransactionManager);
+    };
+    match AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth() {
+        Ok(Some(depth)) if depth.get() == 1 => Ok(()),
+        _ => Err(diesel::result::Error::BrokenTransactionManager),
+    }
 }
 
 fn commit_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
@@ -190,7 +205,8 @@ fn commit_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(
         .map_err(|e| e.to_string())?;
     let outcome = if let [only] = batch {
         // Alone: no savepoint needed, its failure rolls the transaction back.
-        Ok(only.run(conn))
+        let ok = only.run(conn);
+        balanced(conn).map(|()| ok).map_err(|e| e.to_string())
     } else {
         let mut failure = None;
         for job in batch.iter_mut() {
@@ -302,6 +318,37 @@ mod tests {
         assert!(nested_rx.blocking_recv().expect("answer").is_ok());
         // Read back on another connection: what was committed is in the file.
         assert_eq!(names(&mut url.connect().expect("reader")), ["a", "c"]);
+    }
+
+    /// A job that panics inside its own nested transaction leaves diesel one level deep: the
+    /// batch fails as a whole (nothing acknowledged, nothing committed) rather than committing
+    /// at the wrong level.
+    #[test]
+    fn a_job_that_breaks_the_transaction_depth_fails_its_batch() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (url, mut conn) = writer_on_new_file(&dir);
+        for alone in [false, true] {
+            let (a, a_rx) = job(|c| insert(c, "a"));
+            let (broken, broken_rx) = job(|c| {
+                c.transaction::<(), DbError, _>(|c| {
+                    insert(c, "b")?;
+                    panic!("a bug inside a nested transaction")
+                })
+            });
+            let mut batch = if alone { vec![broken] } else { vec![a, broken] };
+            let committed = commit_batch(&mut conn, &mut batch);
+            assert!(committed.is_err(), "alone: {alone}");
+            for job in batch {
+                job.deliver(committed.clone());
+            }
+            assert!(broken_rx.blocking_recv().expect("answer").is_err());
+            if !alone {
+                assert!(a_rx.blocking_recv().expect("answer").is_err());
+            }
+            // The writer replaces its connection after a failed batch.
+            conn = open(&url).expect("reopened");
+            assert!(names(&mut conn).is_empty(), "nothing committed");
+        }
     }
 
     /// A job alone in its batch that fails leaves nothing behind.

@@ -190,16 +190,15 @@ fn check_centre(conn: &mut DbConnection) -> AppResult<()> {
 fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult<Logged> {
     // In the transaction: no call is stored once the switch is off. A replay of a call logged
     // before it went off still answers with that call.
-    if let Err(off) = check_centre(conn) {
+    if let Err(refused) = check_centre(conn).and_then(|()| check_references(conn, &row)) {
+        // Only a refusal (409, 422) may be a replay; a database error is answered as it is
+        // (on PostgreSQL the transaction is aborted and could not read the key anyway).
+        if !matches!(refused, AppError::Conflict(_) | AppError::Validation(_)) {
+            return Err(refused);
+        }
         return match find_key(conn, &row)? {
             Some(existing) => replay(existing, &row),
-            None => Err(off),
-        };
-    }
-    if let Err(invalid) = check_references(conn, &row) {
-        return match find_key(conn, &row)? {
-            Some(existing) => replay(existing, &row),
-            None => Err(invalid),
+            None => Err(refused),
         };
     }
     if !db::calls::try_insert(conn, &row)? {

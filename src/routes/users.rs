@@ -162,6 +162,10 @@ pub async fn delete(
 ) -> AppResult<HttpResponse> {
     let id = id.into_inner();
     let caller = caller.caller;
+    // Its token must not be trusted from the cache once the deletion has committed, even if
+    // this request is dropped while it waits for the commit (a client gone, a shutdown): the
+    // cache is emptied when the guard goes, whichever way.
+    let _forget = ForgetTokens(state.clone());
     state
         .db
         .write(move |conn| {
@@ -185,7 +189,14 @@ pub async fn delete(
             Ok::<_, AppError>(())
         })
         .await?;
-    // Committed: its token must not be trusted from the cache any more.
-    state.tokens.forget_all();
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Empties the token cache when dropped (after a deletion's commit, or with its request).
+struct ForgetTokens(web::Data<AppState>);
+
+impl Drop for ForgetTokens {
+    fn drop(&mut self) {
+        self.0.tokens.forget_all();
+    }
 }

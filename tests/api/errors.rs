@@ -29,6 +29,15 @@ async fn unknown_routes_and_methods_are_problems() {
         .expect("sent");
     assert_eq!(r.headers()["allow"], "GET, POST");
     assert_problem(r, 405).await;
+    // A path outside the OpenAPI document (the docs pages): no `Allow` rather than an empty one.
+    let r = app
+        .client
+        .post(app.url("/docs/index.html"))
+        .send()
+        .await
+        .expect("sent");
+    assert!(r.headers().get("allow").is_none());
+    assert_problem(r, 405).await;
 }
 
 #[tokio::test]
