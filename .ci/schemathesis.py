@@ -49,7 +49,9 @@ def request(method, url, token=None, body=None):
 
 
 def main():
-    binary, schemathesis, database = sys.argv[1:4]
+    # Paths made absolute: schemathesis runs in the run's own folder.
+    binary, schemathesis = (os.path.abspath(p) if os.sep in p else p for p in sys.argv[1:3])
+    database = sys.argv[3]
     examples = os.environ.get("REPRISE_SCHEMATHESIS_EXAMPLES", "100")
     work = tempfile.mkdtemp(prefix="reprise-schemathesis-")
     port = free_port()
@@ -113,6 +115,8 @@ def main():
                  "--max-examples", examples, "--seed", "20220514",
                  "--request-timeout", "30"],
                 capture_output=True, text=True,
+                # Its cache of examples goes to the run's folder, not the checkout.
+                cwd=work,
             )
             out = run.stdout + run.stderr
             # The summary; the whole report on failure.
