@@ -15,6 +15,24 @@ pub fn reprise() -> Command {
     cmd
 }
 
+/// `reprise token create` on `url`: the new account's token.
+pub fn create_token(url: &reprise::db::DatabaseUrl, name: &str, role: &str) -> String {
+    let out = reprise()
+        .env("REPRISE_DATABASE_URL", url.expose())
+        .args(["token", "create", "--name", name, "--role", role])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
 /// A real `reprise serve` on `url` and `port`, per-account limits off (the tests that run it
 /// put a whole call centre's load on one token); returns once `/health` answers 200.
 pub async fn serve(url: &str, port: u16, outbox: &std::path::Path) -> tokio::process::Child {

@@ -12,7 +12,7 @@ use diesel::RunQueryDsl;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::cli::{reprise, serve};
+use crate::cli::{create_token, serve};
 use crate::helpers::{free_port, TestDb};
 
 const KILLS: usize = 20;
@@ -32,16 +32,7 @@ async fn no_acknowledged_call_is_lost_or_doubled_when_the_server_is_killed() {
         .await
         .expect("db");
     let outbox = tempfile::tempdir().expect("outbox");
-    let out = reprise()
-        .env("REPRISE_DATABASE_URL", url.expose())
-        .args(["token", "create", "--name", "Crash", "--role", "agent"])
-        .output()
-        .expect("runs");
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let token = create_token(&url, "Crash", "agent");
     let port = free_port();
     let mut server = serve(&url.expose(), port, outbox.path()).await;
 

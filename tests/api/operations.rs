@@ -8,7 +8,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use reprise::db::{Backend, DatabaseUrl};
 use serde_json::{json, Value};
 
-use crate::cli::{reprise, serve};
+use crate::cli::{create_token, reprise, serve};
 use crate::helpers::{free_port, TestDb};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -47,14 +47,10 @@ async fn migrated_database() -> (TestDb, DatabaseUrl, String) {
     let (db, url) = tokio::task::spawn_blocking(TestDb::create)
         .await
         .expect("db");
-    let with_url = || {
-        let mut command = reprise();
-        command.env("REPRISE_DATABASE_URL", url.expose());
-        command
-    };
-    run(with_url().arg("migrate"));
-    let admin = ["token", "create", "--name", "Operations", "--role", "admin"];
-    let token = run(with_url().args(admin)).trim().to_string();
+    run(reprise()
+        .env("REPRISE_DATABASE_URL", url.expose())
+        .arg("migrate"));
+    let token = create_token(&url, "Operations", "admin");
     (db, url, token)
 }
 

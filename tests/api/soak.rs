@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::cli::{reprise, serve};
+use crate::cli::{create_token, serve};
 use crate::helpers::{free_port, TestDb};
 
 const RATE: u64 = 200;
@@ -43,16 +43,7 @@ async fn a_steady_mixed_load_gets_no_errors_and_memory_stays_flat() {
         .await
         .expect("db");
     let dir = tempfile::tempdir().expect("dir");
-    let out = reprise()
-        .env("REPRISE_DATABASE_URL", url.expose())
-        .args(["token", "create", "--name", "Soak", "--role", "admin"])
-        .output()
-        .expect("runs");
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let token = create_token(&url, "Soak", "admin");
     let port = free_port();
     let mut server = serve(&url.expose(), port, &dir.path().join("outbox")).await;
     let pid = server.id().expect("pid");
