@@ -1,6 +1,6 @@
 //! reprise: get patients back after a hospital IT shutdown.
 //!
-//! Layers, data flowing one way: `routes` (HTTP) → `domain` (rules, valid types) → `db`
+//! Layers, data flowing one way: `routes` (HTTP API) and `web` (pages) → `domain` (rules, valid types) → `db`
 //! (diesel, both backends). See `docs/architecture.md`.
 
 pub mod audit;
@@ -19,3 +19,4 @@ pub mod ratelimit;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod web;

@@ -233,6 +233,7 @@ impl Application {
                 }))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/api/openapi.json", spec.clone()))
                 .route("/docs", web::get().to(docs_redirect))
+                .configure(crate::web::pages)
                 .default_service(web::to(not_found))
                 .wrap(ErrorHandlers::new().default_handler(middleware::problem_fallback))
                 .wrap(from_fn(middleware::audit_denials))

@@ -135,3 +135,17 @@ pub fn for_each<E: From<diesel::result::Error>>(
     }
     Ok(n)
 }
+
+/// One page of the list, in its order: `limit` rows after the first `offset` (the
+/// secretaries' page; exports stream the whole list with [`for_each`]).
+pub fn page(
+    conn: &mut DbConnection,
+    filter: &ContactFilter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<ContactRow>> {
+    contact_query!(filter)
+        .limit(limit)
+        .offset(offset)
+        .load(conn)
+}

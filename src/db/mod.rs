@@ -27,6 +27,7 @@ pub mod incidents;
 pub mod notifications;
 pub mod patients;
 pub mod schema;
+pub mod sessions;
 pub mod sites;
 pub mod users;
 mod writer;

@@ -39,6 +39,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    web_sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        csrf -> Text,
+        language -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     user_services (user_id, service_code) {
         user_id -> Text,
         service_code -> Text,
@@ -221,6 +232,7 @@ diesel::joinable!(appointment_events -> appointments (appointment_id));
 diesel::joinable!(incident_sites -> incidents (incident_id));
 diesel::joinable!(incident_sites -> sites (site_code));
 diesel::joinable!(user_services -> users (user_id));
+diesel::joinable!(web_sessions -> users (user_id));
 diesel::joinable!(user_services -> services (service_code));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -228,6 +240,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     services,
     users,
     user_services,
+    web_sessions,
     audit_log,
     patients,
     incidents,

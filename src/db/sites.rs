@@ -156,3 +156,30 @@ pub fn list_services(
     }
     query.load(conn)
 }
+
+/// Appointments an incident postponed, per site and present status (the crisis board).
+pub fn postponed_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, String, i64)>> {
+    appointments::table
+        .filter(appointments::postponed_at.is_not_null())
+        .group_by((appointments::site_code, appointments::status))
+        .select((
+            appointments::site_code,
+            appointments::status,
+            diesel::dsl::count_star(),
+        ))
+        .load(conn)
+}
+
+/// The contact lists' size per site and priority (the board's backlog).
+pub fn backlog_by_priority(conn: &mut DbConnection) -> QueryResult<Vec<(String, i32, i64)>> {
+    appointments::table
+        .filter(appointments::status.eq("postponed"))
+        .filter(appointments::reached_at.is_null())
+        .group_by((appointments::site_code, appointments::priority))
+        .select((
+            appointments::site_code,
+            appointments::priority,
+            diesel::dsl::count_star(),
+        ))
+        .load(conn)
+}

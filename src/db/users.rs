@@ -111,6 +111,14 @@ pub fn find_by_token_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Op
         .select(UserRow::as_select())
         .first(c)
         .optional())?;
+    with_services(conn, row)
+}
+
+/// The account of a live user row, with its services.
+pub fn with_services(
+    conn: &mut DbConnection,
+    row: Option<UserRow>,
+) -> QueryResult<Option<Account>> {
     match row {
         None => Ok(None),
         Some(row) => {
@@ -193,5 +201,7 @@ pub fn soft_delete(
         users::token_hash.eq(None::<String>),
     ))
     .execute(conn)?;
+    // Its web sessions end with it (the lookup also ignores deleted accounts).
+    super::sessions::delete_of_user(conn, id)?;
     Ok(n == 1)
 }

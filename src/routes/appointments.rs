@@ -477,8 +477,18 @@ pub async fn reschedule(
     let b = body.parse().await?;
     let at =
         parse_instant(&b.scheduled_at).map_err(|e| AppError::validation("scheduled_at", e.0))?;
-    let (id, caller) = (id.into_inner(), caller.caller);
-    let row = state
+    let row = reschedule_to(&state, caller.caller, id.into_inner(), at).await?;
+    Ok(web::Json(row.into()))
+}
+
+/// Gives an appointment a new date and queues its email (the API and the secretaries' page).
+pub async fn reschedule_to(
+    state: &AppState,
+    caller: Caller,
+    id: String,
+    at: chrono::NaiveDateTime,
+) -> AppResult<AppointmentRow> {
+    state
         .db
         .write(move |conn| {
             let m = Move {
@@ -491,8 +501,7 @@ pub async fn reschedule(
             db::notifications::queue_rescheduled(conn, &id, crate::domain::now())?;
             Ok::<_, AppError>(row)
         })
-        .await?;
-    Ok(web::Json(row.into()))
+        .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -605,11 +614,21 @@ pub async fn add_contact_attempt(
     body: ApiJson<CreateContactAttempt>,
 ) -> AppResult<HttpResponse> {
     let b = body.parse().await?;
+    let attempt = record_attempt(&state, caller.caller, id.into_inner(), b).await?;
+    Ok(HttpResponse::Created().json(ContactAttemptResponse::from(attempt)))
+}
+
+/// Records a contact attempt (the API and the secretaries' page).
+pub async fn record_attempt(
+    state: &AppState,
+    caller: Caller,
+    id: String,
+    b: CreateContactAttempt,
+) -> AppResult<db::appointments::AttemptRow> {
     let mut f = Fields::new();
     let channel = f.check("channel", Channel::parse(&b.channel));
     let outcome = f.check("outcome", ContactOutcome::parse(&b.outcome));
     let note = f.check_opt("note", b.note.as_deref(), parse_notes);
-    let (id, caller) = (id.into_inner(), caller.caller);
     let attempt = f.finish((|| {
         Some(db::appointments::AttemptRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -621,7 +640,7 @@ pub async fn add_contact_attempt(
             actor_id: caller.id.clone(),
         })
     })())?;
-    let attempt = state
+    state
         .db
         .write(move |conn| {
             let row = changeable(conn, &caller, &id)?;
@@ -640,6 +659,5 @@ pub async fn add_contact_attempt(
             )?;
             Ok::<_, AppError>(attempt)
         })
-        .await?;
-    Ok(HttpResponse::Created().json(ContactAttemptResponse::from(attempt)))
+        .await
 }

@@ -80,14 +80,19 @@ fn idempotency_key(req: &HttpRequest) -> AppResult<Option<String>> {
     let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let key = value.to_str().unwrap_or("").trim();
+    parse_idempotency_key(value.to_str().unwrap_or("")).map(Some)
+}
+
+/// A client's key for one call (the `Idempotency-Key` header, or the call form's hidden field).
+pub fn parse_idempotency_key(raw: &str) -> AppResult<String> {
+    let key = raw.trim();
     if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(AppError::validation(
             "Idempotency-Key",
             "must be 1 to 200 visible ASCII characters",
         ));
     }
-    Ok(Some(key.to_string()))
+    Ok(key.to_string())
 }
 
 /// Checks a call's fields into a row (without id, agent or key).
@@ -143,7 +148,7 @@ fn not_future(
 }
 
 /// What a logged call answers: created, or the same call again for a replayed key.
-enum Logged {
+pub enum Logged {
     Created(CallRow),
     Replayed(CallRow),
 }
@@ -260,8 +265,20 @@ pub async fn create(
 ) -> AppResult<HttpResponse> {
     let b = body.parse().await?;
     let key = idempotency_key(&req)?;
+    Ok(match log_call(&state, caller.caller, b, key).await? {
+        Logged::Created(row) => HttpResponse::Created().json(CallResponse::from(row)),
+        Logged::Replayed(row) => HttpResponse::Ok().json(CallResponse::from(row)),
+    })
+}
+
+/// Logs a call by `caller`, once per key: `POST /calls` and the agents' page.
+pub async fn log_call(
+    state: &AppState,
+    caller: Caller,
+    b: CreateCall,
+    key: Option<String>,
+) -> AppResult<Logged> {
     let mut row = call_row(&b, crate::domain::now())?;
-    let caller = caller.caller;
     if let Some(key) = key {
         // The request as sent (before defaults), by this account: a replay matches it exactly.
         let canonical = serde_json::to_string(&(caller.id.as_deref(), &b)).unwrap_or_default();
@@ -273,13 +290,10 @@ pub async fn create(
         .db
         .write(move |conn| insert_call(conn, &caller, row))
         .await?;
-    Ok(match logged {
-        Logged::Created(row) => {
-            state.metrics.calls_logged.inc();
-            HttpResponse::Created().json(CallResponse::from(row))
-        }
-        Logged::Replayed(row) => HttpResponse::Ok().json(CallResponse::from(row)),
-    })
+    if let Logged::Created(_) = logged {
+        state.metrics.calls_logged.inc();
+    }
+    Ok(logged)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -433,13 +447,24 @@ pub async fn stats(
     let to = f.check_opt("to", q.to.as_deref(), parse_instant);
     let bucket = f.check_opt("bucket", q.bucket.as_deref(), Bucket::parse);
     let (from, to, bucket) = f.finish((|| Some((from?, to?, bucket?.unwrap_or(Bucket::Day))))())?;
+    call_stats(&state, from, to, bucket).await.map(web::Json)
+}
+
+/// The statistics of `GET /calls/stats` (also the coordinators' chart).
+pub async fn call_stats(
+    state: &AppState,
+    from: Option<chrono::NaiveDateTime>,
+    to: Option<chrono::NaiveDateTime>,
+    bucket: Bucket,
+) -> AppResult<CallStats> {
+    let open = to.is_none();
     let to = to.unwrap_or_else(|| crate::domain::now() + chrono::Duration::seconds(1));
     // An open end reads whole hours only: both defaults fall on an hour, so the hourly counts
     // answer alone and no partial hour is read from `calls` (that one grew with the calls of
     // the current hour: 60,000 of them in the ten-minute soak made every such query slower).
     let (start, end) = (
         from.unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc()),
-        if q.to.is_some() { to } else { open_end() },
+        if open { open_end() } else { to },
     );
     let (groups, hours) = state
         .db
@@ -465,16 +490,16 @@ pub async fn stats(
         hours.into_iter().map(|h| (h.hour, h.calls)).collect();
     // Without `from` and `to`, the series spans the calls themselves.
     let series_from = from.or_else(|| hours.first().map(|h| h.0)).unwrap_or(to);
-    let series_to = if q.to.is_some() {
-        to
-    } else {
+    let series_to = if open {
         hours
             .last()
             .map_or(to, |h| h.0 + chrono::Duration::hours(1))
+    } else {
+        to
     };
     let series = local_series(&hours, bucket, series_from, series_to)
         .map_err(|e| AppError::validation("from", e.0))?;
-    Ok(web::Json(CallStats {
+    Ok(CallStats {
         total,
         avg_duration_seconds: (durations > 0).then(|| duration_sum as f64 / durations as f64),
         by_reason,
@@ -486,7 +511,7 @@ pub async fn stats(
                 count,
             })
             .collect(),
-    }))
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -504,7 +529,7 @@ pub struct SetCallCentre {
     pub status: String,
 }
 
-fn centre_response(conn: &mut DbConnection) -> AppResult<CallCentreResponse> {
+pub fn centre_response(conn: &mut DbConnection) -> AppResult<CallCentreResponse> {
     let (status, changed_at, _) = db::calls::centre(conn)?;
     Ok(CallCentreResponse {
         status,
@@ -549,29 +574,38 @@ pub async fn set_centre(
     body: ApiJson<SetCallCentre>,
 ) -> AppResult<web::Json<CallCentreResponse>> {
     let b = body.parse().await?;
-    if !matches!(b.status.as_str(), "active" | "deactivated") {
+    set_centre_status(&state, caller.caller, b.status)
+        .await
+        .map(web::Json)
+}
+
+/// Switches the call centre on or off (audited when it changes): the API and the board.
+pub async fn set_centre_status(
+    state: &AppState,
+    caller: Caller,
+    status: String,
+) -> AppResult<CallCentreResponse> {
+    if !matches!(status.as_str(), "active" | "deactivated") {
         return Err(AppError::validation(
             "status",
             "must be active or deactivated",
         ));
     }
-    let caller = caller.caller;
-    let body = state
+    state
         .db
         .write(move |conn| {
             let (before, _, _) = db::calls::centre(conn)?;
-            if before != b.status {
-                db::calls::set_centre(conn, &b.status, crate::domain::now(), caller.id.as_deref())?;
+            if before != status {
+                db::calls::set_centre(conn, &status, crate::domain::now(), caller.id.as_deref())?;
                 crate::audit::record(
                     conn,
                     &caller,
                     "call_centre.update",
                     Some("call_centre"),
-                    serde_json::json!({ "from": before, "to": b.status }),
+                    serde_json::json!({ "from": before, "to": status }),
                 )?;
             }
             centre_response(conn)
         })
-        .await?;
-    Ok(web::Json(body))
+        .await
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::ApiQuery;
-use crate::auth::{perm, Granted};
+use crate::auth::{perm, Caller, Granted};
 use crate::domain::appointment::Kind;
 use crate::error::{AppResult, Problem};
 use crate::export::{checked_filter, export, Format};
@@ -45,13 +45,20 @@ pub async fn contact_list(
     state: web::Data<AppState>,
     query: ApiQuery<ContactListQuery>,
 ) -> AppResult<HttpResponse> {
-    let q = query.parse()?;
+    stream_contact_list(&state, caller.caller, query.parse()?).await
+}
+
+/// The contact list as a streamed download (the API and the secretaries' page).
+pub async fn stream_contact_list(
+    state: &AppState,
+    caller: Caller,
+    q: ContactListQuery,
+) -> AppResult<HttpResponse> {
     let mut f = super::Fields::new();
     let format = f.check_opt("format", q.format.as_deref(), Format::parse);
     let kind = f.check_opt("kind", q.kind.as_deref(), Kind::parse);
     let (format, kind) = f.finish(format.zip(kind))?;
     let format = format.unwrap_or(Format::Json);
-    let caller = caller.caller;
     let checking = caller.clone();
     let (site, service) = (q.site, q.service);
     let filter = state

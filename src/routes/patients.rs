@@ -179,9 +179,21 @@ pub async fn search(
     body: ApiJson<SearchPatients>,
 ) -> AppResult<web::Json<PatientList>> {
     let b = body.parse().await?;
-    let query = PatientQuery::parse(&b.q).map_err(|e| AppError::validation("q", e.0))?;
-    let caller = caller.caller;
-    let rows = state
+    let rows = search_patients(&state, caller.caller, &b.q).await?;
+    Ok(web::Json(PatientList {
+        items: rows.into_iter().map(PatientResponse::from).collect(),
+    }))
+}
+
+/// Patients matching `q` that the caller may see, the search audited (the API and the agents'
+/// page).
+pub async fn search_patients(
+    state: &AppState,
+    caller: Caller,
+    q: &str,
+) -> AppResult<Vec<db::patients::PatientRow>> {
+    let query = PatientQuery::parse(q).map_err(|e| AppError::validation("q", e.0))?;
+    state
         .db
         .write(move |conn| {
             let services = scope(&caller);
@@ -201,10 +213,7 @@ pub async fn search(
             )?;
             Ok::<_, AppError>(rows)
         })
-        .await?;
-    Ok(web::Json(PatientList {
-        items: rows.into_iter().map(PatientResponse::from).collect(),
-    }))
+        .await
 }
 
 /// Read a patient with their appointments.
@@ -224,9 +233,27 @@ pub async fn read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> AppResult<web::Json<PatientDetail>> {
-    let id = id.into_inner();
-    let caller = caller.caller;
-    let (patient, appointments) = state
+    let (patient, appointments) = read_patient(&state, caller.caller, id.into_inner()).await?;
+    Ok(web::Json(PatientDetail {
+        patient: patient.into(),
+        appointments: appointments
+            .into_iter()
+            .map(AppointmentResponse::from)
+            .collect(),
+    }))
+}
+
+/// A patient with the appointments the caller may see, the read audited (the API and the
+/// agents' page).
+pub async fn read_patient(
+    state: &AppState,
+    caller: Caller,
+    id: String,
+) -> AppResult<(
+    db::patients::PatientRow,
+    Vec<db::appointments::AppointmentRow>,
+)> {
+    state
         .db
         .write(move |conn| {
             let patient = db::patients::find(conn, &id)?
@@ -249,12 +276,5 @@ pub async fn read(
             )?;
             Ok::<_, AppError>((patient, appointments))
         })
-        .await?;
-    Ok(web::Json(PatientDetail {
-        patient: patient.into(),
-        appointments: appointments
-            .into_iter()
-            .map(AppointmentResponse::from)
-            .collect(),
-    }))
+        .await
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
-use crate::auth::{perm, Granted};
+use crate::auth::{perm, Caller, Granted};
 use crate::db::{self, sites::ServiceRow, sites::SiteRow};
 use crate::domain::{
     account::parse_name, Email, Invalid, PhoneE164, ServiceCode, SiteCode, SiteKind,
@@ -400,10 +400,20 @@ pub async fn reopen(
     body: ApiJson<ReopenSite>,
 ) -> AppResult<web::Json<ReopenResponse>> {
     let b = body.parse().await?;
+    reopen_site(&state, caller.caller, code.into_inner(), b)
+        .await
+        .map(web::Json)
+}
+
+/// Reopens a closed site (the API and the coordinators' board).
+pub async fn reopen_site(
+    state: &AppState,
+    caller: Caller,
+    code: String,
+    b: ReopenSite,
+) -> AppResult<ReopenResponse> {
     let programme = crate::domain::appointment::Programme::parse(&b.programme)
         .map_err(|e| AppError::validation("programme", e.0))?;
-    let code = code.into_inner();
-    let caller = caller.caller;
     let now = crate::domain::now();
     let (row, to_contact, queued) = state
         .db
@@ -448,9 +458,9 @@ pub async fn reopen(
             Ok::<_, AppError>((row, to_contact, queued))
         })
         .await?;
-    Ok(web::Json(ReopenResponse {
+    Ok(ReopenResponse {
         site: SiteResponse::new(row, to_contact),
         to_contact,
         notifications_queued: i64::try_from(queued).unwrap_or(i64::MAX),
-    }))
+    })
 }

@@ -29,3 +29,4 @@ mod sites;
 mod smtp_sink;
 mod soak;
 mod users;
+mod web;

@@ -1,0 +1,69 @@
+//! Sessions of the web pages: a cookie's SHA-256, its account, the CSRF secret of its forms,
+//! the language of its pages, and when it ends.
+
+use diesel::prelude::*;
+
+use super::schema::{users, web_sessions};
+use super::users::{with_services, Account, UserRow};
+use super::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = web_sessions)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub csrf: String,
+    pub language: String,
+    pub created_at: chrono::NaiveDateTime,
+    pub expires_at: chrono::NaiveDateTime,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &SessionRow) -> QueryResult<()> {
+    diesel::insert_into(web_sessions::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// The session of this cookie hash and its live account, unless it has expired.
+pub fn find(
+    conn: &mut DbConnection,
+    id: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<Option<(SessionRow, Account)>> {
+    let found: Option<(SessionRow, UserRow)> = web_sessions::table
+        .inner_join(users::table)
+        .filter(web_sessions::id.eq(id))
+        .filter(web_sessions::expires_at.gt(now))
+        .filter(users::deleted_at.is_null())
+        .select((SessionRow::as_select(), UserRow::as_select()))
+        .first(conn)
+        .optional()?;
+    let Some((session, user)) = found else {
+        return Ok(None);
+    };
+    Ok(with_services(conn, Some(user))?.map(|account| (session, account)))
+}
+
+pub fn set_language(conn: &mut DbConnection, id: &str, language: &str) -> QueryResult<()> {
+    diesel::update(web_sessions::table.filter(web_sessions::id.eq(id)))
+        .set(web_sessions::language.eq(language))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Ends a session (sign-out); whether there was one.
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    diesel::delete(web_sessions::table.filter(web_sessions::id.eq(id)))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
+pub fn delete_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(web_sessions::table.filter(web_sessions::user_id.eq(user_id))).execute(conn)
+}
+
+/// Removes sessions that ended before `now`; run at each sign-in, so the table stays small.
+pub fn purge_expired(conn: &mut DbConnection, now: chrono::NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(web_sessions::table.filter(web_sessions::expires_at.le(now))).execute(conn)
+}

@@ -1,0 +1,248 @@
+//! The agents' page: a patient search beside the call form, the chosen patient's
+//! appointments, keyboard first (the search has the focus, Enter sends, the focus comes back).
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::i18n::{Texts, OUTCOMES, REASONS};
+use super::{
+    day, flash, local, render, see_other, Chrome, LogCalls, PageError, Session, Signed, Submitted,
+};
+use crate::db::{self, appointments::AppointmentRow, patients::PatientRow};
+use crate::domain::Action;
+use crate::error::AppError;
+use crate::routes::calls::{log_call, parse_idempotency_key, CreateCall};
+use crate::routes::patients::{read_patient, search_patients};
+use crate::startup::AppState;
+
+pub struct PatientView {
+    pub id: String,
+    pub name: String,
+    pub born: String,
+    pub phone: String,
+}
+
+impl From<PatientRow> for PatientView {
+    fn from(p: PatientRow) -> Self {
+        PatientView {
+            id: p.id,
+            name: format!("{}, {}", p.last_name, p.first_name),
+            born: day(p.birth_date),
+            phone: p.phone.unwrap_or_default(),
+        }
+    }
+}
+
+pub struct AppointmentView {
+    pub id: String,
+    pub kind: String,
+    pub label: String,
+    pub service: String,
+    pub site: String,
+    pub original: String,
+    pub status_code: String,
+    pub status: String,
+    /// The date now set, when it differs from the original one.
+    pub new_date: String,
+}
+
+fn appointment_view(t: &'static Texts, a: AppointmentRow) -> AppointmentView {
+    AppointmentView {
+        kind: t.word(&a.kind).to_string(),
+        status: t.word(&a.status).to_string(),
+        new_date: if a.status == "rescheduled" {
+            local(a.scheduled_at)
+        } else {
+            String::new()
+        },
+        original: local(a.original_scheduled_at),
+        id: a.id,
+        label: a.label,
+        service: a.service_code,
+        site: a.site_code,
+        status_code: a.status,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "agent.html", config = "src/web/askama.toml")]
+struct AgentPage {
+    chrome: Chrome,
+    t: &'static Texts,
+    query: String,
+    search_error: Option<String>,
+    results: Option<Vec<PatientView>>,
+    patient: Option<PatientView>,
+    appointments: Vec<AppointmentView>,
+    /// A fresh key per form shown: the same form sent twice logs one call.
+    key: String,
+    reasons: Vec<(&'static str, &'static str)>,
+    outcomes: Vec<(&'static str, &'static str)>,
+    centre_off: bool,
+}
+
+impl AgentPage {
+    fn new(session: &Session, done: Option<&str>, centre_off: bool) -> Self {
+        let t = session.t();
+        AgentPage {
+            chrome: Chrome::new(session, t.agent_title, "/agent", flash(t, done)),
+            t,
+            query: String::new(),
+            search_error: None,
+            results: None,
+            patient: None,
+            appointments: Vec::new(),
+            key: uuid::Uuid::new_v4().to_string(),
+            reasons: REASONS.iter().map(|c| (*c, t.word(c))).collect(),
+            outcomes: OUTCOMES.iter().map(|c| (*c, t.word(c))).collect(),
+            centre_off,
+        }
+    }
+}
+
+async fn centre_off(state: &AppState) -> Result<bool, PageError> {
+    let (status, _, _) = state
+        .db
+        .read(|conn| db::calls::centre(conn).map_err(AppError::from))
+        .await?;
+    Ok(status != "active")
+}
+
+/// Searching and reading patients is its own permission: every role that logs calls has it
+/// today, and the page asks rather than assumes.
+fn may_read_patients(session: &Session) -> Result<(), PageError> {
+    if session.caller.may(Action::ReadPatients) {
+        Ok(())
+    } else {
+        Err(PageError::App(
+            AppError::Forbidden("the role may not read patients".into()),
+            session.lang,
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AgentQuery {
+    patient: Option<String>,
+    done: Option<String>,
+}
+
+/// `GET /agent[?patient=ID]`: the page, with the chosen patient and their appointments.
+pub async fn page(
+    signed: Signed<LogCalls>,
+    state: web::Data<AppState>,
+    query: web::Query<AgentQuery>,
+) -> Result<HttpResponse, PageError> {
+    let session = &signed.session;
+    let mut page = AgentPage::new(session, query.done.as_deref(), centre_off(&state).await?);
+    if let Some(id) = query.patient.as_deref().filter(|id| !id.is_empty()) {
+        may_read_patients(session)?;
+        let (patient, appointments) = read_patient(&state, session.caller.clone(), id.to_string())
+            .await
+            .map_err(|e| PageError::App(e, session.lang))?;
+        page.patient = Some(patient.into());
+        page.appointments = appointments
+            .into_iter()
+            .map(|a| appointment_view(page.t, a))
+            .collect();
+    }
+    render(&page)
+}
+
+#[derive(Deserialize)]
+pub struct SearchForm {
+    #[serde(default)]
+    q: String,
+}
+
+/// `POST /agent/search`: the search goes in the body, never in a URL (CONTRACT §4.2).
+pub async fn search(
+    sent: Submitted<LogCalls, SearchForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let session = &sent.session;
+    may_read_patients(session)?;
+    let mut page = AgentPage::new(session, None, centre_off(&state).await?);
+    page.query = sent.form.q.clone();
+    match search_patients(&state, session.caller.clone(), &sent.form.q).await {
+        Ok(rows) => page.results = Some(rows.into_iter().map(PatientView::from).collect()),
+        Err(AppError::Validation(faults)) => {
+            page.search_error = faults.into_iter().next().map(|f| f.message);
+        }
+        Err(e) => return Err(PageError::App(e, session.lang)),
+    }
+    render(&page)
+}
+
+#[derive(Deserialize)]
+pub struct CallForm {
+    key: String,
+    patient_id: Option<String>,
+    appointment_id: Option<String>,
+    reason: String,
+    outcome: String,
+    duration_minutes: Option<String>,
+    caller_phone: Option<String>,
+    notes: Option<String>,
+    callback: Option<String>,
+}
+
+fn filled(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Minutes as typed (`4`, `2.5`, `2,5`) into whole seconds.
+fn minutes(raw: &str) -> Result<i64, AppError> {
+    raw.replace(',', ".")
+        .parse::<f64>()
+        .ok()
+        .filter(|m| m.is_finite() && *m >= 0.0 && *m <= 24.0 * 60.0)
+        .map(|m| (m * 60.0).round() as i64)
+        .ok_or_else(|| AppError::validation("duration_minutes", "must be a number of minutes"))
+}
+
+/// `POST /agent/calls`: logs the call (once per form, whatever the clicks) and goes back to
+/// an empty page with the focus in the search.
+pub async fn log(
+    sent: Submitted<LogCalls, CallForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let Submitted { session, form, .. } = sent;
+    let lang = session.lang;
+    let err = |e| PageError::App(e, lang);
+    let key = parse_idempotency_key(&form.key).map_err(err)?;
+    let duration_seconds = filled(form.duration_minutes)
+        .map(|m| minutes(&m))
+        .transpose()
+        .map_err(err)?;
+    let call = CreateCall {
+        received_at: None,
+        caller_phone: filled(form.caller_phone),
+        patient_id: filled(form.patient_id),
+        appointment_id: filled(form.appointment_id),
+        reason: form.reason,
+        outcome: form.outcome,
+        duration_seconds,
+        notes: filled(form.notes),
+        callback_requested: form.callback.is_some(),
+    };
+    log_call(&state, session.caller, call, Some(key))
+        .await
+        .map_err(err)?;
+    Ok(see_other("/agent?done=call"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_become_seconds() {
+        assert_eq!(minutes("4").ok(), Some(240));
+        assert_eq!(minutes("2,5").ok(), Some(150));
+        assert!(minutes("-1").is_err());
+        assert!(minutes("NaN").is_err());
+        assert!(minutes("quatre").is_err());
+    }
+}

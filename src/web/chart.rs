@@ -1,0 +1,107 @@
+//! The coordinators' chart of calls per day: an SVG drawn on the server, readable without
+//! JavaScript, with each bar's figure in its tooltip and a table of the same figures beside it.
+
+use std::fmt::Write;
+
+const WIDTH: f64 = 760.0;
+const HEIGHT: f64 = 260.0;
+const LEFT: f64 = 48.0;
+const BOTTOM: f64 = 28.0;
+const TOP: f64 = 12.0;
+
+/// The smallest "round" number (1, 2 or 5 times a power of ten) at or above `n`.
+fn ceiling(n: i64) -> i64 {
+    let mut step = 1i64;
+    loop {
+        for m in [1, 2, 5] {
+            if step.saturating_mul(m) >= n {
+                return step.saturating_mul(m);
+            }
+        }
+        step = step.saturating_mul(10);
+    }
+}
+
+/// Escapes text for SVG.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Bars for `(label, count)` points, left to right; `title` names the chart for screen
+/// readers.
+pub fn bars(title: &str, points: &[(String, i64)]) -> String {
+    let max = ceiling(points.iter().map(|p| p.1).max().unwrap_or(0).max(1));
+    let plot_w = WIDTH - LEFT - 8.0;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let n = points.len().max(1) as f64;
+    let slot = plot_w / n;
+    let bar_w = (slot * 0.8).max(1.0);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title"><title id="chart-title">{}</title>"#,
+        escape(title)
+    );
+    for i in 0..=4 {
+        let value = max * i / 4;
+        let y = TOP + plot_h - plot_h * (i as f64) / 4.0;
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="axis" x="{}" y="{:.1}" text-anchor="end">{value}</text>"#,
+            WIDTH - 8.0,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+    // A label every few bars, so that they never overlap.
+    let every = (points.len() / 12).max(1);
+    for (i, (label, count)) in points.iter().enumerate() {
+        let h = plot_h * (*count as f64) / (max as f64);
+        let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;
+        let y = TOP + plot_h - h;
+        let label = escape(label);
+        let _ = write!(
+            svg,
+            r#"<rect class="bar" x="{x:.1}" y="{y:.1}" width="{bar_w:.1}" height="{h:.1}" data-count="{count}"><title>{label}: {count}</title></rect>"#
+        );
+        if i % every == 0 {
+            let _ = write!(
+                svg,
+                r#"<text class="axis" x="{:.1}" y="{}" text-anchor="middle">{label}</text>"#,
+                x + bar_w / 2.0,
+                HEIGHT - 8.0
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_bar_per_day_scaled_to_a_round_maximum() {
+        let points = vec![("14/05".to_string(), 50), ("15/05".to_string(), 100)];
+        let svg = bars("Calls <per> day", &points);
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 2);
+        assert!(svg.contains(r#"data-count="100""#));
+        assert!(svg.contains("Calls &lt;per&gt; day"), "{svg}");
+        // 100 is the top of the axis: the tallest bar fills the plot.
+        assert!(svg.contains(&format!(r#"height="{:.1}""#, HEIGHT - TOP - BOTTOM)));
+        assert_eq!(ceiling(0), 1);
+        assert_eq!(ceiling(101), 200);
+        assert_eq!(ceiling(3_400), 5_000);
+    }
+
+    #[test]
+    fn no_points_still_draws_an_axis() {
+        let svg = bars("x", &[]);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 0);
+    }
+}

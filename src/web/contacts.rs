@@ -1,0 +1,312 @@
+//! The secretaries' page: a site's contact list in the contract's order, one row per
+//! appointment with its attempts, an attempt or a new date recorded from the row, downloads,
+//! and a print stylesheet for the paper fallback.
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use super::i18n::{Texts, CONTACT_OUTCOMES};
+use super::{
+    day, flash, local, render, see_other, ChangeAppointments, Chrome, ContactLists, PageError,
+    Signed, Submitted,
+};
+use crate::db::{self, contact_list::ContactRow};
+use crate::domain::appointment::Kind;
+use crate::domain::time::parse_instant_or_local;
+use crate::error::AppError;
+use crate::export::checked_filter;
+use crate::routes::appointments::{record_attempt, reschedule_to, CreateContactAttempt};
+use crate::routes::contact_lists::{stream_contact_list, ContactListQuery};
+use crate::startup::AppState;
+
+/// Rows per page: a morning's calls for one secretary; the download has them all.
+const PAGE_ROWS: i64 = 100;
+
+/// The list shown: `?site=&service=&kind=&page=` (codes only, never personal data).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct ListQuery {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    site: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    service: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    page: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl ListQuery {
+    fn to_query(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+
+    fn with_page(&self, page: i64) -> String {
+        ListQuery {
+            page,
+            ..self.clone()
+        }
+        .to_query()
+    }
+
+    /// Back to this list after a form, read from the form's `back` field: only these four
+    /// fields survive the trip.
+    fn from_back(back: &str) -> ListQuery {
+        serde_urlencoded::from_str(back).unwrap_or_default()
+    }
+}
+
+pub struct Row {
+    pub id: String,
+    pub priority: i32,
+    pub kind: String,
+    pub service: String,
+    pub label: String,
+    pub original: String,
+    pub patient: String,
+    pub born: String,
+    pub phone: String,
+    pub email: String,
+    pub language: String,
+    pub attempts: i32,
+    pub last_outcome: String,
+    pub last_attempt: String,
+}
+
+fn row(t: &'static Texts, r: ContactRow) -> Row {
+    Row {
+        kind: t.word(&r.kind).to_string(),
+        last_outcome: r
+            .last_outcome
+            .as_deref()
+            .map(|o| t.word(o).to_string())
+            .unwrap_or_default(),
+        last_attempt: r.last_attempt_at.map(local).unwrap_or_default(),
+        original: local(r.original_scheduled_at),
+        patient: format!("{}, {}", r.patient_last_name, r.patient_first_name),
+        born: day(r.birth_date),
+        id: r.appointment_id,
+        priority: r.priority,
+        service: r.service,
+        label: r.label,
+        phone: r.phone.unwrap_or_default(),
+        email: r.email.unwrap_or_default(),
+        language: r.language,
+        attempts: r.attempts,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "contacts.html", config = "src/web/askama.toml")]
+struct ContactsPage {
+    chrome: Chrome,
+    t: &'static Texts,
+    /// `(code, name, selected)`.
+    sites: Vec<(String, String, bool)>,
+    services: Vec<(String, String, bool)>,
+    kinds: Vec<(&'static str, &'static str, bool)>,
+    outcomes: Vec<(&'static str, &'static str)>,
+    chosen: bool,
+    site_name: String,
+    total: i64,
+    rows: Vec<Row>,
+    back: String,
+    export_query: String,
+    previous: Option<String>,
+    next: Option<String>,
+    printed_at: String,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    #[serde(flatten)]
+    list: ListQuery,
+    done: Option<String>,
+}
+
+fn some(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// `GET /contacts`: the filter, and the chosen list a page at a time (reading it is audited).
+pub async fn page(
+    signed: Signed<ContactLists>,
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, PageError> {
+    let session = signed.session;
+    let lang = session.lang;
+    let t = session.t();
+    let q = query.into_inner();
+    let list = q.list;
+    let kind = some(&list.kind)
+        .map(|k| Kind::parse(&k))
+        .transpose()
+        .map_err(|e| PageError::App(AppError::validation("kind", e.0), lang))?;
+    let caller = session.caller.clone();
+    let chosen = list.clone();
+    let page_no = list.page.max(0);
+    let (sites, services, listed) = state
+        .db
+        .write(move |conn| {
+            let sites = db::sites::list_sites(conn, None, 1000)?;
+            let mut services =
+                db::sites::list_services(conn, some(&chosen.site).as_deref(), None, 1000)?;
+            services.retain(|s| caller.may_access_service(&s.code));
+            let listed = match some(&chosen.site) {
+                None => None,
+                Some(site) => {
+                    let filter = checked_filter(conn, &caller, site, some(&chosen.service), kind)?;
+                    let total = db::contact_list::count(conn, &filter)?;
+                    let rows =
+                        db::contact_list::page(conn, &filter, PAGE_ROWS, page_no * PAGE_ROWS)?;
+                    crate::audit::record(
+                        conn,
+                        &caller,
+                        "contact_list.read",
+                        Some(&format!("site:{}", filter.site)),
+                        serde_json::json!({
+                            "site": filter.site, "service": filter.service, "kind": filter.kind,
+                            "page": page_no, "rows": rows.len(),
+                        }),
+                    )?;
+                    Some((total, rows))
+                }
+            };
+            Ok::<_, AppError>((sites, services, listed))
+        })
+        .await
+        .map_err(|e| PageError::App(e, lang))?;
+    let site_name = sites
+        .iter()
+        .find(|s| s.code == list.site)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let (total, rows) = listed.unwrap_or((0, Vec::new()));
+    let shown = i64::try_from(rows.len()).unwrap_or(0);
+    let page = ContactsPage {
+        chrome: Chrome::new(
+            &session,
+            t.contacts_title,
+            "/contacts",
+            flash(t, q.done.as_deref()),
+        ),
+        t,
+        sites: sites
+            .into_iter()
+            .map(|s| (s.code.clone(), s.name, s.code == list.site))
+            .collect(),
+        services: services
+            .into_iter()
+            .map(|s| (s.code.clone(), s.name, s.code == list.service))
+            .collect(),
+        kinds: ["operation", "consultation"]
+            .into_iter()
+            .map(|k| (k, t.word(k), k == list.kind))
+            .collect(),
+        outcomes: CONTACT_OUTCOMES.iter().map(|c| (*c, t.word(c))).collect(),
+        chosen: !list.site.is_empty(),
+        site_name,
+        total,
+        rows: rows.into_iter().map(|r| row(t, r)).collect(),
+        back: list.to_query(),
+        export_query: ListQuery {
+            page: 0,
+            ..list.clone()
+        }
+        .to_query(),
+        previous: (page_no > 0).then(|| list.with_page(page_no - 1)),
+        next: (page_no * PAGE_ROWS + shown < total).then(|| list.with_page(page_no + 1)),
+        printed_at: local(crate::domain::now()),
+    };
+    render(&page)
+}
+
+fn back_to(back: &str, done: &str) -> HttpResponse {
+    let list = ListQuery::from_back(back);
+    let query = list.to_query();
+    let sep = if query.is_empty() { "" } else { "&" };
+    see_other(&format!("/contacts?{query}{sep}done={done}#list"))
+}
+
+#[derive(Deserialize)]
+pub struct AttemptForm {
+    appointment_id: String,
+    outcome: String,
+    note: Option<String>,
+    #[serde(default)]
+    back: String,
+}
+
+/// `POST /contacts/attempt`: a phone attempt and its outcome; `reached` takes the row off the
+/// list.
+pub async fn attempt(
+    sent: Submitted<ChangeAppointments, AttemptForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let Submitted { session, form, .. } = sent;
+    let lang = session.lang;
+    let attempt = CreateContactAttempt {
+        channel: "phone".into(),
+        outcome: form.outcome,
+        note: form.note.filter(|n| !n.trim().is_empty()),
+    };
+    record_attempt(&state, session.caller, form.appointment_id, attempt)
+        .await
+        .map_err(|e| PageError::App(e, lang))?;
+    Ok(back_to(&form.back, "attempt"))
+}
+
+#[derive(Deserialize)]
+pub struct RescheduleForm {
+    appointment_id: String,
+    /// `2022-06-13T10:00` from the date-time field: Brussels time.
+    scheduled_at: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// `POST /contacts/reschedule`: the new date agreed on the phone (its email is queued).
+pub async fn reschedule(
+    sent: Submitted<ChangeAppointments, RescheduleForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let Submitted { session, form, .. } = sent;
+    let lang = session.lang;
+    let at = parse_instant_or_local(&form.scheduled_at)
+        .map_err(|e| PageError::App(AppError::validation("scheduled_at", e.0), lang))?;
+    reschedule_to(&state, session.caller, form.appointment_id, at)
+        .await
+        .map_err(|e| PageError::App(e, lang))?;
+    Ok(back_to(&form.back, "rescheduled"))
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    #[serde(flatten)]
+    list: ListQuery,
+    format: Option<String>,
+}
+
+/// `GET /contacts/export?…&format=csv|excel`: the API's export, with the session's rights.
+pub async fn export(
+    signed: Signed<ContactLists>,
+    state: web::Data<AppState>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, PageError> {
+    let session = signed.session;
+    let q = query.into_inner();
+    let wanted = ContactListQuery {
+        site: q.list.site.clone(),
+        service: some(&q.list.service),
+        kind: some(&q.list.kind),
+        format: Some(q.format.unwrap_or_else(|| "csv".into())),
+    };
+    stream_contact_list(&state, session.caller, wanted)
+        .await
+        .map_err(|e| PageError::App(e, session.lang))
+}

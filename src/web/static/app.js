@@ -1,0 +1,45 @@
+// A few lines of progressive enhancement; every page works without them.
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  // The language switch comes back to the page it was used on.
+  for (const here of document.querySelectorAll("input[data-here]")) {
+    here.value = location.pathname + location.search;
+  }
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form.requestSubmit());
+  }
+  for (const button of document.querySelectorAll("[data-print]")) {
+    button.addEventListener("click", () => window.print());
+  }
+  for (const link of document.querySelectorAll("a[data-back]")) {
+    if (history.length > 1) {
+      link.addEventListener("click", (e) => { e.preventDefault(); history.back(); });
+    }
+  }
+  // Enter sends the call form from any field (a select too); Ctrl+Enter from the notes.
+  for (const form of document.querySelectorAll("form[data-enter-submits]")) {
+    form.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter" || e.isComposing) return;
+      const t = e.target;
+      if (t.tagName === "TEXTAREA" && !e.ctrlKey) return;
+      if (t.tagName === "BUTTON" || t.tagName === "A") return;
+      e.preventDefault();
+      form.requestSubmit();
+    });
+  }
+  // Back to a page sent from (the browser's cache): its forms can be sent again.
+  window.addEventListener("pageshow", () => {
+    for (const form of document.querySelectorAll("form[data-once]")) {
+      delete form.dataset.sent;
+      for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = false;
+    }
+  });
+  // One click, one send: the server also logs one call per form (its key).
+  for (const form of document.querySelectorAll("form[data-once]")) {
+    form.addEventListener("submit", (e) => {
+      if (form.dataset.sent) { e.preventDefault(); return; }
+      form.dataset.sent = "1";
+      for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = true;
+    });
+  }
+});

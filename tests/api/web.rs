@@ -1,0 +1,813 @@
+//! The web pages over HTTP (CONTRACT §5), on both backends: sessions, CSRF, access agreeing
+//! with the API, and each page's forms doing what the API does. tests/api/browser.rs drives
+//! the same pages in a real browser.
+
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+
+use crate::helpers::{create_account_directly, spawn_app, TestApp};
+
+/// A person in a browser, minus the browser: the session cookie and the forms' secret.
+pub struct WebClient {
+    client: reqwest::Client,
+    base: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// The value of `name="csrf"` in a page.
+pub fn csrf_in(html: &str) -> String {
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with its secret");
+    let rest = &html[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').expect("end of value")].to_string()
+}
+
+fn cookie_value(res: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    res.headers().get_all(SET_COOKIE).iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+        let (n, value) = pair.split_once('=')?;
+        (n == name).then(|| (value.to_string(), v.to_string()))
+    })
+}
+
+impl WebClient {
+    fn plain() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// Signs in through the sign-in form; panics unless it works.
+    pub async fn sign_in(app: &TestApp, token: &str) -> WebClient {
+        Self::try_sign_in(app, token, "fr")
+            .await
+            .expect("signed in")
+    }
+
+    /// The sign-in form sent with `token`: the client, or the refusal.
+    pub async fn try_sign_in(
+        app: &TestApp,
+        token: &str,
+        lang: &str,
+    ) -> Result<WebClient, reqwest::Response> {
+        let client = Self::plain();
+        let form = client
+            .get(app.url("/sign-in"))
+            .send()
+            .await
+            .expect("sign-in page");
+        assert_eq!(form.status(), 200);
+        let (pre, _) = cookie_value(&form, "reprise_sign_in").expect("double-submit cookie");
+        let html = form.text().await.expect("html");
+        assert_eq!(csrf_in(&html), pre, "the form carries the cookie's value");
+        let res = client
+            .post(app.url("/sign-in"))
+            .header(COOKIE, format!("reprise_sign_in={pre}"))
+            .form(&[("csrf", pre.as_str()), ("token", token), ("lang", lang)])
+            .send()
+            .await
+            .expect("sign-in sent");
+        if res.status() != 303 {
+            return Err(res);
+        }
+        let (value, _) = cookie_value(&res, "reprise_session").expect("a session cookie");
+        let mut web = WebClient {
+            client,
+            base: app.address.clone(),
+            cookie: format!("reprise_session={value}"),
+            csrf: String::new(),
+        };
+        let home = web.get("/").await;
+        let page = home
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .expect("home redirects")
+            .to_string();
+        web.csrf = csrf_in(&web.get(&page).await.text().await.expect("html"));
+        Ok(web)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .await
+            .expect("page")
+    }
+
+    pub async fn html(&self, path: &str) -> String {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        res.text().await.expect("html")
+    }
+
+    /// Sends a form with the session's secret.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .form(fields)
+            .send()
+            .await
+            .expect("form sent")
+    }
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A site closed by an incident, with three postponed operations of priorities 1 to 3.
+pub struct Crisis {
+    pub site: String,
+    pub service: String,
+    pub patients: Vec<String>,
+    pub appointments: Vec<String>,
+}
+
+pub async fn crisis(app: &TestApp) -> Crisis {
+    let (site, service) = app.create_site_and_service().await;
+    let mut patients = Vec::new();
+    let mut appointments = Vec::new();
+    for (i, (last, first)) in [
+        ("Dupont", "Marie"),
+        ("Lambert", "Jean"),
+        ("Peeters", "Anke"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let patient = app
+            .create_patient_with(json!({
+                "last_name": last, "first_name": first, "birth_date": "1958-03-0".to_string() + &(i + 1).to_string(),
+                "phone": format!("061 23 45 6{i}"), "email": format!("{}@example.org", last.to_lowercase()),
+                "language": "fr", "email_consent": true
+            }))
+            .await;
+        let appointment = app
+            .create_appointment_with(json!({
+                "patient_id": patient, "site": site, "service": service, "kind": "operation",
+                "label": format!("Prothèse {i}"), "scheduled_at": format!("2030-01-1{i}T08:00:00Z"),
+                "priority": i + 1
+            }))
+            .await;
+        patients.push(patient);
+        appointments.push(appointment);
+    }
+    let r = app
+        .post_json(
+            "/api/v1/incidents",
+            Some(&app.admin_token),
+            &json!({"title": "Ransomware", "started_at": "2030-01-01T00:00:00Z",
+                    "postpone_until": "2030-02-01T00:00:00Z", "sites": [site]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    Crisis {
+        site,
+        service,
+        patients,
+        appointments,
+    }
+}
+
+async fn calls_logged(app: &TestApp) -> Vec<Value> {
+    let page = app.get_json("/api/v1/calls", Some(&app.admin_token)).await;
+    page["items"].as_array().expect("items").clone()
+}
+
+async fn audit_actions(app: &TestApp, action: &str) -> Vec<Value> {
+    let page = app
+        .get_json(
+            &format!("/api/v1/audit?action={action}"),
+            Some(&app.admin_token),
+        )
+        .await;
+    page["items"].as_array().expect("items").clone()
+}
+
+#[tokio::test]
+async fn signing_in_opens_a_strict_session_that_signing_out_ends() {
+    let app = spawn_app().await;
+    let (_, token) = create_account_directly(&app.state, "Agent Anne", "agent", &[]).await;
+    let client = WebClient::plain();
+    let form = client.get(app.url("/sign-in")).send().await.expect("page");
+    let (pre, _) = cookie_value(&form, "reprise_sign_in").expect("cookie");
+    let res = client
+        .post(app.url("/sign-in"))
+        .header(COOKIE, format!("reprise_sign_in={pre}"))
+        .form(&[("csrf", pre.as_str()), ("token", token.as_str())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/agent", "an agent lands on the call page");
+    let (value, header) = cookie_value(&res, "reprise_session").expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(header.contains(attribute), "{attribute} in {header}");
+    }
+    assert!(!header.contains("Secure"), "plain http here: {header}");
+    assert!(value.len() >= 64 && !value.contains(&token[3..]));
+
+    let web = WebClient::sign_in(&app, &token).await;
+    let page = web.get("/agent").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .contains("default-src 'none'"));
+    let html = page.text().await.expect("html");
+    assert!(html.contains(r#"<html lang="fr">"#) && html.contains("Enregistrer un appel"));
+    assert!(html.contains("Agent Anne"));
+    assert_eq!(audit_actions(&app, "auth.sign_in").await.len(), 2);
+
+    let out = web.post("/sign-out", &[]).await;
+    assert_eq!(out.status(), 303);
+    assert_eq!(location(&out), "/sign-in?out=1");
+    let after = web.get("/agent").await;
+    assert_eq!(after.status(), 303, "the old cookie opens nothing");
+    assert_eq!(location(&after), "/sign-in");
+    assert_eq!(audit_actions(&app, "auth.sign_out").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_token_or_a_forged_form_opens_nothing() {
+    let app = spawn_app().await;
+    let refused = WebClient::try_sign_in(&app, "rp_not-a-token", "fr")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status(), 401);
+    assert!(cookie_value(&refused, "reprise_session").is_none());
+    let html = refused.text().await.expect("html");
+    assert!(html.contains("jeton n&#39;est pas reconnu."), "{html}");
+    // Audited like any refused request.
+    assert!(!audit_actions(&app, "auth.denied").await.is_empty());
+
+    // A sign-in form whose secret does not match its cookie (a login CSRF).
+    let res = WebClient::plain()
+        .post(app.url("/sign-in"))
+        .header(COOKIE, "reprise_sign_in=aaaa")
+        .form(&[("csrf", "bbbb"), ("token", app.admin_token.as_str())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 403);
+    assert!(cookie_value(&res, "reprise_session").is_none());
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_secret_change_nothing() {
+    let app = spawn_app().await;
+    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
+    let web = WebClient::sign_in(&app, &token).await;
+    let call = [
+        ("key", "k-1"),
+        ("reason", "appointment_status"),
+        ("outcome", "informed"),
+    ];
+    for secret in ["", "0123", &web.csrf[1..]] {
+        let mut fields = vec![("csrf", secret)];
+        fields.extend_from_slice(&call);
+        let res = web.post_raw("/agent/calls", &fields).await;
+        assert_eq!(res.status(), 403, "secret {secret:?}");
+        assert!(res
+            .text()
+            .await
+            .expect("html")
+            .contains("formulaire a expiré"));
+    }
+    // Without the cookie: to the sign-in page, nothing logged.
+    let anonymous = WebClient::plain()
+        .post(app.url("/agent/calls"))
+        .form(&[
+            ("csrf", web.csrf.as_str()),
+            ("key", "k-2"),
+            ("reason", "other"),
+            ("outcome", "informed"),
+        ])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(location(&anonymous), "/sign-in");
+    assert!(calls_logged(&app).await.is_empty());
+    // The secret is the session's: another session's does not fit.
+    let other = WebClient::sign_in(&app, &token).await;
+    assert_ne!(other.csrf, web.csrf);
+    let mut fields = vec![("csrf", other.csrf.as_str())];
+    fields.extend_from_slice(&call);
+    assert_eq!(web.post_raw("/agent/calls", &fields).await.status(), 403);
+    assert!(calls_logged(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn pages_and_api_agree_on_who_may_do_what() {
+    let app = spawn_app().await;
+    let c = crisis(&app).await;
+    let (other_site, other_service) = app.create_site_and_service().await;
+    let other_patient = app.create_patient("Autre", "Personne").await;
+    let other_appointment = app
+        .create_appointment(
+            &other_patient,
+            &other_site,
+            &other_service,
+            "2031-01-01T08:00:00Z",
+        )
+        .await;
+    for (role, token) in app.tokens_by_role(&c.service).await {
+        let web = WebClient::sign_in(&app, &token).await;
+        // (page, the API call that needs the same permission)
+        let pairs: [(reqwest::Response, reqwest::Response); 5] = [
+            (
+                web.get("/agent").await,
+                app.post_json(
+                    "/api/v1/calls",
+                    Some(&token),
+                    &json!({"reason": "other", "outcome": "informed"}),
+                )
+                .await,
+            ),
+            (
+                web.get(&format!("/contacts?site={}", c.site)).await,
+                app.get(
+                    &format!("/api/v1/contact-list?site={}", c.site),
+                    Some(&token),
+                )
+                .await,
+            ),
+            (
+                web.get(&format!(
+                    "/contacts/export?site={}&service={}&format=csv",
+                    other_site, other_service
+                ))
+                .await,
+                app.get(
+                    &format!("/api/v1/contact-list?site={other_site}&service={other_service}"),
+                    Some(&token),
+                )
+                .await,
+            ),
+            (
+                web.get("/board").await,
+                app.get("/api/v1/call-centre", Some(&token)).await,
+            ),
+            (
+                web.post(
+                    "/contacts/attempt",
+                    &[
+                        ("appointment_id", &other_appointment),
+                        ("outcome", "no_answer"),
+                    ],
+                )
+                .await,
+                app.post_json(
+                    &format!("/api/v1/appointments/{other_appointment}/contact-attempts"),
+                    Some(&token),
+                    &json!({"channel": "phone", "outcome": "no_answer"}),
+                )
+                .await,
+            ),
+        ];
+        for (i, (page, api)) in pairs.into_iter().enumerate() {
+            let (page, api) = (page.status().as_u16(), api.status().as_u16());
+            let page_ok = page == 200 || page == 303;
+            let api_ok = (200..300).contains(&api);
+            assert_eq!(page_ok, api_ok, "{role}, pair {i}: page {page}, API {api}");
+            if !page_ok {
+                assert_eq!(page, 403, "{role}, pair {i}");
+            }
+        }
+    }
+    // Refusals on pages are audited as the API's are.
+    assert!(audit_actions(&app, "auth.denied")
+        .await
+        .iter()
+        .any(|e| e["target"] == "/board"));
+}
+
+#[tokio::test]
+async fn an_agent_finds_a_patient_and_logs_one_call_per_form() {
+    let app = spawn_app().await;
+    let c = crisis(&app).await;
+    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
+    let web = WebClient::sign_in(&app, &token).await;
+    // The search goes in a form body: the name never reaches a URL.
+    let found = web.post("/agent/search", &[("q", "dupont")]).await;
+    assert_eq!(found.status(), 200);
+    let html = found.text().await.expect("html");
+    let link = format!("/agent?patient={}", c.patients[0]);
+    assert!(
+        html.contains(&link) && html.contains("Dupont, Marie"),
+        "{html}"
+    );
+    assert!(!html.contains("Lambert"));
+    let page = web.html(&link).await;
+    assert!(
+        page.contains("Prothèse 0") && page.contains("Reporté"),
+        "status shown"
+    );
+    assert!(page.contains("10/01/2030 09:00"), "Brussels time");
+    let key = {
+        let at = page.find(r#"name="key" value=""#).expect("a key") + r#"name="key" value=""#.len();
+        page[at..at + 36].to_string()
+    };
+    let form = [
+        ("key", key.as_str()),
+        ("patient_id", c.patients[0].as_str()),
+        ("appointment_id", c.appointments[0].as_str()),
+        ("reason", "appointment_status"),
+        ("outcome", "informed"),
+        ("duration_minutes", "2,5"),
+        ("caller_phone", "0470 12 34 56"),
+        ("notes", "Demande la date"),
+        ("callback", "1"),
+    ];
+    // The same form sent twice at once (a double click): one call.
+    let (a, b) = tokio::join!(
+        web.post("/agent/calls", &form),
+        web.post("/agent/calls", &form)
+    );
+    for r in [&a, &b] {
+        assert_eq!(r.status(), 303);
+        assert_eq!(location(r), "/agent?done=call");
+    }
+    let calls = calls_logged(&app).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let call = &calls[0];
+    assert_eq!(call["patient_id"], c.patients[0]);
+    assert_eq!(call["appointment_id"], c.appointments[0]);
+    assert_eq!(call["duration_seconds"], 150);
+    assert_eq!(call["caller_phone"], "+32470123456");
+    assert_eq!(call["callback_requested"], true);
+    assert_eq!(call["notes"], "Demande la date");
+    let after = web.html("/agent?done=call").await;
+    assert!(after.contains("Appel enregistré.") && after.contains(r#"id="q""#));
+    // A call without a patient, with a new form's key.
+    let r = web
+        .post(
+            "/agent/calls",
+            &[
+                ("key", "another"),
+                ("reason", "other"),
+                ("outcome", "abandoned"),
+                ("patient_id", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(calls_logged(&app).await.len(), 2);
+    // Each search and each patient read is audited.
+    assert_eq!(audit_actions(&app, "patient.search").await.len(), 1);
+    assert_eq!(audit_actions(&app, "patient.read").await.len(), 1);
+}
+
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
+#[tokio::test]
+async fn bad_forms_get_a_clear_page_and_change_nothing() {
+    let app = spawn_app().await;
+    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
+    let web = WebClient::sign_in(&app, &token).await;
+    let cases: [(Fields, u16, &str); 5] = [
+        (
+            &[("key", "k"), ("reason", "gossip"), ("outcome", "informed")],
+            422,
+            "reason",
+        ),
+        (
+            &[
+                ("key", "k"),
+                ("reason", "other"),
+                ("outcome", "informed"),
+                ("duration_minutes", "two"),
+            ],
+            422,
+            "duration_minutes",
+        ),
+        (
+            &[
+                ("key", "k"),
+                ("reason", "other"),
+                ("outcome", "informed"),
+                ("patient_id", "nobody"),
+            ],
+            422,
+            "patient_id",
+        ),
+        (
+            &[
+                ("key", "k"),
+                ("reason", "other"),
+                ("outcome", "informed"),
+                ("notes", "a\u{0}b"),
+            ],
+            422,
+            "NUL",
+        ),
+        (&[("key", "k"), ("outcome", "informed")], 422, "reason"),
+    ];
+    for (fields, status, word) in cases {
+        let res = web.post("/agent/calls", fields).await;
+        assert_eq!(res.status(), status, "{fields:?}");
+        assert!(res.headers()[CONTENT_TYPE]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html"));
+        let html = res.text().await.expect("html");
+        assert!(
+            html.contains("Saisie à corriger") && html.contains(word),
+            "{html}"
+        );
+    }
+    // Too large, or not a form.
+    let big = "x".repeat(40_000);
+    let res = web
+        .post(
+            "/agent/calls",
+            &[
+                ("key", "k"),
+                ("reason", "other"),
+                ("outcome", "informed"),
+                ("notes", &big),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 413);
+    let res = reqwest::Client::new()
+        .post(app.url("/agent/calls"))
+        .header(COOKIE, &web.cookie)
+        .json(&json!({"csrf": web.csrf}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 415);
+    // An empty search says why, on the page.
+    let res = web.post("/agent/search", &[("q", " ")]).await;
+    assert_eq!(res.status(), 200);
+    assert!(calls_logged(&app).await.is_empty());
+    // Unknown patient id in the page's URL: a 404 page.
+    assert_eq!(web.get("/agent?patient=nobody").await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_secretary_works_a_contact_list_row_by_row() {
+    let app = spawn_app().await;
+    let c = crisis(&app).await;
+    let (_, token) =
+        create_account_directly(&app.state, "Secrétaire", "secretary", &[&c.service]).await;
+    let web = WebClient::sign_in(&app, &token).await;
+    let list_path = format!("/contacts?site={}&service={}", c.site, c.service);
+    let html = web.html(&list_path).await;
+    // Contract order: priority 1 first.
+    let rows: Vec<usize> = c
+        .appointments
+        .iter()
+        .map(|a| html.find(&format!(r#"id="row-{a}""#)).expect("row shown"))
+        .collect();
+    assert!(rows[0] < rows[1] && rows[1] < rows[2], "{rows:?}");
+    assert!(html.contains(r#"<span id="total">3</span>"#));
+    assert_eq!(audit_actions(&app, "contact_list.read").await.len(), 1);
+
+    let back = format!("site={}&service={}", c.site, c.service);
+    let r = web
+        .post(
+            "/contacts/attempt",
+            &[
+                ("appointment_id", &c.appointments[0]),
+                ("outcome", "no_answer"),
+                ("note", "répondeur"),
+                ("back", &back),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), format!("/contacts?{back}&done=attempt#list"));
+    let html = web.html(&location(&r)).await;
+    assert!(html.contains("Pas de réponse") && html.contains("Tentative notée."));
+    let row = &html[html
+        .find(&format!(r#"id="row-{}""#, c.appointments[0]))
+        .expect("row")..];
+    assert!(row[..row.find("</tr>").expect("end")].contains(r#"<td class="attempts">1</td>"#));
+    // Reached: off the list.
+    web.post(
+        "/contacts/attempt",
+        &[
+            ("appointment_id", &c.appointments[0]),
+            ("outcome", "reached"),
+            ("back", &back),
+        ],
+    )
+    .await;
+    // A new date, typed in Brussels time.
+    let r = web
+        .post(
+            "/contacts/reschedule",
+            &[
+                ("appointment_id", &c.appointments[1]),
+                ("scheduled_at", "2030-03-04T09:30"),
+                ("back", &back),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let html = web.html(&list_path).await;
+    assert!(html.contains(r#"<span id="total">1</span>"#), "{html}");
+    assert!(!html.contains(&c.appointments[0]) && !html.contains(&c.appointments[1]));
+    let moved = app
+        .get_json(
+            &format!("/api/v1/appointments/{}", c.appointments[1]),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(moved["status"], "rescheduled");
+    assert_eq!(moved["scheduled_at"], "2030-03-04T08:30:00Z");
+    let attempts = app
+        .get_json(
+            &format!("/api/v1/appointments/{}", c.appointments[0]),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(
+        attempts["contact_attempts"].as_array().map(Vec::len),
+        Some(2)
+    );
+    // A bad date: a page saying so, nothing changed.
+    let r = web
+        .post(
+            "/contacts/reschedule",
+            &[
+                ("appointment_id", &c.appointments[2]),
+                ("scheduled_at", "demain"),
+                ("back", &back),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+
+    // The downloads are the API's exports, audited.
+    let csv = web
+        .get(&format!("/contacts/export?{back}&format=csv"))
+        .await;
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers()["content-disposition"]
+        .to_str()
+        .expect("cd")
+        .contains(".csv"));
+    let body = csv.text().await.expect("csv");
+    let api = app
+        .get(
+            &format!("/api/v1/contact-list?{back}&format=csv"),
+            Some(&token),
+        )
+        .await
+        .text()
+        .await
+        .expect("csv");
+    assert_eq!(body, api);
+    assert!(body.starts_with("appointment_id,priority,kind,service,label,original_scheduled_at"));
+    assert!(body.contains(&c.appointments[2]));
+    let excel = web
+        .get(&format!("/contacts/export?{back}&format=excel"))
+        .await;
+    assert!(excel
+        .bytes()
+        .await
+        .expect("bytes")
+        .starts_with("\u{feff}".as_bytes()));
+    assert_eq!(audit_actions(&app, "contact_list.export").await.len(), 3);
+    // Another service's list: refused on the page as in the API.
+    let (other_site, other_service) = app.create_site_and_service().await;
+    let r = web
+        .get(&format!(
+            "/contacts?site={other_site}&service={other_service}"
+        ))
+        .await;
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
+    let app = spawn_app().await;
+    let c = crisis(&app).await;
+    for day in [
+        "2022-05-14T10:00:00+02:00",
+        "2022-05-14T11:00:00+02:00",
+        "2022-05-16T09:00:00+02:00",
+    ] {
+        let r = app
+            .post_json(
+                "/api/v1/calls",
+                Some(&app.admin_token),
+                &json!({"received_at": day, "reason": "other", "outcome": "informed"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let (_, token) = create_account_directly(&app.state, "Coordination", "coordinator", &[]).await;
+    let web = WebClient::sign_in(&app, &token).await;
+    let html = web.html("/board").await;
+    assert!(html.contains(&format!(r#"id="site-{}" class="closed""#, c.site)));
+    // The chart: one bar per day from the first call to the last, as the API counts them.
+    let stats = app.get_json("/api/v1/calls/stats", Some(&token)).await;
+    let series = stats["series"].as_array().expect("series");
+    assert_eq!(series.len(), 3, "{stats}");
+    assert_eq!(html.matches(r#"<rect class="bar""#).count(), series.len());
+    for point in series {
+        assert!(html.contains(&format!(r#"data-count="{}""#, point["count"])));
+    }
+    assert!(html.contains("<svg") && html.contains(r#"role="img""#));
+    assert!(html.contains(r#"<strong id="calls-total">3</strong>"#));
+
+    let r = web
+        .post(
+            "/board/reopen",
+            &[
+                ("site", &c.site),
+                ("programme", "moderate"),
+                ("operating_rooms_open", "1"),
+                ("notify", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/board?done=reopened");
+    let sites = app.get_json("/api/v1/sites", Some(&token)).await;
+    let site = sites["items"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["code"] == c.site))
+        .expect("site")
+        .clone();
+    assert_eq!(site["status"], "open");
+    assert_eq!(site["programme"], "moderate");
+    let html = web.html("/board?done=reopened").await;
+    assert!(html.contains(&format!(r#"id="site-{}" class="open""#, c.site)));
+    assert!(html.contains("1 / 2") && html.contains("Site rouvert"));
+    // Reopening it again is the API's 409, on a page.
+    let r = web
+        .post("/board/reopen", &[("site", &c.site), ("programme", "full")])
+        .await;
+    assert_eq!(r.status(), 409);
+
+    let r = web
+        .post("/board/call-centre", &[("status", "deactivated")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let centre = app.get_json("/api/v1/call-centre", Some(&token)).await;
+    assert_eq!(centre["status"], "deactivated");
+    let agent_page = web.html("/agent").await;
+    assert!(agent_page.contains("est désactivé : les appels ne sont plus enregistrés"));
+    assert_eq!(audit_actions(&app, "site.reopen").await.len(), 1);
+    assert_eq!(audit_actions(&app, "call_centre.update").await.len(), 1);
+}
+
+#[tokio::test]
+async fn pages_speak_the_sessions_language_and_deleted_accounts_sign_out() {
+    let app = spawn_app().await;
+    let (id, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
+    let web = WebClient::try_sign_in(&app, &token, "nl")
+        .await
+        .expect("signed in");
+    let html = web.html("/agent").await;
+    assert!(html.contains(r#"<html lang="nl">"#) && html.contains("Een oproep registreren"));
+    let r = web
+        .post("/language", &[("lang", "de"), ("back", "/agent")])
+        .await;
+    assert_eq!(location(&r), "/agent");
+    assert!(web.html("/agent").await.contains("Einen Anruf erfassen"));
+    // Only back to this site.
+    let r = web
+        .post("/language", &[("lang", "en"), ("back", "//evil.example/")])
+        .await;
+    assert_eq!(location(&r), "/");
+    assert!(web.html("/agent").await.contains("Log a call"));
+    let r = web.post("/language", &[("lang", "xx")]).await;
+    assert_eq!(r.status(), 422);
+
+    // Deleting the account ends its sessions at once.
+    let r = app
+        .delete(&format!("/api/v1/users/{id}"), Some(&app.admin_token))
+        .await;
+    assert_eq!(r.status(), 204);
+    let after = web.get("/agent").await;
+    assert_eq!(after.status(), 303);
+    assert_eq!(location(&after), "/sign-in");
+}
