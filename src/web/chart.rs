@@ -9,16 +9,19 @@ const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 28.0;
 const TOP: f64 = 12.0;
 
-/// The smallest "round" number (1, 2 or 5 times a power of ten) at or above `n`.
-fn ceiling(n: i64) -> i64 {
-    let mut step = 1i64;
+/// The smallest round step (1, 2, 2.5 or 5 times a power of ten, whole) such that four of
+/// them reach `top`.
+fn step_for(top: i64) -> i64 {
+    let need = (top.max(1) + 3) / 4;
+    let mut p = 1i64;
     loop {
-        for m in [1, 2, 5] {
-            if step.saturating_mul(m) >= n {
-                return step.saturating_mul(m);
+        let quarter = if p >= 10 { p / 2 * 5 } else { 5 * p };
+        for s in [p, 2 * p, quarter, 5 * p] {
+            if s >= need {
+                return s;
             }
         }
-        step = step.saturating_mul(10);
+        p = p.saturating_mul(10);
     }
 }
 
@@ -33,7 +36,8 @@ fn escape(s: &str) -> String {
 /// Bars for `(label, count)` points, left to right; `title` names the chart for screen
 /// readers.
 pub fn bars(title: &str, points: &[(String, i64)]) -> String {
-    let max = ceiling(points.iter().map(|p| p.1).max().unwrap_or(0).max(1));
+    // Four equal steps of a round size: every grid line is a whole, readable number.
+    let max = step_for(points.iter().map(|p| p.1).max().unwrap_or(0)) * 4;
     let plot_w = WIDTH - LEFT - 8.0;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let n = points.len().max(1) as f64;
@@ -91,11 +95,16 @@ mod tests {
         assert_eq!(svg.matches(r#"class="bar""#).count(), 2);
         assert!(svg.contains(r#"data-count="100""#));
         assert!(svg.contains("Calls &lt;per&gt; day"), "{svg}");
-        // 100 is the top of the axis: the tallest bar fills the plot.
+        // Grid lines every 25 up to 100: the tallest bar fills the plot.
+        for label in [">0<", ">25<", ">50<", ">75<", ">100<"] {
+            assert!(svg.contains(label), "{label} in {svg}");
+        }
         assert!(svg.contains(&format!(r#"height="{:.1}""#, HEIGHT - TOP - BOTTOM)));
-        assert_eq!(ceiling(0), 1);
-        assert_eq!(ceiling(101), 200);
-        assert_eq!(ceiling(3_400), 5_000);
+        assert_eq!(step_for(0), 1);
+        assert_eq!(step_for(5), 2, "0, 2, 4, 6, 8");
+        assert_eq!(step_for(101), 50);
+        assert_eq!(step_for(3_400), 1_000);
+        assert_eq!(step_for(7_000), 2_000);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod access;
 mod appointments;
 mod audit;
 mod backup;
+mod browser;
 mod calls;
 mod cli;
 mod concurrency;

@@ -1,0 +1,682 @@
+//! The pages in a real browser: Debian's chromium driven through chromedriver (WebDriver),
+//! headless. Each test signs in through the form and works as its role does; screenshots go to
+//! `target/screenshots/` to be looked at.
+//!
+//! Without chromedriver the tests say SKIPPED, unless `REPRISE_REQUIRE_BROWSER` is set (as
+//! `.ci/run` sets it after installing chromium and chromium-driver): then they fail.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::helpers::{create_account_directly, free_port, spawn_app, TestApp};
+use crate::web::crisis;
+
+const ENTER: &str = "\u{e007}";
+const TAB: &str = "\u{e004}";
+
+/// A headless chromium behind its own chromedriver.
+struct Browser {
+    client: Client,
+    _driver: Driver,
+}
+
+/// chromedriver, stopped with its browser on drop, whatever the test did.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // chromedriver leads its own process group: the browser goes with it.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+            .status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The browser, or `None` (and a SKIPPED line) where chromium is not installed.
+async fn browser() -> Option<Browser> {
+    let found = on_path("chromedriver").zip(on_path("chromium"));
+    let Some((driver_bin, chromium)) = found else {
+        assert!(
+            std::env::var_os("REPRISE_REQUIRE_BROWSER").is_none(),
+            "REPRISE_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+        );
+        eprintln!("SKIPPED: chromium and chromedriver are not installed (apt-get install chromium chromium-driver); .ci/run installs them");
+        return None;
+    };
+    let port = free_port();
+    let driver = Driver({
+        use std::os::unix::process::CommandExt;
+        Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts")
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(format!("{url}/status")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-background-networking", "--disable-dev-shm-usage",
+                     "--window-size=1280,900", "--lang=fr-BE"],
+        }
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!("an object")
+    };
+    // chromedriver is on this machine: plain HTTP, no TLS stack.
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("chromium did not start under chromedriver: {e}"));
+    Some(Browser {
+        client,
+        _driver: driver,
+    })
+}
+
+fn screenshots() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots folder");
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots().join(format!("{name}.png")), png).expect("screenshot written");
+}
+
+async fn path(c: &Client) -> String {
+    let url = c.current_url().await.expect("url");
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
+/// Waits until the page's path starts with `prefix`.
+async fn arrive(c: &Client, prefix: &str) {
+    for _ in 0..100 {
+        if path(c).await.starts_with(prefix) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never reached {prefix}: at {}", path(c).await);
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn active_id(c: &Client) -> String {
+    c.active_element()
+        .await
+        .expect("focus")
+        .attr("id")
+        .await
+        .expect("id")
+        .unwrap_or_default()
+}
+
+/// Signs in through the form, from the keyboard: the token, then Enter.
+async fn sign_in(c: &Client, app: &TestApp, token: &str) {
+    c.goto(&app.url("/sign-in")).await.expect("sign-in page");
+    assert_eq!(active_id(c).await, "token", "the token field has the focus");
+    c.active_element()
+        .await
+        .expect("field")
+        .send_keys(&format!("{token}{ENTER}"))
+        .await
+        .expect("typed");
+    for _ in 0..100 {
+        if !path(c).await.starts_with("/sign-in") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("still on the sign-in page");
+}
+
+async fn calls(app: &TestApp) -> Vec<Value> {
+    app.get_json("/api/v1/calls", Some(&app.admin_token)).await["items"]
+        .as_array()
+        .expect("items")
+        .clone()
+}
+
+#[tokio::test]
+async fn each_role_signs_in_and_finds_its_pages() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    let crisis = crisis(&app).await;
+    c.goto(&app.url("/sign-in")).await.expect("page");
+    shot(c, "sign-in").await;
+    for (role, token) in app.tokens_by_role(&crisis.service).await {
+        sign_in(c, &app, &token).await;
+        let (home, links) = match role {
+            "agent" => ("/agent", 1),
+            "secretary" => ("/contacts", 1),
+            _ => ("/agent", 3),
+        };
+        assert_eq!(path(c).await, home, "{role}");
+        let nav = c.find_all(Locator::Css("header nav a")).await.expect("nav");
+        assert_eq!(nav.len(), links, "{role}'s navigation");
+        shot(c, &format!("home-{role}")).await;
+        // A page the role may not open says so, in its language.
+        if role == "secretary" || role == "agent" {
+            c.goto(&app.url("/board")).await.expect("board");
+            let problem = text(c, "#problem").await;
+            assert!(
+                problem.contains("Votre rôle ne donne pas accès"),
+                "{role}: {problem}"
+            );
+            shot(c, &format!("refused-{role}")).await;
+            c.back().await.expect("back");
+        }
+        c.find(Locator::Css("#sign-out"))
+            .await
+            .expect("sign-out button")
+            .click()
+            .await
+            .expect("clicked");
+        arrive(c, "/sign-in?out=1").await;
+        assert!(text(c, "#message").await.contains("déconnecté"));
+    }
+    c.clone().close().await.expect("closed");
+}
+
+#[tokio::test]
+async fn an_agent_logs_a_call_from_the_keyboard() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    let crisis = crisis(&app).await;
+    let (_, token) = create_account_directly(&app.state, "Agent Anne", "agent", &[]).await;
+    sign_in(c, &app, &token).await;
+    assert_eq!(active_id(c).await, "q", "the search has the focus");
+    c.active_element()
+        .await
+        .expect("search")
+        .send_keys(&format!("dupont{ENTER}"))
+        .await
+        .expect("typed");
+    text(c, "#results").await;
+    shot(c, "agent-search").await;
+    // The first patient found has the focus: Enter opens it.
+    let focused = c.active_element().await.expect("focus");
+    assert_eq!(focused.text().await.expect("text"), "Dupont, Marie");
+    focused.send_keys(ENTER).await.expect("enter");
+    arrive(c, &format!("/agent?patient={}", crisis.patients[0])).await;
+    let appointments = text(c, "#appointments").await;
+    assert!(
+        appointments.contains("Prothèse 0") && appointments.contains("Reporté"),
+        "{appointments}"
+    );
+    assert_eq!(active_id(c).await, "reason", "the call form has the focus");
+    shot(c, "agent-patient").await;
+    // Reason, outcome, appointment, duration, caller's number: typed, Tab between them.
+    let keys = format!("Demande{TAB}Rappel{TAB}{TAB}3{TAB}061 23 45 60{ENTER}");
+    c.active_element()
+        .await
+        .expect("reason")
+        .send_keys(&keys)
+        .await
+        .expect("typed");
+    arrive(c, "/agent?done=call").await;
+    assert_eq!(text(c, "#flash").await, "Appel enregistré.");
+    assert_eq!(active_id(c).await, "q", "the focus is back in the search");
+    shot(c, "agent-logged").await;
+    let logged = calls(&app).await;
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0]["patient_id"], crisis.patients[0]);
+    assert_eq!(logged[0]["reason"], "reschedule_request");
+    assert_eq!(logged[0]["outcome"], "callback_scheduled");
+    assert_eq!(logged[0]["duration_seconds"], 180);
+    assert_eq!(logged[0]["caller_phone"], "+3261234560");
+
+    // A double click sends one form; the same form sent twice anyway logs one call.
+    c.goto(&app.url(&format!("/agent?patient={}", crisis.patients[1])))
+        .await
+        .expect("patient");
+    c.execute(
+        "const b = document.getElementById('log-call'); b.click(); b.click();",
+        vec![],
+    )
+    .await
+    .expect("double click");
+    arrive(c, "/agent?done=call").await;
+    assert_eq!(calls(&app).await.len(), 2);
+    c.goto(&app.url(&format!("/agent?patient={}", crisis.patients[1])))
+        .await
+        .expect("patient");
+    let statuses = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const f = document.getElementById('call-form');
+             const send = () => fetch('/agent/calls', {method: 'POST', body: new URLSearchParams(new FormData(f))});
+             Promise.all([send(), send()]).then(r => done(r.map(x => x.status)));",
+            vec![],
+        )
+        .await
+        .expect("two posts");
+    assert_eq!(statuses, json!([200, 200]), "both followed to the page");
+    assert_eq!(calls(&app).await.len(), 3, "one call for the two");
+
+    // At 200 % zoom (half the CSS width), nothing runs off the side.
+    c.set_window_size(640, 900).await.expect("resized");
+    c.goto(&app.url(&format!("/agent?patient={}", crisis.patients[0])))
+        .await
+        .expect("patient");
+    let fits = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .expect("measured");
+    assert_eq!(fits, json!(true));
+    shot(c, "agent-zoom-200").await;
+    c.clone().close().await.expect("closed");
+}
+
+#[tokio::test]
+async fn a_secretary_works_through_a_contact_list() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    let crisis = crisis(&app).await;
+    let (_, token) = create_account_directly(
+        &app.state,
+        "Secrétariat chirurgie",
+        "secretary",
+        &[&crisis.service],
+    )
+    .await;
+    sign_in(c, &app, &token).await;
+    // The site, then the service: choosing the site shows its services.
+    c.find(Locator::Css("#site"))
+        .await
+        .expect("site")
+        .select_by_value(&crisis.site)
+        .await
+        .expect("site chosen");
+    arrive(c, &format!("/contacts?site={}", crisis.site)).await;
+    c.find(Locator::Css("#service"))
+        .await
+        .expect("service")
+        .select_by_value(&crisis.service)
+        .await
+        .expect("service chosen");
+    c.find(Locator::Css("#show"))
+        .await
+        .expect("show")
+        .click()
+        .await
+        .expect("shown");
+    arrive(
+        c,
+        &format!("/contacts?site={}&service={}", crisis.site, crisis.service),
+    )
+    .await;
+    let rows = c
+        .find_all(Locator::Css("#contact-list tbody tr"))
+        .await
+        .expect("rows");
+    let mut order = Vec::new();
+    for r in &rows {
+        order.push(
+            r.attr("data-appointment")
+                .await
+                .expect("attr")
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(order, crisis.appointments, "priority order");
+    shot(c, "contacts-list").await;
+
+    let first = &crisis.appointments[0];
+    let row = |id: &str| format!("#row-{id}");
+    c.find(Locator::Css(&format!(
+        "{} select[name=outcome]",
+        row(first)
+    )))
+    .await
+    .expect("outcome")
+    .select_by_value("no_answer")
+    .await
+    .expect("chosen");
+    c.find(Locator::Css(&format!("{} form.attempt button", row(first))))
+        .await
+        .expect("record")
+        .click()
+        .await
+        .expect("clicked");
+    arrive(c, "/contacts?").await;
+    assert_eq!(text(c, &format!("{} .attempts", row(first))).await, "1");
+    assert!(text(c, &format!("{} .last-outcome", row(first)))
+        .await
+        .contains("Pas de réponse"));
+    assert_eq!(text(c, "#flash").await, "Tentative notée.");
+    // Reached: the row leaves the list.
+    c.find(Locator::Css(&format!(
+        "{} select[name=outcome]",
+        row(first)
+    )))
+    .await
+    .expect("outcome")
+    .select_by_value("reached")
+    .await
+    .expect("chosen");
+    c.find(Locator::Css(&format!("{} form.attempt button", row(first))))
+        .await
+        .expect("record")
+        .click()
+        .await
+        .expect("clicked");
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("#flash"))
+        .await
+        .expect("back on the list");
+    assert_eq!(text(c, "#total").await, "2");
+    // A new date for the next one, in the row.
+    let second = &crisis.appointments[1];
+    c.execute(
+        "document.querySelector(arguments[0]).value = '2030-03-04T09:30';",
+        vec![json!(format!("{} input[type=datetime-local]", row(second)))],
+    )
+    .await
+    .expect("date typed");
+    c.find(Locator::Css(&format!(
+        "{} form.reschedule button",
+        row(second)
+    )))
+    .await
+    .expect("set")
+    .click()
+    .await
+    .expect("clicked");
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("#flash"))
+        .await
+        .expect("back on the list");
+    assert_eq!(text(c, "#total").await, "1");
+    let moved = app
+        .get_json(
+            &format!("/api/v1/appointments/{second}"),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(moved["status"], "rescheduled");
+    assert_eq!(moved["scheduled_at"], "2030-03-04T08:30:00Z");
+    shot(c, "contacts-worked").await;
+
+    // Both downloads, fetched by the page's own links.
+    let fetch = "const done = arguments[arguments.length - 1];
+                 fetch(document.querySelector(arguments[0]).href)
+                   .then(r => r.arrayBuffer().then(b => {
+                     const bytes = new Uint8Array(b);
+                     done([r.status, r.headers.get('content-disposition'),
+                           new TextDecoder().decode(bytes), Array.from(bytes.slice(0, 3))]);
+                   }));";
+    let csv = c
+        .execute_async(fetch, vec![json!("#download-csv")])
+        .await
+        .expect("csv");
+    assert_eq!(csv[0], 200);
+    assert!(csv[1].as_str().unwrap_or_default().contains("attachment"));
+    let body = csv[2].as_str().unwrap_or_default();
+    assert!(
+        body.starts_with("appointment_id,priority,kind,service,label"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Peeters") && !body.contains("Dupont"),
+        "{body}"
+    );
+    let excel = c
+        .execute_async(fetch, vec![json!("#download-excel")])
+        .await
+        .expect("excel");
+    assert_eq!(excel[3], json!([0xEF, 0xBB, 0xBF]), "UTF-8 with its BOM");
+    assert!(
+        excel[2].as_str().unwrap_or_default().contains(';'),
+        "semicolons"
+    );
+
+    // The paper version: the list without the page around it.
+    let pdf = c
+        .print(
+            fantoccini::wd::PrintConfiguration::builder()
+                .orientation(fantoccini::wd::PrintOrientation::Landscape)
+                .build()
+                .expect("print settings"),
+        )
+        .await
+        .expect("printed");
+    let pdf_path = screenshots().join("contacts-print.pdf");
+    std::fs::write(&pdf_path, &pdf).expect("pdf written");
+    if let Some(printed) = pdf_text(&pdf_path) {
+        // The one row left (the columns wrap names over lines).
+        assert!(
+            printed.contains("Peeters,") && printed.contains("Anke"),
+            "{printed}"
+        );
+        assert!(!printed.contains("Dupont"), "{printed}");
+        assert!(printed.contains("Imprimé le"), "{printed}");
+        for absent in ["Noter", "Télécharger", "Se déconnecter", "Listes de rappel"] {
+            assert!(!printed.contains(absent), "{absent} on paper: {printed}");
+        }
+        let _ = Command::new("pdftoppm")
+            .args(["-png", "-r", "70", "-singlefile"])
+            .arg(&pdf_path)
+            .arg(screenshots().join("contacts-print"))
+            .status();
+    }
+    c.clone().close().await.expect("closed");
+}
+
+/// The text of a PDF (poppler's pdftotext), or `None` where it is not installed and not
+/// required.
+fn pdf_text(pdf: &std::path::Path) -> Option<String> {
+    match Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(pdf)
+        .arg("-")
+        .output()
+    {
+        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        _ => {
+            assert!(
+                std::env::var_os("REPRISE_REQUIRE_BROWSER").is_none(),
+                "pdftotext (poppler-utils) is required with REPRISE_REQUIRE_BROWSER"
+            );
+            eprintln!("SKIPPED the printed text: pdftotext is not installed (poppler-utils)");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    let crisis = crisis(&app).await;
+    let days = [("2022-05-14", 3), ("2022-05-15", 1), ("2022-05-17", 5)];
+    for (day, n) in days {
+        for i in 0..n {
+            let r = app
+                .post_json(
+                    "/api/v1/calls",
+                    Some(&app.admin_token),
+                    &json!({"received_at": format!("{day}T1{i}:00:00+02:00"), "reason": "other", "outcome": "informed"}),
+                )
+                .await;
+            assert_eq!(r.status(), 201);
+        }
+    }
+    let (_, token) = create_account_directly(&app.state, "Coordination", "coordinator", &[]).await;
+    sign_in(c, &app, &token).await;
+    c.goto(&app.url("/board")).await.expect("board");
+    // One bar per day from the first call to the last (the 16th has none), as the API says.
+    let stats = app.get_json("/api/v1/calls/stats", Some(&token)).await;
+    let expected: Vec<i64> = stats["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| p["count"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(expected, vec![3, 1, 0, 5]);
+    let bars = c
+        .find_all(Locator::Css("#calls-chart svg rect.bar"))
+        .await
+        .expect("bars");
+    let mut drawn = Vec::new();
+    for bar in &bars {
+        drawn.push(
+            bar.attr("data-count")
+                .await
+                .expect("attr")
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(-1),
+        );
+    }
+    assert_eq!(drawn, expected);
+    let heights = c
+        .execute(
+            "return [...document.querySelectorAll('#calls-chart rect.bar')].map(r => r.getBoundingClientRect().height);",
+            vec![],
+        )
+        .await
+        .expect("measured");
+    let heights: Vec<f64> = heights
+        .as_array()
+        .expect("heights")
+        .iter()
+        .map(|h| h.as_f64().unwrap_or(0.0))
+        .collect();
+    assert!(
+        heights[3] > heights[0] && heights[0] > heights[1] && heights[2] == 0.0,
+        "{heights:?}"
+    );
+    assert_eq!(text(c, "#calls-total").await, "9");
+    shot(c, "board").await;
+    c.execute(
+        "document.querySelector('#calls-chart').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .expect("scrolled");
+    let chart = c
+        .find(Locator::Css("#calls-chart figure"))
+        .await
+        .expect("chart")
+        .screenshot()
+        .await
+        .expect("chart screenshot");
+    std::fs::write(screenshots().join("board-chart.png"), chart).expect("written");
+
+    let site_row = format!("#site-{}", crisis.site);
+    assert!(text(c, &format!("{site_row} .to-contact")).await == "3");
+    c.find(Locator::Css(&format!("{site_row} select[name=programme]")))
+        .await
+        .expect("programme")
+        .select_by_value("moderate")
+        .await
+        .expect("chosen");
+    let rooms = c
+        .find(Locator::Css(&format!(
+            "{site_row} input[name=operating_rooms_open]"
+        )))
+        .await
+        .expect("rooms");
+    rooms.clear().await.expect("cleared");
+    rooms.send_keys("1").await.expect("typed");
+    c.find(Locator::Css(&format!("{site_row} form.reopen button")))
+        .await
+        .expect("reopen")
+        .click()
+        .await
+        .expect("clicked");
+    arrive(c, "/board?done=reopened").await;
+    assert!(text(c, &format!("{site_row} .programme"))
+        .await
+        .contains("Modéré"));
+    let class = c
+        .find(Locator::Css(&site_row))
+        .await
+        .expect("row")
+        .attr("class")
+        .await
+        .expect("class");
+    assert_eq!(class.as_deref(), Some("open"));
+    let sites = app.get_json("/api/v1/sites", Some(&token)).await;
+    let site = sites["items"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["code"] == crisis.site.as_str()))
+        .expect("site")
+        .clone();
+    assert_eq!(
+        (
+            site["status"].as_str(),
+            site["operating_rooms_open"].as_i64()
+        ),
+        (Some("open"), Some(1))
+    );
+
+    c.find(Locator::Css("#centre-switch"))
+        .await
+        .expect("switch")
+        .click()
+        .await
+        .expect("clicked");
+    arrive(c, "/board?done=centre").await;
+    assert_eq!(text(c, "#centre-status").await, "Désactivé");
+    shot(c, "board-reopened").await;
+    c.clone().close().await.expect("closed");
+}
