@@ -101,6 +101,9 @@ pub async fn page(
             .unwrap_or(0)
     };
     let mut totals = [0i64; 5];
+    // In the order the sites reopen (the crisis plan), then by code.
+    let mut sites = sites;
+    sites.sort_by_key(|s| (s.reopening_rank.unwrap_or(i32::MAX), s.code.clone()));
     let sites: Vec<SiteView> = sites
         .into_iter()
         .map(|s| {

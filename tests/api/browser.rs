@@ -379,48 +379,14 @@ async fn a_secretary_works_through_a_contact_list() {
 
     let first = &crisis.appointments[0];
     let row = |id: &str| format!("#row-{id}");
-    c.find(Locator::Css(&format!(
-        "{} select[name=outcome]",
-        row(first)
-    )))
-    .await
-    .expect("outcome")
-    .select_by_value("no_answer")
-    .await
-    .expect("chosen");
-    c.find(Locator::Css(&format!("{} form.attempt button", row(first))))
-        .await
-        .expect("record")
-        .click()
-        .await
-        .expect("clicked");
-    arrive(c, "/contacts?").await;
+    record_attempt(c, first, "no_answer").await;
     assert_eq!(text(c, &format!("{} .attempts", row(first))).await, "1");
     assert!(text(c, &format!("{} .last-outcome", row(first)))
         .await
         .contains("Pas de réponse"));
     assert_eq!(text(c, "#flash").await, "Tentative notée.");
     // Reached: the row leaves the list.
-    c.find(Locator::Css(&format!(
-        "{} select[name=outcome]",
-        row(first)
-    )))
-    .await
-    .expect("outcome")
-    .select_by_value("reached")
-    .await
-    .expect("chosen");
-    c.find(Locator::Css(&format!("{} form.attempt button", row(first))))
-        .await
-        .expect("record")
-        .click()
-        .await
-        .expect("clicked");
-    c.wait()
-        .at_most(Duration::from_secs(5))
-        .for_element(Locator::Css("#flash"))
-        .await
-        .expect("back on the list");
+    record_attempt(c, first, "reached").await;
     assert_eq!(text(c, "#total").await, "2");
     // A new date for the next one, in the row.
     let second = &crisis.appointments[1];
@@ -518,6 +484,29 @@ async fn a_secretary_works_through_a_contact_list() {
             .status();
     }
     c.clone().close().await.expect("closed");
+}
+
+/// Records an attempt from an appointment's row of the contact list, and waits for the list
+/// to come back.
+async fn record_attempt(c: &Client, appointment: &str, outcome: &str) {
+    let row = format!("#row-{appointment}");
+    c.find(Locator::Css(&format!("{row} select[name=outcome]")))
+        .await
+        .expect("outcome")
+        .select_by_value(outcome)
+        .await
+        .expect("chosen");
+    c.find(Locator::Css(&format!("{row} form.attempt button")))
+        .await
+        .expect("record")
+        .click()
+        .await
+        .expect("clicked");
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("#flash"))
+        .await
+        .expect("back on the list");
 }
 
 /// The text of a PDF (poppler's pdftotext), or `None` where it is not installed and not
@@ -678,5 +667,83 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
     arrive(c, "/board?done=centre").await;
     assert_eq!(text(c, "#centre-status").await, "Désactivé");
     shot(c, "board-reopened").await;
+    c.clone().close().await.expect("closed");
+}
+
+/// The pages over the demo scenario (a smaller draw of it): every Vivalia site on the board,
+/// three weeks of calls on the chart, a real contact list. The figures agree with the API's.
+#[tokio::test]
+async fn the_demo_scenario_reads_at_a_glance() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    let db = app.state.db.clone();
+    let size = reprise::demo::DemoSize {
+        patients: 3_000,
+        appointments: 6_000,
+        calls: 8_000,
+    };
+    let report = tokio::task::spawn_blocking(move || reprise::demo::load(&db, 2022, size))
+        .await
+        .expect("joined")
+        .expect("demo loaded");
+    c.set_window_size(1280, 2200).await.expect("tall window");
+    sign_in(c, &app, &report.tokens["coordinator"]).await;
+    c.goto(&app.url("/board")).await.expect("board");
+    let rows = c
+        .find_all(Locator::Css("#sites tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), report.sites);
+    let sites = app
+        .get_json("/api/v1/sites", Some(&report.tokens["coordinator"]))
+        .await;
+    let waiting: i64 = sites["items"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .map(|s| s["postponed_to_contact"].as_i64().unwrap_or(0))
+        .sum();
+    assert!(waiting > 0);
+    assert_eq!(
+        text(c, "#backlog tfoot td:last-child").await,
+        waiting.to_string(),
+        "the board's backlog is the API's"
+    );
+    let stats = app
+        .get_json("/api/v1/calls/stats", Some(&report.tokens["coordinator"]))
+        .await;
+    let days = stats["series"].as_array().expect("series").len();
+    assert!(days >= 21, "three weeks of calls: {days}");
+    let bars = c
+        .find_all(Locator::Css("#calls-chart rect.bar"))
+        .await
+        .expect("bars");
+    assert_eq!(bars.len(), days);
+    shot(c, "demo-board").await;
+
+    sign_in(c, &app, &report.tokens["secretary"]).await;
+    c.goto(&app.url("/contacts?site=ARL&service=ARL-CHIR"))
+        .await
+        .expect("list");
+    let list = app
+        .get_json(
+            "/api/v1/contact-list?site=ARL&service=ARL-CHIR",
+            Some(&report.tokens["secretary"]),
+        )
+        .await;
+    let total = list["items"].as_array().expect("items").len();
+    assert_eq!(text(c, "#total").await, total.to_string());
+    let shown = c
+        .find_all(Locator::Css("#contact-list tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(shown.len(), total.min(100));
+    let first = shown[0].attr("data-appointment").await.expect("attr");
+    assert_eq!(
+        first.as_deref(),
+        list["items"][0]["appointment_id"].as_str()
+    );
+    shot(c, "demo-contacts").await;
     c.clone().close().await.expect("closed");
 }

@@ -606,7 +606,7 @@ async fn a_secretary_works_a_contact_list_row_by_row() {
     let row = &html[html
         .find(&format!(r#"id="row-{}""#, c.appointments[0]))
         .expect("row")..];
-    assert!(row[..row.find("</tr>").expect("end")].contains(r#"<td class="attempts">1</td>"#));
+    assert!(row[..row.find("</tr>").expect("end")].contains(r#"<span class="attempts">1</span>"#));
     // Reached: off the list.
     web.post(
         "/contacts/attempt",
