@@ -166,13 +166,19 @@ pub async fn search(
     let mut page = AgentPage::new(session, None, centre_off(&state).await?);
     page.query = sent.form.q.clone();
     match search_patients(&state, session.caller.clone(), &sent.form.q).await {
-        Ok(rows) => page.results = Some(rows.into_iter().map(PatientView::from).collect()),
+        Ok(rows) => {
+            page.results = Some(rows.into_iter().map(PatientView::from).collect());
+            render(&page)
+        }
+        // The page again, the reason beside the search field.
         Err(AppError::Validation(faults)) => {
             page.search_error = faults.into_iter().next().map(|f| f.message);
+            let mut res = render(&page)?;
+            *res.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(res)
         }
-        Err(e) => return Err(PageError::App(e, session.lang)),
+        Err(e) => Err(PageError::App(e, session.lang)),
     }
-    render(&page)
 }
 
 #[derive(Deserialize)]

@@ -22,6 +22,8 @@ use crate::startup::AppState;
 
 /// Rows per page: a morning's calls for one secretary; the download has them all.
 const PAGE_ROWS: i64 = 100;
+/// The last page number asked for that is taken as it is (10 million rows).
+const MAX_PAGE: i64 = 100_000;
 
 /// The list shown: `?site=&service=&kind=&page=` (codes only, never personal data).
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -149,7 +151,7 @@ pub async fn page(
         .map_err(|e| PageError::App(AppError::validation("kind", e.0), lang))?;
     let caller = session.caller.clone();
     let chosen = list.clone();
-    let page_no = list.page.max(0);
+    let page_no = list.page.clamp(0, MAX_PAGE);
     let (sites, services, listed) = state
         .db
         .write(move |conn| {

@@ -562,7 +562,12 @@ async fn bad_forms_get_a_clear_page_and_change_nothing() {
     assert_eq!(res.status(), 415);
     // An empty search says why, on the page.
     let res = web.post("/agent/search", &[("q", " ")]).await;
-    assert_eq!(res.status(), 200);
+    assert_eq!(res.status(), 422);
+    assert!(res
+        .text()
+        .await
+        .expect("html")
+        .contains(r#"<p class="error" role="alert">"#));
     assert!(calls_logged(&app).await.is_empty());
     // Unknown patient id in the page's URL: a 404 page.
     assert_eq!(web.get("/agent?patient=nobody").await.status(), 404);
@@ -810,4 +815,78 @@ async fn pages_speak_the_sessions_language_and_deleted_accounts_sign_out() {
     let after = web.get("/agent").await;
     assert_eq!(after.status(), 303);
     assert_eq!(location(&after), "/sign-in");
+}
+
+#[tokio::test]
+async fn hostile_page_requests_get_a_4xx_never_a_5xx() {
+    let app = spawn_app().await;
+    let c = crisis(&app).await;
+    let web = WebClient::sign_in(&app, &app.admin_token).await;
+    let long = "A".repeat(5_000);
+    let gets = [
+        format!("/contacts?site={}&page=9223372036854775807", c.site),
+        format!("/contacts?site={}&page=-3", c.site),
+        "/contacts?site=%00".to_string(),
+        format!("/contacts?site={}&service=%00", c.site),
+        format!("/contacts?site={}&kind=%00", c.site),
+        format!("/contacts?site={long}"),
+        "/contacts?page=abc".to_string(),
+        "/agent?patient=%00".to_string(),
+        format!("/agent?patient={long}"),
+        "/contacts/export?site=%00&format=csv".to_string(),
+        format!("/contacts/export?site={}&format=%00", c.site),
+        "/board?done=%00".to_string(),
+        "/sign-in?lang=%00".to_string(),
+        "/static/%00".to_string(),
+        "/static/../Cargo.toml".to_string(),
+    ];
+    for path in &gets {
+        let status = web.get(path).await.status().as_u16();
+        assert!((200..500).contains(&status), "{path}: {status}");
+    }
+    let posts: [(&str, Vec<(&str, &str)>); 7] = [
+        ("/agent/search", vec![("q", "\u{0}")]),
+        ("/agent/search", vec![("q", &long)]),
+        (
+            "/contacts/attempt",
+            vec![("appointment_id", "%00"), ("outcome", "reached")],
+        ),
+        (
+            "/contacts/attempt",
+            vec![("appointment_id", &long), ("outcome", &long)],
+        ),
+        (
+            "/contacts/reschedule",
+            vec![
+                ("appointment_id", &c.appointments[0]),
+                ("scheduled_at", "9999-99-99T99:99"),
+            ],
+        ),
+        (
+            "/board/reopen",
+            vec![
+                ("site", &long),
+                ("programme", "full"),
+                ("operating_rooms_open", "99999999999"),
+            ],
+        ),
+        ("/board/call-centre", vec![("status", "on fire")]),
+    ];
+    for (path, fields) in &posts {
+        let status = web.post(path, fields).await.status().as_u16();
+        let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
+        assert!((400..500).contains(&status), "{path} {names:?}: {status}");
+    }
+    // Nothing changed: the list is whole, the site closed, the call centre on.
+    let list = app
+        .get_json(
+            &format!("/api/v1/contact-list?site={}", c.site),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(3));
+    let centre = app
+        .get_json("/api/v1/call-centre", Some(&app.admin_token))
+        .await;
+    assert_eq!(centre["status"], "active");
 }
