@@ -382,3 +382,16 @@ pub fn set_centre(
         .execute(conn)
         .map(drop)
 }
+
+/// The starts of the first and the last hour with a call (the coordinators' chart).
+pub fn hour_range(
+    conn: &mut DbConnection,
+) -> QueryResult<(Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> {
+    use super::schema::call_hours;
+    call_hours::table
+        .select((
+            diesel::dsl::min(call_hours::hour),
+            diesel::dsl::max(call_hours::hour),
+        ))
+        .first(conn)
+}

@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 
+use chrono::TimeZone;
+use chrono_tz::Europe::Brussels;
+
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -69,7 +72,7 @@ pub async fn page(
     let session = signed.session;
     let (lang, t) = (session.lang, session.t());
     let err = |e| PageError::App(e, lang);
-    let (sites, by_status, backlog, centre) = state
+    let (sites, by_status, backlog, centre, (first_call, last_call)) = state
         .db
         .read(|conn| {
             Ok::<_, AppError>((
@@ -77,11 +80,22 @@ pub async fn page(
                 db::sites::postponed_by_status(conn)?,
                 db::sites::backlog_by_priority(conn)?,
                 centre_response(conn)?,
+                db::calls::hour_range(conn)?,
             ))
         })
         .await
         .map_err(err)?;
-    let stats = call_stats(&state, None, None, Bucket::Day)
+    // The chart's days: from the first call's Brussels day, but CHART_DAYS at most, ending
+    // with the last call's (a call logged with a wrong year must not break the board).
+    let days_from = first_call.zip(last_call).and_then(|(first, last)| {
+        let day = |t| crate::domain::time::brussels(t).date_naive();
+        let first_day = day(first).max(day(last) - chrono::Duration::days(CHART_DAYS as i64 - 1));
+        Brussels
+            .from_local_datetime(&first_day.and_hms_opt(0, 0, 0)?)
+            .earliest()
+            .map(|t| t.naive_utc())
+    });
+    let stats = call_stats(&state, days_from, None, Bucket::Day)
         .await
         .map_err(err)?;
     let mut counts: HashMap<(String, String), i64> = HashMap::new();

@@ -123,11 +123,40 @@ struct ContactsPage {
     printed_at: String,
 }
 
+/// The codes that choose a list, as a query string gives them.
+#[derive(Deserialize)]
+pub struct Filter {
+    #[serde(default)]
+    site: String,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// `?site=&service=&kind=&page=&done=`, read leniently: a page that is not a number is the
+/// first. (Text fields only: serde_urlencoded cannot read a number through `flatten`.)
 #[derive(Deserialize)]
 pub struct PageQuery {
     #[serde(flatten)]
-    list: ListQuery,
+    filter: Filter,
+    page: Option<String>,
     done: Option<String>,
+}
+
+impl PageQuery {
+    fn list(&self) -> ListQuery {
+        ListQuery {
+            site: self.filter.site.clone(),
+            service: self.filter.service.clone(),
+            kind: self.filter.kind.clone(),
+            page: self
+                .page
+                .as_deref()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or(0),
+        }
+    }
 }
 
 fn some(s: &str) -> Option<String> {
@@ -144,7 +173,7 @@ pub async fn page(
     let lang = session.lang;
     let t = session.t();
     let q = query.into_inner();
-    let list = q.list;
+    let list = q.list();
     let kind = some(&list.kind)
         .map(|k| Kind::parse(&k))
         .transpose()
@@ -155,10 +184,19 @@ pub async fn page(
     let (sites, services, listed) = state
         .db
         .write(move |conn| {
-            let sites = db::sites::list_sites(conn, None, 1000)?;
+            let mut sites = db::sites::list_sites(conn, None, 1000)?;
             let mut services =
                 db::sites::list_services(conn, some(&chosen.site).as_deref(), None, 1000)?;
             services.retain(|s| caller.may_access_service(&s.code));
+            // A secretary sees the sites and services of her own services only.
+            if caller.role.is_service_scoped() {
+                let hers: Vec<String> = db::sites::all_service_sites(conn)?
+                    .into_iter()
+                    .filter(|(service, _)| caller.may_access_service(service))
+                    .map(|(_, site)| site)
+                    .collect();
+                sites.retain(|s| hers.contains(&s.code));
+            }
             let listed = match some(&chosen.site) {
                 None => None,
                 Some(site) => {
@@ -279,7 +317,7 @@ pub async fn reschedule(
 ) -> Result<HttpResponse, PageError> {
     let Submitted { session, form, .. } = sent;
     let lang = session.lang;
-    let at = parse_instant_or_local(&form.scheduled_at)
+    let at = date_field(&form.scheduled_at)
         .map_err(|e| PageError::App(AppError::validation("scheduled_at", e.0), lang))?;
     reschedule_to(&state, session.caller, form.appointment_id, at)
         .await
@@ -287,10 +325,27 @@ pub async fn reschedule(
     Ok(back_to(&form.back, "rescheduled"))
 }
 
+/// A date-time field's value (`2022-06-13T10:00`, what browsers send), in Brussels time,
+/// in the years 2000 to 2999: `parse_instant_or_local` alone would take `+262142-12-31T23:59`
+/// (and email the patient that date).
+fn date_field(raw: &str) -> Result<chrono::NaiveDateTime, crate::domain::Invalid> {
+    let raw = raw.trim();
+    let shaped = raw.len() == 16
+        && raw.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && matches!(raw.as_bytes()[0], b'2')
+        && raw.as_bytes()[10] == b'T';
+    if !shaped {
+        return Err(crate::domain::Invalid(
+            "must be a date and time such as 2022-06-13T10:00".into(),
+        ));
+    }
+    parse_instant_or_local(raw)
+}
+
 #[derive(Deserialize)]
 pub struct ExportQuery {
     #[serde(flatten)]
-    list: ListQuery,
+    filter: Filter,
     format: Option<String>,
 }
 
@@ -303,12 +358,50 @@ pub async fn export(
     let session = signed.session;
     let q = query.into_inner();
     let wanted = ContactListQuery {
-        site: q.list.site.clone(),
-        service: some(&q.list.service),
-        kind: some(&q.list.kind),
+        site: q.filter.site.clone(),
+        service: some(&q.filter.service),
+        kind: some(&q.filter.kind),
         format: Some(q.format.unwrap_or_else(|| "csv".into())),
     };
     stream_contact_list(&state, session.caller, wanted)
         .await
         .map_err(|e| PageError::App(e, session.lang))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_fields_are_brussels_minutes_with_a_four_digit_year() {
+        let summer = date_field("2030-06-13T10:00").expect("valid");
+        assert_eq!(summer.to_string(), "2030-06-13 08:00:00");
+        for bad in [
+            "+262142-12-31T23:59",
+            "0000-01-01T00:00",
+            "1922-06-13T10:00",
+            "2030-06-13 10:00",
+            "demain",
+            "",
+        ] {
+            assert!(date_field(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pages_are_read_leniently() {
+        let q = |page: Option<&str>| PageQuery {
+            filter: Filter {
+                site: "ARL".into(),
+                service: String::new(),
+                kind: String::new(),
+            },
+            page: page.map(str::to_string),
+            done: None,
+        };
+        assert_eq!(q(Some("2")).list().page, 2);
+        assert_eq!(q(Some("deux")).list().page, 0);
+        assert_eq!(q(None).list().to_query(), "site=ARL");
+        assert_eq!(ListQuery::from_back("site=ARL&page=3&evil=1").page, 3);
+    }
 }

@@ -164,6 +164,18 @@ impl<P: Permission + 'static> FromRequest for Signed<P> {
     }
 }
 
+/// Asks [`Granted`] for a second permission of a signed-in page (the same decision and the
+/// same rate budget as the API route that needs it).
+pub async fn also<P: Permission + 'static>(
+    req: &HttpRequest,
+    session: &Session,
+) -> Result<(), PageError> {
+    Granted::<P>::from_request(req, &mut Payload::None)
+        .await
+        .map(drop)
+        .map_err(|e| PageError::App(e, session.lang))
+}
+
 /// Any signed-in person (sign-out, language, the home page).
 pub struct AnySigned(pub Session);
 
@@ -243,9 +255,17 @@ async fn read_form<T: DeserializeOwned>(
             "a form is at most {FORM_LIMIT} bytes"
         ))));
     }
-    let bytes = body
-        .await
-        .map_err(|_| PageError::app(AppError::BadRequest("the form could not be read".into())))?;
+    let bytes = body.await.map_err(|e| {
+        let too_large = matches!(
+            e.as_error::<actix_web::error::PayloadError>(),
+            Some(actix_web::error::PayloadError::Overflow)
+        );
+        PageError::app(if too_large {
+            AppError::PayloadTooLarge(format!("a form is at most {FORM_LIMIT} bytes"))
+        } else {
+            AppError::BadRequest("the form could not be read".into())
+        })
+    })?;
     if bytes.len() > FORM_LIMIT {
         return Err(PageError::app(AppError::PayloadTooLarge(format!(
             "a form is at most {FORM_LIMIT} bytes"
@@ -538,7 +558,9 @@ async fn asset(file: web::Path<String>) -> HttpResponse {
 }
 
 // The marker types pages name, re-exported for the page modules.
-pub(crate) use perm::{ChangeAppointments, ContactLists, LogCalls, ManageCallCentre, ManageSites};
+pub(crate) use perm::{
+    ChangeAppointments, ContactLists, LogCalls, ManageCallCentre, ManageSites, ReadPatients,
+};
 
 #[cfg(test)]
 mod tests {

@@ -142,6 +142,8 @@ pub async fn sign_in(
         expires_at: now + chrono::Duration::hours(SESSION_HOURS),
     };
     let hash = token_hash(&token);
+    // A session this browser already had ends with the new one.
+    let previous = req.cookie(SESSION_COOKIE).map(|c| token_hash(c.value()));
     let request_id = req
         .extensions()
         .get::<crate::auth::RequestId>()
@@ -153,6 +155,9 @@ pub async fn sign_in(
                 return Ok(None);
             };
             db::sessions::purge_expired(conn, now)?;
+            if let Some(previous) = &previous {
+                db::sessions::delete(conn, previous)?;
+            }
             db::sessions::insert(
                 conn,
                 &db::sessions::SessionRow {
@@ -241,6 +246,11 @@ pub async fn language(
         .map_err(|e| e.in_language(session.lang))?;
     let lang = Language::parse(&form.lang)
         .map_err(|e| PageError::App(AppError::validation("lang", e.0), session.lang))?;
+    let back = form
+        .back
+        .as_deref()
+        .map_or("/", page_to_return_to)
+        .to_string();
     let id = session.id.clone();
     state
         .db
@@ -249,10 +259,47 @@ pub async fn language(
         })
         .await
         .map_err(|e| PageError::App(e, session.lang))?;
-    // Only back to a page of this site.
-    let back = form
-        .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
-        .unwrap_or_else(|| "/".into());
     Ok(see_other(&back))
+}
+
+/// Where the language switch may send the browser back to: one of the pages (with a query of
+/// plain characters), else `/`. Never another site, never a header-breaking character.
+fn page_to_return_to(back: &str) -> &str {
+    let (path, query) = back.split_once('?').unwrap_or((back, ""));
+    let plain = query
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"=&%._-+".contains(&b));
+    if matches!(path, "/agent" | "/contacts" | "/board") && plain && back.len() <= 512 {
+        back
+    } else {
+        "/"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_to_return_to;
+
+    #[test]
+    fn the_language_switch_only_goes_back_to_a_page() {
+        for ok in [
+            "/agent",
+            "/contacts?site=ARL&service=ARL-CHIR&page=2",
+            "/board?done=centre",
+        ] {
+            assert_eq!(page_to_return_to(ok), ok);
+        }
+        for bad in [
+            "//evil.example/",
+            "/\tevil",
+            "/\t/evil.example",
+            "https://evil.example",
+            "/agent/search",
+            "/contacts?x=\r\nSet-Cookie:a",
+            "/agent?patient=<script>",
+            "",
+        ] {
+            assert_eq!(page_to_return_to(bad), "/", "{bad:?}");
+        }
+    }
 }

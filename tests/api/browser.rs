@@ -336,14 +336,13 @@ async fn a_secretary_works_through_a_contact_list() {
     )
     .await;
     sign_in(c, &app, &token).await;
-    // The site, then the service: choosing the site shows its services.
+    // The site, the service, then *Afficher*.
     c.find(Locator::Css("#site"))
         .await
         .expect("site")
         .select_by_value(&crisis.site)
         .await
         .expect("site chosen");
-    arrive(c, &format!("/contacts?site={}", crisis.site)).await;
     c.find(Locator::Css("#service"))
         .await
         .expect("service")

@@ -6,7 +6,7 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-use crate::helpers::{create_account_directly, spawn_app, TestApp};
+use crate::helpers::{create_account_directly, spawn_app, spawn_app_with, TestApp};
 
 /// A person in a browser, minus the browser: the session cookie and the forms' secret.
 pub struct WebClient {
@@ -388,8 +388,10 @@ async fn pages_and_api_agree_on_who_may_do_what() {
             ),
         ];
         for (i, (page, api)) in pairs.into_iter().enumerate() {
+            // A form's success is a redirect to a page, never to the sign-in page.
+            let redirected = location(&page);
             let (page, api) = (page.status().as_u16(), api.status().as_u16());
-            let page_ok = page == 200 || page == 303;
+            let page_ok = page == 200 || (page == 303 && !redirected.starts_with("/sign-in"));
             let api_ok = (200..300).contains(&api);
             assert_eq!(page_ok, api_ok, "{role}, pair {i}: page {page}, API {api}");
             if !page_ok {
@@ -655,6 +657,7 @@ async fn a_secretary_works_a_contact_list_row_by_row() {
         attempts["contact_attempts"].as_array().map(Vec::len),
         Some(2)
     );
+    assert_eq!(attempts["status"], "postponed", "reached, not yet rebooked");
     // A bad date: a page saying so, nothing changed.
     let r = web
         .post(
@@ -849,7 +852,7 @@ async fn hostile_page_requests_get_a_4xx_never_a_5xx() {
         ("/agent/search", vec![("q", &long)]),
         (
             "/contacts/attempt",
-            vec![("appointment_id", "%00"), ("outcome", "reached")],
+            vec![("appointment_id", "\u{0}"), ("outcome", "reached")],
         ),
         (
             "/contacts/attempt",
@@ -889,4 +892,197 @@ async fn hostile_page_requests_get_a_4xx_never_a_5xx() {
         .get_json("/api/v1/call-centre", Some(&app.admin_token))
         .await;
     assert_eq!(centre["status"], "active");
+}
+
+#[tokio::test]
+async fn a_long_list_is_read_a_hundred_rows_at_a_time() {
+    let app = spawn_app().await;
+    let (site, service) = app.create_site_and_service().await;
+    let patient = app.create_patient("Long", "Liste").await;
+    for i in 0..150 {
+        let at = format!(
+            "2030-01-{:02}T{:02}:{:02}:00Z",
+            2 + i / 60,
+            8 + (i % 60) / 10,
+            (i % 10) * 5
+        );
+        app.create_appointment(&patient, &site, &service, &at).await;
+    }
+    let r = app
+        .post_json(
+            "/api/v1/incidents",
+            Some(&app.admin_token),
+            &json!({"title": "Panne", "started_at": "2030-01-01T00:00:00Z",
+                    "postpone_until": "2030-02-01T00:00:00Z", "sites": [site]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let (_, token) =
+        create_account_directly(&app.state, "Secrétaire", "secretary", &[&service]).await;
+    let web = WebClient::sign_in(&app, &token).await;
+    let first = web
+        .html(&format!("/contacts?site={site}&service={service}"))
+        .await;
+    assert_eq!(first.matches("data-appointment=").count(), 100);
+    assert!(first.contains(r#"<span id="total">150</span>"#));
+    let next = format!("/contacts?site={site}&service={service}&page=1");
+    let link = format!(r#"href="{}#list""#, next.replace('&', "&#38;"));
+    let nav = &first[first.find(r#"class="pages"#).expect("page links")..];
+    assert!(nav.contains(&link), "a link to the next page: {nav}");
+    let second = web.html(&next).await;
+    assert_eq!(second.matches("data-appointment=").count(), 50);
+    assert!(!second.contains(r#"rel="next""#) && second.contains(r#"rel="prev""#));
+    // Every row once across the pages.
+    let ids = |html: &str| -> Vec<String> {
+        html.split("data-appointment=\"")
+            .skip(1)
+            .map(|s| s[..36].to_string())
+            .collect()
+    };
+    let mut all = ids(&first);
+    all.extend(ids(&second));
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 150);
+    // A form sent from the second page comes back to it.
+    let back = format!("site={site}&service={service}&page=1");
+    let row = ids(&second)[0].clone();
+    let r = web
+        .post(
+            "/contacts/attempt",
+            &[
+                ("appointment_id", &row),
+                ("outcome", "no_answer"),
+                ("back", &back),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), format!("/contacts?{back}&done=attempt#list"));
+    // A page past the end is empty; one that is not a number is the first.
+    let past = web.html(&format!("/contacts?site={site}&page=99")).await;
+    assert_eq!(past.matches("data-appointment=").count(), 0);
+    let odd = web.html(&format!("/contacts?site={site}&page=deux")).await;
+    assert_eq!(odd.matches("data-appointment=").count(), 100);
+}
+
+#[tokio::test]
+async fn sessions_end_when_they_expire_and_a_new_sign_in_replaces_the_old() {
+    let app = spawn_app().await;
+    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
+    let web = WebClient::sign_in(&app, &token).await;
+    assert_eq!(web.get("/agent").await.status(), 200);
+    app.state
+        .db
+        .write(|conn| {
+            use diesel::prelude::*;
+            use reprise::db::schema::web_sessions;
+            let past = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(1);
+            diesel::update(web_sessions::table)
+                .set(web_sessions::expires_at.eq(past))
+                .execute(conn)
+                .map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("expired");
+    let r = web.get("/agent").await;
+    assert_eq!(
+        (r.status().as_u16(), location(&r)),
+        (303, "/sign-in".to_string())
+    );
+
+    // Signing in again from a browser that has a session ends that one.
+    let first = WebClient::sign_in(&app, &token).await;
+    let res = WebClient::plain()
+        .get(app.url("/sign-in"))
+        .send()
+        .await
+        .expect("page");
+    let (pre, _) = cookie_value(&res, "reprise_sign_in").expect("cookie");
+    let again = WebClient::plain()
+        .post(app.url("/sign-in"))
+        .header(COOKIE, format!("reprise_sign_in={pre}; {}", first.cookie))
+        .form(&[("csrf", pre.as_str()), ("token", token.as_str())])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 303);
+    assert_eq!(
+        first.get("/agent").await.status(),
+        303,
+        "the old session is gone"
+    );
+}
+
+#[tokio::test]
+async fn the_language_switch_goes_back_to_pages_only() {
+    let app = spawn_app().await;
+    let web = WebClient::sign_in(&app, &app.admin_token).await;
+    for back in [
+        "/\t/evil.example",
+        "/agent\r\nSet-Cookie: x=1",
+        "/agent/search",
+        "//evil.example",
+        "/\u{7f}",
+    ] {
+        let r = web
+            .post("/language", &[("lang", "nl"), ("back", back)])
+            .await;
+        assert_eq!(
+            (r.status().as_u16(), location(&r)),
+            (303, "/".to_string()),
+            "{back:?}"
+        );
+    }
+    let r = web
+        .post(
+            "/language",
+            &[("lang", "fr"), ("back", "/contacts?site=ARL&page=2")],
+        )
+        .await;
+    assert_eq!(location(&r), "/contacts?site=ARL&page=2");
+}
+
+#[tokio::test]
+async fn a_call_logged_with_a_wrong_year_leaves_the_board_readable() {
+    let app = spawn_app().await;
+    for at in [
+        "1990-05-14T10:00:00+02:00",
+        "2022-05-14T10:00:00+02:00",
+        "2022-05-16T10:00:00+02:00",
+    ] {
+        let r = app
+            .post_json(
+                "/api/v1/calls",
+                Some(&app.admin_token),
+                &json!({"received_at": at, "reason": "other", "outcome": "informed"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let web = WebClient::sign_in(&app, &app.admin_token).await;
+    let html = web.html("/board").await;
+    // The chart ends with the last call's day and goes back 92 days at most.
+    assert_eq!(html.matches(r#"<rect class="bar""#).count(), 92);
+    assert!(html.contains(r#"<strong id="calls-total">3</strong>"#));
+}
+
+#[tokio::test]
+async fn page_reads_of_personal_data_spend_the_accounts_reads_budget() {
+    // 18 a minute: a burst of 3 (a sixth), then one every 3.3 s.
+    let app = spawn_app_with(|s| s.rate_reads = Some(18)).await;
+    let c = crisis(&app).await;
+    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
+    let web = WebClient::sign_in(&app, &token).await;
+    let page = format!("/agent?patient={}", c.patients[0]);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(web.get(&page).await.status().as_u16());
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert_eq!(statuses[4], 429, "{statuses:?}");
+    // The budget is the account's: the API refuses it too now.
+    let r = app
+        .get(&format!("/api/v1/patients/{}", c.patients[0]), Some(&token))
+        .await;
+    assert_eq!(r.status(), 429);
 }

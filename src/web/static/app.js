@@ -5,9 +5,6 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const here of document.querySelectorAll("input[data-here]")) {
     here.value = location.pathname + location.search;
   }
-  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
-    select.addEventListener("change", () => select.form.requestSubmit());
-  }
   for (const button of document.querySelectorAll("[data-print]")) {
     button.addEventListener("click", () => window.print());
   }
