@@ -18,11 +18,8 @@ use diesel::prelude::*;
 use futures_util::StreamExt;
 use reprise::auth::Caller;
 use reprise::db::appointments::AppointmentRow;
-use reprise::db::patients::PatientRow;
 use reprise::db::{self, Backend, DatabaseUrl, DbConnection};
-use reprise::demo::People;
 use reprise::domain::account::NewAccount;
-use reprise::domain::patient::search_key;
 use reprise::error::AppError;
 
 /// Resident memory of this process, in bytes.
@@ -79,25 +76,7 @@ fn fill(db: &db::Db, site: &str, patients: usize, appointments: usize, seed: u64
         Ok::<_, AppError>(())
     })
     .expect("site");
-    let rows: Vec<PatientRow> = People::new(seed)
-        .take(patients)
-        .map(|p| PatientRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            // Two lists are filled from two seeds: national numbers could meet.
-            national_number: None,
-            last_name_key: search_key(&p.last_name),
-            first_name_key: search_key(&p.first_name),
-            last_name: p.last_name,
-            first_name: p.first_name,
-            birth_date: p.birth_date,
-            phone: p.phone,
-            email: p.email,
-            language: p.language.as_str().into(),
-            email_consent: p.email_consent,
-            import_id: None,
-            created_at: now(),
-        })
-        .collect();
+    let rows = common::patient_rows(seed, patients);
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     for chunk in rows.chunks(50_000) {
         let chunk = chunk.to_vec();
@@ -134,6 +113,7 @@ fn fill(db: &db::Db, site: &str, patients: usize, appointments: usize, seed: u64
                     created_at: now(),
                     updated_at: now(),
                     reached_at: None,
+                    proposed_at: None,
                 }
             })
             .collect();

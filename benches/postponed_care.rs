@@ -83,6 +83,7 @@ fn appointment_row(i: usize, patient_id: String, services: &[(String, String)]) 
         created_at: now(),
         updated_at: now(),
         reached_at: None,
+        proposed_at: None,
     }
 }
 

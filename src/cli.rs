@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::Caller;
 use crate::config::{ConfigArgs, Settings};
 use crate::db::Db;
+use crate::error::AppError;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -48,6 +49,17 @@ pub enum Command {
     /// Import a CSV file (all or nothing)
     #[command(subcommand)]
     Import(ImportCommand),
+    /// At the end of the crisis: remove the notes and callers' numbers of calls older than the
+    /// retention period (the call centre must be deactivated; statistics are kept)
+    PurgeCalls {
+        /// Keep the calls of the last N days as they are
+        #[arg(
+            long = "retention-days",
+            env = "REPRISE_CALL_RETENTION_DAYS",
+            default_value_t = 30
+        )]
+        retention_days: u32,
+    },
     /// A consistent copy of the SQLite database, taken while the service runs
     Backup {
         /// The copy to write (must not exist yet)
@@ -137,6 +149,7 @@ pub fn run(cli: Cli) -> ExitCode {
             })
         }
         Command::Backup { file } => backup(&settings, &file),
+        Command::PurgeCalls { retention_days } => purge_calls(&settings, retention_days),
         Command::Import(ImportCommand::Calls { file }) => {
             import_file(&settings, &file, |db, input, caller| {
                 crate::imports::import_calls(db, input, caller).map(|r| serde_json::json!(r))
@@ -159,6 +172,48 @@ pub fn run(cli: Cli) -> ExitCode {
 enum CliError {
     Usage(String),
     Failed(String),
+}
+
+/// Anonymises the calls older than the retention period, once the call centre is off; prints
+/// `{"calls_purged": N, "before": "…"}`.
+fn purge_calls(settings: &Settings, retention_days: u32) -> Result<(), CliError> {
+    if retention_days > 36_500 {
+        return Err(CliError::Usage(
+            "--retention-days is at most 36500 (a hundred years)".into(),
+        ));
+    }
+    let db = open_database(settings)?;
+    let before = crate::domain::now() - chrono::Duration::days(i64::from(retention_days));
+    let purged = db
+        .write_blocking(move |conn| {
+            let (status, _, _) = crate::db::calls::centre(conn)?;
+            if status != "deactivated" {
+                return Err(AppError::Conflict(
+                    "the call centre is still active: deactivate it first (PUT /api/v1/call-centre)"
+                        .into(),
+                ));
+            }
+            let n = crate::db::calls::purge_personal(conn, before)?;
+            crate::audit::record(
+                conn,
+                &Caller::command_line(),
+                "call.purge",
+                None,
+                serde_json::json!({ "before": crate::routes::utc(before), "rows": n }),
+            )?;
+            Ok::<_, AppError>(n)
+        })
+        .map_err(|e| {
+            CliError::Failed(match e {
+                AppError::Conflict(why) => why,
+                other => other.to_string(),
+            })
+        })?;
+    println!(
+        "{}",
+        serde_json::json!({ "calls_purged": purged, "before": crate::routes::utc(before) })
+    );
+    Ok(())
 }
 
 fn serve(settings: Settings) -> Result<(), CliError> {

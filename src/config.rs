@@ -115,6 +115,24 @@ pub struct ConfigArgs {
         global = true
     )]
     pub rate_reads: String,
+
+    /// Share of operating-room time a site on the `moderate` programme uses when planning
+    #[arg(
+        long = "moderate-fraction",
+        env = "REPRISE_MODERATE_FRACTION",
+        default_value = "0.5",
+        global = true
+    )]
+    pub moderate_fraction: String,
+
+    /// Days after the original date by which priorities 1, 2, 3 and 4 are due
+    #[arg(
+        long = "priority-deadlines",
+        env = "REPRISE_PRIORITY_DEADLINES",
+        default_value = "14,28,91,182",
+        global = true
+    )]
+    pub priority_deadlines: String,
 }
 
 /// A configuration value that cannot be used; its `Display` is the one line printed.
@@ -257,6 +275,8 @@ pub struct Settings {
     /// Per-account limits, per minute; `None`: no limit.
     pub rate_writes: Option<u32>,
     pub rate_reads: Option<u32>,
+    /// How plans count capacity and deadlines.
+    pub planning: crate::domain::plan::Planning,
 }
 
 impl Settings {
@@ -342,6 +362,12 @@ impl Settings {
             delivery: Some(crate::email::DeliverySettings::default()),
             rate_writes: per_minute(&args.rate_writes, "REPRISE_RATE_WRITES", "rate-writes")?,
             rate_reads: per_minute(&args.rate_reads, "REPRISE_RATE_READS", "rate-reads")?,
+            planning: crate::domain::plan::Planning {
+                moderate_fraction: crate::domain::plan::parse_fraction(&args.moderate_fraction)
+                    .map_err(|e| bad("REPRISE_MODERATE_FRACTION", "moderate-fraction", e.0))?,
+                deadlines: crate::domain::plan::Deadlines::parse(&args.priority_deadlines)
+                    .map_err(|e| bad("REPRISE_PRIORITY_DEADLINES", "priority-deadlines", e.0))?,
+            },
         })
     }
 }

@@ -644,6 +644,7 @@ pub fn load(
             created_at: created,
             updated_at: created,
             reached_at: None,
+            proposed_at: None,
         });
     }
 

@@ -423,6 +423,7 @@ pub fn store_appointments(
             created_at: now,
             updated_at: now,
             reached_at: None,
+            proposed_at: None,
         });
     }
     db::patients::insert_many(conn, &new_patients)?;

@@ -113,6 +113,7 @@ impl BenchDb {
             // The benchmarks measure the service's capacity, not its limits.
             rate_writes: None,
             rate_reads: None,
+            planning: Default::default(),
         };
         let app = reprise::startup::Application::build(settings)
             .await
@@ -186,4 +187,29 @@ pub fn seed_sites(db: &Db) -> Vec<(String, String)> {
         Ok::<_, reprise::error::AppError>(services)
     })
     .expect("sites")
+}
+
+/// `n` people of the seeded stream as patient rows (without national numbers: two streams
+/// filled into one database could meet on one).
+#[allow(dead_code)]
+pub fn patient_rows(seed: u64, n: usize) -> Vec<reprise::db::patients::PatientRow> {
+    use reprise::domain::patient::search_key;
+    reprise::demo::People::new(seed)
+        .take(n)
+        .map(|p| reprise::db::patients::PatientRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            national_number: None,
+            last_name_key: search_key(&p.last_name),
+            first_name_key: search_key(&p.first_name),
+            last_name: p.last_name,
+            first_name: p.first_name,
+            birth_date: p.birth_date,
+            phone: p.phone,
+            email: p.email,
+            language: p.language.as_str().into(),
+            email_consent: p.email_consent,
+            import_id: None,
+            created_at: reprise::domain::now(),
+        })
+        .collect()
 }

@@ -28,6 +28,8 @@ pub struct AppointmentRow {
     pub updated_at: chrono::NaiveDateTime,
     /// When a contact attempt first reached the patient.
     pub reached_at: Option<chrono::NaiveDateTime>,
+    /// The day a committed plan proposes (`POST /sites/{code}/plan?commit=true`).
+    pub proposed_at: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

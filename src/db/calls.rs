@@ -395,3 +395,24 @@ pub fn hour_range(
         ))
         .first(conn)
 }
+
+/// Removes the notes and the caller's number of calls received before `before`; the counts,
+/// reasons, outcomes, durations and the hourly statistics stay. Returns the calls changed.
+pub fn purge_personal(
+    conn: &mut DbConnection,
+    before: chrono::NaiveDateTime,
+) -> QueryResult<usize> {
+    use super::schema::calls;
+    diesel::update(
+        calls::table.filter(calls::received_at.lt(before)).filter(
+            calls::notes
+                .is_not_null()
+                .or(calls::caller_phone.is_not_null()),
+        ),
+    )
+    .set((
+        calls::notes.eq(None::<String>),
+        calls::caller_phone.eq(None::<String>),
+    ))
+    .execute(conn)
+}

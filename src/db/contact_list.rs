@@ -38,6 +38,23 @@ pub struct ContactFilter {
     pub services: Option<Vec<String>>,
 }
 
+/// The contract's order of postponed care (CONTRACT §4.5): priority, then the original date
+/// (longest waiting first), then the folded names (case and accents aside, and the same byte
+/// order on both backends), then the id. Contact lists and plans use it.
+pub const CONTRACT_ORDER: (
+    appointments::priority,
+    appointments::original_scheduled_at,
+    patients::last_name_key,
+    patients::first_name_key,
+    appointments::id,
+) = (
+    appointments::priority,
+    appointments::original_scheduled_at,
+    patients::last_name_key,
+    patients::first_name_key,
+    appointments::id,
+);
+
 macro_rules! contact_query {
     ($f:expr) => {{
         let f: &ContactFilter = $f;
@@ -46,15 +63,7 @@ macro_rules! contact_query {
             .filter(appointments::site_code.eq(f.site.clone()))
             .filter(appointments::status.eq("postponed"))
             .filter(appointments::reached_at.is_null())
-            .order((
-                appointments::priority,
-                appointments::original_scheduled_at,
-                // The folded names: case and accents aside, and the same byte order on both
-                // backends.
-                patients::last_name_key,
-                patients::first_name_key,
-                appointments::id,
-            ))
+            .order(CONTRACT_ORDER)
             .select((
                 appointments::id,
                 appointments::priority,

@@ -26,6 +26,7 @@ pub mod contact_list;
 pub mod incidents;
 pub mod notifications;
 pub mod patients;
+pub mod planning;
 pub mod schema;
 pub mod sessions;
 pub mod sites;

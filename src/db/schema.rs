@@ -13,6 +13,24 @@ diesel::table! {
         reopening_rank -> Nullable<Integer>,
         created_at -> Timestamp,
         operating_rooms_open -> Nullable<Integer>,
+        session_minutes -> Integer,
+    }
+}
+
+diesel::table! {
+    site_capacity_days (site_code, day) {
+        site_code -> Text,
+        day -> Date,
+        rooms_open -> Integer,
+        session_minutes -> Integer,
+    }
+}
+
+diesel::table! {
+    operation_durations (service_code, label) {
+        service_code -> Text,
+        label -> Text,
+        minutes -> Integer,
     }
 }
 
@@ -24,6 +42,8 @@ diesel::table! {
         secretariat_email -> Nullable<Text>,
         secretariat_phone -> Nullable<Text>,
         created_at -> Timestamp,
+        consultation_slots -> Integer,
+        operation_minutes -> Integer,
     }
 }
 
@@ -128,6 +148,7 @@ diesel::table! {
         attempts -> Integer,
         last_outcome -> Nullable<Text>,
         last_attempt_at -> Nullable<Timestamp>,
+        proposed_at -> Nullable<Date>,
     }
 }
 
@@ -233,6 +254,8 @@ diesel::joinable!(incident_sites -> incidents (incident_id));
 diesel::joinable!(incident_sites -> sites (site_code));
 diesel::joinable!(user_services -> users (user_id));
 diesel::joinable!(web_sessions -> users (user_id));
+diesel::joinable!(operation_durations -> services (service_code));
+diesel::joinable!(site_capacity_days -> sites (site_code));
 diesel::joinable!(user_services -> services (service_code));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -241,6 +264,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     user_services,
     web_sessions,
+    site_capacity_days,
+    operation_durations,
     audit_log,
     patients,
     incidents,

@@ -42,6 +42,7 @@ pub mod code;
 pub mod contact;
 pub mod national_number;
 pub mod patient;
+pub mod plan;
 pub mod role;
 pub mod site;
 pub mod time;

@@ -65,6 +65,8 @@ pub struct AppointmentResponse {
     pub updated_at: chrono::DateTime<chrono::Utc>,
     /// When a contact attempt first reached the patient; null while still to contact.
     pub reached_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The day a committed plan proposes, for a secretary to confirm by phone; null if none.
+    pub proposed_at: Option<chrono::NaiveDate>,
 }
 
 impl From<AppointmentRow> for AppointmentResponse {
@@ -86,6 +88,7 @@ impl From<AppointmentRow> for AppointmentResponse {
             created_at: utc(r.created_at),
             updated_at: utc(r.updated_at),
             reached_at: r.reached_at.map(utc),
+            proposed_at: r.proposed_at,
         }
     }
 }
@@ -200,6 +203,7 @@ pub async fn create(
             created_at: now,
             updated_at: now,
             reached_at: None,
+            proposed_at: None,
         })
     })())?;
     let caller = caller.caller;

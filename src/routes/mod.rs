@@ -13,6 +13,7 @@ pub mod incidents;
 pub mod middleware;
 pub mod notifications;
 pub mod patients;
+pub mod planning;
 pub mod sites;
 pub mod users;
 
@@ -61,7 +62,12 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(calls::list)
         .service(calls::stats)
         .service(calls::centre)
-        .service(calls::set_centre);
+        .service(calls::set_centre)
+        .service(planning::site_capacity)
+        .service(planning::set_site_capacity)
+        .service(planning::set_service_capacity)
+        .service(planning::plan)
+        .service(planning::deadline);
 }
 
 /// A page of a list: `{items, next_cursor}`.

@@ -49,6 +49,11 @@ const MATRIX: &[Row] = &[
     ("post",   "/api/v1/calls/import",          [200, 200, 403, 403, 401]),
     ("get",    "/api/v1/call-centre",           MANAGERS_READ),
     ("put",    "/api/v1/call-centre",           [200, 200, 403, 403, 401]),
+    ("get",    "/api/v1/sites/{code}/capacity",    MANAGERS_READ),
+    ("put",    "/api/v1/sites/{code}/capacity",    [200, 200, 403, 403, 401]),
+    ("put",    "/api/v1/services/{code}/capacity", [200, 200, 403, 403, 401]),
+    ("post",   "/api/v1/sites/{code}/plan",        [200, 200, 403, 403, 401]),
+    ("get",    "/api/v1/planning/deadline",        MANAGERS_READ),
 ];
 
 /// Records the matrix needs to exist: a patient with an appointment in the secretary's
@@ -124,6 +129,9 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
             )))
         }
         ("put", "/api/v1/call-centre") => json!({"status": "active"}),
+        ("put", "/api/v1/sites/{code}/capacity") => json!({"session_minutes": 300}),
+        ("put", "/api/v1/services/{code}/capacity") => json!({"consultation_slots": 4}),
+        ("post", "/api/v1/sites/{code}/plan") => json!({"from": "2030-03-04", "until": "2030-03-08"}),
         ("post", "/api/v1/sites/{code}/reopen") => json!({"programme": "moderate"}),
         ("post", "/api/v1/appointments/{id}/reschedule") => {
             json!({"scheduled_at": "2030-03-01T09:00:00+01:00"})
@@ -148,6 +156,8 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
     if path.starts_with("/api/v1/users/") {
         let (id, _) = create_account_directly(&app.state, "Victim", "agent", &[]).await;
         path.replace("{id}", &id)
+    } else if path == "/api/v1/planning/deadline" {
+        format!("{path}?date=2030-06-30")
     } else if path == "/api/v1/contact-list" {
         format!("{path}?site={}", f.site)
     } else if path == "/api/v1/sites/{code}/reopen" {
@@ -166,6 +176,10 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
             .create_appointment(&f.patient, &f.site, &f.service, "2030-01-11T09:00:00Z")
             .await;
         path.replace("{id}", &id)
+    } else if path.starts_with("/api/v1/sites/{code}/") {
+        path.replace("{code}", &f.site)
+    } else if path.starts_with("/api/v1/services/{code}/") {
+        path.replace("{code}", &f.service)
     } else if path.starts_with("/api/v1/patients/{id}") {
         path.replace("{id}", &f.patient)
     } else if path.starts_with("/api/v1/appointments/{id}") {

@@ -85,6 +85,7 @@ pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
         // No per-account limits unless a test asks for them (tests/api/ratelimit.rs).
         rate_writes: None,
         rate_reads: None,
+        planning: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ mod notifications;
 mod operations;
 mod outage;
 mod patients;
+mod planning;
 mod ratelimit;
 mod reopening;
 mod sites;

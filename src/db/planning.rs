@@ -1,0 +1,236 @@
+//! Planning the reopening: capacities (per site and day, per service), expected durations,
+//! the postponed appointments in contract order, and the days a committed plan proposes.
+
+use diesel::prelude::*;
+
+use super::schema::{
+    appointments, operation_durations, patients, services, site_capacity_days, sites,
+};
+use super::DbConnection;
+
+/// A postponed appointment as the planner sees it, in contract order.
+#[derive(Debug, Clone, Queryable)]
+pub struct PlanRow {
+    pub id: String,
+    pub service_code: String,
+    pub kind: String,
+    pub label: String,
+    pub priority: i32,
+    pub original_scheduled_at: chrono::NaiveDateTime,
+}
+
+/// Every postponed appointment of the site: priority, then longest waiting, then name, id.
+pub fn postponed(conn: &mut DbConnection, site: &str) -> QueryResult<Vec<PlanRow>> {
+    appointments::table
+        .inner_join(patients::table)
+        .filter(appointments::site_code.eq(site))
+        .filter(appointments::status.eq("postponed"))
+        .order(super::contact_list::CONTRACT_ORDER)
+        .select((
+            appointments::id,
+            appointments::service_code,
+            appointments::kind,
+            appointments::label,
+            appointments::priority,
+            appointments::original_scheduled_at,
+        ))
+        .load(conn)
+}
+
+pub fn session_minutes(conn: &mut DbConnection, site: &str) -> QueryResult<i32> {
+    sites::table
+        .find(site)
+        .select(sites::session_minutes)
+        .first(conn)
+}
+
+pub fn set_session_minutes(conn: &mut DbConnection, site: &str, minutes: i32) -> QueryResult<()> {
+    diesel::update(sites::table.find(site))
+        .set(sites::session_minutes.eq(minutes))
+        .execute(conn)
+        .map(drop)
+}
+
+/// A day whose operating-room capacity differs from the site's usual one.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = site_capacity_days)]
+pub struct CapacityDay {
+    pub site_code: String,
+    pub day: chrono::NaiveDate,
+    pub rooms_open: i32,
+    pub session_minutes: i32,
+}
+
+pub fn capacity_days(
+    conn: &mut DbConnection,
+    site: &str,
+    from: chrono::NaiveDate,
+    until: chrono::NaiveDate,
+) -> QueryResult<Vec<CapacityDay>> {
+    site_capacity_days::table
+        .filter(site_capacity_days::site_code.eq(site))
+        .filter(site_capacity_days::day.ge(from))
+        .filter(site_capacity_days::day.le(until))
+        .order(site_capacity_days::day)
+        .load(conn)
+}
+
+/// Sets one day's capacity (replacing what was set for that day).
+pub fn set_capacity_day(conn: &mut DbConnection, row: &CapacityDay) -> QueryResult<()> {
+    diesel::delete(
+        site_capacity_days::table
+            .filter(site_capacity_days::site_code.eq(&row.site_code))
+            .filter(site_capacity_days::day.eq(row.day)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(site_capacity_days::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// A service's consultation slots per working day and default operation length.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct ServiceCapacity {
+    pub code: String,
+    pub consultation_slots: i32,
+    pub operation_minutes: i32,
+}
+
+pub fn service_capacities(
+    conn: &mut DbConnection,
+    site: &str,
+) -> QueryResult<Vec<ServiceCapacity>> {
+    services::table
+        .filter(services::site_code.eq(site))
+        .order(services::code)
+        .select((
+            services::code,
+            services::consultation_slots,
+            services::operation_minutes,
+        ))
+        .load(conn)
+}
+
+pub fn set_service_capacity(
+    conn: &mut DbConnection,
+    service: &str,
+    slots: Option<i32>,
+    minutes: Option<i32>,
+) -> QueryResult<()> {
+    if let Some(slots) = slots {
+        diesel::update(services::table.find(service))
+            .set(services::consultation_slots.eq(slots))
+            .execute(conn)?;
+    }
+    if let Some(minutes) = minutes {
+        diesel::update(services::table.find(service))
+            .set(services::operation_minutes.eq(minutes))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// `(service, label, minutes)`: the expected length of an operation by its label.
+pub fn durations(conn: &mut DbConnection, site: &str) -> QueryResult<Vec<(String, String, i32)>> {
+    operation_durations::table
+        .inner_join(services::table)
+        .filter(services::site_code.eq(site))
+        .select((
+            operation_durations::service_code,
+            operation_durations::label,
+            operation_durations::minutes,
+        ))
+        .order((
+            operation_durations::service_code,
+            operation_durations::label,
+        ))
+        .load(conn)
+}
+
+pub fn set_duration(
+    conn: &mut DbConnection,
+    service: &str,
+    label: &str,
+    minutes: i32,
+) -> QueryResult<()> {
+    diesel::delete(
+        operation_durations::table
+            .filter(operation_durations::service_code.eq(service))
+            .filter(operation_durations::label.eq(label)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(operation_durations::table)
+        .values((
+            operation_durations::service_code.eq(service),
+            operation_durations::label.eq(label),
+            operation_durations::minutes.eq(minutes),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Stores a plan: each appointment's proposed day (or none), for postponed appointments only.
+/// One statement per day and chunk of ids.
+pub fn set_proposed(
+    conn: &mut DbConnection,
+    site: &str,
+    proposals: &[(String, Option<chrono::NaiveDate>)],
+) -> QueryResult<()> {
+    let mut by_day: std::collections::BTreeMap<Option<chrono::NaiveDate>, Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for (id, day) in proposals {
+        by_day.entry(*day).or_default().push(id);
+    }
+    for (day, ids) in by_day {
+        for chunk in ids.chunks(500) {
+            diesel::update(
+                appointments::table
+                    .filter(appointments::site_code.eq(site))
+                    .filter(appointments::status.eq("postponed"))
+                    .filter(appointments::id.eq_any(chunk)),
+            )
+            .set(appointments::proposed_at.eq(day))
+            .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+/// Postponed consultations per site (the deadline view's "remaining").
+pub fn postponed_consultations(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+    appointments::table
+        .filter(appointments::status.eq("postponed"))
+        .filter(appointments::kind.eq("consultation"))
+        .group_by(appointments::site_code)
+        .select((appointments::site_code, diesel::dsl::count_star()))
+        .load(conn)
+}
+
+/// Consultation slots of a working day per site (the sum over its services).
+pub fn daily_slots(conn: &mut DbConnection) -> QueryResult<Vec<(String, i32)>> {
+    let rows: Vec<(String, i32)> = services::table
+        .select((services::site_code, services::consultation_slots))
+        .load(conn)?;
+    let mut per_site: std::collections::BTreeMap<String, i32> = std::collections::BTreeMap::new();
+    for (site, slots) in rows {
+        *per_site.entry(site).or_default() += slots;
+    }
+    Ok(per_site.into_iter().collect())
+}
+
+/// Consultations rescheduled since `since`, per site: the pace of the secretaries.
+pub fn consultations_rescheduled_since(
+    conn: &mut DbConnection,
+    since: chrono::NaiveDateTime,
+) -> QueryResult<Vec<(String, i64)>> {
+    use super::schema::appointment_events;
+    appointment_events::table
+        .inner_join(appointments::table)
+        .filter(appointment_events::to_status.eq("rescheduled"))
+        .filter(appointment_events::at.ge(since))
+        .filter(appointments::kind.eq("consultation"))
+        .group_by(appointments::site_code)
+        .select((appointments::site_code, diesel::dsl::count_star()))
+        .load(conn)
+}
