@@ -137,7 +137,10 @@ fn main() {
         rt.block_on(async {
             let (base, _state) = bench.serve(4).await;
             let client = reqwest::Client::new();
-            let body = serde_json::json!({"from": "2022-06-06", "until": "2023-06-05"});
+            // A year from tomorrow (a plan proposes days to come).
+            let from = reprise::domain::now().date() + chrono::Duration::days(1);
+            let until = from + chrono::Duration::days(364);
+            let body = serde_json::json!({"from": from.to_string(), "until": until.to_string()});
             let url = format!("{base}/api/v1/sites/{SITE}/plan");
             let send = |query: &'static str| {
                 let (client, url, body, token) =

@@ -205,6 +205,12 @@ impl Writer {
                     };
                     item.insert((*name).to_string(), value);
                 }
+                // Beyond the contract's columns: the day a committed plan proposes.
+                item.insert(
+                    "proposed_at".into(),
+                    r.proposed_at
+                        .map_or(serde_json::Value::Null, |d| d.to_string().into()),
+                );
                 out.extend(serde_json::to_vec(&item).unwrap_or_default());
             }
             Format::Csv | Format::Excel => {

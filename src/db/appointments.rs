@@ -160,12 +160,15 @@ pub fn move_status(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult
                 appointments::status.eq(event.to_status),
                 appointments::scheduled_at.eq(at),
                 appointments::updated_at.eq(event.at),
+                // A move ends whatever a plan proposed.
+                appointments::proposed_at.eq(None::<chrono::NaiveDate>),
             ))
             .execute(conn)?,
         None => diesel::update(target)
             .set((
                 appointments::status.eq(event.to_status),
                 appointments::updated_at.eq(event.at),
+                appointments::proposed_at.eq(None::<chrono::NaiveDate>),
             ))
             .execute(conn)?,
     };

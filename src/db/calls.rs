@@ -413,6 +413,9 @@ pub fn purge_personal(
     .set((
         calls::notes.eq(None::<String>),
         calls::caller_phone.eq(None::<String>),
+        // The hash of the request held the number and the notes too.
+        calls::request_hash.eq(None::<String>),
+        calls::idempotency_key.eq(None::<String>),
     ))
     .execute(conn)
 }

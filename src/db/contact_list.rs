@@ -27,6 +27,8 @@ pub struct ContactRow {
     pub attempts: i32,
     pub last_outcome: Option<String>,
     pub last_attempt_at: Option<chrono::NaiveDateTime>,
+    /// The day a committed plan proposes (not a CSV column: the contract fixes those).
+    pub proposed_at: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -80,6 +82,7 @@ macro_rules! contact_query {
                 appointments::attempts,
                 appointments::last_outcome,
                 appointments::last_attempt_at,
+                appointments::proposed_at,
             ))
             .into_boxed();
         if let Some(service) = &f.service {

@@ -2,10 +2,11 @@
 //! contract's order, never beyond the capacity of each day.
 //!
 //! Operations take operating-room minutes (their expected duration) from the site's days;
-//! consultations take one slot of their service's day. Each appointment gets the earliest day
-//! that still has room for it (first fit), so the order of the list is the order of the
-//! dates. An appointment that fits nowhere in the window, or only after its priority's
-//! deadline, is flagged.
+//! consultations take one slot of their service's day. Each appointment, in the list's order,
+//! gets the earliest day that still has room for it (first fit): a day is never refused to an
+//! appointment for one further down the list, though a short operation further down may fill
+//! a gap an earlier, longer one could not. An appointment that fits nowhere in the window, or
+//! only after its priority's deadline, is flagged.
 
 use chrono::NaiveDate;
 

@@ -20,9 +20,13 @@ use crate::startup::AppState;
 /// The longest window a plan covers.
 const MAX_DAYS: i64 = 366;
 
+/// A day of this century's plans: `YYYY-MM-DD`, years 2000 to 2100 (dates far outside are
+/// typing mistakes, and PostgreSQL refuses some that SQLite stores).
 fn parse_day(raw: &str) -> Result<NaiveDate, Invalid> {
     NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-        .map_err(|_| Invalid("must be a date such as 2022-06-13".into()))
+        .ok()
+        .filter(|d| (2000..=2100).contains(&d.year()))
+        .ok_or_else(|| Invalid("must be a date from 2000 to 2100 such as 2022-06-13".into()))
 }
 
 fn in_range(n: i32, min: i32, max: i32) -> Result<i32, Invalid> {
@@ -31,6 +35,15 @@ fn in_range(n: i32, min: i32, max: i32) -> Result<i32, Invalid> {
     } else {
         Err(Invalid(format!("must be between {min} and {max}")))
     }
+}
+
+/// Operating-room minutes of `rooms` × `minutes` at `fraction`, in whole basis points so that
+/// 3 × 60 × 0.35 is 63, not 62.999….
+fn share(rooms: i32, minutes: i32, fraction: f64) -> u32 {
+    let basis_points = (fraction * 10_000.0).round() as u64;
+    let total =
+        u64::try_from(rooms.max(0)).unwrap_or(0) * u64::try_from(minutes.max(0)).unwrap_or(0);
+    u32::try_from(total * basis_points / 10_000).unwrap_or(u32::MAX)
 }
 
 /// The site's usual day: its rooms (those opened, else all), its session length, the share
@@ -76,7 +89,7 @@ impl SiteDays {
             None if day.weekday().number_from_monday() <= 5 => (self.rooms, self.session_minutes),
             None => (0, 0),
         };
-        (f64::from(rooms.max(0)) * f64::from(minutes.max(0)) * self.fraction).floor() as u32
+        share(rooms, minutes, self.fraction)
     }
 }
 
@@ -280,7 +293,12 @@ pub async fn set_site_capacity(
                 &caller,
                 "site.capacity",
                 Some(&format!("site:{code}")),
-                serde_json::json!({ "session_minutes": session, "days": days.len() }),
+                serde_json::json!({
+                    "session_minutes": session,
+                    "days": days.iter().map(|d| serde_json::json!({
+                        "date": d.day, "rooms_open": d.rooms_open, "session_minutes": d.session_minutes,
+                    })).collect::<Vec<_>>(),
+                }),
             )?;
             capacity_response(conn, &code, &planning)
         })
@@ -331,12 +349,15 @@ pub async fn set_service_capacity(
     if b.durations.len() > 1000 {
         f.push("durations", "at most 1000 labels at once");
     }
-    let mut durations = Vec::new();
+    let mut durations: Vec<(String, i32)> = Vec::new();
     for (label, m) in &b.durations {
         let label = f.check("durations", parse_text(label, 200));
         let m = f.check("durations", in_range(*m, 1, 1440));
-        if let Some(pair) = label.zip(m) {
-            durations.push(pair);
+        if let Some((label, m)) = label.zip(m) {
+            if durations.iter().any(|(l, _)| *l == label) {
+                f.push("durations", format!("{label} is given twice"));
+            }
+            durations.push((label, m));
         }
     }
     let (slots, minutes) = f.finish(slots.zip(minutes))?;
@@ -357,7 +378,7 @@ pub async fn set_service_capacity(
                 Some(&format!("service:{code}")),
                 serde_json::json!({
                     "consultation_slots": slots, "operation_minutes": minutes,
-                    "durations": durations.len(),
+                    "durations": durations.iter().cloned().collect::<BTreeMap<String, i32>>(),
                 }),
             )?;
             let mut all = db::planning::durations(conn, &site)?;
@@ -467,6 +488,12 @@ pub async fn plan(
     let from = f.check("from", parse_day(&b.from));
     let until = f.check("until", parse_day(&b.until));
     let (from, until) = f.finish(from.zip(until))?;
+    if from < crate::domain::now().date() {
+        return Err(AppError::validation(
+            "from",
+            "must be today or later: a plan proposes days to come",
+        ));
+    }
     if until < from || (until - from).num_days() >= MAX_DAYS {
         return Err(AppError::validation(
             "until",
@@ -625,9 +652,10 @@ pub async fn make_plan(
                     per_day[*d].operations += 1;
                 }
             }
-            let due = planning
-                .deadlines
-                .due(r.priority, r.original_scheduled_at.date());
+            let due = planning.deadlines.due(
+                r.priority,
+                crate::domain::time::brussels(r.original_scheduled_at).date_naive(),
+            );
             let is_late = proposed_date.is_none_or(|p| p > due);
             late += i64::from(is_late);
             PlanItem {
@@ -675,7 +703,9 @@ pub struct SiteDeadline {
     pub site: String,
     /// Postponed consultations still without a new date.
     pub remaining: i64,
-    /// Consultation slots a working day (its services' sum).
+    /// Consultation slots a working day (its services' sum). Each service sees its own
+    /// consultations only: `reaches_date` and `done_at_capacity` are worked out service by
+    /// service (the site's are its latest service's).
     pub slots_per_working_day: i64,
     /// Slots from `from` to `date`, working days.
     pub capacity_until_date: i64,
@@ -754,35 +784,68 @@ pub async fn deadline(
             ))
         })
         .await?;
-    let get = |rows: &[(String, i64)], site: &str| {
-        rows.iter().find(|(s, _)| s == site).map_or(0, |(_, n)| *n)
-    };
-    let slots: Vec<(String, i64)> = slots.into_iter().map(|(s, n)| (s, i64::from(n))).collect();
     let work = working_days(from, date);
     let sites = sites
         .into_iter()
         .map(|site| {
-            let remaining = get(&remaining, &site.code);
-            let per_day = get(&slots, &site.code);
-            let pace_per_day = get(&pace, &site.code) as f64 / 7.0;
-            let capacity = per_day * work;
+            // Service by service, as the plan places them: a consultation takes a slot of its
+            // own service only. The site reaches the date when every service does.
+            let services: Vec<(i64, i64)> = slots
+                .iter()
+                .filter(|(s, _, _)| *s == site.code)
+                .map(|(_, service, per_day)| {
+                    let left = remaining
+                        .iter()
+                        .find(|(s, sv, _)| *s == site.code && sv == service)
+                        .map_or(0, |r| r.2);
+                    (left, i64::from((*per_day).max(0)))
+                })
+                .collect();
+            let remaining_here: i64 = remaining
+                .iter()
+                .filter(|(s, _, _)| *s == site.code)
+                .map(|r| r.2)
+                .sum();
+            // Consultations of a service the site no longer has: never placed.
+            let orphans = remaining_here - services.iter().map(|s| s.0).sum::<i64>();
+            let per_day: i64 = services.iter().map(|s| s.1).sum();
+            let usable: i64 = services
+                .iter()
+                .map(|(left, day)| (*left).min(day * work))
+                .sum();
+            let done_at_capacity = if remaining_here == 0 {
+                Some(from)
+            } else if orphans > 0 {
+                None
+            } else {
+                // The latest service's last day; none if a service with some left has no slot.
+                services
+                    .iter()
+                    .filter(|(left, _)| *left > 0)
+                    .map(|(left, day)| {
+                        (*day > 0)
+                            .then(|| nth_working_day(from, (left + day - 1) / day))
+                            .flatten()
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|days| days.into_iter().max())
+            };
+            let pace_per_day = pace
+                .iter()
+                .find(|(s, _)| *s == site.code)
+                .map_or(0, |(_, n)| *n) as f64
+                / 7.0;
             SiteDeadline {
-                remaining,
+                remaining: remaining_here,
                 slots_per_working_day: per_day,
-                capacity_until_date: capacity,
-                reaches_date: capacity >= remaining,
-                done_at_capacity: if remaining == 0 {
-                    Some(from)
-                } else if per_day > 0 {
-                    nth_working_day(from, (remaining + per_day - 1) / per_day)
-                } else {
-                    None
-                },
+                capacity_until_date: per_day * work,
+                reaches_date: usable >= remaining_here,
+                done_at_capacity,
                 pace_per_day,
-                done_at_pace: if remaining == 0 {
+                done_at_pace: if remaining_here == 0 {
                     Some(now.date())
                 } else if pace_per_day > 0.0 {
-                    let days = (remaining as f64 / pace_per_day).ceil() as i64;
+                    let days = (remaining_here as f64 / pace_per_day).ceil() as i64;
                     now.date().checked_add_signed(chrono::Duration::days(days))
                 } else {
                     None
@@ -800,6 +863,15 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default()
+    }
+
+    #[test]
+    fn shares_are_whole_minutes_without_float_loss() {
+        assert_eq!(share(3, 60, 0.35), 63);
+        assert_eq!(share(1, 100, 0.29), 29);
+        assert_eq!(share(2, 480, 0.5), 480);
+        assert_eq!(share(4, 480, 1.0), 1920);
+        assert_eq!(share(-1, 480, 1.0), 0);
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct Row {
     pub attempts: i32,
     pub last_outcome: String,
     pub last_attempt: String,
+    /// The day a committed plan proposes, to confirm by phone.
+    pub proposed: String,
 }
 
 fn row(t: &'static Texts, r: ContactRow) -> Row {
@@ -88,6 +90,7 @@ fn row(t: &'static Texts, r: ContactRow) -> Row {
             .map(|o| t.word(o).to_string())
             .unwrap_or_default(),
         last_attempt: r.last_attempt_at.map(local).unwrap_or_default(),
+        proposed: r.proposed_at.map(day).unwrap_or_default(),
         original: local(r.original_scheduled_at),
         patient: format!("{}, {}", r.patient_last_name, r.patient_first_name),
         born: day(r.birth_date),

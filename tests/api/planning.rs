@@ -237,14 +237,9 @@ async fn a_plan_fills_each_day_in_contract_order_and_never_beyond_its_capacity()
         ["2030-03-04", "2030-03-04", "2030-03-04", "2030-03-05"]
     );
     for d in p["days"].as_array().expect("days") {
-        assert!(
-            d["operation_minutes_used"].as_i64() <= d["operation_minutes"].as_i64(),
-            "{d}"
-        );
-        assert!(
-            d["consultations"].as_i64() <= d["consultation_slots"].as_i64(),
-            "{d}"
-        );
+        let n = |k: &str| d[k].as_i64().expect("a number");
+        assert!(n("operation_minutes_used") <= n("operation_minutes"), "{d}");
+        assert!(n("consultations") <= n("consultation_slots"), "{d}");
     }
     let days = p["days"].as_array().expect("days");
     assert_eq!(days.len(), 7);
@@ -371,6 +366,29 @@ async fn a_committed_plan_proposes_days_and_keeps_the_status() {
     .await;
     let last = appointment(&app, &s.appointments[8]).await;
     assert_eq!(last["proposed_at"], "2030-03-06");
+    // The contact list (JSON) shows the proposals; a new date ends one.
+    let list = app
+        .get_json(
+            &format!("/api/v1/contact-list?site={}", s.site),
+            Some(&app.admin_token),
+        )
+        .await;
+    let proposed: Vec<&Value> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| &i["proposed_at"])
+        .collect();
+    assert_eq!(proposed[0], "2030-03-04");
+    let r = app
+        .post_json(
+            &format!("/api/v1/appointments/{}/reschedule", s.appointments[0]),
+            Some(&app.admin_token),
+            &json!({"scheduled_at": "2030-03-04T09:00:00+01:00"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(appointment(&app, &s.appointments[0]).await["proposed_at"].is_null());
 }
 
 #[tokio::test]
@@ -382,8 +400,12 @@ async fn plan_windows_are_checked() {
         json!({"from": "2030-03-04", "until": "2031-03-05"}),
         json!({"from": "04/03/2030", "until": "2030-03-05"}),
         json!({"from": "2030-03-04"}),
+        json!({"from": "2020-03-02", "until": "2020-03-06"}),
+        json!({"from": "-5000-01-01", "until": "-5000-01-02"}),
+        json!({"from": "2030-03-04", "until": "2101-01-01"}),
     ] {
-        let r = plan(&app, &s.site, "", &bad).await;
+        // Committed or not, a bad window stores nothing.
+        let r = plan(&app, &s.site, "?commit=true", &bad).await;
         assert_problem(r, 422).await;
     }
     assert_problem(
@@ -462,8 +484,45 @@ async fn the_deadline_view_says_what_remains_and_when_it_will_be_done() {
     assert_eq!(after["remaining"], 3);
     let pace = after["pace_per_day"].as_f64().expect("pace");
     assert!((pace - 1.0 / 7.0).abs() < 1e-9, "{pace}");
-    let expected = (chrono::Utc::now().date_naive() + chrono::Duration::days(21)).to_string();
-    assert_eq!(after["done_at_pace"], expected.as_str());
+    let in_21_days = |d: chrono::NaiveDate| (d + chrono::Duration::days(21)).to_string();
+    let today = chrono::Utc::now().date_naive();
+    let done = after["done_at_pace"].as_str().expect("a day");
+    // (The server's day, which may have turned since.)
+    assert!(
+        done == in_21_days(today) || done == in_21_days(today - chrono::Duration::days(1)),
+        "{done}"
+    );
+    // A second service with a consultation and no slot: the site cannot reach any date,
+    // whatever the first service's slots.
+    let other = format!("{}-B", s.site);
+    let r = app
+        .post_json(
+            "/api/v1/services",
+            Some(&app.admin_token),
+            &json!({"code": other, "name": "Autre", "site": s.site}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let patient = app.create_patient("Autre", "Service").await;
+    app.create_appointment_with(json!({
+        "patient_id": patient, "site": s.site, "service": other, "kind": "consultation",
+        "label": "Contrôle", "scheduled_at": "2030-01-25T08:00:00Z", "priority": 2
+    }))
+    .await;
+    // Postponed by a second incident over the same window (the site is closed already).
+    let r = app
+        .post_json(
+            "/api/v1/incidents",
+            Some(&app.admin_token),
+            &json!({"title": "Encore", "started_at": "2030-01-24T00:00:00Z",
+                    "postpone_until": "2030-02-01T00:00:00Z", "sites": [s.site]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let both = site(&view("2030-12-31").await);
+    assert_eq!(both["remaining"], 4);
+    assert_eq!(both["reaches_date"], false, "{both}");
+    assert!(both["done_at_capacity"].is_null(), "{both}");
     // Bad dates are refused.
     for bad in [
         "date=2030-03-03&from=2030-03-04",
@@ -533,6 +592,7 @@ async fn purging_calls_removes_notes_and_numbers_but_keeps_the_statistics() {
     assert_eq!(report["calls_purged"], 1);
     let calls = app.get_json("/api/v1/calls", Some(&app.admin_token)).await;
     let items = calls["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "no call is deleted");
     let (newer, older) = (&items[0], &items[1]);
     assert!(
         older["notes"].is_null() && older["caller_phone"].is_null(),
