@@ -139,7 +139,10 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
         .keys()
         .map(String::as_str)
         .collect();
+    // The contract's columns, and one field beyond them (the contract welcomes extra fields):
+    // the day a committed plan proposes.
     let mut expected: Vec<&str> = reprise::export::HEADER.to_vec();
+    expected.push("proposed_at");
     expected.sort_unstable();
     let mut got = keys.clone();
     got.sort_unstable();
