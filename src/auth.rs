@@ -109,6 +109,11 @@ pub fn token_hash(token: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The id the tracing middleware gave this request.
+pub fn request_id(req: &HttpRequest) -> Option<String> {
+    req.extensions().get::<RequestId>().map(|r| r.0.clone())
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -129,6 +134,18 @@ impl Caller {
             role: Role::Admin,
             services: Vec::new(),
             request_id: None,
+        }
+    }
+
+    /// The account acting in a request (its token, or a page's session), with the request's
+    /// id ([`request_id`]) for the audit log.
+    pub fn of(account: Account, request_id: Option<String>) -> Self {
+        Self {
+            id: Some(account.id),
+            name: account.name,
+            role: account.role,
+            services: account.services,
+            request_id,
         }
     }
 
@@ -183,13 +200,7 @@ impl FromRequest for Caller {
                     found
                 }
             };
-            let caller = Caller {
-                id: Some(account.id),
-                name: account.name,
-                role: account.role,
-                services: account.services,
-                request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-            };
+            let caller = Caller::of(account, request_id(&req));
             req.extensions_mut().insert(caller.clone());
             Ok(caller)
         })

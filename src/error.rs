@@ -77,6 +77,16 @@ impl AppError {
         AppError::Validation(vec![FieldError::new(field, message)])
     }
 
+    /// Logs a failure of the server (never sent to the client); the client's own mistakes are
+    /// not logged. The API's problem+json and the pages' error page both call it.
+    pub fn log(&self) {
+        match self {
+            AppError::Internal(cause) => tracing::error!(cause = %cause, "request failed"),
+            AppError::Unavailable(cause) => tracing::warn!(cause = %cause, "database unavailable"),
+            _ => {}
+        }
+    }
+
     fn slug(&self) -> &'static str {
         match self {
             AppError::BadRequest(_) => "bad-request",
@@ -167,11 +177,7 @@ impl ResponseError for AppError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        match self {
-            AppError::Internal(cause) => tracing::error!(cause = %cause, "request failed"),
-            AppError::Unavailable(cause) => tracing::warn!(cause = %cause, "database unavailable"),
-            _ => {}
-        }
+        self.log();
         let mut problem = Problem::new(self.status_code(), self.slug(), self.detail());
         if let AppError::Validation(errors) = self {
             problem.errors = Some(errors.clone());

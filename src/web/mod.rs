@@ -111,16 +111,7 @@ impl Session {
             id,
             csrf: row.csrf,
             lang: Language::parse(&row.language).unwrap_or(Language::Fr),
-            caller: Caller {
-                id: Some(account.id),
-                name: account.name,
-                role: account.role,
-                services: account.services,
-                request_id: req
-                    .extensions()
-                    .get::<crate::auth::RequestId>()
-                    .map(|r| r.0.clone()),
-            },
+            caller: Caller::of(account, crate::auth::request_id(req)),
         };
         req.extensions_mut().insert(session.caller.clone());
         req.extensions_mut().insert(session.clone());
@@ -373,8 +364,7 @@ impl ResponseError for PageError {
             ),
             Some(AppError::TooManyRequests(_)) => (t.too_many, vec![]),
             Some(e @ (AppError::Unavailable(_) | AppError::Internal(_))) => {
-                // Logged as the API logs it (never sent).
-                let _ = e.error_response();
+                e.log();
                 (t.unavailable, vec![])
             }
             Some(e) => (t.invalid, vec![e.to_string()]),

@@ -1,7 +1,7 @@
 //! Sign-in with an account's token, sign-out, the language of the pages, and the home page.
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use rand::RngCore;
 use serde::Deserialize;
@@ -144,10 +144,7 @@ pub async fn sign_in(
     let hash = token_hash(&token);
     // A session this browser already had ends with the new one.
     let previous = req.cookie(SESSION_COOKIE).map(|c| token_hash(c.value()));
-    let request_id = req
-        .extensions()
-        .get::<crate::auth::RequestId>()
-        .map(|r| r.0.clone());
+    let request_id = crate::auth::request_id(&req);
     let account = state
         .db
         .write(move |conn| {
@@ -165,18 +162,13 @@ pub async fn sign_in(
                     ..row
                 },
             )?;
-            let caller = Caller {
-                id: Some(account.id.clone()),
-                name: account.name.clone(),
-                role: account.role,
-                services: account.services.clone(),
-                request_id,
-            };
+            let target = format!("user:{}", account.id);
+            let caller = Caller::of(account, request_id);
             crate::audit::record(
                 conn,
                 &caller,
                 "auth.sign_in",
-                Some(&format!("user:{}", account.id)),
+                Some(&target),
                 serde_json::json!({ "language": lang.as_str() }),
             )?;
             Ok::<_, AppError>(Some(caller))
