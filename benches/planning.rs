@@ -39,9 +39,9 @@ fn fill(db: &db::Db, patients: usize, n: usize) -> Vec<String> {
         db::planning::set_session_minutes(conn, SITE, 480)?;
         for s in &svc {
             db::planning::set_service_capacity(conn, s, Some(40), Some(120))?;
-            for (label, minutes) in LABELS {
-                db::planning::set_duration(conn, s, label, minutes)?;
-            }
+            let durations: Vec<(String, i32)> =
+                LABELS.iter().map(|(l, m)| (l.to_string(), *m)).collect();
+            db::planning::set_durations(conn, s, &durations)?;
         }
         Ok::<_, AppError>(())
     })

@@ -75,18 +75,31 @@ pub fn capacity_days(
         .load(conn)
 }
 
-/// Sets one day's capacity (replacing what was set for that day).
-pub fn set_capacity_day(conn: &mut DbConnection, row: &CapacityDay) -> QueryResult<()> {
+/// Sets days' capacity for a site (replacing what was set for those days): one delete, one
+/// multi-row insert.
+pub fn set_capacity_days(
+    conn: &mut DbConnection,
+    site: &str,
+    rows: &[CapacityDay],
+) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let days: Vec<chrono::NaiveDate> = rows.iter().map(|r| r.day).collect();
     diesel::delete(
         site_capacity_days::table
-            .filter(site_capacity_days::site_code.eq(&row.site_code))
-            .filter(site_capacity_days::day.eq(row.day)),
+            .filter(site_capacity_days::site_code.eq(site))
+            .filter(site_capacity_days::day.eq_any(&days)),
     )
     .execute(conn)?;
-    diesel::insert_into(site_capacity_days::table)
-        .values(row)
-        .execute(conn)
-        .map(drop)
+    for chunk in rows.chunks(super::BULK_ROWS) {
+        per_backend!(&mut *conn, |c| diesel::insert_into(
+            site_capacity_days::table
+        )
+        .values(chunk)
+        .execute(c))?;
+    }
+    Ok(())
 }
 
 /// A service's consultation slots per working day and default operation length.
@@ -112,23 +125,30 @@ pub fn service_capacities(
         .load(conn)
 }
 
+/// What a service's capacity change sets (a field left `None` keeps its value).
+#[derive(AsChangeset)]
+#[diesel(table_name = services)]
+struct CapacityChange {
+    consultation_slots: Option<i32>,
+    operation_minutes: Option<i32>,
+}
+
 pub fn set_service_capacity(
     conn: &mut DbConnection,
     service: &str,
     slots: Option<i32>,
     minutes: Option<i32>,
 ) -> QueryResult<()> {
-    if let Some(slots) = slots {
-        diesel::update(services::table.find(service))
-            .set(services::consultation_slots.eq(slots))
-            .execute(conn)?;
+    if slots.is_none() && minutes.is_none() {
+        return Ok(());
     }
-    if let Some(minutes) = minutes {
-        diesel::update(services::table.find(service))
-            .set(services::operation_minutes.eq(minutes))
-            .execute(conn)?;
-    }
-    Ok(())
+    diesel::update(services::table.find(service))
+        .set(&CapacityChange {
+            consultation_slots: slots,
+            operation_minutes: minutes,
+        })
+        .execute(conn)
+        .map(drop)
 }
 
 /// `(service, label, minutes)`: the expected length of an operation by its label.
@@ -148,26 +168,41 @@ pub fn durations(conn: &mut DbConnection, site: &str) -> QueryResult<Vec<(String
         .load(conn)
 }
 
-pub fn set_duration(
+/// Sets the expected lengths of a service's operations by label (replacing those labels'):
+/// one delete, one multi-row insert.
+pub fn set_durations(
     conn: &mut DbConnection,
     service: &str,
-    label: &str,
-    minutes: i32,
+    durations: &[(String, i32)],
 ) -> QueryResult<()> {
+    if durations.is_empty() {
+        return Ok(());
+    }
+    let labels: Vec<&str> = durations.iter().map(|(l, _)| l.as_str()).collect();
     diesel::delete(
         operation_durations::table
             .filter(operation_durations::service_code.eq(service))
-            .filter(operation_durations::label.eq(label)),
+            .filter(operation_durations::label.eq_any(&labels)),
     )
     .execute(conn)?;
-    diesel::insert_into(operation_durations::table)
-        .values((
-            operation_durations::service_code.eq(service),
-            operation_durations::label.eq(label),
-            operation_durations::minutes.eq(minutes),
-        ))
-        .execute(conn)
-        .map(drop)
+    let rows: Vec<_> = durations
+        .iter()
+        .map(|(label, minutes)| {
+            (
+                operation_durations::service_code.eq(service),
+                operation_durations::label.eq(label.as_str()),
+                operation_durations::minutes.eq(*minutes),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(super::BULK_ROWS) {
+        per_backend!(&mut *conn, |c| diesel::insert_into(
+            operation_durations::table
+        )
+        .values(chunk)
+        .execute(c))?;
+    }
+    Ok(())
 }
 
 /// Stores a plan: each appointment's proposed day (or none), for postponed appointments only;

@@ -285,9 +285,7 @@ pub async fn set_site_capacity(
             if let Some(minutes) = session {
                 db::planning::set_session_minutes(conn, &code, minutes)?;
             }
-            for day in &days {
-                db::planning::set_capacity_day(conn, day)?;
-            }
+            db::planning::set_capacity_days(conn, &code, &days)?;
             crate::audit::record(
                 conn,
                 &caller,
@@ -368,9 +366,7 @@ pub async fn set_service_capacity(
             let site = db::sites::service_site(conn, &code)?
                 .ok_or_else(|| AppError::NotFound("no such service".into()))?;
             db::planning::set_service_capacity(conn, &code, slots, minutes)?;
-            for (label, m) in &durations {
-                db::planning::set_duration(conn, &code, label, *m)?;
-            }
+            db::planning::set_durations(conn, &code, &durations)?;
             crate::audit::record(
                 conn,
                 &caller,
