@@ -150,6 +150,26 @@ async fn text(c: &Client, css: &str) -> String {
         .expect("text")
 }
 
+/// Chooses `value` in the list found by `css`.
+async fn select(c: &Client, css: &str, value: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("{css} = {value}: {e}"));
+}
+
+/// Clicks what `css` finds.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
 async fn active_id(c: &Client) -> String {
     c.active_element()
         .await
@@ -216,12 +236,7 @@ async fn each_role_signs_in_and_finds_its_pages() {
             shot(c, &format!("refused-{role}")).await;
             c.back().await.expect("back");
         }
-        c.find(Locator::Css("#sign-out"))
-            .await
-            .expect("sign-out button")
-            .click()
-            .await
-            .expect("clicked");
+        click(c, "#sign-out").await;
         arrive(c, "/sign-in?out=1").await;
         assert!(text(c, "#message").await.contains("déconnecté"));
     }
@@ -337,24 +352,9 @@ async fn a_secretary_works_through_a_contact_list() {
     .await;
     sign_in(c, &app, &token).await;
     // The site, the service, then *Afficher*.
-    c.find(Locator::Css("#site"))
-        .await
-        .expect("site")
-        .select_by_value(&crisis.site)
-        .await
-        .expect("site chosen");
-    c.find(Locator::Css("#service"))
-        .await
-        .expect("service")
-        .select_by_value(&crisis.service)
-        .await
-        .expect("service chosen");
-    c.find(Locator::Css("#show"))
-        .await
-        .expect("show")
-        .click()
-        .await
-        .expect("shown");
+    select(c, "#site", &crisis.site).await;
+    select(c, "#service", &crisis.service).await;
+    click(c, "#show").await;
     arrive(
         c,
         &format!("/contacts?site={}&service={}", crisis.site, crisis.service),
@@ -489,18 +489,8 @@ async fn a_secretary_works_through_a_contact_list() {
 /// to come back.
 async fn record_attempt(c: &Client, appointment: &str, outcome: &str) {
     let row = format!("#row-{appointment}");
-    c.find(Locator::Css(&format!("{row} select[name=outcome]")))
-        .await
-        .expect("outcome")
-        .select_by_value(outcome)
-        .await
-        .expect("chosen");
-    c.find(Locator::Css(&format!("{row} form.attempt button")))
-        .await
-        .expect("record")
-        .click()
-        .await
-        .expect("clicked");
+    select(c, &format!("{row} select[name=outcome]"), outcome).await;
+    click(c, &format!("{row} form.attempt button")).await;
     c.wait()
         .at_most(Duration::from_secs(5))
         .for_element(Locator::Css("#flash"))
@@ -611,12 +601,7 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
 
     let site_row = format!("#site-{}", crisis.site);
     assert!(text(c, &format!("{site_row} .to-contact")).await == "3");
-    c.find(Locator::Css(&format!("{site_row} select[name=programme]")))
-        .await
-        .expect("programme")
-        .select_by_value("moderate")
-        .await
-        .expect("chosen");
+    select(c, &format!("{site_row} select[name=programme]"), "moderate").await;
     let rooms = c
         .find(Locator::Css(&format!(
             "{site_row} input[name=operating_rooms_open]"
@@ -625,12 +610,7 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         .expect("rooms");
     rooms.clear().await.expect("cleared");
     rooms.send_keys("1").await.expect("typed");
-    c.find(Locator::Css(&format!("{site_row} form.reopen button")))
-        .await
-        .expect("reopen")
-        .click()
-        .await
-        .expect("clicked");
+    click(c, &format!("{site_row} form.reopen button")).await;
     arrive(c, "/board?done=reopened").await;
     assert!(text(c, &format!("{site_row} .programme"))
         .await
@@ -657,12 +637,7 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         (Some("open"), Some(1))
     );
 
-    c.find(Locator::Css("#centre-switch"))
-        .await
-        .expect("switch")
-        .click()
-        .await
-        .expect("clicked");
+    click(c, "#centre-switch").await;
     arrive(c, "/board?done=centre").await;
     assert_eq!(text(c, "#centre-status").await, "Désactivé");
     shot(c, "board-reopened").await;

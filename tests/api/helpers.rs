@@ -278,6 +278,20 @@ impl TestApp {
         body["id"].as_str().expect("id").to_string()
     }
 
+    /// An incident over `[from, until)` at `site`: its scheduled care in the window is
+    /// postponed and the site closes.
+    pub async fn postpone(&self, site: &str, from: &str, until: &str) {
+        let r = self
+            .post_json(
+                "/api/v1/incidents",
+                Some(&self.admin_token),
+                &serde_json::json!({"title": "Incident", "started_at": from,
+                                    "postpone_until": until, "sites": [site]}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+
     /// One token per role (the secretary bound to `service`).
     pub async fn tokens_by_role(&self, service: &str) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();

@@ -47,15 +47,8 @@ async fn scene(app: &TestApp) -> Scene {
     // Contract order: priority, then original date.
     let order = [0, 1, 2, 5, 6, 7, 8, 3, 4];
     let appointments = order.iter().map(|i| appointments[*i].clone()).collect();
-    let r = app
-        .post_json(
-            "/api/v1/incidents",
-            Some(&app.admin_token),
-            &json!({"title": "Panne", "started_at": "2030-01-01T00:00:00Z",
-                    "postpone_until": "2030-02-01T00:00:00Z", "sites": [site]}),
-        )
+    app.postpone(&site, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")
         .await;
-    assert_eq!(r.status(), 201);
     let r = app
         .client
         .put(app.url(&format!("/api/v1/services/{service}/capacity")))
@@ -510,15 +503,8 @@ async fn the_deadline_view_says_what_remains_and_when_it_will_be_done() {
     }))
     .await;
     // Postponed by a second incident over the same window (the site is closed already).
-    let r = app
-        .post_json(
-            "/api/v1/incidents",
-            Some(&app.admin_token),
-            &json!({"title": "Encore", "started_at": "2030-01-24T00:00:00Z",
-                    "postpone_until": "2030-02-01T00:00:00Z", "sites": [s.site]}),
-        )
+    app.postpone(&s.site, "2030-01-24T00:00:00Z", "2030-02-01T00:00:00Z")
         .await;
-    assert_eq!(r.status(), 201);
     let both = site(&view("2030-12-31").await);
     assert_eq!(both["remaining"], 4);
     assert_eq!(both["reaches_date"], false, "{both}");

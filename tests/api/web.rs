@@ -171,15 +171,8 @@ pub async fn crisis(app: &TestApp) -> Crisis {
         patients.push(patient);
         appointments.push(appointment);
     }
-    let r = app
-        .post_json(
-            "/api/v1/incidents",
-            Some(&app.admin_token),
-            &json!({"title": "Ransomware", "started_at": "2030-01-01T00:00:00Z",
-                    "postpone_until": "2030-02-01T00:00:00Z", "sites": [site]}),
-        )
+    app.postpone(&site, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")
         .await;
-    assert_eq!(r.status(), 201);
     Crisis {
         site,
         service,
@@ -908,15 +901,8 @@ async fn a_long_list_is_read_a_hundred_rows_at_a_time() {
         );
         app.create_appointment(&patient, &site, &service, &at).await;
     }
-    let r = app
-        .post_json(
-            "/api/v1/incidents",
-            Some(&app.admin_token),
-            &json!({"title": "Panne", "started_at": "2030-01-01T00:00:00Z",
-                    "postpone_until": "2030-02-01T00:00:00Z", "sites": [site]}),
-        )
+    app.postpone(&site, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")
         .await;
-    assert_eq!(r.status(), 201);
     let (_, token) =
         create_account_directly(&app.state, "Secrétaire", "secretary", &[&service]).await;
     let web = WebClient::sign_in(&app, &token).await;
