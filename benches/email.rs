@@ -153,12 +153,13 @@ fn rendered(holder: &BenchDb) -> Vec<(String, String, Vec<u8>)> {
             .into_iter()
             .map(|n| n.id)
             .collect();
-        let outgoing = reprise::db::notifications::outgoing(conn, &ids)?;
+        let outgoing = reprise::db::notifications::outgoing(conn, &ids, None)?;
         let started = Instant::now();
         let rendered: Vec<_> = outgoing
             .iter()
             .map(|o| {
-                let m = reprise::email::render::message(o, &from, "vivalia.test").expect("renders");
+                let m = reprise::email::render::message(o, &from, "vivalia.test", None)
+                    .expect("renders");
                 (from.email.to_string(), o.to_address.clone(), m.formatted())
             })
             .collect();

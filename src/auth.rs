@@ -137,6 +137,18 @@ impl Caller {
         }
     }
 
+    /// A patient answering through an email's link (`/answer/{token}`). No account: the link
+    /// is the capability, and it names one appointment, the only one this caller touches.
+    pub fn patient(request_id: Option<String>) -> Self {
+        Self {
+            id: None,
+            name: "patient (answer link)".into(),
+            role: Role::Admin,
+            services: Vec::new(),
+            request_id,
+        }
+    }
+
     /// The account acting in a request (its token, or a page's session), with the request's
     /// id ([`request_id`]) for the audit log.
     pub fn of(account: Account, request_id: Option<String>) -> Self {

@@ -12,6 +12,9 @@
 //! | `REPRISE_LOG_FORMAT` | `--log-format` | `pretty` (or `json`) |
 //! | `REPRISE_RATE_WRITES` | `--rate-writes` | `1200` per account and minute (`0`: none) |
 //! | `REPRISE_RATE_READS` | `--rate-reads` | `600` per account and minute (`0`: none) |
+//! | `REPRISE_MODERATE_FRACTION` | `--moderate-fraction` | `0.5` |
+//! | `REPRISE_PRIORITY_DEADLINES` | `--priority-deadlines` | `14,28,91,182` days |
+//! | `REPRISE_ANSWER_LINK_DAYS` | `--answer-link-days` | `30` days an email's answer link lasts |
 //! | `RUST_LOG` | | `info` |
 //!
 //! The rule: a value is parsed into its real type here, or start-up stops with one line that
@@ -133,6 +136,15 @@ pub struct ConfigArgs {
         global = true
     )]
     pub priority_deadlines: String,
+
+    /// Days an answer link in a patient's email stays usable (1 to 365)
+    #[arg(
+        long = "answer-link-days",
+        env = "REPRISE_ANSWER_LINK_DAYS",
+        default_value = "30",
+        global = true
+    )]
+    pub answer_link_days: String,
 }
 
 /// A configuration value that cannot be used; its `Display` is the one line printed.
@@ -277,6 +289,8 @@ pub struct Settings {
     pub rate_reads: Option<u32>,
     /// How plans count capacity and deadlines.
     pub planning: crate::domain::plan::Planning,
+    /// How long the answer link of an email lasts.
+    pub answer_link_ttl: chrono::Duration,
 }
 
 impl Settings {
@@ -368,6 +382,23 @@ impl Settings {
                 deadlines: crate::domain::plan::Deadlines::parse(&args.priority_deadlines)
                     .map_err(|e| bad("REPRISE_PRIORITY_DEADLINES", "priority-deadlines", e.0))?,
             },
+            answer_link_ttl: args
+                .answer_link_days
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|d| (1..=365).contains(d))
+                .map(chrono::Duration::days)
+                .ok_or_else(|| {
+                    bad(
+                        "REPRISE_ANSWER_LINK_DAYS",
+                        "answer-link-days",
+                        format!(
+                            "{:?} is not a number of days from 1 to 365",
+                            args.answer_link_days
+                        ),
+                    )
+                })?,
         })
     }
 }

@@ -205,11 +205,18 @@ impl Writer {
                     };
                     item.insert((*name).to_string(), value);
                 }
-                // Beyond the contract's columns: the day a committed plan proposes.
+                // Beyond the contract's columns: the day a committed plan proposes, and the
+                // patient's answer by email when it is the latest attempt.
                 item.insert(
                     "proposed_at".into(),
                     r.proposed_at
                         .map_or(serde_json::Value::Null, |d| d.to_string().into()),
+                );
+                item.insert(
+                    "last_answer".into(),
+                    r.last_answer
+                        .as_deref()
+                        .map_or(serde_json::Value::Null, Into::into),
                 );
                 out.extend(serde_json::to_vec(&item).unwrap_or_default());
             }

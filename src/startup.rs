@@ -29,6 +29,8 @@ pub struct AppState {
     pub tokens: crate::auth::TokenCache,
     /// Route pattern → the methods it answers, for the `Allow` header of a 405.
     pub allow: HashMap<String, String>,
+    /// How answer links are signed and written (`domain::answer`).
+    pub links: crate::email::render::Links,
 }
 
 #[derive(OpenApi)]
@@ -196,6 +198,17 @@ impl Application {
         })
         .await
         .map_err(|e| e.to_string())??;
+        let key = db
+            .write(|conn| crate::db::answers::signing_key(conn).map_err(crate::db::DbError::from))
+            .await
+            .map_err(|e| format!("cannot read the answer links' key: {e}"))?;
+        let links = crate::email::render::Links {
+            signer: hex::decode(&key)
+                .map_err(|e| e.to_string())
+                .and_then(|k| crate::domain::answer::Signer::new(k).map_err(|e| e.0))
+                .map_err(|e| format!("the answer links' key is not usable: {e}"))?,
+            base: settings.public_url.clone(),
+        };
         let metrics = Metrics::new().map_err(|e| e.to_string())?;
         // The email transport is checked (its folder created) before the server starts, so
         // that a failure here leaves no server running.
@@ -218,6 +231,7 @@ impl Application {
             limits,
             tokens: Default::default(),
             allow: allowed_methods(&spec),
+            links,
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -255,6 +269,7 @@ impl Application {
                 delivery,
                 state.metrics.clone(),
             )
+            .with_links(state.links.clone(), state.settings.answer_link_ttl)
             .spawn()
         });
         Ok(Self {

@@ -114,6 +114,7 @@ impl BenchDb {
             rate_writes: None,
             rate_reads: None,
             planning: Default::default(),
+            answer_link_ttl: chrono::Duration::days(30),
         };
         let app = reprise::startup::Application::build(settings)
             .await

@@ -175,6 +175,14 @@ pub fn move_status(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult
     Ok(())
 }
 
+/// Withdraws the day a plan proposed (the patient asked for another).
+pub fn drop_proposal(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::update(appointments::table.find(id))
+        .set(appointments::proposed_at.eq(None::<chrono::NaiveDate>))
+        .execute(conn)?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = contact_attempts)]
 #[diesel(treat_none_as_default_value = false)]
@@ -186,10 +194,12 @@ pub struct AttemptRow {
     pub outcome: String,
     pub note: Option<String>,
     pub actor_id: Option<String>,
+    /// The patient's own answer through an email's link (`domain::answer`); null for staff.
+    pub answer: Option<String>,
 }
 
 /// Records a contact attempt; the first that reached the patient takes the appointment off
-/// the contact list.
+/// the contact list. The appointment keeps the latest outcome and answer for the list.
 pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()> {
     diesel::insert_into(contact_attempts::table)
         .values(row)
@@ -199,6 +209,7 @@ pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()>
             appointments::attempts.eq(appointments::attempts + 1),
             appointments::last_outcome.eq(Some(&row.outcome)),
             appointments::last_attempt_at.eq(Some(row.at)),
+            appointments::last_answer.eq(row.answer.as_deref()),
         ))
         .execute(conn)?;
     if row.outcome == "reached" {

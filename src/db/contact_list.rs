@@ -29,6 +29,8 @@ pub struct ContactRow {
     pub last_attempt_at: Option<chrono::NaiveDateTime>,
     /// The day a committed plan proposes (not a CSV column: the contract fixes those).
     pub proposed_at: Option<chrono::NaiveDate>,
+    /// The patient's own answer through an email's link, when it is the latest attempt.
+    pub last_answer: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -83,6 +85,7 @@ macro_rules! contact_query {
                 appointments::last_outcome,
                 appointments::last_attempt_at,
                 appointments::proposed_at,
+                appointments::last_answer,
             ))
             .into_boxed();
         if let Some(service) = &f.service {

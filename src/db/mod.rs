@@ -19,6 +19,7 @@ macro_rules! per_backend {
     };
 }
 
+pub mod answers;
 pub mod appointments;
 pub mod audit;
 pub mod calls;

@@ -223,6 +223,23 @@ pub struct Care {
     pub kind: String,
     pub label: String,
     pub original_scheduled_at: chrono::NaiveDateTime,
+    /// The day a committed plan proposes.
+    pub proposed_at: Option<chrono::NaiveDate>,
+    /// The id of the answer link the email carries for this appointment (`db::answers`).
+    pub link: Option<String>,
+}
+
+/// When the answer links of a batch of emails are made, and when they expire.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkTerms {
+    pub now: chrono::NaiveDateTime,
+    pub expires_at: chrono::NaiveDateTime,
+}
+
+/// Whether emails of this template carry answer links: those that ask the patient about a
+/// date (`site_reopened`, `appointment_rescheduled`).
+pub fn carries_links(template: &str) -> bool {
+    matches!(template, "site_reopened" | "appointment_rescheduled")
 }
 
 /// A claimed notification with everything its email says.
@@ -257,6 +274,7 @@ struct CareRow {
     kind: String,
     label: String,
     original_scheduled_at: chrono::NaiveDateTime,
+    proposed_at: Option<chrono::NaiveDate>,
 }
 
 impl From<CareRow> for Care {
@@ -268,6 +286,8 @@ impl From<CareRow> for Care {
             kind: r.kind,
             label: r.label,
             original_scheduled_at: r.original_scheduled_at,
+            proposed_at: r.proposed_at,
+            link: None,
         }
     }
 }
@@ -316,8 +336,13 @@ struct Head {
     patient_id: String,
 }
 
-/// The emails of claimed notifications, in the order of `ids`.
-pub fn outgoing(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Outgoing>> {
+/// The emails of claimed notifications, in the order of `ids`; with `links`, each appointment
+/// of a `site_reopened` or `appointment_rescheduled` email gets its answer link.
+pub fn outgoing(
+    conn: &mut DbConnection,
+    ids: &[String],
+    links: Option<LinkTerms>,
+) -> QueryResult<Vec<Outgoing>> {
     use super::schema::{patients as p, sites as s};
     let heads: Vec<Head> = per_backend!(&mut *conn, |c| notifications::table
         .inner_join(p::table)
@@ -366,7 +391,7 @@ pub fn outgoing(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Outg
         )?
     };
     let mut heads: HashMap<String, Head> = heads.into_iter().map(|h| (h.id.clone(), h)).collect();
-    Ok(ids
+    let mut emails: Vec<Outgoing> = ids
         .iter()
         .filter_map(|id| heads.remove(id))
         .map(|h| {
@@ -394,7 +419,25 @@ pub fn outgoing(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Outg
                 care,
             }
         })
-        .collect())
+        .collect();
+    if let Some(terms) = links {
+        let pairs: Vec<(String, String)> = emails
+            .iter()
+            .filter(|n| carries_links(&n.template))
+            .flat_map(|n| {
+                n.care
+                    .iter()
+                    .map(|c| (n.id.clone(), c.appointment_id.clone()))
+            })
+            .collect();
+        let mut made = super::answers::ensure(conn, &pairs, terms.now, terms.expires_at)?;
+        for n in emails.iter_mut() {
+            for c in n.care.iter_mut() {
+                c.link = made.remove(&(n.id.clone(), c.appointment_id.clone()));
+            }
+        }
+    }
+    Ok(emails)
 }
 
 /// What became of one delivery attempt.

@@ -149,6 +149,7 @@ diesel::table! {
         last_outcome -> Nullable<Text>,
         last_attempt_at -> Nullable<Timestamp>,
         proposed_at -> Nullable<Date>,
+        last_answer -> Nullable<Text>,
     }
 }
 
@@ -195,6 +196,27 @@ diesel::table! {
         outcome -> Text,
         note -> Nullable<Text>,
         actor_id -> Nullable<Text>,
+        answer -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    link_keys (name) {
+        name -> Text,
+        secret -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    answer_links (id) {
+        id -> Text,
+        notification_id -> Text,
+        appointment_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        answer -> Nullable<Text>,
     }
 }
 
@@ -244,6 +266,8 @@ diesel::joinable!(services -> sites (site_code));
 diesel::joinable!(notifications -> patients (patient_id));
 diesel::joinable!(calls -> patients (patient_id));
 diesel::joinable!(contact_attempts -> appointments (appointment_id));
+diesel::joinable!(answer_links -> appointments (appointment_id));
+diesel::joinable!(answer_links -> notifications (notification_id));
 diesel::joinable!(calls -> appointments (appointment_id));
 diesel::joinable!(appointments -> patients (patient_id));
 diesel::joinable!(appointments -> sites (site_code));
@@ -277,4 +301,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     contact_attempts,
     notifications,
     call_centre,
+    answer_links,
+    link_keys,
 );

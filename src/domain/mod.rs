@@ -36,6 +36,7 @@ macro_rules! text_enum {
 }
 
 pub mod account;
+pub mod answer;
 pub mod appointment;
 pub mod call;
 pub mod code;

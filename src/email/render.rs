@@ -48,6 +48,8 @@ pub struct View {
     pub one: Item,
     /// Every appointment still to rebook (site_reopened).
     pub care: Vec<Item>,
+    /// Whether the email carries answer links.
+    pub answers: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,6 +61,29 @@ pub struct Item {
     /// The same for a `tel:` link.
     pub phone_uri: String,
     pub date: String,
+    /// The date a committed plan proposes, at the original time of day.
+    pub proposed: Option<String>,
+    /// The page where the patient answers about this appointment.
+    pub answer_url: Option<String>,
+}
+
+/// How the answer links of emails are written: signed, under the service's public URL.
+#[derive(Debug, Clone)]
+pub struct Links {
+    pub signer: crate::domain::answer::Signer,
+    /// `REPRISE_PUBLIC_URL`.
+    pub base: url::Url,
+}
+
+impl Links {
+    /// `{public URL}/answer/{token}`: the link's id and signature, nothing about the patient.
+    pub fn url(&self, link_id: &str) -> Option<String> {
+        let token = self.signer.token(link_id)?;
+        Some(format!(
+            "{}/answer/{token}",
+            self.base.as_str().trim_end_matches('/')
+        ))
+    }
 }
 
 /// `14/05/2022 à 09:30`, in Brussels time, with the language's word for "at".
@@ -74,7 +99,8 @@ pub fn belgian_date(lang: Language, at: NaiveDateTime) -> String {
         .to_string()
 }
 
-fn kind_word(lang: Language, kind: &str) -> &'static str {
+/// `operation` or `consultation` in the patient's language.
+pub fn kind_word(lang: Language, kind: &str) -> &'static str {
     let operation = kind == "operation";
     match (lang, operation) {
         (Language::Fr, true) => "opération",
@@ -128,9 +154,16 @@ fn phone_text(e164: &str) -> Option<(String, String)> {
     text
 }
 
-fn item(lang: Language, care: &Care) -> Item {
+fn item(lang: Language, care: &Care, links: Option<&Links>) -> Item {
     let phone = care.service_phone.as_deref().and_then(phone_text);
     Item {
+        proposed: care
+            .proposed_at
+            .and_then(|day| crate::domain::answer::same_time_on(day, care.original_scheduled_at))
+            .map(|at| belgian_date(lang, at)),
+        answer_url: links
+            .zip(care.link.as_deref())
+            .and_then(|(l, id)| l.url(id)),
         kind: kind_word(lang, &care.kind),
         service: care.service.clone(),
         phone_uri: phone
@@ -143,11 +176,12 @@ fn item(lang: Language, care: &Care) -> Item {
 }
 
 impl View {
-    pub fn new(n: &Outgoing, kind: Kind) -> Self {
+    pub fn new(n: &Outgoing, kind: Kind, links: Option<&Links>) -> Self {
         let lang = Language::parse(&n.language).unwrap_or(Language::Fr);
         let site = n.site.clone().unwrap_or_default();
-        let care: Vec<Item> = n.care.iter().map(|c| item(lang, c)).collect();
+        let care: Vec<Item> = n.care.iter().map(|c| item(lang, c, links)).collect();
         Self {
+            answers: care.iter().any(|c| c.answer_url.is_some()),
             lang: lang.as_str(),
             subject: subject(lang, kind, &site),
             name: format!("{} {}", n.first_name, n.last_name),
@@ -249,13 +283,18 @@ pub enum RenderError {
 
 /// The whole message of a notification. Its Message-ID is derived from the notification, so a
 /// receiver that sees it twice (after a crash between sending and recording) can tell.
-pub fn message(n: &Outgoing, from: &Mailbox, domain: &str) -> Result<Message, RenderError> {
+pub fn message(
+    n: &Outgoing,
+    from: &Mailbox,
+    domain: &str,
+    links: Option<&Links>,
+) -> Result<Message, RenderError> {
     let kind = Kind::parse(&n.template).ok_or_else(|| RenderError::Template(n.template.clone()))?;
     if kind != Kind::SiteReopened && n.care.is_empty() {
         return Err(RenderError::NoAppointment);
     }
     let lang = Language::parse(&n.language).unwrap_or(Language::Fr);
-    let view = View::new(n, kind);
+    let view = View::new(n, kind, links);
     let (text, html) = bodies(lang, kind, &view).map_err(|e| RenderError::Render(e.to_string()))?;
     let to: Mailbox = n
         .to_address
@@ -321,6 +360,8 @@ mod tests {
                 kind: "operation".into(),
                 label: "Prothèse de hanche".into(),
                 original_scheduled_at: at(2022, 5, 14, 7, 30),
+                proposed_at: None,
+                link: None,
             }],
         }
     }
@@ -356,7 +397,7 @@ mod tests {
             for (lang, hello) in greeting {
                 let n = outgoing(template, lang);
                 let kind = Kind::parse(template).expect("known");
-                let view = View::new(&n, kind);
+                let view = View::new(&n, kind, None);
                 let (text, html) =
                     bodies(Language::parse(lang).expect("lang"), kind, &view).expect("renders");
                 for body in [&text, &html] {
@@ -381,7 +422,7 @@ mod tests {
     fn html_escapes_what_comes_from_the_database() {
         let mut n = outgoing("appointment_postponed", "en");
         n.last_name = "<script>alert(1)</script>".into();
-        let view = View::new(&n, Kind::AppointmentPostponed);
+        let view = View::new(&n, Kind::AppointmentPostponed, None);
         let (text, html) =
             bodies(Language::En, Kind::AppointmentPostponed, &view).expect("renders");
         assert!(!html.contains("<script>"));
@@ -397,6 +438,7 @@ mod tests {
             &n,
             &"Reprise <no-reply@vivalia.be>".parse().expect("from"),
             "vivalia.be",
+            None,
         )
         .expect("builds");
         let raw = String::from_utf8(message.formatted()).expect("utf-8");
@@ -412,13 +454,17 @@ mod tests {
     fn a_postponed_email_has_no_attachment_and_a_missing_appointment_is_refused() {
         let n = outgoing("appointment_postponed", "fr");
         let from: Mailbox = "Reprise <no-reply@localhost>".parse().expect("from");
-        let raw = String::from_utf8(message(&n, &from, "localhost").expect("builds").formatted())
-            .expect("utf-8");
+        let raw = String::from_utf8(
+            message(&n, &from, "localhost", None)
+                .expect("builds")
+                .formatted(),
+        )
+        .expect("utf-8");
         assert!(raw.contains("multipart/alternative") && !raw.contains("text/calendar"));
         let mut gone = n;
         gone.care.clear();
         assert!(matches!(
-            message(&gone, &from, "localhost"),
+            message(&gone, &from, "localhost", None),
             Err(RenderError::NoAppointment)
         ));
     }

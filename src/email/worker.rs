@@ -31,6 +31,8 @@ pub struct Worker {
     pub metrics: Metrics,
     /// This worker's name on its claims.
     pub owner: String,
+    /// The answer links of its emails, and how long they last; `None`: emails without links.
+    pub links: Option<(render::Links, chrono::Duration)>,
 }
 
 /// Stops the worker after the round in progress.
@@ -65,7 +67,15 @@ impl Worker {
             settings,
             metrics,
             owner: uuid::Uuid::new_v4().to_string(),
+            links: None,
         }
+    }
+
+    /// Emails that ask about a date carry answer links valid for `ttl` from their first
+    /// rendering.
+    pub fn with_links(mut self, links: render::Links, ttl: chrono::Duration) -> Self {
+        self.links = Some((links, ttl));
+        self
     }
 
     pub fn spawn(self) -> WorkerHandle {
@@ -121,12 +131,17 @@ impl Worker {
     fn prepare(&self) -> tokio::task::JoinHandle<Result<Vec<Prepared>, DbError>> {
         let (db, owner, from) = (self.db.clone(), self.owner.clone(), self.from.clone());
         let (batch, lease) = (self.settings.batch, chrono_duration(self.settings.lease));
+        let links = self.links.clone();
         tokio::spawn(async move {
             let now = crate::domain::now();
+            let terms = links.as_ref().map(|(_, ttl)| notifications::LinkTerms {
+                now,
+                expires_at: now + *ttl,
+            });
             let outgoing = db
                 .write(move |conn| {
                     let ids = notifications::claim(conn, &owner, now, now + lease, batch)?;
-                    Ok::<_, DbError>(notifications::outgoing(conn, &ids)?)
+                    Ok::<_, DbError>(notifications::outgoing(conn, &ids, terms)?)
                 })
                 .await?;
             if outgoing.is_empty() {
@@ -137,9 +152,10 @@ impl Worker {
                 outgoing
                     .into_iter()
                     .map(|n| {
-                        let message = render::message(&n, &from, &domain)
-                            .map(|m| (m.envelope().clone(), m.formatted()))
-                            .map_err(|e| SendError::Permanent(e.to_string()));
+                        let message =
+                            render::message(&n, &from, &domain, links.as_ref().map(|(l, _)| l))
+                                .map(|m| (m.envelope().clone(), m.formatted()))
+                                .map_err(|e| SendError::Permanent(e.to_string()));
                         (n, message)
                     })
                     .collect()

@@ -8,6 +8,7 @@ use super::{utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
 use crate::auth::{perm, Caller, Granted};
 use crate::db::DbConnection;
 use crate::db::{self, appointments::AppointmentFilter, appointments::AppointmentRow};
+use crate::domain::answer::{self, Answer, Standing, Then};
 use crate::domain::appointment::{
     parse_text, CancelReason, Channel, ContactOutcome, Kind, Priority, Status, Transition,
 };
@@ -577,8 +578,11 @@ pub struct ContactAttemptResponse {
     pub channel: String,
     pub outcome: String,
     pub note: Option<String>,
-    /// Account id of who recorded it.
+    /// Account id of who recorded it; null for the patient's own answer.
     pub by: Option<String>,
+    /// The patient's answer through an email's link (`keep`, `other_date`, `call_back`,
+    /// `withdraw`); null for an attempt staff recorded.
+    pub answer: Option<String>,
 }
 
 impl From<db::appointments::AttemptRow> for ContactAttemptResponse {
@@ -591,6 +595,7 @@ impl From<db::appointments::AttemptRow> for ContactAttemptResponse {
             outcome: r.outcome,
             note: r.note,
             by: r.actor_id,
+            answer: r.answer,
         }
     }
 }
@@ -642,6 +647,7 @@ pub async fn record_attempt(
             outcome: outcome?.as_str().into(),
             note: note?.flatten(),
             actor_id: caller.id.clone(),
+            answer: None,
         })
     })())?;
     state
@@ -664,4 +670,97 @@ pub async fn record_attempt(
             Ok::<_, AppError>(attempt)
         })
         .await
+}
+
+/// What a patient's answer through a link came to.
+#[derive(Debug)]
+pub enum Answered {
+    /// Recorded: the appointment as it now is, and the outcome of the contact attempt.
+    Done(Box<AppointmentRow>, ContactOutcome),
+    /// Nothing recorded: the link was used, has expired, or no longer applies.
+    Refused(Standing),
+}
+
+/// A patient's answer through an email's link (the public page `/answer/{token}`), in the
+/// caller's transaction: uses the link up, records a contact attempt (channel `email`, the
+/// answer beside its outcome), applies what the answer does (`domain::answer::effect`: a
+/// reschedule to the kept day with its email, a withdrawn proposal, a cancellation) and
+/// audits it as `appointment.answer`. An answer the page did not offer is a 422.
+pub fn answer_by_link(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    link_id: &str,
+    answer: Answer,
+    now: chrono::NaiveDateTime,
+) -> AppResult<Answered> {
+    let found = db::answers::find(conn, link_id)?
+        .ok_or_else(|| AppError::NotFound("no such link".into()))?;
+    let Some(situation) = found.situation() else {
+        return Ok(Answered::Refused(Standing::Stale));
+    };
+    match situation.standing(now) {
+        Standing::Open { choices, .. } if choices.contains(&answer) => {}
+        Standing::Open { .. } => {
+            return Err(AppError::validation(
+                "answer",
+                "this answer is not offered for this appointment",
+            ))
+        }
+        refused => return Ok(Answered::Refused(refused)),
+    }
+    if !db::answers::use_up(conn, link_id, answer.as_str(), now)? {
+        // Another answer took it a moment ago: say which.
+        let standing = db::answers::find(conn, link_id)?
+            .and_then(|f| f.situation())
+            .map_or(Standing::Stale, |s| s.standing(now));
+        return Ok(Answered::Refused(standing));
+    }
+    let (outcome, then) = answer::effect(&situation, answer);
+    let id = found.appointment.id;
+    db::appointments::add_attempt(
+        conn,
+        &db::appointments::AttemptRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            appointment_id: id.clone(),
+            at: now,
+            channel: Channel::Email.as_str().into(),
+            outcome: outcome.as_str().into(),
+            note: None,
+            actor_id: None,
+            answer: Some(answer.as_str().into()),
+        },
+    )?;
+    match then {
+        Then::Nothing => {}
+        Then::DropProposal => db::appointments::drop_proposal(conn, &id)?,
+        Then::RescheduleTo(at) => {
+            let m = Move {
+                transition: Transition::Reschedule,
+                scheduled_at: Some(at),
+                reason: None,
+                note: None,
+            };
+            move_appointment(conn, caller, &id, m)?;
+            db::notifications::queue_rescheduled(conn, &id, now)?;
+        }
+        Then::Cancel => {
+            let m = Move {
+                transition: Transition::Cancel,
+                scheduled_at: None,
+                reason: Some(CancelReason::PatientRequest.as_str()),
+                note: Some("withdrawn by the patient through an email's answer link"),
+            };
+            move_appointment(conn, caller, &id, m)?;
+        }
+    }
+    crate::audit::record(
+        conn,
+        caller,
+        "appointment.answer",
+        Some(&format!("appointment:{id}")),
+        serde_json::json!({ "answer": answer.as_str(), "outcome": outcome.as_str(), "link": link_id }),
+    )?;
+    let row = db::appointments::find(conn, &id)?
+        .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
+    Ok(Answered::Done(Box::new(row), outcome))
 }

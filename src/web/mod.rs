@@ -13,6 +13,7 @@
 //! checked before the form is read; the sign-in form carries a double-submit cookie.
 
 mod agent;
+mod answer;
 mod board;
 mod chart;
 mod contacts;
@@ -64,6 +65,8 @@ pub fn pages(cfg: &mut web::ServiceConfig) {
         .route("/board", web::get().to(board::page))
         .route("/board/reopen", web::post().to(board::reopen))
         .route("/board/call-centre", web::post().to(board::call_centre))
+        .route("/answer/{token}", web::get().to(answer::show))
+        .route("/answer/{token}", web::post().to(answer::answer))
         .route("/static/{file}", web::get().to(asset));
 }
 

@@ -139,10 +139,11 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
         .keys()
         .map(String::as_str)
         .collect();
-    // The contract's columns, and one field beyond them (the contract welcomes extra fields):
-    // the day a committed plan proposes.
+    // The contract's columns, and two fields beyond them (the contract welcomes extra fields):
+    // the day a committed plan proposes and the patient's answer by email.
     let mut expected: Vec<&str> = reprise::export::HEADER.to_vec();
     expected.push("proposed_at");
+    expected.push("last_answer");
     expected.sort_unstable();
     let mut got = keys.clone();
     got.sort_unstable();

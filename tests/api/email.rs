@@ -9,22 +9,8 @@ use reprise::config::SmtpSettings;
 use reprise::email::{DeliverySettings, Transport, Worker};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, unique_code, TestApp};
+use crate::helpers::{fast_delivery as fast, spawn_app_with, unique_code, TestApp};
 use crate::smtp_sink::{Received, Sink};
-
-/// Short delays, so that retries happen within a test.
-fn fast() -> DeliverySettings {
-    DeliverySettings {
-        poll: Duration::from_millis(50),
-        batch: 50,
-        connections: 4,
-        timeout: Duration::from_secs(5),
-        lease: Duration::from_secs(60),
-        retry_base: Duration::from_millis(200),
-        retry_cap: Duration::from_secs(1),
-        max_attempts: 1000,
-    }
-}
 
 async fn app_sending_to(sink: &Sink) -> TestApp {
     let url = sink.url();

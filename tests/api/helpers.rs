@@ -86,6 +86,22 @@ pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
         rate_writes: None,
         rate_reads: None,
         planning: Default::default(),
+        answer_link_ttl: chrono::Duration::days(30),
+    }
+}
+
+/// Outbox delivery with short delays, so that sending and retries happen within a test.
+pub fn fast_delivery() -> reprise::email::DeliverySettings {
+    use std::time::Duration;
+    reprise::email::DeliverySettings {
+        poll: Duration::from_millis(50),
+        batch: 50,
+        connections: 4,
+        timeout: Duration::from_secs(5),
+        lease: Duration::from_secs(60),
+        retry_base: Duration::from_millis(200),
+        retry_cap: Duration::from_secs(1),
+        max_attempts: 1000,
     }
 }
 
@@ -190,7 +206,27 @@ impl TestApp {
         token: Option<&str>,
         body: &Value,
     ) -> reqwest::Response {
-        let mut req = self.client.post(self.url(path)).json(body);
+        self.send_json(self.client.post(self.url(path)), token, body)
+            .await
+    }
+
+    pub async fn put_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.send_json(self.client.put(self.url(path)), token, body)
+            .await
+    }
+
+    async fn send_json(
+        &self,
+        req: reqwest::RequestBuilder,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = req.json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -2,6 +2,7 @@
 //! Runs on SQLite, or on PostgreSQL when `REPRISE_TEST_POSTGRES_URL` is set.
 
 mod access;
+mod answers;
 mod appointments;
 mod audit;
 mod backup;

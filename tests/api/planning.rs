@@ -49,15 +49,13 @@ async fn scene(app: &TestApp) -> Scene {
     let appointments = order.iter().map(|i| appointments[*i].clone()).collect();
     app.postpone(&site, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")
         .await;
-    let r = app
-        .client
-        .put(app.url(&format!("/api/v1/services/{service}/capacity")))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"consultation_slots": 3, "operation_minutes": 120,
-                      "durations": {"Prothèse de hanche": 240}}))
-        .send()
-        .await
-        .expect("sent");
+    let r = put(
+        app,
+        &format!("/api/v1/services/{service}/capacity"),
+        &json!({"consultation_slots": 3, "operation_minutes": 120,
+                "durations": {"Prothèse de hanche": 240}}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     Scene {
         site,
@@ -75,13 +73,7 @@ async fn appointment(app: &TestApp, id: &str) -> Value {
 }
 
 async fn put(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .put(app.url(path))
-        .bearer_auth(&app.admin_token)
-        .json(body)
-        .send()
-        .await
-        .expect("sent")
+    app.put_json(path, Some(&app.admin_token), body).await
 }
 
 async fn plan(app: &TestApp, site: &str, query: &str, body: &Value) -> reqwest::Response {

@@ -1,0 +1,598 @@
+//! Patients answer by email (issue 9, item 4): the links of `site_reopened` and
+//! `appointment_rescheduled` emails, the public page they open, and what each answer records,
+//! on both backends. Emails are read back from the outbox's `.eml` files.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{fast_delivery, spawn_app_with, unique_code, TestApp};
+
+struct Scene {
+    site: String,
+    /// Anne (French): an operation the plan gives a day, one too long for any day.
+    kept: String,
+    unplanned: String,
+    anne: String,
+    /// Bram (Dutch): a consultation the plan gives a day.
+    consultation: String,
+    bram: String,
+}
+
+async fn app() -> TestApp {
+    spawn_app_with(|s| s.delivery = Some(fast_delivery())).await
+}
+
+async fn ok(r: reqwest::Response) -> Value {
+    let status = r.status();
+    let body: Value = r.json().await.expect("json");
+    assert!(status.is_success(), "{status}: {body}");
+    body
+}
+
+/// A two-room site closed by an incident; a committed plan on 4 March 2030; the site reopens
+/// and its patients are emailed.
+async fn scene(app: &TestApp) -> Scene {
+    let site = unique_code("ANS");
+    let service = format!("{site}-ORT");
+    let admin = Some(app.admin_token.as_str());
+    ok(app
+        .post_json(
+            "/api/v1/sites",
+            admin,
+            &json!({"code": site, "name": "Arlon", "kind": "hospital", "operating_rooms": 2}),
+        )
+        .await)
+    .await;
+    ok(app
+        .post_json(
+            "/api/v1/services",
+            admin,
+            &json!({"code": service, "name": "Orthopédie", "site": site,
+                    "secretariat_phone": "+3263553000"}),
+        )
+        .await)
+    .await;
+    let patient = |last: &str, first: &str, email: &str, language: &str| {
+        json!({"last_name": last, "first_name": first, "birth_date": "1960-05-04",
+               "email": email, "email_consent": true, "language": language})
+    };
+    let anne = app
+        .create_patient_with(patient("Dubois", "Anne", "anne@example.be", "fr"))
+        .await;
+    let bram = app
+        .create_patient_with(patient("Peeters", "Bram", "bram@example.be", "nl"))
+        .await;
+    let appointment = |patient: &str, kind: &str, label: &str, at: &str, priority: i64| {
+        json!({"patient_id": patient, "site": site, "service": service, "kind": kind,
+               "label": label, "scheduled_at": at, "priority": priority})
+    };
+    let kept = app
+        .create_appointment_with(appointment(
+            &anne,
+            "operation",
+            "Genou",
+            "2030-01-10T08:00:00Z",
+            1,
+        ))
+        .await;
+    let unplanned = app
+        .create_appointment_with(appointment(
+            &anne,
+            "operation",
+            "Hanche",
+            "2030-01-11T08:00:00Z",
+            2,
+        ))
+        .await;
+    let consultation = app
+        .create_appointment_with(appointment(
+            &bram,
+            "consultation",
+            "Contrôle",
+            "2030-01-12T13:30:00Z",
+            3,
+        ))
+        .await;
+    app.postpone(&site, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")
+        .await;
+    ok(app
+        .put_json(
+            &format!("/api/v1/services/{service}/capacity"),
+            admin,
+            &json!({"consultation_slots": 3, "operation_minutes": 120,
+                    "durations": {"Hanche": 600}}),
+        )
+        .await)
+    .await;
+    ok(app
+        .post_json(
+            &format!("/api/v1/sites/{site}/plan?commit=true"),
+            admin,
+            &json!({"from": "2030-03-04", "until": "2030-03-04"}),
+        )
+        .await)
+    .await;
+    ok(app
+        .post_json(
+            &format!("/api/v1/sites/{site}/reopen"),
+            admin,
+            &json!({"programme": "full", "notify_patients": true}),
+        )
+        .await)
+    .await;
+    Scene {
+        site,
+        kept,
+        unplanned,
+        anne,
+        consultation,
+        bram,
+    }
+}
+
+/// The text part of the patient's sent email of `template`, once the worker has written it.
+async fn email_text(app: &TestApp, patient: &str, template: &str, nth: usize) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let all = app
+            .get_json(
+                &format!("/api/v1/notifications?patient_id={patient}"),
+                Some(&app.admin_token),
+            )
+            .await;
+        let sent: Vec<&Value> = all["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|n| n["template"] == template && n["status"] == "sent")
+            .collect();
+        if let Some(n) = sent.get(nth) {
+            let path = app
+                .outbox
+                .join(format!("{}.eml", n["id"].as_str().expect("id")));
+            let raw = std::fs::read(path).expect("the .eml file");
+            let mail = mail_parser::MessageParser::default()
+                .parse(&raw)
+                .expect("a MIME message");
+            return mail.body_text(0).expect("a text part").into_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no {template} email sent: {all}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every `/answer/{token}` path in a text, in order.
+fn answer_paths(text: &str) -> Vec<String> {
+    text.match_indices("/answer/")
+        .map(|(i, _)| {
+            let token: String = text[i + 8..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            format!("/answer/{token}")
+        })
+        .collect()
+}
+
+async fn page(app: &TestApp, path: &str) -> (u16, String) {
+    let r = app.client.get(app.url(path)).send().await.expect("sent");
+    (r.status().as_u16(), r.text().await.expect("text"))
+}
+
+async fn answer(app: &TestApp, path: &str, choice: &str) -> (u16, String) {
+    let r = app
+        .client
+        .post(app.url(path))
+        .form(&[("answer", choice)])
+        .send()
+        .await
+        .expect("sent");
+    (r.status().as_u16(), r.text().await.expect("text"))
+}
+
+async fn appointment(app: &TestApp, id: &str) -> Value {
+    app.get_json(
+        &format!("/api/v1/appointments/{id}"),
+        Some(&app.admin_token),
+    )
+    .await
+}
+
+async fn audit(app: &TestApp, action: &str) -> Vec<Value> {
+    app.get_json(
+        &format!("/api/v1/audit?action={action}"),
+        Some(&app.admin_token),
+    )
+    .await["items"]
+        .as_array()
+        .expect("items")
+        .clone()
+}
+
+async fn contact_list(app: &TestApp, site: &str) -> Vec<Value> {
+    app.get_json(
+        &format!("/api/v1/contact-list?site={site}"),
+        Some(&app.admin_token),
+    )
+    .await["items"]
+        .as_array()
+        .expect("items")
+        .clone()
+}
+
+/// Anne's links: the planned operation's, then the unplanned one's (the email's order).
+async fn anne_links(app: &TestApp, s: &Scene) -> (String, String, String) {
+    let text = email_text(app, &s.anne, "site_reopened", 0).await;
+    let links = answer_paths(&text);
+    assert_eq!(links.len(), 2, "one link per appointment: {text}");
+    (links[0].clone(), links[1].clone(), text)
+}
+
+#[tokio::test]
+async fn a_reopening_email_links_each_appointment_to_its_page_in_the_patients_language() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let (planned, unplanned, text) = anne_links(&app, &s).await;
+    assert_ne!(planned, unplanned);
+    for link in [&planned, &unplanned] {
+        // The id and its signature: 64 hex digits, nothing about the patient.
+        let token = link.strip_prefix("/answer/").expect("path");
+        assert_eq!(token.len(), 64, "{link}");
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{link}");
+        assert!(text.contains(&format!("http://127.0.0.1:8080{link}")));
+    }
+    // The proposed day at the original time of day (09:00 in Brussels, winter).
+    assert!(
+        text.contains("Date proposée : 04/03/2030 à 09:00"),
+        "{text}"
+    );
+
+    let (status, html) = page(&app, &planned).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("<html lang=\"fr\""));
+    assert!(html.contains("Orthopédie") && html.contains("Arlon"));
+    assert!(html.contains("04/03/2030 à 09:00"), "{html}");
+    for choice in ["keep", "other_date", "call_back", "withdraw"] {
+        assert!(html.contains(&format!("value=\"{choice}\"")), "{choice}");
+    }
+    assert!(html.contains("+32 63 55 30 00"), "the service's phone");
+    assert!(
+        !html.contains("Dubois") && !html.contains("Genou"),
+        "no name, no label"
+    );
+
+    // Without a proposed day, there is nothing to keep or trade.
+    let (status, html) = page(&app, &unplanned).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("value=\"call_back\"") && html.contains("value=\"withdraw\""));
+    assert!(!html.contains("value=\"keep\"") && !html.contains("value=\"other_date\""));
+
+    // Bram's email and page are in Dutch.
+    let text = email_text(&app, &s.bram, "site_reopened", 0).await;
+    assert!(
+        text.contains("Voorgestelde datum: 04/03/2030 om 14:30"),
+        "{text}"
+    );
+    let bram = answer_paths(&text);
+    assert_eq!(bram.len(), 1);
+    let (_, html) = page(&app, &bram[0]).await;
+    assert!(html.contains("<html lang=\"nl\"") && html.contains("Uw afspraak"));
+
+    // Reading is audited (no personal data in the entry), and changes nothing.
+    let reads = audit(&app, "answer_link.read").await;
+    assert_eq!(reads.len(), 3);
+    assert!(reads[0]["actor"].is_null());
+    assert_eq!(reads[0]["actor_name"], "patient (answer link)");
+    let detail = appointment(&app, &s.kept).await;
+    assert_eq!(detail["status"], "postponed");
+    assert!(detail["contact_attempts"]
+        .as_array()
+        .expect("list")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn keeping_the_proposed_day_rebooks_it_and_the_new_email_links_again() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let (planned, _, _) = anne_links(&app, &s).await;
+    let (status, html) = answer(&app, &planned, "keep").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("fixé au 04/03/2030 à 09:00"), "{html}");
+
+    let a = appointment(&app, &s.kept).await;
+    assert_eq!(a["status"], "rescheduled");
+    assert_eq!(a["scheduled_at"], "2030-03-04T08:00:00Z");
+    assert_eq!(a["original_scheduled_at"], "2030-01-10T08:00:00Z");
+    let attempts = a["contact_attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (
+            &attempts[0]["channel"],
+            &attempts[0]["outcome"],
+            &attempts[0]["answer"]
+        ),
+        (&json!("email"), &json!("reached"), &json!("keep"))
+    );
+    assert!(attempts[0]["by"].is_null());
+    // Off the contact list: it has a date.
+    let list = contact_list(&app, &s.site).await;
+    assert!(list.iter().all(|i| i["appointment_id"] != s.kept.as_str()));
+    for action in ["appointment.answer", "appointment.reschedule"] {
+        let entries = audit(&app, action).await;
+        assert_eq!(entries.len(), 1, "{action}");
+        assert_eq!(entries[0]["target"], format!("appointment:{}", s.kept));
+        assert_eq!(entries[0]["actor_name"], "patient (answer link)");
+    }
+
+    // The link is used up: the page says so, a second answer records nothing.
+    let (status, html) = page(&app, &planned).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("déjà répondu"), "{html}");
+    assert!(!html.contains("<form"));
+    let (status, html) = answer(&app, &planned, "withdraw").await;
+    assert_eq!(status, 409);
+    assert!(
+        html.contains("déjà répondu") && html.contains("je garde cette date"),
+        "{html}"
+    );
+    let a = appointment(&app, &s.kept).await;
+    assert_eq!(a["status"], "rescheduled");
+    assert_eq!(a["contact_attempts"].as_array().expect("list").len(), 1);
+
+    // The confirmation carries its own link, which confirms the new date.
+    let text = email_text(&app, &s.anne, "appointment_rescheduled", 0).await;
+    assert!(text.contains("04/03/2030 à 09:00"), "{text}");
+    let again = answer_paths(&text);
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0], planned);
+    let (status, html) = page(&app, &again[0]).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Nouvelle date") && html.contains("value=\"keep\""),
+        "{html}"
+    );
+    let (status, html) = answer(&app, &again[0], "keep").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("du 04/03/2030 à 09:00 est confirmé"),
+        "{html}"
+    );
+    let a = appointment(&app, &s.kept).await;
+    assert_eq!(a["scheduled_at"], "2030-03-04T08:00:00Z");
+    assert_eq!(a["contact_attempts"].as_array().expect("list").len(), 2);
+}
+
+#[tokio::test]
+async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_the_answer() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let (planned, unplanned, _) = anne_links(&app, &s).await;
+    let (status, html) = answer(&app, &planned, "other_date").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Le service vous appellera"), "{html}");
+    let (status, _) = answer(&app, &unplanned, "call_back").await;
+    assert_eq!(status, 200);
+
+    let list = contact_list(&app, &s.site).await;
+    let item = |id: &str| {
+        list.iter()
+            .find(|i| i["appointment_id"] == id)
+            .unwrap_or_else(|| panic!("{id} on the list: {list:?}"))
+            .clone()
+    };
+    let other = item(&s.kept);
+    assert_eq!(
+        (
+            &other["attempts"],
+            &other["last_outcome"],
+            &other["last_answer"]
+        ),
+        (&json!(1), &json!("declined"), &json!("other_date"))
+    );
+    // The refused day is withdrawn; the status stays postponed.
+    assert!(other["proposed_at"].is_null());
+    let call = item(&s.unplanned);
+    assert_eq!(
+        (&call["last_outcome"], &call["last_answer"]),
+        (&json!("declined"), &json!("call_back"))
+    );
+    assert_eq!(appointment(&app, &s.kept).await["status"], "postponed");
+    // The consultation nobody answered about is unchanged.
+    let untouched = item(&s.consultation);
+    assert!(untouched["last_answer"].is_null() && untouched["attempts"] == 0);
+
+    // A secretary's call afterwards replaces the answer as the latest attempt.
+    ok(app
+        .post_json(
+            &format!("/api/v1/appointments/{}/contact-attempts", s.unplanned),
+            Some(&app.admin_token),
+            &json!({"channel": "phone", "outcome": "no_answer"}),
+        )
+        .await)
+    .await;
+    let list = contact_list(&app, &s.site).await;
+    let call = list
+        .iter()
+        .find(|i| i["appointment_id"] == s.unplanned.as_str())
+        .expect("still listed");
+    assert_eq!(call["last_outcome"], "no_answer");
+    assert!(call["last_answer"].is_null());
+    assert_eq!(call["attempts"], 2);
+}
+
+#[tokio::test]
+async fn withdrawing_cancels_the_appointment_at_the_patients_request() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let text = email_text(&app, &s.bram, "site_reopened", 0).await;
+    let link = answer_paths(&text).remove(0);
+    let (status, html) = answer(&app, &link, "withdraw").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("geannuleerd"), "{html}");
+    let a = appointment(&app, &s.consultation).await;
+    assert_eq!(a["status"], "cancelled");
+    let history = a["history"].as_array().expect("history");
+    let last = history.last().expect("a move");
+    assert_eq!(
+        (&last["status"], &last["reason"]),
+        (&json!("cancelled"), &json!("patient_request"))
+    );
+    assert_eq!(a["contact_attempts"][0]["outcome"], "declined");
+    assert_eq!(a["contact_attempts"][0]["answer"], "withdraw");
+    let list = contact_list(&app, &s.site).await;
+    assert!(list
+        .iter()
+        .all(|i| i["appointment_id"] != s.consultation.as_str()));
+    assert_eq!(audit(&app, "appointment.cancel").await.len(), 1);
+    // Nothing more to answer: the link is used.
+    let (_, html) = page(&app, &link).await;
+    assert!(html.contains("al geantwoord"), "{html}");
+}
+
+#[tokio::test]
+async fn forged_expired_and_outdated_links_say_so_and_change_nothing() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let (planned, unplanned, _) = anne_links(&app, &s).await;
+
+    // A forged signature, a token of the wrong shape: not valid, said in four languages.
+    let mut forged = planned.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    for bad in [forged.as_str(), "/answer/1234", "/answer/ZZ"] {
+        let (status, html) = page(&app, bad).await;
+        assert_eq!(status, 404, "{bad}");
+        assert!(
+            html.contains("This link is not valid.") && html.contains("Deze link is niet geldig."),
+            "{bad}: {html}"
+        );
+        let (status, _) = answer(&app, bad, "keep").await;
+        assert!(status == 404 || status == 400, "{bad}: {status}");
+    }
+
+    // An answer the page does not offer, or none: 422, nothing recorded.
+    for choice in ["keep", "other_date", "", "yes"] {
+        let (status, _) = answer(&app, &unplanned, choice).await;
+        assert_eq!(status, 422, "{choice:?}");
+    }
+
+    // Outdated: a secretary gave the planned operation a date after the email.
+    ok(app
+        .post_json(
+            &format!("/api/v1/appointments/{}/reschedule", s.kept),
+            Some(&app.admin_token),
+            &json!({"scheduled_at": "2030-03-05T08:00:00Z"}),
+        )
+        .await)
+    .await;
+    let (status, html) = page(&app, &planned).await;
+    assert_eq!(status, 410);
+    assert!(
+        html.contains("applique plus") && !html.contains("<form"),
+        "{html}"
+    );
+    assert_eq!(answer(&app, &planned, "keep").await.0, 410);
+
+    // Expired.
+    app.state
+        .db
+        .write(|conn| {
+            use diesel::prelude::*;
+            use reprise::db::schema::answer_links::dsl as l;
+            diesel::update(l::answer_links)
+                .set(l::expires_at.eq(chrono::Utc::now().naive_utc() - chrono::Duration::hours(1)))
+                .execute(conn)
+                .map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("expired");
+    let (status, html) = page(&app, &unplanned).await;
+    assert_eq!(status, 410);
+    assert!(html.contains("expiré"), "{html}");
+    assert_eq!(answer(&app, &unplanned, "call_back").await.0, 410);
+
+    // Nothing was recorded by any of it.
+    for id in [&s.kept, &s.unplanned] {
+        let a = appointment(&app, id).await;
+        assert!(
+            a["contact_attempts"].as_array().expect("list").is_empty(),
+            "{a}"
+        );
+    }
+    assert!(audit(&app, "appointment.answer").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_answers_at_once_record_one() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let (planned, _, _) = anne_links(&app, &s).await;
+    let (a, b) = tokio::join!(
+        answer(&app, &planned, "keep"),
+        answer(&app, &planned, "call_back")
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+    let attempts = appointment(&app, &s.kept).await["contact_attempts"]
+        .as_array()
+        .expect("list")
+        .len();
+    assert_eq!(attempts, 1);
+    assert_eq!(audit(&app, "appointment.answer").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_email_sent_again_carries_the_same_links() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let (planned, unplanned, _) = anne_links(&app, &s).await;
+    // The worker renders the same notification again (a retry after a failure): same links,
+    // same expiry.
+    let anne = s.anne.clone();
+    let (links, expiries) = app
+        .state
+        .db
+        .write(move |conn| {
+            use diesel::prelude::*;
+            use reprise::db::schema::{answer_links as l, notifications as n};
+            let id: String = n::table
+                .filter(n::patient_id.eq(&anne))
+                .filter(n::template.eq("site_reopened"))
+                .select(n::id)
+                .first(conn)?;
+            let before: Vec<chrono::NaiveDateTime> =
+                l::table.select(l::expires_at).order(l::id).load(conn)?;
+            let later = chrono::Utc::now().naive_utc() + chrono::Duration::days(3);
+            let again = reprise::db::notifications::outgoing(
+                conn,
+                &[id],
+                Some(reprise::db::notifications::LinkTerms {
+                    now: later,
+                    expires_at: later + chrono::Duration::days(30),
+                }),
+            )?;
+            let after: Vec<chrono::NaiveDateTime> =
+                l::table.select(l::expires_at).order(l::id).load(conn)?;
+            assert_eq!(before, after, "no new link, no new expiry");
+            let links: Vec<String> = again[0]
+                .care
+                .iter()
+                .map(|c| c.link.clone().expect("a link"))
+                .collect();
+            Ok::<_, reprise::db::DbError>((links, before.len()))
+        })
+        .await
+        .expect("rendered");
+    assert_eq!(expiries, 3, "Anne's two links and Bram's one");
+    for (link, path) in links.iter().zip([&planned, &unplanned]) {
+        let token = app.state.links.signer.token(link).expect("a token");
+        assert_eq!(&format!("/answer/{token}"), path);
+    }
+}
