@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{fast_delivery, spawn_app_with, unique_code, TestApp};
+use crate::web::WebClient;
 
 struct Scene {
     site: String,
+    service: String,
     /// Anne (French): an operation the plan gives a day, one too long for any day.
     kept: String,
     unplanned: String,
@@ -123,6 +125,7 @@ async fn scene(app: &TestApp) -> Scene {
     .await;
     Scene {
         site,
+        service,
         kept,
         unplanned,
         anne,
@@ -423,6 +426,17 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
     assert_eq!(call["last_outcome"], "no_answer");
     assert!(call["last_answer"].is_null());
     assert_eq!(call["attempts"], 2);
+
+    // The secretaries' page shows the other answer in words, beside the outcome.
+    let tokens = app.tokens_by_role(&s.service).await;
+    let secretary = &tokens.iter().find(|(r, _)| *r == "secretary").expect("one").1;
+    let web = WebClient::sign_in(&app, secretary).await;
+    let html = web.html(&format!("/contacts?site={}", s.site)).await;
+    assert!(
+        html.contains("Réponse du patient : veut une autre date"),
+        "{html}"
+    );
+    assert_eq!(html.matches("Réponse du patient").count(), 1);
 }
 
 #[tokio::test]

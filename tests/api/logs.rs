@@ -203,6 +203,46 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(delivered, "the worker wrote the email");
+
+    // The site reopens: the patient's email carries an answer link, which is opened, forged
+    // and answered. The token is a credential: it must not reach the logs either.
+    let r = post(
+        "/api/v1/sites/CAN/reopen",
+        &admin,
+        json!({"programme": "full", "notify_patients": true}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 200);
+    let mut token = None;
+    for _ in 0..200 {
+        token = std::fs::read_dir(&outbox)
+            .expect("outbox")
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .filter_map(|raw| {
+                let mail = mail_parser::MessageParser::default().parse(&raw)?;
+                let text = mail.body_text(0)?.into_owned();
+                let at = text.find("/answer/")? + "/answer/".len();
+                text.get(at..at + 64).map(str::to_string)
+            })
+            .next();
+        if token.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let token = token.expect("the reopening email with its link");
+    let link = format!("{base}/answer/{token}");
+    assert_eq!(client.get(&link).send().await.expect("sent").status(), 200);
+    let forged_link = format!("{base}/answer/{}0", &token[..63]);
+    assert_eq!(client.get(&forged_link).send().await.expect("sent").status(), 404);
+    let r = client
+        .post(&link)
+        .form(&[("answer", "call_back")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
     // Its delivery is recorded (and logged) just after the file is written.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
@@ -243,6 +283,9 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         "canarypatient",
         "canarynote",
         "canarylabel",
+        &token,
+        &token[..32],
+        &token[32..],
     ] {
         if let Some(at) = logs.find(canary) {
             let start = at.saturating_sub(300);
