@@ -6,6 +6,9 @@
 //! Prints the rates and `ratio=X.XX`, the worker's rate over one connection divided by the
 //! reference's measured just before it (target ≥ 0.8), and the pool's rate (target ≥ 500/s).
 //! Each is run three times, interleaved, and the medians printed: the machine is noisy.
+//! Then the same for `site_reopened` emails, each carrying an answer link the worker makes as
+//! it loads the batch (`reopened ratio=`, over one connection, against the reference sending
+//! the same messages with their links).
 //! Also printed: reprise's SMTP pool alone (no database, no rendering) and lettre's own
 //! socket (the Nagle trap, 100 messages). SQLite always; PostgreSQL
 //! too when `REPRISE_TEST_POSTGRES_URL` is set. `BENCH_SCALE=0.1` for a quick look.
@@ -23,6 +26,7 @@ use common::{scale, seed_sites, targets, BenchDb};
 use reprise::auth::Caller;
 use reprise::config::SmtpSettings;
 use reprise::db::{Backend, Db};
+use reprise::email::render::Links;
 use reprise::email::{smtp::SmtpPool, DeliverySettings, Transport, Worker};
 use reprise::error::AppError;
 use smtp_sink::Sink;
@@ -32,10 +36,49 @@ const FROM: &str = "Reprise <no-reply@vivalia.test>";
 /// A database with `n` `appointment_postponed` notifications queued (an import, then an
 /// incident, as in production). Kept open: a SQLite database is not copied while open.
 fn queued(backend: Backend, server: Option<&reprise::db::DatabaseUrl>, n: usize) -> BenchDb {
+    queued_at(backend, server, n).0
+}
+
+/// [`queued`], then those emails set aside (`failed`) and the site reopened: `n`
+/// `site_reopened` notifications queued, one appointment (so one answer link) each.
+fn reopened(backend: Backend, server: Option<&reprise::db::DatabaseUrl>, n: usize) -> BenchDb {
+    use diesel::connection::SimpleConnection;
+    let (holder, site) = queued_at(backend, server, n);
+    let queued = holder
+        .open()
+        .write_blocking(move |conn| {
+            conn.batch_execute("UPDATE notifications SET status = 'failed', last_error = 'bench'")?;
+            reprise::db::notifications::queue_reopened(conn, &site, reprise::domain::now())
+                .map_err(AppError::from)
+        })
+        .expect("reopened");
+    assert_eq!(queued, n);
+    holder
+}
+
+/// The answer links of the bench's database, as `reprise serve` makes them.
+fn links(holder: &BenchDb) -> Links {
+    let key = holder
+        .open()
+        .write_blocking(|conn| reprise::db::answers::signing_key(conn).map_err(AppError::from))
+        .expect("key");
+    Links {
+        signer: reprise::domain::answer::Signer::new(hex::decode(key).expect("hex"))
+            .expect("signer"),
+        base: "https://reprise.vivalia.test".parse().expect("url"),
+    }
+}
+
+fn queued_at(
+    backend: Backend,
+    server: Option<&reprise::db::DatabaseUrl>,
+    n: usize,
+) -> (BenchDb, String) {
     let holder = BenchDb::create(backend, server, "email");
     let db = holder.open();
     let services = seed_sites(&db);
     let (site, service) = services[0].clone();
+    let site_code = site.clone();
     let mut csv = reprise::imports::APPOINTMENT_HEADER.join(",");
     csv.push('\n');
     for i in 0..n {
@@ -72,7 +115,7 @@ fn queued(backend: Backend, server: Option<&reprise::db::DatabaseUrl>, n: usize)
         })
         .expect("incident");
     assert_eq!(queued as usize, n);
-    holder
+    (holder, site_code)
 }
 
 fn sent(db: &Db) -> i64 {
@@ -89,7 +132,7 @@ fn sent(db: &Db) -> i64 {
 }
 
 /// The worker's rate (emails/s) until every notification is recorded as sent.
-fn worker_rate(holder: &BenchDb, n: usize, connections: usize) -> f64 {
+fn worker_rate(holder: &BenchDb, n: usize, connections: usize, links: Option<&Links>) -> f64 {
     let sink = Sink::start(false);
     let db = holder.open();
     let settings = DeliverySettings {
@@ -114,14 +157,17 @@ fn worker_rate(holder: &BenchDb, n: usize, connections: usize) -> f64 {
             )
             .expect("pool"),
         );
-        let worker = Worker::new(
+        let mut worker = Worker::new(
             db.clone(),
             transport,
             FROM.parse().expect("from"),
             settings,
             reprise::metrics::Metrics::new().expect("metrics"),
-        )
-        .spawn();
+        );
+        if let Some(links) = links {
+            worker = worker.with_links(links.clone(), chrono::Duration::days(30));
+        }
+        let worker = worker.spawn();
         // The sink's counter first (cheap), then the database (every result recorded).
         while sink.accepted() < n {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -144,21 +190,32 @@ fn worker_rate(holder: &BenchDb, n: usize, connections: usize) -> f64 {
 }
 
 /// The same messages, rendered beforehand: what the reference client sends.
-fn rendered(holder: &BenchDb) -> Vec<(String, String, Vec<u8>)> {
+fn rendered(holder: &BenchDb, links: Option<&Links>) -> Vec<(String, String, Vec<u8>)> {
     let db = holder.open();
     let from: lettre::message::Mailbox = FROM.parse().expect("from");
-    db.read_blocking(move |conn| {
-        let filter = reprise::db::notifications::NotificationFilter::default();
+    let links = links.cloned();
+    let terms = links.as_ref().map(|_| {
+        let now = reprise::domain::now();
+        reprise::db::notifications::LinkTerms {
+            now,
+            expires_at: now + chrono::Duration::days(30),
+        }
+    });
+    db.write_blocking(move |conn| {
+        let filter = reprise::db::notifications::NotificationFilter {
+            status: Some("queued".into()),
+            ..Default::default()
+        };
         let ids: Vec<String> = reprise::db::notifications::list(conn, &filter, i64::MAX)?
             .into_iter()
             .map(|n| n.id)
             .collect();
-        let outgoing = reprise::db::notifications::outgoing(conn, &ids, None)?;
+        let outgoing = reprise::db::notifications::outgoing(conn, &ids, terms)?;
         let started = Instant::now();
         let rendered: Vec<_> = outgoing
             .iter()
             .map(|o| {
-                let m = reprise::email::render::message(o, &from, "vivalia.test", None)
+                let m = reprise::email::render::message(o, &from, "vivalia.test", links.as_ref())
                     .expect("renders");
                 (from.email.to_string(), o.to_address.clone(), m.formatted())
             })
@@ -298,14 +355,15 @@ fn requeue(holder: &BenchDb, backend: Backend) {
     db.write_blocking(|conn| {
         conn.batch_execute(
             "UPDATE notifications SET status = 'queued', attempts = 0, sent_at = NULL, \
-             last_error = NULL, claimed_by = NULL, claimed_until = NULL, next_attempt_at = created_at",
+             last_error = NULL, claimed_by = NULL, claimed_until = NULL, next_attempt_at = created_at \
+             WHERE status = 'sent'; DELETE FROM answer_links",
         )
         .map_err(AppError::from)
     })
     .expect("requeued");
     if backend == Backend::Postgres {
         db.read_blocking(|conn| {
-            conn.batch_execute("VACUUM ANALYZE notifications")
+            conn.batch_execute("VACUUM ANALYZE notifications; VACUUM ANALYZE answer_links")
                 .map_err(AppError::from)
         })
         .expect("vacuum");
@@ -325,7 +383,7 @@ fn main() {
     let pool = 8;
     for (backend, server) in targets() {
         let tag = backend.name();
-        let messages = rendered(&queued(backend, server.as_ref(), n));
+        let messages = rendered(&queued(backend, server.as_ref(), n), None);
         let one = queued(backend, server.as_ref(), n);
         let many = queued(backend, server.as_ref(), n);
         let nagle = lettre_socket_rate(&messages[..messages.len().min(100)]);
@@ -337,12 +395,12 @@ fn main() {
                 requeue(&many, backend);
             }
             let r = reference_rate(&messages);
-            let o = worker_rate(&one, n, 1);
+            let o = worker_rate(&one, n, 1, None);
             ratios.push(o / r);
             reference.push(r);
             one_rate.push(o);
             pool_only.push(pool_only_rate(&messages));
-            pool_rate.push(worker_rate(&many, n, pool));
+            pool_rate.push(worker_rate(&many, n, pool, None));
         }
         println!("{tag}.email.notifications={n}");
         println!("{tag}.email.runs={RUNS}");
@@ -352,5 +410,31 @@ fn main() {
         println!("{tag}.email.one_connection_per_s={:.0}", median(one_rate));
         println!("{tag}.email.pool{pool}_per_s={:.0}", median(pool_rate));
         println!("{tag}.email ratio={:.2}", median(ratios));
+
+        // site_reopened emails, each with an answer link made as the batch is loaded.
+        let baseline = reopened(backend, server.as_ref(), n);
+        let messages = rendered(&baseline, Some(&links(&baseline)));
+        let one = reopened(backend, server.as_ref(), n);
+        let one_links = links(&one);
+        let (mut reference, mut one_rate, mut ratios) = (vec![], vec![], vec![]);
+        for run in 0..RUNS {
+            if run > 0 {
+                requeue(&one, backend);
+            }
+            let r = reference_rate(&messages);
+            let o = worker_rate(&one, n, 1, Some(&one_links));
+            ratios.push(o / r);
+            reference.push(r);
+            one_rate.push(o);
+        }
+        println!(
+            "{tag}.email.reopened.reference_per_s={:.0}",
+            median(reference)
+        );
+        println!(
+            "{tag}.email.reopened.one_connection_with_links_per_s={:.0}",
+            median(one_rate)
+        );
+        println!("{tag}.email.reopened ratio={:.2}", median(ratios));
     }
 }

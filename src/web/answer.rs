@@ -44,7 +44,7 @@ pub struct AnswerTexts {
     pub used: &'static str,
     pub expired: &'static str,
     pub stale: &'static str,
-    /// `{phone}`.
+    /// Before the service's phone.
     pub call_us: &'static str,
     pub invalid: &'static str,
     /// Short words for an answer already given.
@@ -55,8 +55,8 @@ static FR: AnswerTexts = AnswerTexts {
     lang: "fr",
     title: "Votre rendez-vous",
     care: "Votre {kind} au service {service} ({site}), prévue initialement le {date}.",
-    proposed: "Date proposée",
-    new_date: "Nouvelle date",
+    proposed: "Date proposée\u{a0}:",
+    new_date: "Nouvelle date\u{a0}:",
     question: "Votre réponse",
     keep: "Je garde cette date",
     other_date: "Je souhaite une autre date (le service m'appellera)",
@@ -71,7 +71,7 @@ static FR: AnswerTexts = AnswerTexts {
     used: "Vous avez déjà répondu par ce lien le {date} : « {answer} ».",
     expired: "Ce lien a expiré : il ne permet plus de répondre.",
     stale: "Ce lien ne s'applique plus : votre rendez-vous a changé depuis cet email. Voyez le dernier email reçu.",
-    call_us: "Pour toute question, appelez le service : {phone}.",
+    call_us: "Pour toute question, appelez le service\u{a0}:",
     invalid: "Ce lien n'est pas valide.",
     said: [
         ("keep", "je garde cette date"),
@@ -85,8 +85,8 @@ static NL: AnswerTexts = AnswerTexts {
     lang: "nl",
     title: "Uw afspraak",
     care: "Uw {kind} bij de dienst {service} ({site}), oorspronkelijk gepland op {date}.",
-    proposed: "Voorgestelde datum",
-    new_date: "Nieuwe datum",
+    proposed: "Voorgestelde datum:",
+    new_date: "Nieuwe datum:",
     question: "Uw antwoord",
     keep: "Ik behoud deze datum",
     other_date: "Ik wil een andere datum (de dienst belt mij)",
@@ -101,7 +101,7 @@ static NL: AnswerTexts = AnswerTexts {
     used: "U hebt via deze link al geantwoord op {date}: \u{201c}{answer}\u{201d}.",
     expired: "Deze link is verlopen: u kunt er niet meer mee antwoorden.",
     stale: "Deze link geldt niet meer: uw afspraak is sinds deze e-mail gewijzigd. Zie de laatste e-mail die u ontving.",
-    call_us: "Voor vragen belt u de dienst: {phone}.",
+    call_us: "Voor vragen belt u de dienst:",
     invalid: "Deze link is niet geldig.",
     said: [
         ("keep", "ik behoud deze datum"),
@@ -115,8 +115,8 @@ static DE: AnswerTexts = AnswerTexts {
     lang: "de",
     title: "Ihr Termin",
     care: "Ihre {kind} in der Abteilung {service} ({site}), ursprünglich geplant am {date}.",
-    proposed: "Vorgeschlagener Termin",
-    new_date: "Neuer Termin",
+    proposed: "Vorgeschlagener Termin:",
+    new_date: "Neuer Termin:",
     question: "Ihre Antwort",
     keep: "Ich behalte diesen Termin",
     other_date: "Ich möchte einen anderen Termin (die Abteilung ruft mich an)",
@@ -131,7 +131,7 @@ static DE: AnswerTexts = AnswerTexts {
     used: "Sie haben über diesen Link bereits am {date} geantwortet: \u{201e}{answer}\u{201c}.",
     expired: "Dieser Link ist abgelaufen: Sie können damit nicht mehr antworten.",
     stale: "Dieser Link gilt nicht mehr: Ihr Termin hat sich seit dieser E-Mail geändert. Siehe die letzte E-Mail, die Sie erhalten haben.",
-    call_us: "Bei Fragen rufen Sie die Abteilung an: {phone}.",
+    call_us: "Bei Fragen rufen Sie die Abteilung an:",
     invalid: "Dieser Link ist nicht gültig.",
     said: [
         ("keep", "ich behalte diesen Termin"),
@@ -145,8 +145,8 @@ static EN: AnswerTexts = AnswerTexts {
     lang: "en",
     title: "Your appointment",
     care: "Your {kind} with the {service} department ({site}), first planned on {date}.",
-    proposed: "Proposed date",
-    new_date: "New date",
+    proposed: "Proposed date:",
+    new_date: "New date:",
     question: "Your answer",
     keep: "I keep this date",
     other_date: "I would like another date (the department will call me)",
@@ -161,7 +161,7 @@ static EN: AnswerTexts = AnswerTexts {
     used: "You already answered through this link on {date}: \u{201c}{answer}\u{201d}.",
     expired: "This link has expired: it can no longer be used to answer.",
     stale: "This link no longer applies: your appointment has changed since this email. See the latest email you received.",
-    call_us: "For any question, call the department: {phone}.",
+    call_us: "For any question, call the department:",
     invalid: "This link is not valid.",
     said: [
         ("keep", "I keep this date"),
@@ -214,7 +214,8 @@ struct AnswerPage {
     /// `(label, date)` of the date the patient may keep.
     date: Option<(&'static str, String)>,
     shown: Shown,
-    call_us: Option<String>,
+    /// The service's phone, for people and for a `tel:` link.
+    phone: Option<(String, String)>,
 }
 
 #[derive(Template)]
@@ -292,17 +293,17 @@ fn page(found: &db::answers::Found, standing: &Standing, shown: Option<Shown>) -
             alert: true,
         },
     });
-    let call_us = found
+    let phone = found
         .service_phone
         .as_deref()
         .and_then(|p| crate::domain::PhoneE164::parse(p).ok())
-        .map(|p| t.call_us.replace("{phone}", &p.international()));
+        .map(|p| (p.international(), p.as_str().to_string()));
     AnswerPage {
         t,
         care,
         date,
         shown,
-        call_us,
+        phone,
     }
 }
 

@@ -9,19 +9,19 @@ use serde_json::{json, Value};
 use crate::helpers::{fast_delivery, spawn_app_with, unique_code, TestApp};
 use crate::web::WebClient;
 
-struct Scene {
-    site: String,
-    service: String,
+pub struct Scene {
+    pub site: String,
+    pub service: String,
     /// Anne (French): an operation the plan gives a day, one too long for any day.
-    kept: String,
-    unplanned: String,
-    anne: String,
+    pub kept: String,
+    pub unplanned: String,
+    pub anne: String,
     /// Bram (Dutch): a consultation the plan gives a day.
-    consultation: String,
-    bram: String,
+    pub consultation: String,
+    pub bram: String,
 }
 
-async fn app() -> TestApp {
+pub async fn app() -> TestApp {
     spawn_app_with(|s| s.delivery = Some(fast_delivery())).await
 }
 
@@ -34,7 +34,7 @@ async fn ok(r: reqwest::Response) -> Value {
 
 /// A two-room site closed by an incident; a committed plan on 4 March 2030; the site reopens
 /// and its patients are emailed.
-async fn scene(app: &TestApp) -> Scene {
+pub async fn scene(app: &TestApp) -> Scene {
     let site = unique_code("ANS");
     let service = format!("{site}-ORT");
     let admin = Some(app.admin_token.as_str());
@@ -197,7 +197,7 @@ async fn answer(app: &TestApp, path: &str, choice: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.expect("text"))
 }
 
-async fn appointment(app: &TestApp, id: &str) -> Value {
+pub async fn appointment(app: &TestApp, id: &str) -> Value {
     app.get_json(
         &format!("/api/v1/appointments/{id}"),
         Some(&app.admin_token),
@@ -228,7 +228,7 @@ async fn contact_list(app: &TestApp, site: &str) -> Vec<Value> {
 }
 
 /// Anne's links: the planned operation's, then the unplanned one's (the email's order).
-async fn anne_links(app: &TestApp, s: &Scene) -> (String, String, String) {
+pub async fn anne_links(app: &TestApp, s: &Scene) -> (String, String, String) {
     let text = email_text(app, &s.anne, "site_reopened", 0).await;
     let links = answer_paths(&text);
     assert_eq!(links.len(), 2, "one link per appointment: {text}");
@@ -429,7 +429,11 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
 
     // The secretaries' page shows the other answer in words, beside the outcome.
     let tokens = app.tokens_by_role(&s.service).await;
-    let secretary = &tokens.iter().find(|(r, _)| *r == "secretary").expect("one").1;
+    let secretary = &tokens
+        .iter()
+        .find(|(r, _)| *r == "secretary")
+        .expect("one")
+        .1;
     let web = WebClient::sign_in(&app, secretary).await;
     let html = web.html(&format!("/contacts?site={}", s.site)).await;
     assert!(

@@ -12,6 +12,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+use crate::answers;
 use crate::helpers::{create_account_directly, free_port, spawn_app, TestApp};
 use crate::web::crisis;
 
@@ -646,6 +647,62 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
 
 /// The pages over the demo scenario (a smaller draw of it): every Vivalia site on the board,
 /// three weeks of calls on the chart, a real contact list. The figures agree with the API's.
+#[tokio::test]
+async fn a_patient_answers_from_a_phone_with_the_keyboard() {
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let c = &browser.client;
+    let app = answers::app().await;
+    let s = answers::scene(&app).await;
+    let (planned, _, _) = answers::anne_links(&app, &s).await;
+    // A phone's width: the page fits without sideways scrolling.
+    c.set_window_size(360, 740).await.expect("resized");
+    c.goto(&app.url(&planned)).await.expect("the answer page");
+    assert!(text(c, "#date").await.contains("04/03/2030 à 09:00"));
+    let fits = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .expect("measured");
+    assert_eq!(fits, json!(true));
+    shot(c, "answer-open").await;
+    // The first choice has the focus; Space chooses it, Tab reaches the button, Enter sends.
+    assert_eq!(active_id(c).await, "answer-keep");
+    c.active_element()
+        .await
+        .expect("focus")
+        .send_keys(&format!(" {TAB}"))
+        .await
+        .expect("typed");
+    assert_eq!(active_id(c).await, "send");
+    c.active_element()
+        .await
+        .expect("focus")
+        .send_keys(ENTER)
+        .await
+        .expect("sent");
+    let message = text(c, "#message").await;
+    assert!(message.contains("fixé au 04/03/2030 à 09:00"), "{message}");
+    shot(c, "answer-done").await;
+    assert_eq!(
+        answers::appointment(&app, &s.kept).await["status"],
+        "rescheduled"
+    );
+    // Back and send again: the page says the link is used, and nothing more is recorded.
+    c.goto(&app.url(&planned)).await.expect("again");
+    assert!(text(c, "#message").await.contains("déjà répondu"));
+    shot(c, "answer-used").await;
+    let attempts = answers::appointment(&app, &s.kept).await["contact_attempts"]
+        .as_array()
+        .expect("list")
+        .len();
+    assert_eq!(attempts, 1);
+    c.clone().close().await.expect("closed");
+}
+
 #[tokio::test]
 async fn the_demo_scenario_reads_at_a_glance() {
     let Some(b) = browser().await else { return };

@@ -235,7 +235,15 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
     let link = format!("{base}/answer/{token}");
     assert_eq!(client.get(&link).send().await.expect("sent").status(), 200);
     let forged_link = format!("{base}/answer/{}0", &token[..63]);
-    assert_eq!(client.get(&forged_link).send().await.expect("sent").status(), 404);
+    assert_eq!(
+        client
+            .get(&forged_link)
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        404
+    );
     let r = client
         .post(&link)
         .form(&[("answer", "call_back")])
