@@ -114,6 +114,9 @@ pub fn request_id(req: &HttpRequest) -> Option<String> {
     req.extensions().get::<RequestId>().map(|r| r.0.clone())
 }
 
+/// The audit log's actor for what is done through an email's answer link.
+pub const ANSWER_LINK_ACTOR: &str = "answer link";
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -137,14 +140,15 @@ impl Caller {
         }
     }
 
-    /// A patient answering through an email's link (`/answer/{token}`). No account: the link
-    /// is the capability, and it names one appointment, the only one this caller touches.
-    pub fn patient(request_id: Option<String>) -> Self {
+    /// Whoever holds an email's answer link (`/answer/{token}`): the patient, or a mail filter
+    /// opening the link. No account: the link is the credential and names one appointment.
+    /// The narrowest role that may change an appointment, bound to that appointment's service.
+    pub fn answer_link(request_id: Option<String>, service: &str) -> Self {
         Self {
             id: None,
-            name: "patient (answer link)".into(),
-            role: Role::Admin,
-            services: Vec::new(),
+            name: ANSWER_LINK_ACTOR.into(),
+            role: Role::Secretary,
+            services: vec![service.to_string()],
             request_id,
         }
     }

@@ -15,6 +15,7 @@
 //! | `REPRISE_MODERATE_FRACTION` | `--moderate-fraction` | `0.5` |
 //! | `REPRISE_PRIORITY_DEADLINES` | `--priority-deadlines` | `14,28,91,182` days |
 //! | `REPRISE_ANSWER_LINK_DAYS` | `--answer-link-days` | `30` days an email's answer link lasts |
+//! | `REPRISE_ANSWER_LINK_KEY` | `--answer-link-key` | none: a key kept in the database |
 //! | `RUST_LOG` | | `info` |
 //!
 //! The rule: a value is parsed into its real type here, or start-up stops with one line that
@@ -145,6 +146,16 @@ pub struct ConfigArgs {
         global = true
     )]
     pub answer_link_days: String,
+
+    /// Key signing the answer links of emails: 64 or more hex digits (default: a key made at
+    /// the first start and kept in the database)
+    #[arg(
+        long = "answer-link-key",
+        env = "REPRISE_ANSWER_LINK_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub answer_link_key: Option<String>,
 }
 
 /// A configuration value that cannot be used; its `Display` is the one line printed.
@@ -291,6 +302,8 @@ pub struct Settings {
     pub planning: crate::domain::plan::Planning,
     /// How long the answer link of an email lasts.
     pub answer_link_ttl: chrono::Duration,
+    /// The key that signs answer links, when given; else the database's.
+    pub answer_link_key: Option<crate::domain::answer::Signer>,
 }
 
 impl Settings {
@@ -399,6 +412,22 @@ impl Settings {
                         ),
                     )
                 })?,
+            answer_link_key: args
+                .answer_link_key
+                .as_deref()
+                .map(|raw| {
+                    hex::decode(raw.trim())
+                        .ok()
+                        .and_then(|k| crate::domain::answer::Signer::new(k).ok())
+                        .ok_or_else(|| {
+                            bad(
+                                "REPRISE_ANSWER_LINK_KEY",
+                                "answer-link-key",
+                                "must be 64 or more hex digits (32 bytes or more)",
+                            )
+                        })
+                })
+                .transpose()?,
         })
     }
 }
@@ -453,12 +482,30 @@ mod tests {
             (&["--mail-from", "not an address"], "REPRISE_MAIL_FROM"),
             (&["--public-url", "ftp://x"], "REPRISE_PUBLIC_URL"),
             (&["--log-format", "xml"], "REPRISE_LOG_FORMAT"),
+            (&["--answer-link-days", "0"], "REPRISE_ANSWER_LINK_DAYS"),
+            (&["--answer-link-days", "366"], "REPRISE_ANSWER_LINK_DAYS"),
+            (&["--answer-link-key", "abcd"], "REPRISE_ANSWER_LINK_KEY"),
+            (
+                &["--answer-link-key", &"zz".repeat(32)],
+                "REPRISE_ANSWER_LINK_KEY",
+            ),
         ];
         for (args, variable) in cases {
             let err = settings(args).expect_err("must be refused").to_string();
             assert!(err.contains(variable), "{err} should name {variable}");
             assert!(!err.contains('\n'), "{err} should be one line");
         }
+    }
+
+    #[test]
+    fn an_answer_link_key_is_taken_and_never_printed() {
+        let key = "ab".repeat(32);
+        let s = settings(&["--answer-link-key", &key]).expect("a valid key");
+        let signer = s.answer_link_key.clone().expect("the key");
+        let token = signer.token(&"0".repeat(32)).expect("token");
+        assert_eq!(signer.verify(&token), Some("0".repeat(32)));
+        assert!(!format!("{s:?}").contains(&key));
+        assert!(settings(&[]).expect("defaults").answer_link_key.is_none());
     }
 
     #[test]

@@ -213,8 +213,8 @@ impl Writer {
                         .map_or(serde_json::Value::Null, |d| d.to_string().into()),
                 );
                 item.insert(
-                    "last_answer".into(),
-                    r.last_answer
+                    "patient_request".into(),
+                    r.patient_request
                         .as_deref()
                         .map_or(serde_json::Value::Null, Into::into),
                 );

@@ -198,15 +198,24 @@ impl Application {
         })
         .await
         .map_err(|e| e.to_string())??;
-        let key = db
-            .write(|conn| crate::db::answers::signing_key(conn).map_err(crate::db::DbError::from))
-            .await
-            .map_err(|e| format!("cannot read the answer links' key: {e}"))?;
+        // The key that signs answer links: the configuration's, else the database's.
+        let signer = match settings.answer_link_key.clone() {
+            Some(signer) => signer,
+            None => {
+                let key = db
+                    .write(|conn| {
+                        crate::db::answers::signing_key(conn).map_err(crate::db::DbError::from)
+                    })
+                    .await
+                    .map_err(|e| format!("cannot read the answer links' key: {e}"))?;
+                hex::decode(&key)
+                    .map_err(|e| e.to_string())
+                    .and_then(|k| crate::domain::answer::Signer::new(k).map_err(|e| e.0))
+                    .map_err(|e| format!("the answer links' key is not usable: {e}"))?
+            }
+        };
         let links = crate::email::render::Links {
-            signer: hex::decode(&key)
-                .map_err(|e| e.to_string())
-                .and_then(|k| crate::domain::answer::Signer::new(k).map_err(|e| e.0))
-                .map_err(|e| format!("the answer links' key is not usable: {e}"))?,
+            signer,
             base: settings.public_url.clone(),
         };
         let metrics = Metrics::new().map_err(|e| e.to_string())?;

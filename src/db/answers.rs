@@ -41,27 +41,36 @@ struct NewLink<'a> {
     appointment_id: &'a str,
     created_at: chrono::NaiveDateTime,
     expires_at: chrono::NaiveDateTime,
+    proposed_for: Option<chrono::NaiveDateTime>,
 }
 
-/// The link of each `(notification, appointment)`, made if it does not exist yet: an email
-/// sent again after a failure carries the same links, with their first expiry.
+/// One link to make: the email, the appointment, and the date the email offers to keep.
+pub struct Wanted {
+    pub notification_id: String,
+    pub appointment_id: String,
+    pub proposed_for: Option<chrono::NaiveDateTime>,
+}
+
+/// The link of each wanted `(notification, appointment)`, made if it does not exist yet: an
+/// email sent again after a failure carries the same links, with their first expiry and date.
 pub fn ensure(
     conn: &mut DbConnection,
-    pairs: &[(String, String)],
+    wanted: &[Wanted],
     now: chrono::NaiveDateTime,
     expires_at: chrono::NaiveDateTime,
 ) -> QueryResult<HashMap<(String, String), String>> {
-    if pairs.is_empty() {
+    if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<NewLink<'_>> = pairs
+    let rows: Vec<NewLink<'_>> = wanted
         .iter()
-        .map(|(n, a)| NewLink {
+        .map(|w| NewLink {
             id: crate::domain::answer::Signer::new_id(),
-            notification_id: n,
-            appointment_id: a,
+            notification_id: &w.notification_id,
+            appointment_id: &w.appointment_id,
             created_at: now,
             expires_at,
+            proposed_for: w.proposed_for,
         })
         .collect();
     match &mut *conn {
@@ -84,7 +93,7 @@ pub fn ensure(
             }
         }
     }
-    let mut notifications: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+    let mut notifications: Vec<&str> = wanted.iter().map(|w| w.notification_id.as_str()).collect();
     notifications.dedup();
     let found: Vec<(String, String, String)> = answer_links::table
         .filter(answer_links::notification_id.eq_any(notifications))
@@ -102,6 +111,7 @@ pub fn ensure(
 pub struct Found {
     pub id: String,
     pub expires_at: chrono::NaiveDateTime,
+    pub proposed_for: Option<chrono::NaiveDateTime>,
     pub used_at: Option<chrono::NaiveDateTime>,
     pub answer: Option<String>,
     pub template: String,
@@ -113,6 +123,7 @@ pub struct Found {
     pub service: String,
     pub service_phone: Option<String>,
     pub site: String,
+    pub site_status: String,
 }
 
 type FoundRow = (
@@ -120,11 +131,12 @@ type FoundRow = (
         String,
         chrono::NaiveDateTime,
         Option<chrono::NaiveDateTime>,
+        Option<chrono::NaiveDateTime>,
         Option<String>,
     ),
     (String, Option<chrono::NaiveDateTime>, String),
     AppointmentRow,
-    (String, Option<String>, String),
+    (String, Option<String>, String, String),
 );
 
 impl Found {
@@ -146,6 +158,8 @@ impl Found {
             scheduled_at: self.appointment.scheduled_at,
             original_scheduled_at: self.appointment.original_scheduled_at,
             proposed_at: self.appointment.proposed_at,
+            offered: self.proposed_for,
+            site_open: self.site_status == "open",
             expires_at: self.expires_at,
             used,
         })
@@ -165,6 +179,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Found>> {
             (
                 answer_links::id,
                 answer_links::expires_at,
+                answer_links::proposed_for,
                 answer_links::used_at,
                 answer_links::answer,
             ),
@@ -174,19 +189,25 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Found>> {
                 notifications::language,
             ),
             AppointmentRow::as_select(),
-            (services::name, services::secretariat_phone, sites::name),
+            (
+                services::name,
+                services::secretariat_phone,
+                sites::name,
+                sites::status,
+            ),
         ))
         .first(conn)
         .optional()?;
     Ok(row.map(
         |(
-            (id, expires_at, used_at, answer),
+            (id, expires_at, proposed_for, used_at, answer),
             (template, email_date, language),
             a,
-            (service, service_phone, site),
+            (service, service_phone, site, site_status),
         )| Found {
             id,
             expires_at,
+            proposed_for,
             used_at,
             answer,
             template,
@@ -196,6 +217,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Found>> {
             service,
             service_phone,
             site,
+            site_status,
         },
     ))
 }

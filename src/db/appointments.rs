@@ -4,6 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::{appointment_events, appointments, contact_attempts};
 use super::DbConnection;
+use crate::domain::answer::Answer;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = appointments)]
@@ -160,8 +161,9 @@ pub fn move_status(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult
                 appointments::status.eq(event.to_status),
                 appointments::scheduled_at.eq(at),
                 appointments::updated_at.eq(event.at),
-                // A move ends whatever a plan proposed.
+                // A move ends whatever a plan proposed, and answers what the patient asked.
                 appointments::proposed_at.eq(None::<chrono::NaiveDate>),
+                appointments::patient_request.eq(None::<String>),
             ))
             .execute(conn)?,
         None => diesel::update(target)
@@ -169,9 +171,24 @@ pub fn move_status(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult
                 appointments::status.eq(event.to_status),
                 appointments::updated_at.eq(event.at),
                 appointments::proposed_at.eq(None::<chrono::NaiveDate>),
+                appointments::patient_request.eq(None::<String>),
             ))
             .execute(conn)?,
     };
+    Ok(())
+}
+
+/// Holds the appointment's row until the transaction ends, so that no other transaction
+/// changes it meanwhile (PostgreSQL `FOR UPDATE`; on SQLite the one writer already does).
+pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    if let DbConnection::Pg(c) = conn {
+        appointments::table
+            .find(id)
+            .select(appointments::id)
+            .for_update()
+            .first::<String>(c)
+            .optional()?;
+    }
     Ok(())
 }
 
@@ -199,7 +216,8 @@ pub struct AttemptRow {
 }
 
 /// Records a contact attempt; the first that reached the patient takes the appointment off
-/// the contact list. The appointment keeps the latest outcome and answer for the list.
+/// the contact list. The appointment keeps the latest outcome for the list, and a patient's
+/// request by email (another date, a call) until an attempt reaches them.
 pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()> {
     diesel::insert_into(contact_attempts::table)
         .values(row)
@@ -209,9 +227,18 @@ pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()>
             appointments::attempts.eq(appointments::attempts + 1),
             appointments::last_outcome.eq(Some(&row.outcome)),
             appointments::last_attempt_at.eq(Some(row.at)),
-            appointments::last_answer.eq(row.answer.as_deref()),
         ))
         .execute(conn)?;
+    let request = row
+        .answer
+        .as_deref()
+        .and_then(|a| Answer::parse(a).ok())
+        .filter(|a| a.is_request());
+    if let Some(request) = request {
+        diesel::update(appointments::table.find(&row.appointment_id))
+            .set(appointments::patient_request.eq(Some(request.as_str())))
+            .execute(conn)?;
+    }
     if row.outcome == "reached" {
         diesel::update(
             appointments::table
@@ -220,6 +247,10 @@ pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()>
         )
         .set(appointments::reached_at.eq(row.at))
         .execute(conn)?;
+        // The patient is reached: whatever they asked by email is being dealt with.
+        diesel::update(appointments::table.find(&row.appointment_id))
+            .set(appointments::patient_request.eq(None::<String>))
+            .execute(conn)?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The contact list (CONTRACT §4.5): postponed appointments of a site that no attempt has
-//! reached, in the order secretaries call them back.
+//! reached, and those whose patient asked by email to be called, in the order secretaries
+//! call them back.
 //!
 //! The rule: the list is read row by row from one ordered query (a database cursor) and handed
 //! to a callback, so memory does not grow with the list.
@@ -29,8 +30,8 @@ pub struct ContactRow {
     pub last_attempt_at: Option<chrono::NaiveDateTime>,
     /// The day a committed plan proposes (not a CSV column: the contract fixes those).
     pub proposed_at: Option<chrono::NaiveDate>,
-    /// The patient's own answer through an email's link, when it is the latest attempt.
-    pub last_answer: Option<String>,
+    /// What the patient asked by email (`other_date`, `call_back`), still to act on.
+    pub patient_request: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,14 +60,30 @@ pub const CONTRACT_ORDER: (
     appointments::id,
 );
 
+/// Who is on the list: postponed care no attempt has reached (CONTRACT §4.5), and care whose
+/// patient asked by email for another date or a call, until they are reached
+/// (`appointments.patient_request`, docs/operations.md, "Patients answer by email").
+#[allow(clippy::type_complexity)]
+fn to_contact() -> diesel::dsl::Or<
+    diesel::dsl::And<
+        diesel::dsl::Eq<appointments::status, &'static str>,
+        diesel::dsl::IsNull<appointments::reached_at>,
+    >,
+    diesel::dsl::IsNotNull<appointments::patient_request>,
+> {
+    appointments::status
+        .eq("postponed")
+        .and(appointments::reached_at.is_null())
+        .or(appointments::patient_request.is_not_null())
+}
+
 macro_rules! contact_query {
     ($f:expr) => {{
         let f: &ContactFilter = $f;
         let mut q = appointments::table
             .inner_join(patients::table)
             .filter(appointments::site_code.eq(f.site.clone()))
-            .filter(appointments::status.eq("postponed"))
-            .filter(appointments::reached_at.is_null())
+            .filter(to_contact())
             .order(CONTRACT_ORDER)
             .select((
                 appointments::id,
@@ -85,7 +102,7 @@ macro_rules! contact_query {
                 appointments::last_outcome,
                 appointments::last_attempt_at,
                 appointments::proposed_at,
-                appointments::last_answer,
+                appointments::patient_request,
             ))
             .into_boxed();
         if let Some(service) = &f.service {
@@ -105,8 +122,7 @@ macro_rules! contact_query {
 pub fn count(conn: &mut DbConnection, filter: &ContactFilter) -> QueryResult<i64> {
     let mut q = appointments::table
         .filter(appointments::site_code.eq(filter.site.clone()))
-        .filter(appointments::status.eq("postponed"))
-        .filter(appointments::reached_at.is_null())
+        .filter(to_contact())
         .count()
         .into_boxed();
     if let Some(service) = &filter.service {

@@ -229,6 +229,14 @@ pub struct Care {
     pub link: Option<String>,
 }
 
+impl Care {
+    /// The date a committed plan proposes: its day at the original time of day (Brussels).
+    pub fn proposed_for(&self) -> Option<chrono::NaiveDateTime> {
+        self.proposed_at
+            .and_then(|day| crate::domain::answer::same_time_on(day, self.original_scheduled_at))
+    }
+}
+
 /// When the answer links of a batch of emails are made, and when they expire.
 #[derive(Debug, Clone, Copy)]
 pub struct LinkTerms {
@@ -421,16 +429,18 @@ pub fn outgoing(
         })
         .collect();
     if let Some(terms) = links {
-        let pairs: Vec<(String, String)> = emails
+        let wanted: Vec<super::answers::Wanted> = emails
             .iter()
             .filter(|n| carries_links(&n.template))
             .flat_map(|n| {
-                n.care
-                    .iter()
-                    .map(|c| (n.id.clone(), c.appointment_id.clone()))
+                n.care.iter().map(|c| super::answers::Wanted {
+                    notification_id: n.id.clone(),
+                    appointment_id: c.appointment_id.clone(),
+                    proposed_for: c.proposed_for(),
+                })
             })
             .collect();
-        let mut made = super::answers::ensure(conn, &pairs, terms.now, terms.expires_at)?;
+        let mut made = super::answers::ensure(conn, &wanted, terms.now, terms.expires_at)?;
         for n in emails.iter_mut() {
             for c in n.care.iter_mut() {
                 c.link = made.remove(&(n.id.clone(), c.appointment_id.clone()));

@@ -149,7 +149,7 @@ diesel::table! {
         last_outcome -> Nullable<Text>,
         last_attempt_at -> Nullable<Timestamp>,
         proposed_at -> Nullable<Date>,
-        last_answer -> Nullable<Text>,
+        patient_request -> Nullable<Text>,
     }
 }
 
@@ -215,6 +215,7 @@ diesel::table! {
         appointment_id -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+        proposed_for -> Nullable<Timestamp>,
         used_at -> Nullable<Timestamp>,
         answer -> Nullable<Text>,
     }

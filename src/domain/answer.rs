@@ -1,5 +1,5 @@
 //! Patients answer by email: the signed link an email carries, the choices its page offers,
-//! and what each answer does to the appointment. See docs/answers.md.
+//! and what each answer does to the appointment. See docs/operations.md, "Patients answer by email".
 //!
 //! A link names one appointment of one email. Its URL holds a random link id and the id's
 //! signature (HMAC-SHA256 under a key kept in the database), nothing about the patient. The
@@ -22,6 +22,14 @@ text_enum!(
         Withdraw => "withdraw",
     }
 );
+
+impl Answer {
+    /// Whether the answer asks a secretary to act (another date, a call): it keeps the
+    /// appointment on the contact list until the patient is reached.
+    pub fn is_request(self) -> bool {
+        matches!(self, Answer::OtherDate | Answer::CallBack)
+    }
+}
 
 /// The link's id and its signature, each 16 bytes, as 64 lower-case hex digits.
 const ID_BYTES: usize = 16;
@@ -106,6 +114,11 @@ pub struct Situation {
     pub scheduled_at: NaiveDateTime,
     pub original_scheduled_at: NaiveDateTime,
     pub proposed_at: Option<NaiveDate>,
+    /// The date the email offered to keep (`site_reopened`: the proposed day then, at the
+    /// original time of day).
+    pub offered: Option<NaiveDateTime>,
+    /// Whether the site is open (a day is kept only at an open site).
+    pub site_open: bool,
     pub expires_at: NaiveDateTime,
     pub used: Option<(Answer, NaiveDateTime)>,
 }
@@ -128,13 +141,15 @@ pub enum Standing {
 
 impl Situation {
     /// The date "keep" would keep: the new date of a rescheduled appointment, or the proposed
-    /// day of a postponed one at its original time of day (Brussels).
+    /// day of a postponed one at its original time of day (Brussels), if it is still the one
+    /// the email offered and the site is open.
     pub fn date(&self) -> Option<NaiveDateTime> {
         match (self.email, self.status) {
             (Email::Rescheduled(_), Status::Rescheduled) => Some(self.scheduled_at),
-            (Email::SiteReopened, Status::Postponed) => self
+            (Email::SiteReopened, Status::Postponed) if self.site_open => self
                 .proposed_at
-                .and_then(|day| same_time_on(day, self.original_scheduled_at)),
+                .and_then(|day| same_time_on(day, self.original_scheduled_at))
+                .filter(|date| Some(*date) == self.offered),
             _ => None,
         }
     }
@@ -257,12 +272,15 @@ mod tests {
     }
 
     fn reopened(proposed: Option<NaiveDate>) -> Situation {
+        let original = at("2022-05-16 07:30");
         Situation {
             email: Email::SiteReopened,
             status: Status::Postponed,
-            scheduled_at: at("2022-05-16 07:30"),
-            original_scheduled_at: at("2022-05-16 07:30"),
+            scheduled_at: original,
+            original_scheduled_at: original,
             proposed_at: proposed,
+            offered: proposed.and_then(|day| same_time_on(day, original)),
+            site_open: true,
             expires_at: at("2022-07-01 00:00"),
             used: None,
         }
@@ -377,6 +395,28 @@ mod tests {
             ..reopened(None)
         };
         assert_eq!(s.standing(at("2022-05-25 10:00")), Standing::Stale);
+    }
+
+    #[test]
+    fn only_the_day_the_email_offered_is_kept_and_only_at_an_open_site() {
+        let now = at("2022-06-01 10:00");
+        let only_a_call = Standing::Open {
+            choices: vec![Answer::CallBack, Answer::Withdraw],
+            date: None,
+        };
+        // A new plan proposed another day after the email.
+        let mut s = reopened(NaiveDate::from_ymd_opt(2022, 11, 7));
+        s.proposed_at = NaiveDate::from_ymd_opt(2022, 11, 14);
+        assert_eq!(s.standing(now), only_a_call);
+        assert_eq!(effect(&s, Answer::Keep).1, Then::Nothing);
+        // The email offered no day; a plan proposed one since.
+        let mut s = reopened(None);
+        s.proposed_at = NaiveDate::from_ymd_opt(2022, 11, 7);
+        assert_eq!(s.standing(now), only_a_call);
+        // The site closed again.
+        let mut s = reopened(NaiveDate::from_ymd_opt(2022, 11, 7));
+        s.site_open = false;
+        assert_eq!(s.standing(now), only_a_call);
     }
 
     #[test]

@@ -157,10 +157,7 @@ fn phone_text(e164: &str) -> Option<(String, String)> {
 fn item(lang: Language, care: &Care, links: Option<&Links>) -> Item {
     let phone = care.service_phone.as_deref().and_then(phone_text);
     Item {
-        proposed: care
-            .proposed_at
-            .and_then(|day| crate::domain::answer::same_time_on(day, care.original_scheduled_at))
-            .map(|at| belgian_date(lang, at)),
+        proposed: care.proposed_for().map(|at| belgian_date(lang, at)),
         answer_url: links
             .zip(care.link.as_deref())
             .and_then(|(l, id)| l.url(id)),

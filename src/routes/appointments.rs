@@ -685,16 +685,24 @@ pub enum Answered {
 /// caller's transaction: uses the link up, records a contact attempt (channel `email`, the
 /// answer beside its outcome), applies what the answer does (`domain::answer::effect`: a
 /// reschedule to the kept day with its email, a withdrawn proposal, a cancellation) and
-/// audits it as `appointment.answer`. An answer the page did not offer is a 422.
+/// audits it as `appointment.answer`, by [`Caller::answer_link`]. An answer the page does not
+/// offer (any more) is a 422.
 pub fn answer_by_link(
     conn: &mut DbConnection,
-    caller: &Caller,
+    request_id: Option<String>,
     link_id: &str,
     answer: Answer,
     now: chrono::NaiveDateTime,
 ) -> AppResult<Answered> {
     let found = db::answers::find(conn, link_id)?
         .ok_or_else(|| AppError::NotFound("no such link".into()))?;
+    // A secretary may be moving the appointment at this moment: take its row first, then
+    // judge it as it is once hers has committed (PostgreSQL; SQLite's one writer already runs
+    // this transaction alone).
+    db::appointments::lock(conn, &found.appointment.id)?;
+    let found = db::answers::find(conn, link_id)?
+        .ok_or_else(|| AppError::NotFound("no such link".into()))?;
+    let caller = &Caller::answer_link(request_id, &found.appointment.service_code);
     let Some(situation) = found.situation() else {
         return Ok(Answered::Refused(Standing::Stale));
     };

@@ -47,6 +47,11 @@ pub struct AnswerTexts {
     /// Before the service's phone.
     pub call_us: &'static str,
     pub invalid: &'static str,
+    pub choose: &'static str,
+    pub changed: &'static str,
+    pub confirm_withdraw: &'static str,
+    pub confirm_yes: &'static str,
+    pub confirm_no: &'static str,
     /// Short words for an answer already given.
     pub said: [(&'static str, &'static str); 4],
 }
@@ -73,6 +78,11 @@ static FR: AnswerTexts = AnswerTexts {
     stale: "Ce lien ne s'applique plus : votre rendez-vous a changé depuis cet email. Voyez le dernier email reçu.",
     call_us: "Pour toute question, appelez le service\u{a0}:",
     invalid: "Ce lien n'est pas valide.",
+    choose: "Choisissez une réponse.",
+    changed: "Cette réponse n'est plus possible : votre rendez-vous a changé. Voici ce que vous pouvez répondre maintenant.",
+    confirm_withdraw: "Voulez-vous vraiment renoncer à ce rendez-vous ? Il sera annulé.",
+    confirm_yes: "Oui, annuler mon rendez-vous",
+    confirm_no: "Non, revenir aux choix",
     said: [
         ("keep", "je garde cette date"),
         ("other_date", "une autre date"),
@@ -103,6 +113,11 @@ static NL: AnswerTexts = AnswerTexts {
     stale: "Deze link geldt niet meer: uw afspraak is sinds deze e-mail gewijzigd. Zie de laatste e-mail die u ontving.",
     call_us: "Voor vragen belt u de dienst:",
     invalid: "Deze link is niet geldig.",
+    choose: "Kies een antwoord.",
+    changed: "Dit antwoord is niet meer mogelijk: uw afspraak is gewijzigd. Dit kunt u nu antwoorden.",
+    confirm_withdraw: "Wilt u echt afzien van deze afspraak? Ze wordt geannuleerd.",
+    confirm_yes: "Ja, mijn afspraak annuleren",
+    confirm_no: "Nee, terug naar de keuzes",
     said: [
         ("keep", "ik behoud deze datum"),
         ("other_date", "een andere datum"),
@@ -133,6 +148,11 @@ static DE: AnswerTexts = AnswerTexts {
     stale: "Dieser Link gilt nicht mehr: Ihr Termin hat sich seit dieser E-Mail geändert. Siehe die letzte E-Mail, die Sie erhalten haben.",
     call_us: "Bei Fragen rufen Sie die Abteilung an:",
     invalid: "Dieser Link ist nicht gültig.",
+    choose: "Bitte wählen Sie eine Antwort.",
+    changed: "Diese Antwort ist nicht mehr möglich: Ihr Termin hat sich geändert. Das können Sie jetzt antworten.",
+    confirm_withdraw: "Möchten Sie wirklich auf diesen Termin verzichten? Er wird abgesagt.",
+    confirm_yes: "Ja, meinen Termin absagen",
+    confirm_no: "Nein, zurück zu den Antworten",
     said: [
         ("keep", "ich behalte diesen Termin"),
         ("other_date", "ein anderer Termin"),
@@ -163,6 +183,11 @@ static EN: AnswerTexts = AnswerTexts {
     stale: "This link no longer applies: your appointment has changed since this email. See the latest email you received.",
     call_us: "For any question, call the department:",
     invalid: "This link is not valid.",
+    choose: "Please choose an answer.",
+    changed: "This answer is no longer possible: your appointment has changed. Here is what you can answer now.",
+    confirm_withdraw: "Do you really want to withdraw from this appointment? It will be cancelled.",
+    confirm_yes: "Yes, cancel my appointment",
+    confirm_no: "No, back to the choices",
     said: [
         ("keep", "I keep this date"),
         ("other_date", "another date"),
@@ -204,6 +229,8 @@ enum Shown {
     Form(Vec<(&'static str, &'static str)>),
     /// A sentence: thanks, or why the link does nothing more.
     Message { text: String, alert: bool },
+    /// Are you sure? (a withdrawal cancels the appointment).
+    ConfirmWithdraw,
 }
 
 #[derive(Template)]
@@ -216,6 +243,8 @@ struct AnswerPage {
     shown: Shown,
     /// The service's phone, for people and for a `tel:` link.
     phone: Option<(String, String)>,
+    /// Why the form came back.
+    notice: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -304,9 +333,11 @@ fn page(found: &db::answers::Found, standing: &Standing, shown: Option<Shown>) -
         date,
         shown,
         phone,
+        notice: None,
     }
 }
 
+/// The status of the page a GET shows.
 fn status_of(standing: &Standing) -> StatusCode {
     match standing {
         Standing::Open { .. } | Standing::Used(..) => StatusCode::OK,
@@ -314,12 +345,49 @@ fn status_of(standing: &Standing) -> StatusCode {
     }
 }
 
-fn caller(req: &HttpRequest) -> Caller {
-    Caller::patient(crate::auth::request_id(req))
+/// The status of an answer that could not be recorded: 409 when the link is used already.
+fn refused(standing: &Standing) -> StatusCode {
+    match standing {
+        Standing::Used(..) => StatusCode::CONFLICT,
+        other => status_of(other),
+    }
+}
+
+/// The link and its appointment as they are now (a read: nothing audited).
+async fn load(state: &AppState, id: String) -> Result<Option<db::answers::Found>, AppError> {
+    state
+        .db
+        .read(move |conn| db::answers::find(conn, &id).map_err(AppError::from))
+        .await
+}
+
+fn standing_of(found: &db::answers::Found, now: chrono::NaiveDateTime) -> Standing {
+    found
+        .situation()
+        .map_or(Standing::Stale, |s| s.standing(now))
+}
+
+/// The page as it is now, with a sentence on top saying why the form came back.
+async fn again(
+    state: &AppState,
+    id: String,
+    notice: fn(&AnswerTexts) -> &'static str,
+    status: StatusCode,
+) -> HttpResponse {
+    match load(state, id).await {
+        Ok(Some(found)) => {
+            let standing = standing_of(&found, crate::domain::now());
+            let mut page = page(&found, &standing, None);
+            page.notice = Some(notice(page.t));
+            with_status(render(&page), status)
+        }
+        Ok(None) => invalid(),
+        Err(e) => actix_web::ResponseError::error_response(&PageError::app(e)),
+    }
 }
 
 /// `GET /answer/{token}`: the appointment and the choices, or why there are none. Audited as
-/// `answer_link.read`.
+/// `answer_link.read` (by whoever holds the link: mail filters open links too).
 pub async fn show(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -328,7 +396,7 @@ pub async fn show(
     let Some(id) = state.links.signer.verify(&token) else {
         return invalid();
     };
-    let caller = caller(&req);
+    let request_id = crate::auth::request_id(&req);
     let now = crate::domain::now();
     let found = state
         .db
@@ -338,7 +406,7 @@ pub async fn show(
             };
             crate::audit::record(
                 conn,
-                &caller,
+                &Caller::answer_link(request_id, &found.appointment.service_code),
                 "answer_link.read",
                 Some(&format!("appointment:{}", found.appointment.id)),
                 serde_json::json!({ "link": found.id }),
@@ -348,9 +416,7 @@ pub async fn show(
         .await;
     match found {
         Ok(Some(found)) => {
-            let standing = found
-                .situation()
-                .map_or(Standing::Stale, |s| s.standing(now));
+            let standing = standing_of(&found, now);
             with_status(render(&page(&found, &standing, None)), status_of(&standing))
         }
         Ok(None) => invalid(),
@@ -358,38 +424,65 @@ pub async fn show(
     }
 }
 
+/// The most a patient's form may weigh: one choice and a confirmation.
+const FORM_LIMIT: usize = 1024;
+
 #[derive(Deserialize)]
 pub struct AnswerForm {
     answer: String,
+    /// `yes` confirms a withdrawal.
+    confirm: Option<String>,
 }
 
-/// `POST /answer/{token}` (`answer=keep|other_date|call_back|withdraw`): records the answer
-/// (`routes::appointments::answer_by_link`) and says what follows.
+/// `POST /answer/{token}` (`answer=keep|other_date|call_back|withdraw`; a withdrawal asks for
+/// `confirm=yes` first): records the answer (`routes::appointments::answer_by_link`) and says
+/// what follows.
 pub async fn answer(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: web::Path<String>,
     form: web::Bytes,
 ) -> HttpResponse {
+    if form.len() > FORM_LIMIT {
+        return actix_web::ResponseError::error_response(&PageError::app(
+            AppError::PayloadTooLarge(format!("the form is at most {FORM_LIMIT} bytes")),
+        ));
+    }
     let Some(id) = state.links.signer.verify(&token) else {
         return invalid();
     };
-    let chosen = serde_urlencoded::from_bytes::<AnswerForm>(&form)
-        .ok()
-        .and_then(|f| Answer::parse(&f.answer).ok());
+    let form = serde_urlencoded::from_bytes::<AnswerForm>(&form).ok();
+    let chosen = form.as_ref().and_then(|f| Answer::parse(&f.answer).ok());
     let Some(chosen) = chosen else {
-        return actix_web::ResponseError::error_response(&PageError::app(AppError::validation(
-            "answer",
-            "choose one of the answers offered",
-        )));
+        return again(&state, id, |t| t.choose, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let caller = caller(&req);
+    let confirmed = form.and_then(|f| f.confirm).is_some_and(|c| c == "yes");
+    if chosen == Answer::Withdraw && !confirmed {
+        // A cancellation is final: one more step, nothing recorded yet.
+        return match load(&state, id).await {
+            Ok(Some(found)) => {
+                let standing = standing_of(&found, crate::domain::now());
+                let shown = matches!(&standing, Standing::Open { choices, .. } if choices.contains(&Answer::Withdraw))
+                    .then_some(Shown::ConfirmWithdraw);
+                let status = if shown.is_some() {
+                    StatusCode::OK
+                } else {
+                    refused(&standing)
+                };
+                with_status(render(&page(&found, &standing, shown)), status)
+            }
+            Ok(None) => invalid(),
+            Err(e) => actix_web::ResponseError::error_response(&PageError::app(e)),
+        };
+    }
+    let request_id = crate::auth::request_id(&req);
     let now = crate::domain::now();
+    let link = id.clone();
     let done = state
         .db
         .write(move |conn| {
-            let answered = answer_by_link(conn, &caller, &id, chosen, now)?;
-            let found = db::answers::find(conn, &id)?
+            let answered = answer_by_link(conn, request_id, &link, chosen, now)?;
+            let found = db::answers::find(conn, &link)?
                 .ok_or_else(|| AppError::NotFound("no such link".into()))?;
             Ok::<_, AppError>((answered, found))
         })
@@ -397,6 +490,10 @@ pub async fn answer(
     let (answered, found) = match done {
         Ok(done) => done,
         Err(AppError::NotFound(_)) => return invalid(),
+        // The choice is no longer offered (the page was open while things changed).
+        Err(AppError::Validation(_)) => {
+            return again(&state, id, |t| t.changed, StatusCode::CONFLICT).await
+        }
         Err(e) => return actix_web::ResponseError::error_response(&PageError::app(e)),
     };
     let lang = Language::parse(&found.language).unwrap_or(Language::Fr);
@@ -425,12 +522,8 @@ pub async fn answer(
                 StatusCode::OK,
             )
         }
-        Answered::Refused(standing) => with_status(
-            render(&page(&found, &standing, None)),
-            match standing {
-                Standing::Used(..) => StatusCode::CONFLICT,
-                other => status_of(&other),
-            },
-        ),
+        Answered::Refused(standing) => {
+            with_status(render(&page(&found, &standing, None)), refused(&standing))
+        }
     }
 }

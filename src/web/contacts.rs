@@ -79,8 +79,8 @@ pub struct Row {
     pub last_attempt: String,
     /// The day a committed plan proposes, to confirm by phone.
     pub proposed: String,
-    /// The patient's answer by email, in words, when it is the latest attempt.
-    pub answer: String,
+    /// What the patient asked by email (another date, a call), in words, until reached.
+    pub request: String,
 }
 
 fn row(t: &'static Texts, r: ContactRow) -> Row {
@@ -93,8 +93,8 @@ fn row(t: &'static Texts, r: ContactRow) -> Row {
             .unwrap_or_default(),
         last_attempt: r.last_attempt_at.map(local).unwrap_or_default(),
         proposed: r.proposed_at.map(day).unwrap_or_default(),
-        answer: r
-            .last_answer
+        request: r
+            .patient_request
             .as_deref()
             .map(|a| t.word(a).to_string())
             .unwrap_or_default(),

@@ -289,7 +289,7 @@ async fn a_reopening_email_links_each_appointment_to_its_page_in_the_patients_la
     let reads = audit(&app, "answer_link.read").await;
     assert_eq!(reads.len(), 3);
     assert!(reads[0]["actor"].is_null());
-    assert_eq!(reads[0]["actor_name"], "patient (answer link)");
+    assert_eq!(reads[0]["actor_name"], "answer link");
     let detail = appointment(&app, &s.kept).await;
     assert_eq!(detail["status"], "postponed");
     assert!(detail["contact_attempts"]
@@ -329,7 +329,7 @@ async fn keeping_the_proposed_day_rebooks_it_and_the_new_email_links_again() {
         let entries = audit(&app, action).await;
         assert_eq!(entries.len(), 1, "{action}");
         assert_eq!(entries[0]["target"], format!("appointment:{}", s.kept));
-        assert_eq!(entries[0]["actor_name"], "patient (answer link)");
+        assert_eq!(entries[0]["actor_name"], "answer link");
     }
 
     // The link is used up: the page says so, a second answer records nothing.
@@ -393,7 +393,7 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
         (
             &other["attempts"],
             &other["last_outcome"],
-            &other["last_answer"]
+            &other["patient_request"]
         ),
         (&json!(1), &json!("declined"), &json!("other_date"))
     );
@@ -401,21 +401,19 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
     assert!(other["proposed_at"].is_null());
     let call = item(&s.unplanned);
     assert_eq!(
-        (&call["last_outcome"], &call["last_answer"]),
+        (&call["last_outcome"], &call["patient_request"]),
         (&json!("declined"), &json!("call_back"))
     );
     assert_eq!(appointment(&app, &s.kept).await["status"], "postponed");
     // The consultation nobody answered about is unchanged.
     let untouched = item(&s.consultation);
-    assert!(untouched["last_answer"].is_null() && untouched["attempts"] == 0);
+    assert!(untouched["patient_request"].is_null() && untouched["attempts"] == 0);
 
-    // A secretary's call afterwards replaces the answer as the latest attempt.
+    // A secretary's call that does not reach the patient leaves the request standing.
+    let path = format!("/api/v1/appointments/{}/contact-attempts", s.unplanned);
+    let no_answer = json!({"channel": "phone", "outcome": "no_answer"});
     ok(app
-        .post_json(
-            &format!("/api/v1/appointments/{}/contact-attempts", s.unplanned),
-            Some(&app.admin_token),
-            &json!({"channel": "phone", "outcome": "no_answer"}),
-        )
+        .post_json(&path, Some(&app.admin_token), &no_answer)
         .await)
     .await;
     let list = contact_list(&app, &s.site).await;
@@ -424,10 +422,10 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
         .find(|i| i["appointment_id"] == s.unplanned.as_str())
         .expect("still listed");
     assert_eq!(call["last_outcome"], "no_answer");
-    assert!(call["last_answer"].is_null());
+    assert_eq!(call["patient_request"], "call_back");
     assert_eq!(call["attempts"], 2);
 
-    // The secretaries' page shows the other answer in words, beside the outcome.
+    // The secretaries' page shows both requests in words.
     let tokens = app.tokens_by_role(&s.service).await;
     let secretary = &tokens
         .iter()
@@ -437,10 +435,122 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
     let web = WebClient::sign_in(&app, secretary).await;
     let html = web.html(&format!("/contacts?site={}", s.site)).await;
     assert!(
-        html.contains("Réponse du patient : veut une autre date"),
+        html.contains("Demande du patient : une autre date"),
         "{html}"
     );
-    assert_eq!(html.matches("Réponse du patient").count(), 1);
+    assert!(html.contains("Demande du patient : être rappelé"), "{html}");
+    assert_eq!(html.matches("Demande du patient").count(), 2);
+
+    // Reached: the request is dealt with, and the appointment leaves the list.
+    let reached = json!({"channel": "phone", "outcome": "reached"});
+    ok(app.post_json(&path, Some(&app.admin_token), &reached).await).await;
+    let list = contact_list(&app, &s.site).await;
+    assert!(list
+        .iter()
+        .all(|i| i["appointment_id"] != s.unplanned.as_str()));
+}
+
+#[tokio::test]
+async fn a_call_asked_from_a_rescheduling_email_puts_the_appointment_back_on_the_list() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let (planned, _, _) = anne_links(&app, &s).await;
+    assert_eq!(answer(&app, &planned, "keep").await.0, 200);
+    let text = email_text(&app, &s.anne, "appointment_rescheduled", 0).await;
+    let link = answer_paths(&text).remove(0);
+    let (status, html) = answer(&app, &link, "call_back").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Le service vous appellera"), "{html}");
+    let a = appointment(&app, &s.kept).await;
+    assert_eq!(
+        a["status"], "rescheduled",
+        "the date stands until a secretary moves it"
+    );
+    let list = contact_list(&app, &s.site).await;
+    let item = list
+        .iter()
+        .find(|i| i["appointment_id"] == s.kept.as_str())
+        .unwrap_or_else(|| panic!("back on the list: {list:?}"));
+    assert_eq!(item["patient_request"], "call_back");
+    // The secretary gives another date: the request is answered, the list is done with it.
+    ok(app
+        .post_json(
+            &format!("/api/v1/appointments/{}/reschedule", s.kept),
+            Some(&app.admin_token),
+            &json!({"scheduled_at": "2030-03-11T08:00:00Z"}),
+        )
+        .await)
+    .await;
+    let list = contact_list(&app, &s.site).await;
+    assert!(list.iter().all(|i| i["appointment_id"] != s.kept.as_str()));
+}
+
+#[tokio::test]
+async fn only_the_day_the_email_offered_is_kept_and_only_at_an_open_site() {
+    let app = app().await;
+    let s = scene(&app).await;
+    let (planned, _, _) = anne_links(&app, &s).await;
+    let text = email_text(&app, &s.bram, "site_reopened", 0).await;
+    let bram = answer_paths(&text).remove(0);
+    // A new plan moves Anne's operation to another day after her email.
+    ok(app
+        .post_json(
+            &format!("/api/v1/sites/{}/plan?commit=true", s.site),
+            Some(&app.admin_token),
+            &json!({"from": "2030-03-05", "until": "2030-03-05"}),
+        )
+        .await)
+    .await;
+    assert_eq!(
+        appointment(&app, &s.kept).await["proposed_at"],
+        "2030-03-05"
+    );
+    let (status, html) = page(&app, &planned).await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("value=\"keep\"") && html.contains("value=\"call_back\""));
+    assert!(
+        !html.contains("05/03/2030"),
+        "a day the email did not offer: {html}"
+    );
+    // Keeping anyway (the page was open before): refused, the page as it is now.
+    let (status, html) = answer(&app, &planned, "keep").await;
+    assert_eq!(status, 409);
+    assert!(
+        html.contains("plus possible") && html.contains("value=\"call_back\""),
+        "{html}"
+    );
+    assert_eq!(appointment(&app, &s.kept).await["status"], "postponed");
+
+    // The site closes again: Bram's offered day is not kept either.
+    app.postpone(&s.site, "2030-03-01T00:00:00Z", "2030-04-01T00:00:00Z")
+        .await;
+    let (_, html) = page(&app, &bram).await;
+    assert!(
+        !html.contains("value=\"keep\"") && html.contains("value=\"withdraw\""),
+        "{html}"
+    );
+    assert_eq!(answer(&app, &bram, "keep").await.0, 409);
+    assert_eq!(
+        appointment(&app, &s.consultation).await["status"],
+        "postponed"
+    );
+}
+
+#[tokio::test]
+async fn a_key_given_in_the_configuration_signs_the_links() {
+    let key = vec![42u8; 32];
+    let signer = reprise::domain::answer::Signer::new(key).expect("a key");
+    let given = signer.clone();
+    let app = spawn_app_with(move |s| {
+        s.delivery = Some(fast_delivery());
+        s.answer_link_key = Some(given);
+    })
+    .await;
+    let s = scene(&app).await;
+    let (planned, _, _) = anne_links(&app, &s).await;
+    let token = planned.strip_prefix("/answer/").expect("path");
+    assert!(signer.verify(token).is_some(), "signed with the given key");
+    assert_eq!(page(&app, &planned).await.0, 200);
 }
 
 #[tokio::test]
@@ -449,8 +559,26 @@ async fn withdrawing_cancels_the_appointment_at_the_patients_request() {
     let s = scene(&app).await;
     let text = email_text(&app, &s.bram, "site_reopened", 0).await;
     let link = answer_paths(&text).remove(0);
+    // First the question; nothing is cancelled until the patient confirms.
     let (status, html) = answer(&app, &link, "withdraw").await;
     assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Wilt u echt afzien") && html.contains("name=\"confirm\""),
+        "{html}"
+    );
+    assert_eq!(
+        appointment(&app, &s.consultation).await["status"],
+        "postponed"
+    );
+    let r = app
+        .client
+        .post(app.url(&link))
+        .form(&[("answer", "withdraw"), ("confirm", "yes")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.expect("text");
     assert!(html.contains("geannuleerd"), "{html}");
     let a = appointment(&app, &s.consultation).await;
     assert_eq!(a["status"], "cancelled");
@@ -494,11 +622,21 @@ async fn forged_expired_and_outdated_links_say_so_and_change_nothing() {
         assert!(status == 404 || status == 400, "{bad}: {status}");
     }
 
-    // An answer the page does not offer, or none: 422, nothing recorded.
-    for choice in ["keep", "other_date", "", "yes"] {
-        let (status, _) = answer(&app, &unplanned, choice).await;
-        assert_eq!(status, 422, "{choice:?}");
+    // An answer the page does not offer: the page again, as it is (409); none: 422. Nothing
+    // recorded; an oversized form: 413.
+    for (choice, expected) in [("keep", 409), ("other_date", 409), ("", 422), ("yes", 422)] {
+        let (status, html) = answer(&app, &unplanned, choice).await;
+        assert_eq!(status, expected, "{choice:?}");
+        assert!(html.contains("id=\"notice\"") && html.contains("value=\"call_back\""));
     }
+    let r = app
+        .client
+        .post(app.url(&unplanned))
+        .form(&[("answer", "x".repeat(5000))])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 413);
 
     // Outdated: a secretary gave the planned operation a date after the email.
     ok(app

@@ -143,7 +143,7 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
     // the day a committed plan proposes and the patient's answer by email.
     let mut expected: Vec<&str> = reprise::export::HEADER.to_vec();
     expected.push("proposed_at");
-    expected.push("last_answer");
+    expected.push("patient_request");
     expected.sort_unstable();
     let mut got = keys.clone();
     got.sort_unstable();

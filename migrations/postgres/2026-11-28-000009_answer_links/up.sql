@@ -1,6 +1,6 @@
 -- Patients answer by email: each `site_reopened` and `appointment_rescheduled` email carries,
 -- for each appointment it speaks of, a link to a page where the patient keeps the date, asks
--- for another, asks to be called back, or withdraws. See docs/answers.md.
+-- for another, asks to be called back, or withdraws. See docs/operations.md, "Patients answer by email".
 
 -- The key that signs the links (HMAC-SHA256), made at the first start and shared by every
 -- process on this database.
@@ -18,6 +18,9 @@ CREATE TABLE answer_links (
     appointment_id  TEXT NOT NULL REFERENCES appointments (id),
     created_at      TIMESTAMP NOT NULL,
     expires_at      TIMESTAMP NOT NULL,
+    -- The date the email offered to keep (a proposed day at the original time of day); an
+    -- answer keeps this date or none.
+    proposed_for    TIMESTAMP,
     used_at         TIMESTAMP,
     answer          TEXT CHECK (answer IN ('keep', 'other_date', 'call_back', 'withdraw')),
     UNIQUE (notification_id, appointment_id)
@@ -27,5 +30,7 @@ CREATE INDEX answer_links_appointment ON answer_links (appointment_id);
 -- The patient's own answer, on the contact attempt that records it (null for staff's).
 -- (No CHECK: SQLite cannot drop a column a CHECK names; the domain checks it.)
 ALTER TABLE contact_attempts ADD COLUMN answer TEXT;
--- The answer of the latest attempt, beside `last_outcome`, for the contact list.
-ALTER TABLE appointments ADD COLUMN last_answer TEXT;
+-- A patient's request by email still to act on (`other_date`, `call_back`): it keeps the
+-- appointment on the contact list, rescheduled or not, until a secretary reaches the patient
+-- or the appointment moves.
+ALTER TABLE appointments ADD COLUMN patient_request TEXT;
