@@ -752,3 +752,40 @@ async fn an_email_sent_again_carries_the_same_links() {
         assert_eq!(&format!("/answer/{token}"), path);
     }
 }
+
+/// A secretary's reschedule still in its transaction when the patient keeps the proposed day:
+/// the answer waits for her, then finds the appointment moved on and changes nothing.
+/// (PostgreSQL: transactions run side by side there. SQLite's one writer runs them one after
+/// the other, which the other tests cover.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_waits_for_a_secretarys_move_in_flight_and_respects_it() {
+    let app = app().await;
+    if app.backend != reprise::db::Backend::Postgres {
+        eprintln!("SKIPPED on SQLite: one writer runs transactions one after the other");
+        return;
+    }
+    let s = scene(&app).await;
+    let (planned, _, _) = anne_links(&app, &s).await;
+    let url = app.database.clone();
+    let id = s.kept.clone();
+    let (held, hold) = tokio::sync::oneshot::channel::<()>();
+    let secretary = tokio::task::spawn_blocking(move || {
+        use diesel::connection::SimpleConnection;
+        let mut conn = url.connect().expect("connects");
+        conn.batch_execute(&format!(
+            "BEGIN; UPDATE appointments SET status = 'rescheduled', \
+             scheduled_at = '2030-03-05 08:00:00', proposed_at = NULL WHERE id = '{id}'"
+        ))
+        .expect("her move, not yet committed");
+        let _ = held.send(());
+        std::thread::sleep(Duration::from_millis(700));
+        conn.batch_execute("COMMIT").expect("committed");
+    });
+    hold.await.expect("her transaction holds the row");
+    let (status, html) = answer(&app, &planned, "keep").await;
+    secretary.await.expect("joined");
+    assert_eq!(status, 410, "{html}");
+    let a = appointment(&app, &s.kept).await;
+    assert_eq!(a["scheduled_at"], "2030-03-05T08:00:00Z", "her date stands");
+    assert!(a["contact_attempts"].as_array().expect("list").is_empty());
+}
