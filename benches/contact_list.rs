@@ -171,7 +171,8 @@ async fn http_export(
     )
 }
 
-/// The same rows in the same order, streamed from a raw query to a CSV file.
+/// The same rows in the same order, streamed from a raw query to a CSV file (the list's own
+/// condition, `TO_CONTACT`, so that both read the same index).
 fn raw_export(url: &DatabaseUrl, site: &str, out: &std::path::Path) -> f64 {
     use reprise::db::schema::{appointments as a, patients as p};
     let mut conn = url.connect().expect("connection");
@@ -182,8 +183,9 @@ fn raw_export(url: &DatabaseUrl, site: &str, out: &std::path::Path) -> f64 {
             a::table
                 .inner_join(p::table)
                 .filter(a::site_code.eq(site))
-                .filter(a::status.eq("postponed"))
-                .filter(a::reached_at.is_null())
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    reprise::db::contact_list::TO_CONTACT,
+                ))
                 .order((
                     a::priority,
                     a::original_scheduled_at,

@@ -63,18 +63,17 @@ pub const CONTRACT_ORDER: (
 /// Who is on the list: postponed care no attempt has reached (CONTRACT §4.5), and care whose
 /// patient asked by email for another date or a call, until they are reached
 /// (`appointments.patient_request`, docs/operations.md, "Patients answer by email").
-#[allow(clippy::type_complexity)]
-fn to_contact() -> diesel::dsl::Or<
-    diesel::dsl::And<
-        diesel::dsl::Eq<appointments::status, &'static str>,
-        diesel::dsl::IsNull<appointments::reached_at>,
-    >,
-    diesel::dsl::IsNotNull<appointments::patient_request>,
-> {
-    appointments::status
-        .eq("postponed")
-        .and(appointments::reached_at.is_null())
-        .or(appointments::patient_request.is_not_null())
+///
+/// Written as SQL, with its literal, as the partial index `appointments_to_contact` states it:
+/// SQLite and PostgreSQL use a partial index only for a query whose condition implies the
+/// index's, and a bound parameter proves nothing. The index keeps the list's order (site,
+/// priority, original date): only rows of equal priority and date are sorted.
+pub const TO_CONTACT: &str =
+    "((appointments.status = 'postponed' AND appointments.reached_at IS NULL) \
+     OR appointments.patient_request IS NOT NULL)";
+
+fn to_contact() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>(TO_CONTACT)
 }
 
 macro_rules! contact_query {
@@ -179,4 +178,61 @@ pub fn page(
         .limit(limit)
         .offset(offset)
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::Text;
+
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+
+    /// The list reads `appointments_to_contact` in the list's order on SQLite: the partial
+    /// index is used only while `TO_CONTACT` states its condition.
+    #[test]
+    fn the_list_reads_its_partial_index_in_order() {
+        let dir = tempfile::tempdir().expect("folder");
+        let url =
+            crate::db::DatabaseUrl::parse(&format!("sqlite://{}/plan.db", dir.path().display()))
+                .expect("url");
+        let db = crate::db::Db::connect(&url, 1).expect("opens");
+        db.migrate().expect("migrates");
+        let mut conn = url.connect().expect("connects");
+        let DbConnection::Sqlite(c) = &mut conn else {
+            panic!("a SQLite connection")
+        };
+        for filter in [
+            ContactFilter {
+                site: "ARL".into(),
+                ..Default::default()
+            },
+            ContactFilter {
+                site: "ARL".into(),
+                kind: Some("operation".into()),
+                services: Some(vec!["ARL-ORTHO".into()]),
+                ..Default::default()
+            },
+        ] {
+            let query = contact_query!(&filter);
+            let sql = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&query).to_string();
+            let sql = sql.split(" -- binds:").next().expect("the SQL");
+            let plan: Vec<String> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                .load::<Step>(c)
+                .expect("a plan")
+                .into_iter()
+                .map(|s| s.detail)
+                .collect();
+            let plan = plan.join(" | ");
+            assert!(
+                plan.contains("USING INDEX appointments_to_contact"),
+                "{plan}"
+            );
+            // Sorted only within equal (priority, date): never the whole list.
+            assert!(!plan.contains("TEMP B-TREE FOR ORDER BY"), "{plan}");
+        }
+    }
 }

@@ -34,3 +34,8 @@ ALTER TABLE contact_attempts ADD COLUMN answer TEXT;
 -- appointment on the contact list, rescheduled or not, until a secretary reaches the patient
 -- or the appointment moves.
 ALTER TABLE appointments ADD COLUMN patient_request TEXT;
+
+-- The contact list's rows in the list's order (db::contact_list::TO_CONTACT, written the same
+-- there: a partial index is used only by a query that states its condition).
+CREATE INDEX appointments_to_contact ON appointments (site_code, priority, original_scheduled_at)
+    WHERE (status = 'postponed' AND reached_at IS NULL) OR patient_request IS NOT NULL;
