@@ -212,6 +212,9 @@ impl Writer {
                     r.proposed_at
                         .map_or(serde_json::Value::Null, |d| d.to_string().into()),
                 );
+                // A rescheduled row (its patient asked for a call) shows its booked date.
+                item.insert("status".into(), r.status.as_str().into());
+                item.insert("scheduled_at".into(), local(r.scheduled_at).into());
                 item.insert(
                     "patient_request".into(),
                     r.patient_request

@@ -51,14 +51,18 @@ pub struct Wanted {
     pub proposed_for: Option<chrono::NaiveDateTime>,
 }
 
-/// The link of each wanted `(notification, appointment)`, made if it does not exist yet: an
-/// email sent again after a failure carries the same links, with their first expiry and date.
+/// A link made (or found): its id and the date it keeps.
+pub type Made = (String, Option<chrono::NaiveDateTime>);
+
+/// The link of each wanted `(notification, appointment)` and the date it keeps, made if it
+/// does not exist yet: an email sent again after a failure carries the same links, with their
+/// first expiry and date.
 pub fn ensure(
     conn: &mut DbConnection,
     wanted: &[Wanted],
     now: chrono::NaiveDateTime,
     expires_at: chrono::NaiveDateTime,
-) -> QueryResult<HashMap<(String, String), String>> {
+) -> QueryResult<HashMap<(String, String), Made>> {
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
@@ -95,15 +99,20 @@ pub fn ensure(
     }
     let mut notifications: Vec<&str> = wanted.iter().map(|w| w.notification_id.as_str()).collect();
     notifications.dedup();
-    let found: Vec<(String, String, String)> = answer_links::table
+    type Row = (String, String, String, Option<chrono::NaiveDateTime>);
+    let found: Vec<Row> = answer_links::table
         .filter(answer_links::notification_id.eq_any(notifications))
         .select((
             answer_links::notification_id,
             answer_links::appointment_id,
             answer_links::id,
+            answer_links::proposed_for,
         ))
         .load(conn)?;
-    Ok(found.into_iter().map(|(n, a, id)| ((n, a), id)).collect())
+    Ok(found
+        .into_iter()
+        .map(|(n, a, id, offered)| ((n, a), (id, offered)))
+        .collect())
 }
 
 /// A link with the email it came in and its appointment as it is now.

@@ -149,13 +149,14 @@ pub struct NewEvent<'a> {
     pub actor_id: Option<&'a str>,
 }
 
-/// Records the move and applies it to the appointment (the original date is never touched).
-pub fn move_status(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult<()> {
-    diesel::insert_into(appointment_events::table)
-        .values(event)
-        .execute(conn)?;
-    let target = appointments::table.find(event.appointment_id);
-    match event.scheduled_at {
+/// Applies the move to the appointment if its status is still `from_status`, and records it;
+/// false (nothing written) when the status has changed since it was read. The original date
+/// is never touched.
+pub fn move_status(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult<bool> {
+    let target = appointments::table
+        .find(event.appointment_id)
+        .filter(appointments::status.eq(event.from_status));
+    let changed = match event.scheduled_at {
         Some(at) => diesel::update(target)
             .set((
                 appointments::status.eq(event.to_status),
@@ -175,7 +176,13 @@ pub fn move_status(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult
             ))
             .execute(conn)?,
     };
-    Ok(())
+    if changed == 0 {
+        return Ok(false);
+    }
+    diesel::insert_into(appointment_events::table)
+        .values(event)
+        .execute(conn)?;
+    Ok(true)
 }
 
 /// Holds the appointment's row until the transaction ends, so that no other transaction

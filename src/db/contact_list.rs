@@ -32,6 +32,10 @@ pub struct ContactRow {
     pub proposed_at: Option<chrono::NaiveDate>,
     /// What the patient asked by email (`other_date`, `call_back`), still to act on.
     pub patient_request: Option<String>,
+    /// `postponed`, or `rescheduled` for a patient who asked for a call about the new date.
+    pub status: String,
+    /// The date booked now (the original one while postponed).
+    pub scheduled_at: chrono::NaiveDateTime,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -72,7 +76,7 @@ pub const TO_CONTACT: &str =
     "((appointments.status = 'postponed' AND appointments.reached_at IS NULL) \
      OR appointments.patient_request IS NOT NULL)";
 
-fn to_contact() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+pub(crate) fn to_contact() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
     diesel::dsl::sql::<diesel::sql_types::Bool>(TO_CONTACT)
 }
 
@@ -102,6 +106,8 @@ macro_rules! contact_query {
                 appointments::last_attempt_at,
                 appointments::proposed_at,
                 appointments::patient_request,
+                appointments::status,
+                appointments::scheduled_at,
             ))
             .into_boxed();
         if let Some(service) = &f.service {

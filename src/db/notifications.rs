@@ -225,16 +225,12 @@ pub struct Care {
     pub original_scheduled_at: chrono::NaiveDateTime,
     /// The day a committed plan proposes.
     pub proposed_at: Option<chrono::NaiveDate>,
+    /// The date the email offers to keep: that day at the original time of day (Brussels),
+    /// or, once the email has its answer link, the date the link keeps (an email sent again
+    /// after a new plan says what its link does).
+    pub offered: Option<chrono::NaiveDateTime>,
     /// The id of the answer link the email carries for this appointment (`db::answers`).
     pub link: Option<String>,
-}
-
-impl Care {
-    /// The date a committed plan proposes: its day at the original time of day (Brussels).
-    pub fn proposed_for(&self) -> Option<chrono::NaiveDateTime> {
-        self.proposed_at
-            .and_then(|day| crate::domain::answer::same_time_on(day, self.original_scheduled_at))
-    }
 }
 
 /// When the answer links of a batch of emails are made, and when they expire.
@@ -294,6 +290,9 @@ impl From<CareRow> for Care {
             kind: r.kind,
             label: r.label,
             original_scheduled_at: r.original_scheduled_at,
+            offered: r
+                .proposed_at
+                .and_then(|day| crate::domain::answer::same_time_on(day, r.original_scheduled_at)),
             proposed_at: r.proposed_at,
             link: None,
         }
@@ -436,14 +435,18 @@ pub fn outgoing(
                 n.care.iter().map(|c| super::answers::Wanted {
                     notification_id: n.id.clone(),
                     appointment_id: c.appointment_id.clone(),
-                    proposed_for: c.proposed_for(),
+                    proposed_for: c.offered,
                 })
             })
             .collect();
         let mut made = super::answers::ensure(conn, &wanted, terms.now, terms.expires_at)?;
         for n in emails.iter_mut() {
             for c in n.care.iter_mut() {
-                c.link = made.remove(&(n.id.clone(), c.appointment_id.clone()));
+                if let Some((id, offered)) = made.remove(&(n.id.clone(), c.appointment_id.clone()))
+                {
+                    c.link = Some(id);
+                    c.offered = offered;
+                }
             }
         }
     }

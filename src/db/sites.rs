@@ -115,15 +115,15 @@ pub fn reopen(
         .map(drop)
 }
 
-/// Postponed appointments not yet reached, per site, for these sites: the contact lists' size.
+/// The contact lists' size, per site, for these sites: postponed appointments not yet
+/// reached, and those whose patient asked by email for a call (`contact_list::TO_CONTACT`).
 pub fn postponed_counts(
     conn: &mut DbConnection,
     codes: &[String],
 ) -> QueryResult<Vec<(String, i64)>> {
     appointments::table
         .filter(appointments::site_code.eq_any(codes))
-        .filter(appointments::status.eq("postponed"))
-        .filter(appointments::reached_at.is_null())
+        .filter(super::contact_list::to_contact())
         .group_by(appointments::site_code)
         .select((appointments::site_code, diesel::dsl::count_star()))
         .load(conn)
@@ -173,8 +173,7 @@ pub fn postponed_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, 
 /// The contact lists' size per site and priority (the board's backlog).
 pub fn backlog_by_priority(conn: &mut DbConnection) -> QueryResult<Vec<(String, i32, i64)>> {
     appointments::table
-        .filter(appointments::status.eq("postponed"))
-        .filter(appointments::reached_at.is_null())
+        .filter(super::contact_list::to_contact())
         .group_by((appointments::site_code, appointments::priority))
         .select((
             appointments::site_code,

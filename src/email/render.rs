@@ -157,7 +157,7 @@ fn phone_text(e164: &str) -> Option<(String, String)> {
 fn item(lang: Language, care: &Care, links: Option<&Links>) -> Item {
     let phone = care.service_phone.as_deref().and_then(phone_text);
     Item {
-        proposed: care.proposed_for().map(|at| belgian_date(lang, at)),
+        proposed: care.offered.map(|at| belgian_date(lang, at)),
         answer_url: links
             .zip(care.link.as_deref())
             .and_then(|(l, id)| l.url(id)),
@@ -358,6 +358,7 @@ mod tests {
                 label: "Prothèse de hanche".into(),
                 original_scheduled_at: at(2022, 5, 14, 7, 30),
                 proposed_at: None,
+                offered: None,
                 link: None,
             }],
         }

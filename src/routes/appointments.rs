@@ -385,6 +385,9 @@ pub async fn read(
 /// Reads an appointment the caller may change: 404 if unknown, 403 outside a secretary's
 /// services.
 fn changeable(conn: &mut DbConnection, caller: &Caller, id: &str) -> AppResult<AppointmentRow> {
+    // Held until the change commits: a patient's answer or another person's move in flight
+    // is finished first, and what follows is judged on the row as it then is.
+    db::appointments::lock(conn, id)?;
     let row = db::appointments::find(conn, id)?
         .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
     if !caller.may_access_service(&row.service_code) {
@@ -418,7 +421,7 @@ fn move_appointment(
     let to = from
         .apply(m.transition)
         .map_err(|e| AppError::Conflict(e.to_string()))?;
-    db::appointments::move_status(
+    let moved = db::appointments::move_status(
         conn,
         &db::appointments::NewEvent {
             appointment_id: id,
@@ -431,6 +434,11 @@ fn move_appointment(
             actor_id: caller.id.as_deref(),
         },
     )?;
+    if !moved {
+        return Err(AppError::Conflict(
+            "the appointment changed meanwhile: read it again".into(),
+        ));
+    }
     let action = match m.transition {
         Transition::Reschedule => "appointment.reschedule",
         Transition::Cancel => "appointment.cancel",

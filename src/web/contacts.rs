@@ -81,6 +81,8 @@ pub struct Row {
     pub proposed: String,
     /// What the patient asked by email (another date, a call), in words, until reached.
     pub request: String,
+    /// The date booked now, when it is not the original one (a rescheduled appointment).
+    pub booked: String,
 }
 
 fn row(t: &'static Texts, r: ContactRow) -> Row {
@@ -93,6 +95,11 @@ fn row(t: &'static Texts, r: ContactRow) -> Row {
             .unwrap_or_default(),
         last_attempt: r.last_attempt_at.map(local).unwrap_or_default(),
         proposed: r.proposed_at.map(day).unwrap_or_default(),
+        booked: if r.status == "postponed" {
+            String::new()
+        } else {
+            local(r.scheduled_at)
+        },
         request: r
             .patient_request
             .as_deref()

@@ -82,6 +82,8 @@ pub struct Texts {
     pub next: &'static str,
     pub printed_at: &'static str,
     pub proposed: &'static str,
+    /// Before the date a rescheduled appointment on the list is booked for.
+    pub booked: &'static str,
     /// Before what a patient asked by email, in the contact list.
     pub patient_request: &'static str,
     // Coordinators
@@ -245,6 +247,7 @@ static FR: Texts = Texts {
     next: "Page suivante",
     printed_at: "Imprimé le",
     proposed: "Proposé :",
+    booked: "Fixé au :",
     patient_request: "Demande du patient :",
     board_title: "Tableau de crise",
     sites: "Sites",
@@ -391,6 +394,7 @@ static NL: Texts = Texts {
     next: "Volgende pagina",
     printed_at: "Afgedrukt op",
     proposed: "Voorgesteld:",
+    booked: "Gepland op:",
     patient_request: "Verzoek van de patiënt:",
     board_title: "Crisisbord",
     sites: "Sites",
@@ -537,6 +541,7 @@ static DE: Texts = Texts {
     next: "Nächste Seite",
     printed_at: "Gedruckt am",
     proposed: "Vorgeschlagen:",
+    booked: "Gebucht für:",
     patient_request: "Wunsch des Patienten:",
     board_title: "Krisentafel",
     sites: "Standorte",
@@ -684,6 +689,7 @@ static EN: Texts = Texts {
     next: "Next page",
     printed_at: "Printed on",
     proposed: "Proposed:",
+    booked: "Booked for:",
     patient_request: "Patient's request:",
     board_title: "Crisis board",
     sites: "Sites",

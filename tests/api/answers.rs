@@ -227,6 +227,30 @@ async fn contact_list(app: &TestApp, site: &str) -> Vec<Value> {
         .clone()
 }
 
+/// A new committed plan on 5 March 2030 (Anne's planned operation moves there).
+async fn replan_on_5_march(app: &TestApp, s: &Scene) {
+    ok(app
+        .post_json(
+            &format!("/api/v1/sites/{}/plan?commit=true", s.site),
+            Some(&app.admin_token),
+            &json!({"from": "2030-03-05", "until": "2030-03-05"}),
+        )
+        .await)
+    .await;
+}
+
+/// The site's contact list as the service's secretary sees it.
+async fn contacts_page(app: &TestApp, s: &Scene) -> String {
+    let tokens = app.tokens_by_role(&s.service).await;
+    let secretary = &tokens
+        .iter()
+        .find(|(r, _)| *r == "secretary")
+        .expect("one")
+        .1;
+    let web = WebClient::sign_in(app, secretary).await;
+    web.html(&format!("/contacts?site={}", s.site)).await
+}
+
 /// Anne's links: the planned operation's, then the unplanned one's (the email's order).
 pub async fn anne_links(app: &TestApp, s: &Scene) -> (String, String, String) {
     let text = email_text(app, &s.anne, "site_reopened", 0).await;
@@ -426,14 +450,7 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
     assert_eq!(call["attempts"], 2);
 
     // The secretaries' page shows both requests in words.
-    let tokens = app.tokens_by_role(&s.service).await;
-    let secretary = &tokens
-        .iter()
-        .find(|(r, _)| *r == "secretary")
-        .expect("one")
-        .1;
-    let web = WebClient::sign_in(&app, secretary).await;
-    let html = web.html(&format!("/contacts?site={}", s.site)).await;
+    let html = contacts_page(&app, &s).await;
     assert!(
         html.contains("Demande du patient : une autre date"),
         "{html}"
@@ -472,6 +489,23 @@ async fn a_call_asked_from_a_rescheduling_email_puts_the_appointment_back_on_the
         .find(|i| i["appointment_id"] == s.kept.as_str())
         .unwrap_or_else(|| panic!("back on the list: {list:?}"));
     assert_eq!(item["patient_request"], "call_back");
+    // The list shows the date booked, which the patient asks to change.
+    assert_eq!(
+        (&item["status"], &item["scheduled_at"]),
+        (&json!("rescheduled"), &json!("2030-03-04T09:00:00+01:00"))
+    );
+    // The site's count is the list's length.
+    let sites = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
+    let site = sites["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["code"] == s.site.as_str())
+        .expect("the site")
+        .clone();
+    assert_eq!(site["postponed_to_contact"], json!(list.len()), "{site}");
+    let html = contacts_page(&app, &s).await;
+    assert!(html.contains("Fixé au : 04/03/2030 09:00"), "{html}");
     // The secretary gives another date: the request is answered, the list is done with it.
     ok(app
         .post_json(
@@ -493,14 +527,7 @@ async fn only_the_day_the_email_offered_is_kept_and_only_at_an_open_site() {
     let text = email_text(&app, &s.bram, "site_reopened", 0).await;
     let bram = answer_paths(&text).remove(0);
     // A new plan moves Anne's operation to another day after her email.
-    ok(app
-        .post_json(
-            &format!("/api/v1/sites/{}/plan?commit=true", s.site),
-            Some(&app.admin_token),
-            &json!({"from": "2030-03-05", "until": "2030-03-05"}),
-        )
-        .await)
-    .await;
+    replan_on_5_march(&app, &s).await;
     assert_eq!(
         appointment(&app, &s.kept).await["proposed_at"],
         "2030-03-05"
@@ -738,8 +765,10 @@ async fn an_email_sent_again_carries_the_same_links() {
     let app = app().await;
     let s = scene(&app).await;
     let (planned, unplanned, _) = anne_links(&app, &s).await;
-    // The worker renders the same notification again (a retry after a failure): same links,
-    // same expiry.
+    // A new plan moves Anne's operation; then the worker renders the same notification again
+    // (a retry after a failure): same links, same expiry, and the email still offers the day
+    // its link keeps.
+    replan_on_5_march(&app, &s).await;
     let anne = s.anne.clone();
     let (links, expiries) = app
         .state
@@ -766,6 +795,11 @@ async fn an_email_sent_again_carries_the_same_links() {
             let after: Vec<chrono::NaiveDateTime> =
                 l::table.select(l::expires_at).order(l::id).load(conn)?;
             assert_eq!(before, after, "no new link, no new expiry");
+            let offered =
+                chrono::NaiveDate::from_ymd_opt(2030, 3, 4).and_then(|d| d.and_hms_opt(8, 0, 0));
+            assert_eq!(again[0].care[0].offered, offered);
+            let moved = chrono::NaiveDate::from_ymd_opt(2030, 3, 5);
+            assert_eq!(again[0].care[0].proposed_at, moved);
             let links: Vec<String> = again[0]
                 .care
                 .iter()
@@ -782,6 +816,50 @@ async fn an_email_sent_again_carries_the_same_links() {
     }
 }
 
+/// Holds the appointment's row in a transaction of its own that applies `change` (returns once
+/// it does), until a request waits for that row (PostgreSQL's `pg_stat_activity`), then
+/// commits: the request meets a change in flight.
+async fn in_flight(app: &TestApp, id: &str, change: &str) -> tokio::task::JoinHandle<()> {
+    use diesel::connection::SimpleConnection;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let (url, id, change) = (app.database.clone(), id.to_string(), change.to_string());
+    let (held, holding) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::task::spawn_blocking(move || {
+        use diesel::RunQueryDsl;
+        let mut conn = url.connect().expect("connects");
+        let mut watch = url.connect().expect("connects");
+        conn.batch_execute(&format!(
+            "BEGIN; UPDATE appointments SET {change} WHERE id = '{id}'"
+        ))
+        .expect("the change, not yet committed");
+        let _ = held.send(());
+        let started = std::time::Instant::now();
+        loop {
+            let waiting = diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .get_result::<Waiting>(&mut watch)
+            .expect("activity");
+            if waiting.n > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no request came to wait for the row"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        conn.batch_execute("COMMIT").expect("committed");
+    });
+    holding.await.expect("the row is held");
+    task
+}
+
 /// A secretary's reschedule still in its transaction when the patient keeps the proposed day:
 /// the answer waits for her, then finds the appointment moved on and changes nothing.
 /// (PostgreSQL: transactions run side by side there. SQLite's one writer runs them one after
@@ -795,26 +873,41 @@ async fn an_answer_waits_for_a_secretarys_move_in_flight_and_respects_it() {
     }
     let s = scene(&app).await;
     let (planned, _, _) = anne_links(&app, &s).await;
-    let url = app.database.clone();
-    let id = s.kept.clone();
-    let (held, hold) = tokio::sync::oneshot::channel::<()>();
-    let secretary = tokio::task::spawn_blocking(move || {
-        use diesel::connection::SimpleConnection;
-        let mut conn = url.connect().expect("connects");
-        conn.batch_execute(&format!(
-            "BEGIN; UPDATE appointments SET status = 'rescheduled', \
-             scheduled_at = '2030-03-05 08:00:00', proposed_at = NULL WHERE id = '{id}'"
-        ))
-        .expect("her move, not yet committed");
-        let _ = held.send(());
-        std::thread::sleep(Duration::from_millis(700));
-        conn.batch_execute("COMMIT").expect("committed");
-    });
-    hold.await.expect("her transaction holds the row");
+    let secretary = in_flight(
+        &app,
+        &s.kept,
+        "status = 'rescheduled', scheduled_at = '2030-03-05 08:00:00', proposed_at = NULL",
+    )
+    .await;
     let (status, html) = answer(&app, &planned, "keep").await;
     secretary.await.expect("joined");
     assert_eq!(status, 410, "{html}");
     let a = appointment(&app, &s.kept).await;
     assert_eq!(a["scheduled_at"], "2030-03-05T08:00:00Z", "her date stands");
     assert!(a["contact_attempts"].as_array().expect("list").is_empty());
+}
+
+/// The other way round: a patient's withdrawal in flight, then a secretary's reschedule. Hers
+/// waits, finds the appointment cancelled, and is refused: a cancellation is final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_secretarys_move_waits_for_an_answer_in_flight_and_respects_it() {
+    let app = app().await;
+    if app.backend != reprise::db::Backend::Postgres {
+        eprintln!("SKIPPED on SQLite: one writer runs transactions one after the other");
+        return;
+    }
+    let s = scene(&app).await;
+    let patient = in_flight(&app, &s.kept, "status = 'cancelled', proposed_at = NULL").await;
+    let r = app
+        .post_json(
+            &format!("/api/v1/appointments/{}/reschedule", s.kept),
+            Some(&app.admin_token),
+            &json!({"scheduled_at": "2030-03-05T08:00:00Z"}),
+        )
+        .await;
+    patient.await.expect("joined");
+    assert_eq!(r.status(), 409);
+    let a = appointment(&app, &s.kept).await;
+    assert_eq!(a["status"], "cancelled");
+    assert_eq!(a["history"].as_array().expect("history").len(), 2, "{a}");
 }

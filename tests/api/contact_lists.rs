@@ -144,6 +144,8 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
     let mut expected: Vec<&str> = reprise::export::HEADER.to_vec();
     expected.push("proposed_at");
     expected.push("patient_request");
+    expected.push("status");
+    expected.push("scheduled_at");
     expected.sort_unstable();
     let mut got = keys.clone();
     got.sort_unstable();
