@@ -171,6 +171,19 @@ async fn click(c: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
 }
 
+/// The attribute `name` of every element `css` finds, in page order.
+async fn attrs(c: &Client, css: &str, name: &str) -> Vec<Option<String>> {
+    let found = c
+        .find_all(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    let mut values = Vec::with_capacity(found.len());
+    for element in &found {
+        values.push(element.attr(name).await.expect("attribute"));
+    }
+    values
+}
+
 async fn active_id(c: &Client) -> String {
     c.active_element()
         .await
@@ -361,19 +374,11 @@ async fn a_secretary_works_through_a_contact_list() {
         &format!("/contacts?site={}&service={}", crisis.site, crisis.service),
     )
     .await;
-    let rows = c
-        .find_all(Locator::Css("#contact-list tbody tr"))
+    let order: Vec<String> = attrs(c, "#contact-list tbody tr", "data-appointment")
         .await
-        .expect("rows");
-    let mut order = Vec::new();
-    for r in &rows {
-        order.push(
-            r.attr("data-appointment")
-                .await
-                .expect("attr")
-                .unwrap_or_default(),
-        );
-    }
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
     assert_eq!(order, crisis.appointments, "priority order");
     shot(c, "contacts-list").await;
 
@@ -551,20 +556,11 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         .map(|p| p["count"].as_i64().unwrap_or(-1))
         .collect();
     assert_eq!(expected, vec![3, 1, 0, 5]);
-    let bars = c
-        .find_all(Locator::Css("#calls-chart svg rect.bar"))
+    let drawn: Vec<i64> = attrs(c, "#calls-chart svg rect.bar", "data-count")
         .await
-        .expect("bars");
-    let mut drawn = Vec::new();
-    for bar in &bars {
-        drawn.push(
-            bar.attr("data-count")
-                .await
-                .expect("attr")
-                .and_then(|n| n.parse::<i64>().ok())
-                .unwrap_or(-1),
-        );
-    }
+        .into_iter()
+        .map(|n| n.and_then(|n| n.parse().ok()).unwrap_or(-1))
+        .collect();
     assert_eq!(drawn, expected);
     let heights = c
         .execute(
