@@ -683,10 +683,10 @@ pub async fn record_attempt(
 /// What a patient's answer through a link came to.
 #[derive(Debug)]
 pub enum Answered {
-    /// Recorded: the appointment as it now is, and the outcome of the contact attempt.
-    Done(Box<AppointmentRow>, ContactOutcome),
+    /// Recorded: the link, with its appointment as it now is.
+    Done(Box<db::answers::Found>),
     /// Nothing recorded: the link was used, has expired, or no longer applies.
-    Refused(Standing),
+    Refused(Standing, Box<db::answers::Found>),
 }
 
 /// A patient's answer through an email's link (the public page `/answer/{token}`), in the
@@ -712,7 +712,7 @@ pub fn answer_by_link(
         .ok_or_else(|| AppError::NotFound("no such link".into()))?;
     let caller = &Caller::answer_link(request_id, &found.appointment.service_code);
     let Some(situation) = found.situation() else {
-        return Ok(Answered::Refused(Standing::Stale));
+        return Ok(Answered::Refused(Standing::Stale, Box::new(found)));
     };
     match situation.standing(now) {
         Standing::Open { choices, .. } if choices.contains(&answer) => {}
@@ -722,17 +722,14 @@ pub fn answer_by_link(
                 "this answer is not offered for this appointment",
             ))
         }
-        refused => return Ok(Answered::Refused(refused)),
+        refused => return Ok(Answered::Refused(refused, Box::new(found))),
     }
     if !db::answers::use_up(conn, link_id, answer.as_str(), now)? {
-        // Another answer took it a moment ago: say which.
-        let standing = db::answers::find(conn, link_id)?
-            .and_then(|f| f.situation())
-            .map_or(Standing::Stale, |s| s.standing(now));
-        return Ok(Answered::Refused(standing));
+        // It expired this very moment (two answers at once wait for each other on the lock).
+        return Ok(Answered::Refused(Standing::Expired, Box::new(found)));
     }
     let (outcome, then) = answer::effect(&situation, answer);
-    let id = found.appointment.id;
+    let id = found.appointment.id.clone();
     db::appointments::add_attempt(
         conn,
         &db::appointments::AttemptRow {
@@ -776,7 +773,8 @@ pub fn answer_by_link(
         Some(&format!("appointment:{id}")),
         serde_json::json!({ "answer": answer.as_str(), "outcome": outcome.as_str(), "link": link_id }),
     )?;
-    let row = db::appointments::find(conn, &id)?
+    let mut found = found;
+    found.appointment = db::appointments::find(conn, &id)?
         .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
-    Ok(Answered::Done(Box::new(row), outcome))
+    Ok(Answered::Done(Box::new(found)))
 }

@@ -480,15 +480,10 @@ pub async fn answer(
     let link = id.clone();
     let done = state
         .db
-        .write(move |conn| {
-            let answered = answer_by_link(conn, request_id, &link, chosen, now)?;
-            let found = db::answers::find(conn, &link)?
-                .ok_or_else(|| AppError::NotFound("no such link".into()))?;
-            Ok::<_, AppError>((answered, found))
-        })
+        .write(move |conn| answer_by_link(conn, request_id, &link, chosen, now))
         .await;
-    let (answered, found) = match done {
-        Ok(done) => done,
+    let answered = match done {
+        Ok(answered) => answered,
         Err(AppError::NotFound(_)) => return invalid(),
         // The choice is no longer offered (the page was open while things changed).
         Err(AppError::Validation(_)) => {
@@ -496,10 +491,11 @@ pub async fn answer(
         }
         Err(e) => return actix_web::ResponseError::error_response(&PageError::app(e)),
     };
-    let lang = Language::parse(&found.language).unwrap_or(Language::Fr);
-    let t = answer_texts(lang);
     match answered {
-        Answered::Done(row, _) => {
+        Answered::Done(found) => {
+            let lang = Language::parse(&found.language).unwrap_or(Language::Fr);
+            let t = answer_texts(lang);
+            let row = &found.appointment;
             let date = belgian_date(lang, row.scheduled_at);
             let text = match chosen {
                 Answer::Keep
@@ -522,7 +518,7 @@ pub async fn answer(
                 StatusCode::OK,
             )
         }
-        Answered::Refused(standing) => {
+        Answered::Refused(standing, found) => {
             with_status(render(&page(&found, &standing, None)), refused(&standing))
         }
     }
