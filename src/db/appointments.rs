@@ -229,37 +229,45 @@ pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()>
     diesel::insert_into(contact_attempts::table)
         .values(row)
         .execute(conn)?;
-    diesel::update(appointments::table.find(&row.appointment_id))
-        .set((
-            appointments::attempts.eq(appointments::attempts + 1),
-            appointments::last_outcome.eq(Some(&row.outcome)),
-            appointments::last_attempt_at.eq(Some(row.at)),
-        ))
-        .execute(conn)?;
+    let target = appointments::table.find(&row.appointment_id);
+    let counted = (
+        appointments::attempts.eq(appointments::attempts + 1),
+        appointments::last_outcome.eq(Some(&row.outcome)),
+        appointments::last_attempt_at.eq(Some(row.at)),
+    );
     let request = row
         .answer
         .as_deref()
         .and_then(|a| Answer::parse(a).ok())
         .filter(|a| a.is_request());
-    if let Some(request) = request {
-        diesel::update(appointments::table.find(&row.appointment_id))
-            .set(appointments::patient_request.eq(Some(request.as_str())))
-            .execute(conn)?;
-    }
-    if row.outcome == "reached" {
-        diesel::update(
-            appointments::table
-                .find(&row.appointment_id)
-                .filter(appointments::reached_at.is_null()),
-        )
-        .set(appointments::reached_at.eq(row.at))
-        .execute(conn)?;
-        // The patient is reached: whatever they asked by email is being dealt with.
-        diesel::update(appointments::table.find(&row.appointment_id))
-            .set(appointments::patient_request.eq(None::<String>))
-            .execute(conn)?;
-    }
+    // One statement: the counters, and what the attempt says of the patient.
+    match request {
+        Some(request) => diesel::update(target)
+            .set((
+                counted,
+                appointments::patient_request.eq(Some(request.as_str())),
+            ))
+            .execute(conn)?,
+        // Reached: off the list for good (the first time counts), and whatever the patient
+        // asked by email is being dealt with.
+        None if row.outcome == "reached" => diesel::update(target)
+            .set((
+                counted,
+                appointments::reached_at.eq(coalesce(appointments::reached_at, Some(row.at))),
+                appointments::patient_request.eq(None::<String>),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target).set(counted).execute(conn)?,
+    };
     Ok(())
+}
+
+diesel::define_sql_function! {
+    /// SQL `COALESCE` of two timestamps (the same on both backends).
+    fn coalesce(
+        first: diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
+        then: diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::Timestamp>;
 }
 
 pub fn attempts(conn: &mut DbConnection, appointment_id: &str) -> QueryResult<Vec<AttemptRow>> {
