@@ -57,14 +57,8 @@ fn reopened(backend: Backend, server: Option<&reprise::db::DatabaseUrl>, n: usiz
 }
 
 /// The answer links of the bench's database, as `reprise serve` makes them.
-fn links(holder: &BenchDb) -> Links {
-    let key = holder
-        .open()
-        .write_blocking(|conn| reprise::db::answers::signing_key(conn).map_err(AppError::from))
-        .expect("key");
+fn links() -> Links {
     Links {
-        signer: reprise::domain::answer::Signer::new(hex::decode(key).expect("hex"))
-            .expect("signer"),
         base: "https://reprise.vivalia.test".parse().expect("url"),
     }
 }
@@ -416,9 +410,9 @@ fn main() {
 
         // site_reopened emails, each with an answer link made as the batch is loaded.
         let baseline = reopened(backend, server.as_ref(), n);
-        let messages = rendered(&baseline, Some(&links(&baseline)));
+        let messages = rendered(&baseline, Some(&links()));
         let one = reopened(backend, server.as_ref(), n);
-        let one_links = links(&one);
+        let one_links = links();
         // The same emails without links: what the links themselves cost.
         let bare = reopened(backend, server.as_ref(), n);
         let (mut reference, mut one_rate, mut bare_rate, mut ratios) =

@@ -232,7 +232,8 @@ fn open_database(settings: &Settings) -> Result<Db, CliError> {
     let db = Db::connect(&settings.database, 2).map_err(|e| {
         CliError::Failed(format!("cannot open {}: {e}", settings.database.redacted()))
     })?;
-    let applied = db.migrate().map_err(CliError::Failed)?;
+    let legacy_key = settings.legacy_link_key.as_ref().map(|k| k.0.as_slice());
+    let applied = db.migrate_with(legacy_key).map_err(CliError::Failed)?;
     tracing::info!(applied, backend = db.backend().name(), "migrations applied");
     Ok(db)
 }

@@ -15,7 +15,7 @@
 //! | `REPRISE_MODERATE_FRACTION` | `--moderate-fraction` | `0.5` |
 //! | `REPRISE_PRIORITY_DEADLINES` | `--priority-deadlines` | `14,28,91,182` days |
 //! | `REPRISE_ANSWER_LINK_DAYS` | `--answer-link-days` | `30` days an email's answer link lasts |
-//! | `REPRISE_ANSWER_LINK_KEY` | `--answer-link-key` | none: a key kept in the database |
+//! | `REPRISE_ANSWER_LINK_KEY` | (none) | none: only read by the migration to v2's answer links |
 //! | `RUST_LOG` | | `info` |
 //!
 //! The rule: a value is parsed into its real type here, or start-up stops with one line that
@@ -146,16 +146,6 @@ pub struct ConfigArgs {
         global = true
     )]
     pub answer_link_days: String,
-
-    /// Key signing the answer links of emails: 64 or more hex digits (default: a key made at
-    /// the first start and kept in the database)
-    #[arg(
-        long = "answer-link-key",
-        env = "REPRISE_ANSWER_LINK_KEY",
-        hide_env_values = true,
-        global = true
-    )]
-    pub answer_link_key: Option<String>,
 }
 
 /// A configuration value that cannot be used; its `Display` is the one line printed.
@@ -302,8 +292,37 @@ pub struct Settings {
     pub planning: crate::domain::plan::Planning,
     /// How long the answer link of an email lasts.
     pub answer_link_ttl: chrono::Duration,
-    /// The key that signs answer links, when given; else the database's.
-    pub answer_link_key: Option<crate::domain::answer::Signer>,
+    /// `REPRISE_ANSWER_LINK_KEY`, the key that signed answer links before they had secrets of
+    /// their own: read only so that the migration keeps the links it signed (`db::answers::rehash`).
+    pub legacy_link_key: Option<LegacyKey>,
+}
+
+/// A key that is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LegacyKey(pub Vec<u8>);
+
+impl fmt::Debug for LegacyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LegacyKey(…)")
+    }
+}
+
+/// `REPRISE_ANSWER_LINK_KEY`, from the environment only (a secret is never a flag).
+fn legacy_link_key() -> Result<Option<LegacyKey>, ConfigError> {
+    let Some(raw) = std::env::var_os("REPRISE_ANSWER_LINK_KEY") else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .and_then(|raw| hex::decode(raw.trim()).ok())
+        .filter(|key| key.len() >= 32)
+        .map(|key| Some(LegacyKey(key)))
+        .ok_or_else(|| {
+            bad(
+                "REPRISE_ANSWER_LINK_KEY",
+                "answer-link-key",
+                "must be 64 or more hex digits (32 bytes or more)",
+            )
+        })
 }
 
 impl Settings {
@@ -412,22 +431,7 @@ impl Settings {
                         ),
                     )
                 })?,
-            answer_link_key: args
-                .answer_link_key
-                .as_deref()
-                .map(|raw| {
-                    hex::decode(raw.trim())
-                        .ok()
-                        .and_then(|k| crate::domain::answer::Signer::new(k).ok())
-                        .ok_or_else(|| {
-                            bad(
-                                "REPRISE_ANSWER_LINK_KEY",
-                                "answer-link-key",
-                                "must be 64 or more hex digits (32 bytes or more)",
-                            )
-                        })
-                })
-                .transpose()?,
+            legacy_link_key: legacy_link_key()?,
         })
     }
 }
@@ -484,28 +488,12 @@ mod tests {
             (&["--log-format", "xml"], "REPRISE_LOG_FORMAT"),
             (&["--answer-link-days", "0"], "REPRISE_ANSWER_LINK_DAYS"),
             (&["--answer-link-days", "366"], "REPRISE_ANSWER_LINK_DAYS"),
-            (&["--answer-link-key", "abcd"], "REPRISE_ANSWER_LINK_KEY"),
-            (
-                &["--answer-link-key", &"zz".repeat(32)],
-                "REPRISE_ANSWER_LINK_KEY",
-            ),
         ];
         for (args, variable) in cases {
             let err = settings(args).expect_err("must be refused").to_string();
             assert!(err.contains(variable), "{err} should name {variable}");
             assert!(!err.contains('\n'), "{err} should be one line");
         }
-    }
-
-    #[test]
-    fn an_answer_link_key_is_taken_and_never_printed() {
-        let key = "ab".repeat(32);
-        let s = settings(&["--answer-link-key", &key]).expect("a valid key");
-        let signer = s.answer_link_key.clone().expect("the key");
-        let token = signer.token(&"0".repeat(32)).expect("token");
-        assert_eq!(signer.verify(&token), Some("0".repeat(32)));
-        assert!(!format!("{s:?}").contains(&key));
-        assert!(settings(&[]).expect("defaults").answer_link_key.is_none());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct AppState {
     pub tokens: crate::auth::TokenCache,
     /// Route pattern → the methods it answers, for the `Allow` header of a 405.
     pub allow: HashMap<String, String>,
-    /// How answer links are signed and written (`domain::answer`).
+    /// How answer links are written (`domain::answer`).
     pub links: crate::email::render::Links,
 }
 
@@ -189,33 +189,23 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, String> {
         let url = settings.database.clone();
         let pool_size = settings.db_pool;
+        let legacy_key = settings.legacy_link_key.clone();
         let db = web::block(move || -> Result<Db, String> {
             let db = Db::connect(&url, pool_size)
                 .map_err(|e| format!("cannot open {}: {e}", url.redacted()))?;
-            let applied = db.migrate()?;
+            let applied = db.migrate_with(legacy_key.as_ref().map(|k| k.0.as_slice()))?;
             tracing::info!(applied, backend = db.backend().name(), "migrations applied");
             Ok(db)
         })
         .await
         .map_err(|e| e.to_string())??;
-        // The key that signs answer links: the configuration's, else the database's.
-        let signer = match settings.answer_link_key.clone() {
-            Some(signer) => signer,
-            None => {
-                let key = db
-                    .write(|conn| {
-                        crate::db::answers::signing_key(conn).map_err(crate::db::DbError::from)
-                    })
-                    .await
-                    .map_err(|e| format!("cannot read the answer links' key: {e}"))?;
-                hex::decode(&key)
-                    .map_err(|e| e.to_string())
-                    .and_then(|k| crate::domain::answer::Signer::new(k).map_err(|e| e.0))
-                    .map_err(|e| format!("the answer links' key is not usable: {e}"))?
-            }
-        };
+        if settings.legacy_link_key.is_some() {
+            tracing::warn!(
+                "REPRISE_ANSWER_LINK_KEY is no longer used once the database is migrated: \
+                 answer links have secrets of their own (docs/operations.md); remove it"
+            );
+        }
         let links = crate::email::render::Links {
-            signer,
             base: settings.public_url.clone(),
         };
         let metrics = Metrics::new().map_err(|e| e.to_string())?;

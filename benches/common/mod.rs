@@ -115,7 +115,7 @@ impl BenchDb {
             rate_reads: None,
             planning: Default::default(),
             answer_link_ttl: chrono::Duration::days(30),
-            answer_link_key: None,
+            legacy_link_key: None,
         };
         let app = reprise::startup::Application::build(settings)
             .await

@@ -1,36 +1,57 @@
-//! Answer links (`domain::answer`): the key that signs them, one link per email and
-//! appointment, and what a link's page reads and writes.
+//! Answer links (`domain::answer`): one link per email and appointment, stored under the
+//! SHA-256 of its secret, and what a link's page reads and writes.
 
 use std::collections::HashMap;
 
 use diesel::prelude::*;
 
 use super::appointments::AppointmentRow;
-use super::schema::{answer_links, appointments, link_keys, notifications, services, sites};
+use super::schema::{answer_links, appointments, notifications, services, sites};
 use super::DbConnection;
 use crate::domain::answer::{Answer, Email, Situation};
 use crate::domain::appointment::Status;
 
-const KEY_NAME: &str = "answer_links";
-
-/// The key that signs answer links (hex), made on first use. Every process on the database
-/// reads the same one: the first insert wins, the others find it.
-pub fn signing_key(conn: &mut DbConnection) -> QueryResult<String> {
-    let mut fresh = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
-    let row = (
-        link_keys::name.eq(KEY_NAME),
-        link_keys::secret.eq(hex::encode(fresh)),
-        link_keys::created_at.eq(crate::domain::now()),
-    );
-    per_backend!(&mut *conn, |c| diesel::insert_into(link_keys::table)
-        .values(row)
-        .on_conflict_do_nothing()
-        .execute(c))?;
-    link_keys::table
-        .find(KEY_NAME)
-        .select(link_keys::secret)
-        .first(conn)
+/// Stores the hash of every link of v1 still in use, computed from the key that signed it: the
+/// configured one if the service had `REPRISE_ANSWER_LINK_KEY`, else the one in `link_keys`
+/// (made at the first start). Runs once, in the migration step before `link_keys` is dropped;
+/// returns how many links it kept. Without a key no link of v1 was ever sent.
+pub fn rehash(
+    conn: &mut DbConnection,
+    configured: Option<&[u8]>,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<usize> {
+    #[derive(QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        secret: String,
+    }
+    let key = match configured {
+        Some(key) => Some(key.to_vec()),
+        None => diesel::sql_query("SELECT secret FROM link_keys WHERE name = 'answer_links'")
+            .load::<Key>(conn)?
+            .into_iter()
+            .next()
+            .and_then(|k| hex::decode(k.secret).ok()),
+    };
+    let Some(key) = key else { return Ok(0) };
+    let ids: Vec<String> = answer_links::table
+        .filter(answer_links::token_hash.is_null())
+        .filter(answer_links::expires_at.gt(now))
+        .select(answer_links::id)
+        .load(conn)?;
+    let mut kept = 0;
+    for id in ids {
+        let Some(hash) = crate::domain::answer::legacy_token(&key, &id)
+            .as_deref()
+            .and_then(crate::domain::answer::link_token_hash)
+        else {
+            continue;
+        };
+        kept += diesel::update(answer_links::table.find(&id))
+            .set(answer_links::token_hash.eq(hash))
+            .execute(conn)?;
+    }
+    Ok(kept)
 }
 
 #[derive(Insertable)]
@@ -42,6 +63,7 @@ struct NewLink<'a> {
     created_at: chrono::NaiveDateTime,
     expires_at: chrono::NaiveDateTime,
     proposed_for: Option<chrono::NaiveDateTime>,
+    token_hash: String,
 }
 
 /// One link to make: the email, the appointment, and the date the email offers to keep.
@@ -51,40 +73,58 @@ pub struct Wanted {
     pub proposed_for: Option<chrono::NaiveDateTime>,
 }
 
-/// A link made (or found): its id and the date it keeps.
-pub type Made = (String, Option<chrono::NaiveDateTime>);
+/// A link ready for its email: the secret of its URL and the date it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    pub token: String,
+    pub offered: Option<chrono::NaiveDateTime>,
+}
 
-/// The link of each wanted `(notification, appointment)` and the date it keeps, made if it
-/// does not exist yet: an email sent again after a failure carries the same links, with their
-/// first expiry and date.
+/// The link of each wanted `(notification, appointment)`, with a fresh secret, and the date it
+/// keeps. A link made for an earlier try of the same email (a retry after a failure) keeps its
+/// row, its first expiry and its date, and gets the new secret: only the hash of a secret is
+/// stored, so the one of the first try cannot be written again, and an email that never
+/// arrived leaves no working link behind.
 pub fn ensure(
     conn: &mut DbConnection,
     wanted: &[Wanted],
     now: chrono::NaiveDateTime,
     expires_at: chrono::NaiveDateTime,
 ) -> QueryResult<HashMap<(String, String), Made>> {
+    use diesel::upsert::excluded;
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
+    let tokens: Vec<String> = wanted
+        .iter()
+        .map(|_| crate::domain::answer::new_link_token())
+        .collect();
     let rows: Vec<NewLink<'_>> = wanted
         .iter()
-        .map(|w| NewLink {
-            id: crate::domain::answer::Signer::new_id(),
+        .zip(&tokens)
+        .map(|(w, token)| NewLink {
+            id: uuid::Uuid::new_v4().simple().to_string(),
             notification_id: &w.notification_id,
             appointment_id: &w.appointment_id,
             created_at: now,
             expires_at,
             proposed_for: w.proposed_for,
+            token_hash: crate::domain::answer::link_token_hash(token)
+                .expect("a fresh token has the shape of one"),
         })
         .collect();
+    let conflict = (answer_links::notification_id, answer_links::appointment_id);
+    let rehash = answer_links::token_hash.eq(excluded(answer_links::token_hash));
     match &mut *conn {
-        // Diesel writes no multi-row insert with ON CONFLICT for SQLite; one prepared
-        // statement per row on the single writer costs microseconds.
+        // Diesel writes no multi-row upsert for SQLite; one prepared statement per row on the
+        // single writer costs microseconds.
         DbConnection::Sqlite(c) => {
             for row in &rows {
                 diesel::insert_into(answer_links::table)
                     .values(row)
-                    .on_conflict_do_nothing()
+                    .on_conflict(conflict)
+                    .do_update()
+                    .set(rehash)
                     .execute(c)?;
             }
         }
@@ -92,26 +132,34 @@ pub fn ensure(
             for chunk in rows.chunks(1000) {
                 diesel::insert_into(answer_links::table)
                     .values(chunk)
-                    .on_conflict_do_nothing()
+                    .on_conflict(conflict)
+                    .do_update()
+                    .set(rehash)
                     .execute(c)?;
             }
         }
     }
     let mut notifications: Vec<&str> = wanted.iter().map(|w| w.notification_id.as_str()).collect();
     notifications.dedup();
-    type Row = (String, String, String, Option<chrono::NaiveDateTime>);
-    let found: Vec<Row> = answer_links::table
+    let offered: HashMap<(String, String), Option<chrono::NaiveDateTime>> = answer_links::table
         .filter(answer_links::notification_id.eq_any(notifications))
         .select((
             answer_links::notification_id,
             answer_links::appointment_id,
-            answer_links::id,
             answer_links::proposed_for,
         ))
-        .load(conn)?;
-    Ok(found
+        .load::<(String, String, Option<chrono::NaiveDateTime>)>(conn)?
         .into_iter()
-        .map(|(n, a, id, offered)| ((n, a), (id, offered)))
+        .map(|(n, a, offered)| ((n, a), offered))
+        .collect();
+    Ok(wanted
+        .iter()
+        .zip(tokens)
+        .map(|(w, token)| {
+            let key = (w.notification_id.clone(), w.appointment_id.clone());
+            let offered = offered.get(&key).copied().flatten();
+            (key, Made { token, offered })
+        })
         .collect())
 }
 
@@ -175,7 +223,8 @@ impl Found {
     }
 }
 
-pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Found>> {
+/// The link whose secret has this hash (`domain::answer::link_token_hash`).
+pub fn find(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<Found>> {
     let row: Option<FoundRow> = answer_links::table
         .inner_join(notifications::table)
         .inner_join(
@@ -183,7 +232,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Found>> {
                 .inner_join(services::table)
                 .inner_join(sites::table),
         )
-        .filter(answer_links::id.eq(id))
+        .filter(answer_links::token_hash.eq(token_hash))
         .select((
             (
                 answer_links::id,

@@ -328,6 +328,12 @@ impl Db {
 
     /// Applies pending migrations; returns how many ran.
     pub fn migrate(&self) -> Result<usize, String> {
+        self.migrate_with(None)
+    }
+
+    /// [`Db::migrate`], where answer links of v1 may have been signed with a configured key
+    /// (`REPRISE_ANSWER_LINK_KEY`) rather than the database's (see [`answers::rehash`]).
+    pub fn migrate_with(&self, legacy_link_key: Option<&[u8]>) -> Result<usize, String> {
         let mut conn = self.checkout().map_err(|e| e.to_string())?;
         let migrations = match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS,
@@ -338,10 +344,7 @@ impl Db {
             pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
                 .map_err(|e| e.to_string())?;
         }
-        let result = conn
-            .run_pending_migrations(migrations)
-            .map(|v| v.len())
-            .map_err(|e| e.to_string());
+        let result = run_migrations(&mut conn, migrations, legacy_link_key);
         if let DbConnection::Pg(pg) = &mut *conn {
             if let Err(e) =
                 pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
@@ -444,6 +447,30 @@ impl Db {
         let mut conn = self.checkout()?;
         f(&mut conn)
     }
+}
+
+/// Runs the pending migrations one by one. Before the one that drops the key that signed the
+/// answer links of v1, the links still valid get the hash of their token, computed from that
+/// key (`answers::rehash`): links already in patients' mailboxes keep working.
+fn run_migrations(
+    conn: &mut DbConnection,
+    migrations: EmbeddedMigrations,
+    legacy_link_key: Option<&[u8]>,
+) -> Result<usize, String> {
+    let pending = conn
+        .pending_migrations(migrations)
+        .map_err(|e| e.to_string())?;
+    for migration in &pending {
+        if migration.name().to_string().ends_with("_no_link_key") {
+            transaction(conn, |conn| {
+                answers::rehash(conn, legacy_link_key, crate::domain::now()).map_err(DbError::from)
+            })
+            .map_err(|e| format!("cannot keep the answer links already sent: {e}"))?;
+        }
+        conn.run_migration(migration.as_ref())
+            .map_err(|e| format!("migration {} failed: {e}", migration.name()))?;
+    }
+    Ok(pending.len())
 }
 
 /// Locks a table against concurrent writers until the transaction ends, for the rare

@@ -229,7 +229,7 @@ pub struct Care {
     /// or, once the email has its answer link, the date the link keeps (an email sent again
     /// after a new plan says what its link does).
     pub offered: Option<chrono::NaiveDateTime>,
-    /// The id of the answer link the email carries for this appointment (`db::answers`).
+    /// The secret of the answer link the email carries for this appointment (`db::answers`).
     pub link: Option<String>,
 }
 
@@ -442,10 +442,9 @@ pub fn outgoing(
         let mut made = super::answers::ensure(conn, &wanted, terms.now, terms.expires_at)?;
         for n in emails.iter_mut() {
             for c in n.care.iter_mut() {
-                if let Some((id, offered)) = made.remove(&(n.id.clone(), c.appointment_id.clone()))
-                {
-                    c.link = Some(id);
-                    c.offered = offered;
+                if let Some(made) = made.remove(&(n.id.clone(), c.appointment_id.clone())) {
+                    c.link = Some(made.token);
+                    c.offered = made.offered;
                 }
             }
         }

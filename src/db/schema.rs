@@ -201,14 +201,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    link_keys (name) {
-        name -> Text,
-        secret -> Text,
-        created_at -> Timestamp,
-    }
-}
-
-diesel::table! {
     answer_links (id) {
         id -> Text,
         notification_id -> Text,
@@ -218,6 +210,7 @@ diesel::table! {
         proposed_for -> Nullable<Timestamp>,
         used_at -> Nullable<Timestamp>,
         answer -> Nullable<Text>,
+        token_hash -> Nullable<Text>,
     }
 }
 
@@ -303,5 +296,4 @@ diesel::allow_tables_to_appear_in_same_query!(
     notifications,
     call_centre,
     answer_links,
-    link_keys,
 );

@@ -1,14 +1,14 @@
-//! Patients answer by email: the signed link an email carries, the choices its page offers,
+//! Patients answer by email: the link an email carries, the choices its page offers,
 //! and what each answer does to the appointment. See docs/operations.md, "Patients answer by email".
 //!
-//! A link names one appointment of one email. Its URL holds a random link id and the id's
-//! signature (HMAC-SHA256 under a key kept in the database), nothing about the patient. The
-//! first answer uses the link up; after its expiry, or once the appointment has moved on from
+//! A link names one appointment of one email. Its URL holds a random secret of 256 bits and
+//! nothing about the patient; only the secret's SHA-256 is stored, so no copy of the database
+//! can make a link (as for API tokens). The first answer uses the link up; after its expiry, or once the appointment has moved on from
 //! what the email said, the page says so and offers nothing.
 
 use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use super::appointment::{ContactOutcome, Status};
 use super::Invalid;
@@ -31,70 +31,38 @@ impl Answer {
     }
 }
 
-/// The link's id and its signature, each 16 bytes, as 64 lower-case hex digits.
-const ID_BYTES: usize = 16;
-const MAC_BYTES: usize = 16;
-/// Binds the signature to this one use of the key.
-const PURPOSE: &[u8] = b"reprise answer link v1:";
+/// A link's secret: 32 random bytes, as the 64 lower-case hex digits of its URL.
+const TOKEN_BYTES: usize = 32;
 
-/// Signs and checks link tokens.
-#[derive(Clone)]
-pub struct Signer {
-    key: Vec<u8>,
+/// A new link secret for an email's URL. Only its [`link_token_hash`] is stored: nothing kept
+/// in the database (or a backup of it) is enough to make a valid link.
+pub fn new_link_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    hex::encode(bytes)
 }
 
-impl std::fmt::Debug for Signer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Signer(…)")
-    }
+/// The SHA-256 (hex) under which a link is stored, for a token of the right shape (64
+/// lower-case hex digits); `None` for anything else, which is then looked up nowhere.
+pub fn link_token_hash(token: &str) -> Option<String> {
+    let shaped = token.len() == 2 * TOKEN_BYTES
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    shaped.then(|| hex::encode(Sha256::digest(token.as_bytes())))
 }
 
-impl Signer {
-    /// A signer with a key of at least 32 bytes.
-    pub fn new(key: Vec<u8>) -> Result<Self, Invalid> {
-        if key.len() < 32 {
-            return Err(Invalid("a link key has at least 32 bytes".into()));
-        }
-        Ok(Self { key })
-    }
-
-    fn mac(&self, id: &[u8]) -> Hmac<Sha256> {
-        // HMAC takes a key of any length.
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(PURPOSE);
-        mac.update(id);
-        mac
-    }
-
-    /// A new random link id (32 hex digits).
-    pub fn new_id() -> String {
-        let mut id = [0u8; ID_BYTES];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
-        hex::encode(id)
-    }
-
-    /// The token of a link id, for its URL. `None` if `id` is not a link id.
-    pub fn token(&self, id: &str) -> Option<String> {
-        let raw = hex::decode(id).ok().filter(|b| b.len() == ID_BYTES)?;
-        let tag = self.mac(&raw).finalize().into_bytes();
-        Some(format!("{id}{}", hex::encode(&tag[..MAC_BYTES])))
-    }
-
-    /// The link id of a token whose signature holds (checked in constant time).
-    pub fn verify(&self, token: &str) -> Option<String> {
-        if token.len() != 2 * (ID_BYTES + MAC_BYTES)
-            || !token
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return None;
-        }
-        let (id, tag) = token.split_at(2 * ID_BYTES);
-        let raw = hex::decode(id).ok()?;
-        let tag = hex::decode(tag).ok()?;
-        self.mac(&raw).verify_truncated_left(&tag).ok()?;
-        Some(id.to_string())
-    }
+/// The token of a link made before links had their own secret: its id (32 hex digits) and
+/// the first 16 bytes of HMAC-SHA256 under the key that was kept in `link_keys`. Used once, by
+/// the migration that stores these links' hashes and deletes the key (`db::answers::rehash`).
+pub fn legacy_token(key: &[u8], id: &str) -> Option<String> {
+    const PURPOSE: &[u8] = b"reprise answer link v1:";
+    let raw = hex::decode(id).ok().filter(|b| b.len() == 16)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
+    mac.update(PURPOSE);
+    mac.update(&raw);
+    let tag = mac.finalize().into_bytes();
+    Some(format!("{id}{}", hex::encode(&tag[..16])))
 }
 
 /// Which email a link came with.
@@ -242,33 +210,42 @@ mod tests {
         NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M").expect("a date")
     }
 
-    fn signer() -> Signer {
-        Signer::new(vec![7; 32]).expect("a key")
+    #[test]
+    fn a_link_token_is_random_and_only_its_shape_is_looked_up() {
+        let a = new_link_token();
+        let b = new_link_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64, "256 bits");
+        let hash = link_token_hash(&a).expect("well formed");
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains(&a), "the hash does not hold the token");
+        assert_ne!(link_token_hash(&b), Some(hash));
+        // Another length, upper case, not hex: never looked up.
+        assert_eq!(link_token_hash(&a[..63]), None);
+        assert_eq!(
+            link_token_hash(&a.to_uppercase().replace(char::is_numeric, "A")),
+            None
+        );
+        assert_eq!(link_token_hash(&"z".repeat(64)), None);
+        assert_eq!(link_token_hash(""), None);
     }
 
     #[test]
-    fn a_token_verifies_and_any_change_breaks_it() {
-        let s = signer();
-        let id = Signer::new_id();
-        let token = s.token(&id).expect("a token");
+    fn a_legacy_token_is_the_id_and_its_signature() {
+        let id = "00112233445566778899aabbccddeeff";
+        let token = legacy_token(&[7; 32], id).expect("a token");
         assert_eq!(token.len(), 64);
-        assert_eq!(s.verify(&token).as_deref(), Some(id.as_str()));
-        // Each digit changed, one at a time.
-        for i in 0..token.len() {
-            let mut bytes = token.clone().into_bytes();
-            bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
-            let forged = String::from_utf8(bytes).expect("ascii");
-            assert_eq!(s.verify(&forged), None, "digit {i}");
-        }
-        // Another key, another length, upper case, not hex.
-        let other = Signer::new(vec![8; 32]).expect("a key");
-        assert_eq!(other.verify(&token), None);
-        assert_eq!(s.verify(&token[..63]), None);
-        assert_eq!(s.verify(&token.to_uppercase()), None);
-        assert_eq!(s.verify(&"z".repeat(64)), None);
-        assert_eq!(s.verify(""), None);
-        assert!(Signer::new(vec![1; 31]).is_err());
-        assert_eq!(s.token("not hex"), None);
+        assert!(token.starts_with(id));
+        assert_ne!(
+            legacy_token(&[8; 32], id),
+            Some(token.clone()),
+            "another key"
+        );
+        assert!(
+            link_token_hash(&token).is_some(),
+            "the same shape as new tokens"
+        );
+        assert_eq!(legacy_token(&[7; 32], "not hex"), None);
     }
 
     fn reopened(proposed: Option<NaiveDate>) -> Situation {

@@ -67,22 +67,20 @@ pub struct Item {
     pub answer_url: Option<String>,
 }
 
-/// How the answer links of emails are written: signed, under the service's public URL.
+/// How the answer links of emails are written: under the service's public URL.
 #[derive(Debug, Clone)]
 pub struct Links {
-    pub signer: crate::domain::answer::Signer,
     /// `REPRISE_PUBLIC_URL`.
     pub base: url::Url,
 }
 
 impl Links {
-    /// `{public URL}/answer/{token}`: the link's id and signature, nothing about the patient.
-    pub fn url(&self, link_id: &str) -> Option<String> {
-        let token = self.signer.token(link_id)?;
-        Some(format!(
+    /// `{public URL}/answer/{token}`: the link's secret, nothing about the patient.
+    pub fn url(&self, token: &str) -> String {
+        format!(
             "{}/answer/{token}",
             self.base.as_str().trim_end_matches('/')
-        ))
+        )
     }
 }
 
@@ -160,7 +158,7 @@ fn item(lang: Language, care: &Care, links: Option<&Links>) -> Item {
         proposed: care.offered.map(|at| belgian_date(lang, at)),
         answer_url: links
             .zip(care.link.as_deref())
-            .and_then(|(l, id)| l.url(id)),
+            .map(|(l, token)| l.url(token)),
         kind: kind_word(lang, &care.kind),
         service: care.service.clone(),
         phone_uri: phone

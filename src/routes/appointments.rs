@@ -698,17 +698,17 @@ pub enum Answered {
 pub fn answer_by_link(
     conn: &mut DbConnection,
     request_id: Option<String>,
-    link_id: &str,
+    token_hash: &str,
     answer: Answer,
     now: chrono::NaiveDateTime,
 ) -> AppResult<Answered> {
-    let found = db::answers::find(conn, link_id)?
+    let found = db::answers::find(conn, token_hash)?
         .ok_or_else(|| AppError::NotFound("no such link".into()))?;
     // A secretary may be moving the appointment at this moment: take its row first, then
     // judge it as it is once hers has committed (PostgreSQL; SQLite's one writer already runs
     // this transaction alone).
     db::appointments::lock(conn, &found.appointment.id)?;
-    let found = db::answers::find(conn, link_id)?
+    let found = db::answers::find(conn, token_hash)?
         .ok_or_else(|| AppError::NotFound("no such link".into()))?;
     let caller = &Caller::answer_link(request_id, &found.appointment.service_code);
     let Some(situation) = found.situation() else {
@@ -724,7 +724,7 @@ pub fn answer_by_link(
         }
         refused => return Ok(Answered::Refused(refused, Box::new(found))),
     }
-    if !db::answers::use_up(conn, link_id, answer.as_str(), now)? {
+    if !db::answers::use_up(conn, &found.id, answer.as_str(), now)? {
         // It expired this very moment (two answers at once wait for each other on the lock).
         return Ok(Answered::Refused(Standing::Expired, Box::new(found)));
     }
@@ -771,7 +771,7 @@ pub fn answer_by_link(
         caller,
         "appointment.answer",
         Some(&format!("appointment:{id}")),
-        serde_json::json!({ "answer": answer.as_str(), "outcome": outcome.as_str(), "link": link_id }),
+        serde_json::json!({ "answer": answer.as_str(), "outcome": outcome.as_str(), "link": found.id }),
     )?;
     let mut found = found;
     found.appointment = db::appointments::find(conn, &id)?

@@ -1,5 +1,5 @@
 //! `/answer/{token}`: the page where a patient answers an email about a date (issue 9). The
-//! token is the link's id and signature (`domain::answer::Signer`); it is the only credential,
+//! token is the link's random secret, looked up by its SHA-256 (`domain::answer`); it is the only credential,
 //! names one appointment, and is used up by the first answer. Reading the page changes
 //! nothing (mail scanners open links); only the form's POST answers. The page is in the
 //! patient's language, shows no name, and every reading and answer is audited.
@@ -354,10 +354,10 @@ fn refused(standing: &Standing) -> StatusCode {
 }
 
 /// The link and its appointment as they are now (a read: nothing audited).
-async fn load(state: &AppState, id: String) -> Result<Option<db::answers::Found>, AppError> {
+async fn load(state: &AppState, hash: String) -> Result<Option<db::answers::Found>, AppError> {
     state
         .db
-        .read(move |conn| db::answers::find(conn, &id).map_err(AppError::from))
+        .read(move |conn| db::answers::find(conn, &hash).map_err(AppError::from))
         .await
 }
 
@@ -370,11 +370,11 @@ fn standing_of(found: &db::answers::Found, now: chrono::NaiveDateTime) -> Standi
 /// The page as it is now, with a sentence on top saying why the form came back.
 async fn again(
     state: &AppState,
-    id: String,
+    hash: String,
     notice: fn(&AnswerTexts) -> &'static str,
     status: StatusCode,
 ) -> HttpResponse {
-    match load(state, id).await {
+    match load(state, hash).await {
         Ok(Some(found)) => {
             let standing = standing_of(&found, crate::domain::now());
             let mut page = page(&found, &standing, None);
@@ -393,7 +393,7 @@ pub async fn show(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> HttpResponse {
-    let Some(id) = state.links.signer.verify(&token) else {
+    let Some(hash) = crate::domain::answer::link_token_hash(&token) else {
         return invalid();
     };
     let request_id = crate::auth::request_id(&req);
@@ -401,7 +401,7 @@ pub async fn show(
     let found = state
         .db
         .write(move |conn| {
-            let Some(found) = db::answers::find(conn, &id)? else {
+            let Some(found) = db::answers::find(conn, &hash)? else {
                 return Ok(None);
             };
             crate::audit::record(
@@ -448,18 +448,18 @@ pub async fn answer(
             AppError::PayloadTooLarge(format!("the form is at most {FORM_LIMIT} bytes")),
         ));
     }
-    let Some(id) = state.links.signer.verify(&token) else {
+    let Some(hash) = crate::domain::answer::link_token_hash(&token) else {
         return invalid();
     };
     let form = serde_urlencoded::from_bytes::<AnswerForm>(&form).ok();
     let chosen = form.as_ref().and_then(|f| Answer::parse(&f.answer).ok());
     let Some(chosen) = chosen else {
-        return again(&state, id, |t| t.choose, StatusCode::UNPROCESSABLE_ENTITY).await;
+        return again(&state, hash, |t| t.choose, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
     let confirmed = form.and_then(|f| f.confirm).is_some_and(|c| c == "yes");
     if chosen == Answer::Withdraw && !confirmed {
         // A cancellation is final: one more step, nothing recorded yet.
-        return match load(&state, id).await {
+        return match load(&state, hash).await {
             Ok(Some(found)) => {
                 let standing = standing_of(&found, crate::domain::now());
                 let shown = matches!(&standing, Standing::Open { choices, .. } if choices.contains(&Answer::Withdraw))
@@ -477,7 +477,7 @@ pub async fn answer(
     }
     let request_id = crate::auth::request_id(&req);
     let now = crate::domain::now();
-    let link = id.clone();
+    let link = hash.clone();
     let done = state
         .db
         .write(move |conn| answer_by_link(conn, request_id, &link, chosen, now))
@@ -487,7 +487,7 @@ pub async fn answer(
         Err(AppError::NotFound(_)) => return invalid(),
         // The choice is no longer offered (the page was open while things changed).
         Err(AppError::Validation(_)) => {
-            return again(&state, id, |t| t.changed, StatusCode::CONFLICT).await
+            return again(&state, hash, |t| t.changed, StatusCode::CONFLICT).await
         }
         Err(e) => return actix_web::ResponseError::error_response(&PageError::app(e)),
     };

@@ -563,21 +563,159 @@ async fn only_the_day_the_email_offered_is_kept_and_only_at_an_open_site() {
     );
 }
 
+/// Puts the database back as v1 left it: the links signed with `key` (kept in `link_keys`
+/// when `stored`), no hash of theirs stored, the migration that drops the key not yet run.
+/// Then runs the migrations as the next start would, `configured` being its
+/// `REPRISE_ANSWER_LINK_KEY`.
+async fn migrate_from_v1(app: &TestApp, key: &[u8], stored: bool, configured: Option<Vec<u8>>) {
+    let secret = hex::encode(key);
+    let undo = app
+        .state
+        .db
+        .write(move |conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute(
+                "CREATE TABLE link_keys (name TEXT PRIMARY KEY NOT NULL, secret TEXT NOT NULL,
+                                         created_at TIMESTAMP NOT NULL);
+                 UPDATE answer_links SET token_hash = NULL;
+                 DELETE FROM __diesel_schema_migrations WHERE version = '20261204000011';",
+            )?;
+            if stored {
+                conn.batch_execute(&format!(
+                    "INSERT INTO link_keys VALUES ('answer_links', '{secret}', '2026-11-28 00:00:00')"
+                ))?;
+            }
+            Ok::<_, reprise::db::DbError>(())
+        })
+        .await;
+    undo.expect("back to v1");
+    let db = app.state.db.clone();
+    let applied = tokio::task::spawn_blocking(move || db.migrate_with(configured.as_deref()))
+        .await
+        .expect("joined")
+        .expect("migrated");
+    assert_eq!(applied, 1, "the migration that drops the key");
+}
+
+/// Each link's id, as v1 wrote it in the URL with its signature.
+async fn link_ids(app: &TestApp) -> Vec<String> {
+    app.state
+        .db
+        .read(|conn| {
+            use diesel::prelude::*;
+            use reprise::db::schema::answer_links as l;
+            l::table
+                .select(l::id)
+                .order(l::created_at)
+                .load::<String>(conn)
+                .map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("links")
+}
+
+/// Whether the table exists (asked in a way both backends answer).
+async fn has_table(app: &TestApp, table: &'static str) -> bool {
+    app.state
+        .db
+        .read(move |conn| {
+            use diesel::connection::SimpleConnection;
+            Ok::<_, reprise::db::DbError>(
+                conn.batch_execute(&format!("SELECT 1 FROM {table} WHERE 1 = 0"))
+                    .is_ok(),
+            )
+        })
+        .await
+        .expect("asked")
+}
+
 #[tokio::test]
-async fn a_key_given_in_the_configuration_signs_the_links() {
-    let key = vec![42u8; 32];
-    let signer = reprise::domain::answer::Signer::new(key).expect("a key");
-    let given = signer.clone();
-    let app = spawn_app_with(move |s| {
-        s.delivery = Some(fast_delivery());
-        s.answer_link_key = Some(given);
-    })
-    .await;
+async fn links_sent_before_v2_keep_working_and_the_key_that_signed_them_is_gone() {
+    for (stored, configured) in [(true, None), (false, Some(vec![42u8; 32]))] {
+        let app = app().await;
+        let s = scene(&app).await;
+        let (planned, unplanned, _) = anne_links(&app, &s).await;
+        let key = configured.clone().unwrap_or_else(|| vec![7u8; 32]);
+        migrate_from_v1(&app, &key, stored, configured.clone()).await;
+        assert!(!has_table(&app, "link_keys").await, "no key left behind");
+        // The links of v2 made before the step back have no hash any more: they open nothing.
+        assert_eq!(page(&app, &planned).await.0, 404);
+        // Links of v1 (id and signature) work as they did, each on its own appointment.
+        let ids = link_ids(&app).await;
+        assert_eq!(ids.len(), 3, "Anne's two links and Bram's one");
+        let mut opened = 0;
+        for id in &ids {
+            let token = reprise::domain::answer::legacy_token(&key, id).expect("a token");
+            let (status, html) = page(&app, &format!("/answer/{token}")).await;
+            assert_eq!(status, 200, "{html}");
+            opened += 1;
+        }
+        assert_eq!(opened, 3);
+        // And an answer through one of them is recorded.
+        let id = &ids[0];
+        let token = reprise::domain::answer::legacy_token(&key, id).expect("a token");
+        let (status, html) = answer(&app, &format!("/answer/{token}"), "call_back").await;
+        assert_eq!(status, 200, "{html}");
+        assert_eq!(audit(&app, "appointment.answer").await.len(), 1);
+        let _ = unplanned;
+    }
+}
+
+#[tokio::test]
+async fn nothing_in_the_database_can_make_an_answer_link() {
+    let app = app().await;
     let s = scene(&app).await;
     let (planned, _, _) = anne_links(&app, &s).await;
-    let token = planned.strip_prefix("/answer/").expect("path");
-    assert!(signer.verify(token).is_some(), "signed with the given key");
-    assert_eq!(page(&app, &planned).await.0, 200);
+    let token = planned.strip_prefix("/answer/").expect("path").to_string();
+    assert_eq!(token.len(), 64);
+    // Everything the database holds, as a thief of a backup would have it.
+    let dump = match app.backend {
+        reprise::db::Backend::Sqlite => {
+            let folder = tempfile::tempdir().expect("folder");
+            let file = folder.path().join("stolen.db");
+            let out = crate::cli::reprise()
+                .env("REPRISE_DATABASE_URL", app.database.expose())
+                .arg("backup")
+                .arg(&file)
+                .output()
+                .expect("runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::read(&file).expect("the copy")
+        }
+        reprise::db::Backend::Postgres => {
+            let out = std::process::Command::new("pg_dump")
+                .arg(app.database.expose())
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        }
+    };
+    let holds = |needle: &str| dump.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        holds(&link_ids(&app).await[0]),
+        "the dump holds the links' rows"
+    );
+    assert!(!holds(&token), "the link's secret is not stored");
+    assert!(!holds("link_keys"), "no key that signs links");
+    // v1's recipe, the link's id with any signature, opens nothing.
+    for id in link_ids(&app).await {
+        let forged = format!("/answer/{id}{}", &token[32..]);
+        assert_eq!(page(&app, &forged).await.0, 404);
+    }
+    assert_eq!(
+        page(&app, &planned).await.0,
+        200,
+        "the patient's link works"
+    );
 }
 
 #[tokio::test]
@@ -761,16 +899,17 @@ async fn two_answers_at_once_record_one() {
 }
 
 #[tokio::test]
-async fn an_email_sent_again_carries_the_same_links() {
+async fn an_email_sent_again_carries_its_links_with_new_secrets() {
     let app = app().await;
     let s = scene(&app).await;
     let (planned, unplanned, _) = anne_links(&app, &s).await;
     // A new plan moves Anne's operation; then the worker renders the same notification again
-    // (a retry after a failure): same links, same expiry, and the email still offers the day
-    // its link keeps.
+    // (a retry after a failure): the same links with their first expiry, the email still
+    // offering the day its link keeps, and new secrets (only their hashes are stored: the
+    // first ones cannot be written again).
     replan_on_5_march(&app, &s).await;
     let anne = s.anne.clone();
-    let (links, expiries) = app
+    let (tokens, expiries) = app
         .state
         .db
         .write(move |conn| {
@@ -781,8 +920,13 @@ async fn an_email_sent_again_carries_the_same_links() {
                 .filter(n::template.eq("site_reopened"))
                 .select(n::id)
                 .first(conn)?;
-            let before: Vec<chrono::NaiveDateTime> =
-                l::table.select(l::expires_at).order(l::id).load(conn)?;
+            let rows = |conn: &mut reprise::db::DbConnection| {
+                l::table
+                    .select((l::id, l::expires_at))
+                    .order(l::id)
+                    .load::<(String, chrono::NaiveDateTime)>(conn)
+            };
+            let before = rows(conn)?;
             let later = chrono::Utc::now().naive_utc() + chrono::Duration::days(3);
             let again = reprise::db::notifications::outgoing(
                 conn,
@@ -792,27 +936,31 @@ async fn an_email_sent_again_carries_the_same_links() {
                     expires_at: later + chrono::Duration::days(30),
                 }),
             )?;
-            let after: Vec<chrono::NaiveDateTime> =
-                l::table.select(l::expires_at).order(l::id).load(conn)?;
-            assert_eq!(before, after, "no new link, no new expiry");
+            assert_eq!(before, rows(conn)?, "no new link, no new expiry");
             let offered =
                 chrono::NaiveDate::from_ymd_opt(2030, 3, 4).and_then(|d| d.and_hms_opt(8, 0, 0));
             assert_eq!(again[0].care[0].offered, offered);
             let moved = chrono::NaiveDate::from_ymd_opt(2030, 3, 5);
             assert_eq!(again[0].care[0].proposed_at, moved);
-            let links: Vec<String> = again[0]
+            let tokens: Vec<String> = again[0]
                 .care
                 .iter()
                 .map(|c| c.link.clone().expect("a link"))
                 .collect();
-            Ok::<_, reprise::db::DbError>((links, before.len()))
+            Ok::<_, reprise::db::DbError>((tokens, before.len()))
         })
         .await
         .expect("rendered");
     assert_eq!(expiries, 3, "Anne's two links and Bram's one");
-    for (link, path) in links.iter().zip([&planned, &unplanned]) {
-        let token = app.state.links.signer.token(link).expect("a token");
-        assert_eq!(&format!("/answer/{token}"), path);
+    for (token, first) in tokens.iter().zip([&planned, &unplanned]) {
+        let path = format!("/answer/{token}");
+        assert_ne!(&path, first);
+        assert_eq!(
+            page(&app, first).await.0,
+            404,
+            "the first secret is replaced"
+        );
+        assert_eq!(page(&app, &path).await.0, 200, "the new one opens the page");
     }
 }
 

@@ -87,7 +87,7 @@ pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
         rate_reads: None,
         planning: Default::default(),
         answer_link_ttl: chrono::Duration::days(30),
-        answer_link_key: None,
+        legacy_link_key: None,
     }
 }
 
