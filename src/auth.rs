@@ -21,6 +21,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::audit::Refusal;
 use crate::db::users::Account;
 use crate::db::{self, DbConnection, DbError};
 use crate::domain::account::NewAccount;
@@ -105,13 +106,19 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The id given to each request by the tracing middleware, kept for the audit log.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+/// What the tracing middleware learns of each request, kept for the audit log: its id, and
+/// where it came from (`client`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub request_id: String,
+    /// The client's address (`client::Client`).
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
 
-/// The id the tracing middleware gave this request.
-pub fn request_id(req: &HttpRequest) -> Option<String> {
-    req.extensions().get::<RequestId>().map(|r| r.0.clone())
+/// The origin the tracing middleware gave this request.
+pub fn origin(req: &HttpRequest) -> Option<Origin> {
+    req.extensions().get::<Origin>().cloned()
 }
 
 /// The audit log's actor for what is done through an email's answer link.
@@ -125,7 +132,8 @@ pub struct Caller {
     pub name: String,
     pub role: Role,
     pub services: Vec<String>,
-    pub request_id: Option<String>,
+    /// The request acting, for the audit log; `None` for the command line.
+    pub origin: Option<Origin>,
 }
 
 impl Caller {
@@ -136,32 +144,32 @@ impl Caller {
             name: "command line".into(),
             role: Role::Admin,
             services: Vec::new(),
-            request_id: None,
+            origin: None,
         }
     }
 
     /// Whoever holds an email's answer link (`/answer/{token}`): the patient, or a mail filter
     /// opening the link. No account: the link is the credential and names one appointment.
     /// The narrowest role that may change an appointment, bound to that appointment's service.
-    pub fn answer_link(request_id: Option<String>, service: &str) -> Self {
+    pub fn answer_link(origin: Option<Origin>, service: &str) -> Self {
         Self {
             id: None,
             name: ANSWER_LINK_ACTOR.into(),
             role: Role::Secretary,
             services: vec![service.to_string()],
-            request_id,
+            origin,
         }
     }
 
     /// The account acting in a request (its token, or a page's session), with the request's
-    /// id ([`request_id`]) for the audit log.
-    pub fn of(account: Account, request_id: Option<String>) -> Self {
+    /// [`origin`] for the audit log.
+    pub fn of(account: Account, origin: Option<Origin>) -> Self {
         Self {
             id: Some(account.id),
             name: account.name,
             role: account.role,
             services: account.services,
-            request_id,
+            origin,
         }
     }
 
@@ -195,32 +203,64 @@ impl FromRequest for Caller {
             if let Some(caller) = req.extensions().get::<Caller>() {
                 return Ok(caller.clone());
             }
-            let token = bearer_token(&req).ok_or(AppError::Unauthorized)?;
+            let Some(token) = bearer_token(&req) else {
+                req.extensions_mut().insert(Refusal::NoToken);
+                return Err(AppError::Unauthorized);
+            };
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(|| AppError::Internal("application state missing".into()))?;
             let hash = token_hash(&token);
+            let now = crate::domain::now();
             let account = match state.tokens.get(&hash) {
-                Ok(account) => account,
+                Ok(account) => Some(account),
                 Err(generation) => {
                     let key = hash.clone();
                     let found = state
                         .db
                         .read(move |conn| {
-                            db::users::find_by_token_hash(conn, &key).map_err(DbError::from)
+                            db::users::find_by_token_hash(conn, &key, now).map_err(DbError::from)
                         })
-                        .await?
-                        .ok_or(AppError::Unauthorized)?;
-                    state.tokens.put(hash, found.clone(), generation);
+                        .await?;
+                    if let Some(found) = &found {
+                        state.tokens.put(hash, found.clone(), generation);
+                        note_use(&state, found, now);
+                    }
                     found
                 }
             };
-            let caller = Caller::of(account, request_id(&req));
+            // Expired while in the cache: refused as soon as its time is up.
+            let Some(account) = account.filter(|a| a.is_live_at(now)) else {
+                req.extensions_mut().insert(Refusal::UnknownToken);
+                return Err(AppError::Unauthorized);
+            };
+            let caller = Caller::of(account, origin(&req));
             req.extensions_mut().insert(caller.clone());
             Ok(caller)
         })
     }
+}
+
+/// Writes the account's `last_used_at` if what the database said of it (read at most once a
+/// second per process, [`TokenCache`]) is older than `db::users::LAST_USED_EVERY`: at most
+/// about one write a minute per account, off the request's path.
+pub fn note_use(state: &web::Data<AppState>, account: &Account, now: chrono::NaiveDateTime) {
+    let stale = account
+        .last_used_at
+        .is_none_or(|at| at <= now - db::users::LAST_USED_EVERY);
+    if !stale {
+        return;
+    }
+    let (db, id) = (state.db.clone(), account.id.clone());
+    actix_web::rt::spawn(async move {
+        let written = db
+            .write(move |conn| db::users::touch(conn, &id, now).map_err(DbError::from))
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not note when a token was used");
+        }
+    });
 }
 
 /// A permission a route can require; see [`perm`].
@@ -338,21 +378,31 @@ pub fn create_account(
     }
     let (token, hash) = new_token();
     let id = uuid::Uuid::now_v7().to_string();
+    let now = crate::domain::now();
     let account = db::users::insert(
         conn,
-        &id,
-        &new.name,
-        new.role,
-        &new.services,
-        &hash,
-        crate::domain::now(),
+        &db::users::NewUser {
+            id: &id,
+            name: &new.name,
+            role: new.role,
+            services: &new.services,
+            token_hash: &hash,
+            expires_at: new
+                .expires_in_days
+                .map(|days| now + chrono::Duration::days(i64::from(days))),
+        },
+        now,
     )?;
     crate::audit::record(
         conn,
         actor,
         "user.create",
         Some(&format!("user:{id}")),
-        serde_json::json!({ "role": new.role.as_str(), "services": account.services }),
+        serde_json::json!({
+            "role": new.role.as_str(),
+            "services": account.services,
+            "expires_at": account.expires_at.map(crate::routes::utc),
+        }),
     )?;
     Ok(CreatedAccount { account, token })
 }
@@ -367,6 +417,8 @@ mod tests {
             role: Role::Agent,
             services: vec![],
             created_at: chrono::NaiveDateTime::default(),
+            expires_at: None,
+            last_used_at: None,
         }
     }
 

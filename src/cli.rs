@@ -113,6 +113,9 @@ pub enum TokenCommand {
         /// Service code a secretary works for (repeat for several)
         #[arg(long = "service")]
         services: Vec<String>,
+        /// Days the token works (1 to 3650); without it, until the account is deleted
+        #[arg(long = "expires-in")]
+        expires_in: Option<i64>,
     },
 }
 
@@ -135,7 +138,8 @@ pub fn run(cli: Cli) -> ExitCode {
             name,
             role,
             services,
-        }) => create_token(&settings, &name, &role, &services),
+            expires_in,
+        }) => create_token(&settings, &name, &role, &services, expires_in),
         Command::Demo { seed } => demo(&settings, seed),
         Command::Export(ExportCommand::ContactList {
             site,
@@ -243,7 +247,12 @@ fn create_token(
     name: &str,
     role: &str,
     services: &[String],
+    expires_in: Option<i64>,
 ) -> Result<(), CliError> {
+    let expires_in_days = expires_in
+        .map(crate::domain::account::parse_expires_in)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--expires-in {e}")))?;
     let new =
         crate::domain::account::NewAccount::parse(name, role, services).map_err(|faults| {
             CliError::Usage(
@@ -254,6 +263,10 @@ fn create_token(
                     .join("; "),
             )
         })?;
+    let new = crate::domain::account::NewAccount {
+        expires_in_days,
+        ..new
+    };
     let db = open_database(settings)?;
     let created = db
         .write_blocking(move |conn| crate::auth::create_account(conn, &Caller::command_line(), new))

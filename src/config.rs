@@ -16,6 +16,10 @@
 //! | `REPRISE_PRIORITY_DEADLINES` | `--priority-deadlines` | `14,28,91,182` days |
 //! | `REPRISE_ANSWER_LINK_DAYS` | `--answer-link-days` | `30` days an email's answer link lasts |
 //! | `REPRISE_ANSWER_LINK_KEY` | (none) | none: only read by the migration to v2's answer links |
+//! | `REPRISE_TRUSTED_PROXIES` | `--trusted-proxies` | none: the peer's address is the client's |
+//! | `REPRISE_RATE_ANONYMOUS` | `--rate-anonymous` | `60` requests without a valid credential per address and minute (`0`: none) |
+//! | `REPRISE_PATIENTS_PER_HOUR` | `--patients-per-hour` | `400` distinct patients per account and hour (`0`: none) |
+//! | `REPRISE_SESSION_IDLE_MINUTES` | `--session-idle-minutes` | `30` |
 //! | `RUST_LOG` | | `info` |
 //!
 //! The rule: a value is parsed into its real type here, or start-up stops with one line that
@@ -146,6 +150,44 @@ pub struct ConfigArgs {
         global = true
     )]
     pub answer_link_days: String,
+
+    /// Reverse proxies whose X-Forwarded-For is believed: addresses or networks, comma-separated
+    /// (none by default: the peer's address is the client's)
+    #[arg(
+        long = "trusted-proxies",
+        env = "REPRISE_TRUSTED_PROXIES",
+        default_value = "",
+        global = true
+    )]
+    pub trusted_proxies: String,
+
+    /// Requests without a valid credential (unknown tokens, failed sign-ins, forged links), per
+    /// client address and minute, before the address is refused without any lookup (0: no limit)
+    #[arg(
+        long = "rate-anonymous",
+        env = "REPRISE_RATE_ANONYMOUS",
+        default_value = "60",
+        global = true
+    )]
+    pub rate_anonymous: String,
+
+    /// Distinct patients one account may be shown per hour, across instances (0: no limit)
+    #[arg(
+        long = "patients-per-hour",
+        env = "REPRISE_PATIENTS_PER_HOUR",
+        default_value = "400",
+        global = true
+    )]
+    pub patients_per_hour: String,
+
+    /// Minutes without a request after which a page session ends (1 to 720)
+    #[arg(
+        long = "session-idle-minutes",
+        env = "REPRISE_SESSION_IDLE_MINUTES",
+        default_value = "30",
+        global = true
+    )]
+    pub session_idle_minutes: String,
 }
 
 /// A configuration value that cannot be used; its `Display` is the one line printed.
@@ -295,6 +337,14 @@ pub struct Settings {
     /// `REPRISE_ANSWER_LINK_KEY`, the key that signed answer links before they had secrets of
     /// their own: read only so that the migration keeps the links it signed (`db::answers::rehash`).
     pub legacy_link_key: Option<LegacyKey>,
+    /// Proxies whose `X-Forwarded-For` names the client (`client`).
+    pub trusted_proxies: crate::client::TrustedProxies,
+    /// Requests without a valid credential per client address and minute; `None`: no limit.
+    pub rate_anonymous: Option<u32>,
+    /// Distinct patients an account may be shown per hour; `None`: no limit.
+    pub patients_per_hour: Option<u32>,
+    /// How long a page session lasts without a request.
+    pub session_idle: chrono::Duration,
 }
 
 /// A key that is never printed.
@@ -432,6 +482,44 @@ impl Settings {
                     )
                 })?,
             legacy_link_key: legacy_link_key()?,
+            trusted_proxies: crate::client::TrustedProxies::parse(&args.trusted_proxies)
+                .map_err(|e| bad("REPRISE_TRUSTED_PROXIES", "trusted-proxies", e))?,
+            rate_anonymous: per_minute(
+                &args.rate_anonymous,
+                "REPRISE_RATE_ANONYMOUS",
+                "rate-anonymous",
+            )?,
+            patients_per_hour: match args.patients_per_hour.trim().parse::<u32>() {
+                Ok(0) => None,
+                Ok(n) if n <= 1_000_000 => Some(n),
+                _ => {
+                    return Err(bad(
+                        "REPRISE_PATIENTS_PER_HOUR",
+                        "patients-per-hour",
+                        format!(
+                            "{:?} is not a number of patients from 0 (no limit) to 1000000",
+                            args.patients_per_hour
+                        ),
+                    ))
+                }
+            },
+            session_idle: args
+                .session_idle_minutes
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|m| (1..=720).contains(m))
+                .map(chrono::Duration::minutes)
+                .ok_or_else(|| {
+                    bad(
+                        "REPRISE_SESSION_IDLE_MINUTES",
+                        "session-idle-minutes",
+                        format!(
+                            "{:?} is not a number of minutes from 1 to 720",
+                            args.session_idle_minutes
+                        ),
+                    )
+                })?,
         })
     }
 }
@@ -472,6 +560,10 @@ mod tests {
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert!(s.db_pool >= 4);
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.rate_anonymous, Some(60));
+        assert_eq!(s.patients_per_hour, Some(400));
+        assert_eq!(s.session_idle, chrono::Duration::minutes(30));
     }
 
     #[test]
@@ -488,6 +580,27 @@ mod tests {
             (&["--log-format", "xml"], "REPRISE_LOG_FORMAT"),
             (&["--answer-link-days", "0"], "REPRISE_ANSWER_LINK_DAYS"),
             (&["--answer-link-days", "366"], "REPRISE_ANSWER_LINK_DAYS"),
+            (
+                &["--trusted-proxies", "10.0.0.0/99"],
+                "REPRISE_TRUSTED_PROXIES",
+            ),
+            (
+                &["--trusted-proxies", "proxy.local"],
+                "REPRISE_TRUSTED_PROXIES",
+            ),
+            (&["--rate-anonymous", "many"], "REPRISE_RATE_ANONYMOUS"),
+            (
+                &["--patients-per-hour", "lots"],
+                "REPRISE_PATIENTS_PER_HOUR",
+            ),
+            (
+                &["--session-idle-minutes", "0"],
+                "REPRISE_SESSION_IDLE_MINUTES",
+            ),
+            (
+                &["--session-idle-minutes", "721"],
+                "REPRISE_SESSION_IDLE_MINUTES",
+            ),
         ];
         for (args, variable) in cases {
             let err = settings(args).expect_err("must be refused").to_string();

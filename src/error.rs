@@ -62,9 +62,14 @@ pub enum AppError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unavailable(String),
-    /// Over the account's budget; the client may retry after this many seconds.
-    #[error("too many requests for this account: retry in {0} s")]
+    /// Over the account's (or, without a valid credential, the address's) budget; the client
+    /// may retry after this many seconds.
+    #[error("too many requests: retry in {0} s")]
     TooManyRequests(u64),
+    /// The account was shown `REPRISE_PATIENTS_PER_HOUR` distinct patients this hour; other
+    /// patients may be shown again after this many seconds.
+    #[error("this account has been shown as many patients as an hour allows (REPRISE_PATIENTS_PER_HOUR); patients it was already shown remain readable; others again in {0} s")]
+    TooManyPatients(u64),
     /// A bug or an unexpected state; the string is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -100,6 +105,7 @@ impl AppError {
             AppError::Validation(_) => "validation",
             AppError::Unavailable(_) => "unavailable",
             AppError::TooManyRequests(_) => "too-many-requests",
+            AppError::TooManyPatients(_) => "too-many-patients",
             AppError::Internal(_) => "internal",
         }
     }
@@ -171,7 +177,9 @@ impl ResponseError for AppError {
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::TooManyRequests(_) | AppError::TooManyPatients(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -183,10 +191,16 @@ impl ResponseError for AppError {
             problem.errors = Some(errors.clone());
         }
         let mut response = problem.response();
-        if let AppError::TooManyRequests(seconds) = self {
+        if let AppError::TooManyRequests(seconds) | AppError::TooManyPatients(seconds) = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*seconds));
+        }
+        if let AppError::TooManyPatients(_) = self {
+            // Audited and counted by the middleware (`routes::middleware::refusals`).
+            response
+                .extensions_mut()
+                .insert(crate::audit::Refusal::DisclosureLimit);
         }
         // Empty for a path outside the OpenAPI document (`/docs/…`): no header rather than an
         // `Allow` that says "nothing".

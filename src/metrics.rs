@@ -20,6 +20,9 @@ pub struct Metrics {
     /// Notifications in the database by status, read at each scrape.
     pub notifications: IntGaugeVec,
     pub oldest_queued_age: prometheus::Gauge,
+    /// Refused requests by reason (`audit::Refusal`): unknown tokens, forbidden, the anonymous
+    /// limit, the disclosure limit (`disclosure_limit`)…
+    pub refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -67,6 +70,15 @@ impl Metrics {
         registry.register(Box::new(notification_deliveries.clone()))?;
         registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(oldest_queued_age.clone()))?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "refusals_total",
+                "Requests refused by this process, by reason (disclosure_limit: the account \
+                 was shown its patients per hour)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(refusals.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -75,6 +87,7 @@ impl Metrics {
             notification_deliveries,
             notifications,
             oldest_queued_age,
+            refusals,
         })
     }
 

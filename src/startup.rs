@@ -25,6 +25,10 @@ pub struct AppState {
     pub settings: Settings,
     /// Per-account request budgets (`ratelimit`).
     pub limits: crate::ratelimit::RateLimits,
+    /// Per-address budget of requests without a valid credential (`ratelimit`).
+    pub anonymous: crate::ratelimit::AnonymousLimits,
+    /// Refusals counted between two writes of their aggregated audit entries.
+    pub denials: crate::audit::Denials,
     /// Accounts recently found by their token (`auth::TokenCache`).
     pub tokens: crate::auth::TokenCache,
     /// Route pattern → the methods it answers, for the `Allow` header of a 405.
@@ -222,12 +226,15 @@ impl Application {
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let limits = crate::ratelimit::RateLimits::new(settings.rate_writes, settings.rate_reads);
+        let state_settings_rate_anonymous = settings.rate_anonymous;
         let spec = openapi();
         let state = web::Data::new(AppState {
             db,
             metrics,
             settings,
             limits,
+            anonymous: crate::ratelimit::AnonymousLimits::new(state_settings_rate_anonymous),
+            denials: Default::default(),
             tokens: Default::default(),
             allow: allowed_methods(&spec),
             links,
@@ -249,7 +256,7 @@ impl Application {
                 .configure(crate::web::pages)
                 .default_service(web::to(not_found))
                 .wrap(ErrorHandlers::new().default_handler(middleware::problem_fallback))
-                .wrap(from_fn(middleware::audit_denials))
+                .wrap(from_fn(middleware::refusals))
                 .wrap(from_fn(middleware::trace_requests))
         })
         // Without it a streamed answer (an export, sent in chunks) meets Nagle's algorithm and
@@ -260,6 +267,7 @@ impl Application {
         .shutdown_timeout(10)
         .run();
         tracing::info!(port, "listening");
+        tokio::spawn(housekeeping(state.clone()));
         let worker = transport.map(|(transport, delivery)| {
             crate::email::Worker::new(
                 state.db.clone(),
@@ -290,10 +298,56 @@ impl Application {
     /// Serves until the server stops (a signal), then lets the outbox worker finish its round.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        flush_denials(&self.state).await;
         if let Some(worker) = self.worker {
             worker.stop().await;
         }
         served
+    }
+}
+
+/// How often the refusals counted in memory are added to their audit entries.
+const DENIALS_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The background chores of a running service: the aggregated refusals written every
+/// [`DENIALS_FLUSH`]; the disclosure counts of past hours purged.
+async fn housekeeping(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(DENIALS_FLUSH);
+    let mut purged_before = None;
+    loop {
+        tick.tick().await;
+        flush_denials(&state).await;
+        let hour = crate::db::disclosures::hour_of(crate::domain::now());
+        if purged_before != Some(hour) {
+            let purged = state
+                .db
+                .write(move |conn| {
+                    crate::db::disclosures::purge_before(conn, hour)
+                        .map_err(crate::db::DbError::from)
+                })
+                .await;
+            match purged {
+                Ok(_) => purged_before = Some(hour),
+                Err(e) => tracing::warn!(error = %e, "could not purge past disclosure counts"),
+            }
+        }
+    }
+}
+
+/// Writes what [`crate::audit::Denials`] counted since the last time.
+pub async fn flush_denials(state: &AppState) {
+    let flushes = state.denials.take(crate::domain::now());
+    if flushes.is_empty() {
+        return;
+    }
+    let written = state
+        .db
+        .write(move |conn| {
+            crate::audit::write_denials(conn, &flushes).map_err(crate::db::DbError::from)
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, "could not audit refused requests");
     }
 }
 

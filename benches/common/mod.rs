@@ -116,6 +116,11 @@ impl BenchDb {
             planning: Default::default(),
             answer_link_ttl: chrono::Duration::days(30),
             legacy_link_key: None,
+            trusted_proxies: Default::default(),
+            rate_anonymous: None,
+            // Counted as in production (one account searches all the bench long), never reached.
+            patients_per_hour: Some(1_000_000),
+            session_idle: chrono::Duration::minutes(30),
         };
         let app = reprise::startup::Application::build(settings)
             .await

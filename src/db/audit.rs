@@ -17,6 +17,8 @@ pub struct NewAuditRow<'a> {
     pub target: Option<&'a str>,
     pub details: &'a str,
     pub request_id: Option<&'a str>,
+    pub address: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -30,12 +32,41 @@ pub struct AuditRow {
     pub target: Option<String>,
     pub details: String,
     pub request_id: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    /// How many times it happened: more than one for an aggregated refusal.
+    pub occurrences: i32,
 }
 
 /// Typed per backend: nearly every request writes here, so its prepared statement is cached.
 pub fn insert(conn: &mut DbConnection, row: &NewAuditRow<'_>) -> QueryResult<()> {
     per_backend!(conn, |c| diesel::insert_into(audit_log::table)
         .values(row)
+        .execute(c))?;
+    Ok(())
+}
+
+/// An entry that stands for every occurrence of the same thing in one minute (refusals).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = audit_log)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct AggregatedRow<'a> {
+    #[diesel(embed)]
+    pub row: NewAuditRow<'a>,
+    pub occurrences: i32,
+    /// What makes two occurrences the same entry (`audit::Denials`).
+    pub aggregate_key: &'a str,
+}
+
+/// Adds `occurrences` to the entry of `aggregate_key`, written if it does not exist yet: one
+/// entry per key whichever process saw them (the key is unique).
+pub fn add_aggregated(conn: &mut DbConnection, row: &AggregatedRow<'_>) -> QueryResult<()> {
+    use diesel::upsert::excluded;
+    per_backend!(conn, |c| diesel::insert_into(audit_log::table)
+        .values(row)
+        .on_conflict(audit_log::aggregate_key)
+        .do_update()
+        .set(audit_log::occurrences.eq(audit_log::occurrences + excluded(audit_log::occurrences)))
         .execute(c))?;
     Ok(())
 }

@@ -24,6 +24,7 @@ pub mod appointments;
 pub mod audit;
 pub mod calls;
 pub mod contact_list;
+pub mod disclosures;
 pub mod incidents;
 pub mod notifications;
 pub mod patients;

@@ -55,6 +55,8 @@ diesel::table! {
         token_hash -> Nullable<Text>,
         created_at -> Timestamp,
         deleted_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
     }
 }
 
@@ -66,6 +68,7 @@ diesel::table! {
         language -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+        last_seen_at -> Timestamp,
     }
 }
 
@@ -86,6 +89,10 @@ diesel::table! {
         target -> Nullable<Text>,
         details -> Text,
         request_id -> Nullable<Text>,
+        address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        occurrences -> Integer,
+        aggregate_key -> Nullable<Text>,
     }
 }
 
@@ -260,6 +267,22 @@ diesel::joinable!(services -> sites (site_code));
 diesel::joinable!(notifications -> patients (patient_id));
 diesel::joinable!(calls -> patients (patient_id));
 diesel::joinable!(contact_attempts -> appointments (appointment_id));
+diesel::table! {
+    disclosures (account_id, hour, patient_id) {
+        account_id -> Text,
+        hour -> Timestamp,
+        patient_id -> Text,
+    }
+}
+
+diesel::table! {
+    disclosure_counts (account_id, hour) {
+        account_id -> Text,
+        hour -> Timestamp,
+        shown -> Integer,
+    }
+}
+
 diesel::joinable!(answer_links -> appointments (appointment_id));
 diesel::joinable!(answer_links -> notifications (notification_id));
 diesel::joinable!(calls -> appointments (appointment_id));
@@ -296,4 +319,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     notifications,
     call_centre,
     answer_links,
+    disclosures,
+    disclosure_counts,
 );

@@ -16,6 +16,8 @@ pub struct SessionRow {
     pub language: String,
     pub created_at: chrono::NaiveDateTime,
     pub expires_at: chrono::NaiveDateTime,
+    /// The last request of the session, as written at most once a minute ([`touch`]).
+    pub last_seen_at: chrono::NaiveDateTime,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &SessionRow) -> QueryResult<()> {
@@ -25,17 +27,21 @@ pub fn insert(conn: &mut DbConnection, row: &SessionRow) -> QueryResult<()> {
         .map(drop)
 }
 
-/// The session of this cookie hash and its live account, unless it has expired.
+/// The session of this cookie hash and its live account, unless it has expired, has seen no
+/// request since `idle_since`, or its account's token has expired.
 pub fn find(
     conn: &mut DbConnection,
     id: &str,
     now: chrono::NaiveDateTime,
+    idle_since: chrono::NaiveDateTime,
 ) -> QueryResult<Option<(SessionRow, Account)>> {
     let found: Option<(SessionRow, UserRow)> = web_sessions::table
         .inner_join(users::table)
         .filter(web_sessions::id.eq(id))
         .filter(web_sessions::expires_at.gt(now))
+        .filter(web_sessions::last_seen_at.gt(idle_since))
         .filter(users::deleted_at.is_null())
+        .filter(users::expires_at.is_null().or(users::expires_at.gt(now)))
         .select((SessionRow::as_select(), UserRow::as_select()))
         .first(conn)
         .optional()?;
@@ -43,6 +49,17 @@ pub fn find(
         return Ok(None);
     };
     Ok(with_services(conn, Some(user))?.map(|account| (session, account)))
+}
+
+/// How stale `last_seen_at` may be before a request writes it again.
+pub const SEEN_EVERY: chrono::Duration = chrono::Duration::minutes(1);
+
+/// Notes a request of the session at `now`.
+pub fn touch(conn: &mut DbConnection, id: &str, now: chrono::NaiveDateTime) -> QueryResult<()> {
+    diesel::update(web_sessions::table.filter(web_sessions::id.eq(id)))
+        .set(web_sessions::last_seen_at.eq(now))
+        .execute(conn)
+        .map(drop)
 }
 
 pub fn set_language(conn: &mut DbConnection, id: &str, language: &str) -> QueryResult<()> {
@@ -63,7 +80,19 @@ pub fn delete_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usi
     diesel::delete(web_sessions::table.filter(web_sessions::user_id.eq(user_id))).execute(conn)
 }
 
-/// Removes sessions that ended before `now`; run at each sign-in, so the table stays small.
-pub fn purge_expired(conn: &mut DbConnection, now: chrono::NaiveDateTime) -> QueryResult<usize> {
-    diesel::delete(web_sessions::table.filter(web_sessions::expires_at.le(now))).execute(conn)
+/// Removes sessions that ended before `now` or were idle since `idle_since`; run at each
+/// sign-in, so the table stays small.
+pub fn purge_expired(
+    conn: &mut DbConnection,
+    now: chrono::NaiveDateTime,
+    idle_since: chrono::NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        web_sessions::table.filter(
+            web_sessions::expires_at
+                .le(now)
+                .or(web_sessions::last_seen_at.le(idle_since)),
+        ),
+    )
+    .execute(conn)
 }

@@ -13,6 +13,8 @@ pub struct UserRow {
     pub name: String,
     pub role: String,
     pub created_at: chrono::NaiveDateTime,
+    pub expires_at: Option<chrono::NaiveDateTime>,
+    pub last_used_at: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -24,6 +26,7 @@ struct NewUserRow<'a> {
     role: &'a str,
     token_hash: Option<&'a str>,
     created_at: chrono::NaiveDateTime,
+    expires_at: Option<chrono::NaiveDateTime>,
 }
 
 /// An account as the rest of the crate sees it.
@@ -34,6 +37,17 @@ pub struct Account {
     pub role: Role,
     pub services: Vec<String>,
     pub created_at: chrono::NaiveDateTime,
+    /// When its token stops working; `None`: when the account is deleted.
+    pub expires_at: Option<chrono::NaiveDateTime>,
+    /// When its token was last used (written at most once a minute, [`touch`]).
+    pub last_used_at: Option<chrono::NaiveDateTime>,
+}
+
+impl Account {
+    /// Whether its token still works at `now`.
+    pub fn is_live_at(&self, now: chrono::NaiveDateTime) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 fn role_of(raw: &str) -> QueryResult<Role> {
@@ -47,6 +61,8 @@ fn account(row: UserRow, services: Vec<String>) -> QueryResult<Account> {
         name: row.name,
         services,
         created_at: row.created_at,
+        expires_at: row.expires_at,
+        last_used_at: row.last_used_at,
     })
 }
 
@@ -67,15 +83,29 @@ pub fn unknown_services(
         .collect())
 }
 
+/// An account to write, its token already hashed.
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub role: Role,
+    pub services: &'a [ServiceCode],
+    pub token_hash: &'a str,
+    pub expires_at: Option<chrono::NaiveDateTime>,
+}
+
 pub fn insert(
     conn: &mut DbConnection,
-    id: &str,
-    name: &str,
-    role: Role,
-    service_codes: &[ServiceCode],
-    token_hash: &str,
+    new: &NewUser<'_>,
     now: chrono::NaiveDateTime,
 ) -> QueryResult<Account> {
+    let NewUser {
+        id,
+        name,
+        role,
+        services: service_codes,
+        token_hash,
+        expires_at,
+    } = *new;
     diesel::insert_into(users::table)
         .values(NewUserRow {
             id,
@@ -83,6 +113,7 @@ pub fn insert(
             role: role.as_str(),
             token_hash: Some(token_hash),
             created_at: now,
+            expires_at,
         })
         .execute(conn)?;
     for code in service_codes {
@@ -99,19 +130,44 @@ pub fn insert(
         role,
         services: service_codes.iter().map(|c| c.to_string()).collect(),
         created_at: now,
+        expires_at,
+        last_used_at: None,
     })
 }
 
-/// The live account holding this token hash, if any.
+/// The live account holding this token hash, if any: not deleted, not expired at `now`.
 /// On every request: typed per backend so that its prepared statement is cached.
-pub fn find_by_token_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<Account>> {
+pub fn find_by_token_hash(
+    conn: &mut DbConnection,
+    hash: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<Option<Account>> {
     let row: Option<UserRow> = per_backend!(&mut *conn, |c| users::table
         .filter(users::token_hash.eq(hash))
         .filter(users::deleted_at.is_null())
+        .filter(users::expires_at.is_null().or(users::expires_at.gt(now)))
         .select(UserRow::as_select())
         .first(c)
         .optional())?;
     with_services(conn, row)
+}
+
+/// How stale `last_used_at` may be before a use writes it again.
+pub const LAST_USED_EVERY: chrono::Duration = chrono::Duration::minutes(1);
+
+/// Notes that the account's token was used at `now`, unless that was noted less than
+/// [`LAST_USED_EVERY`] ago (by this process or another).
+pub fn touch(conn: &mut DbConnection, id: &str, now: chrono::NaiveDateTime) -> QueryResult<()> {
+    diesel::update(
+        users::table.filter(users::id.eq(id)).filter(
+            users::last_used_at
+                .is_null()
+                .or(users::last_used_at.le(now - LAST_USED_EVERY)),
+        ),
+    )
+    .set(users::last_used_at.eq(Some(now)))
+    .execute(conn)
+    .map(drop)
 }
 
 /// The account of a live user row, with its services.

@@ -7,6 +7,23 @@ pub struct NewAccount {
     pub name: String,
     pub role: Role,
     pub services: Vec<ServiceCode>,
+    /// Days the token works from its creation; `None`: until the account is deleted.
+    pub expires_in_days: Option<u32>,
+}
+
+/// The longest life a token may be given: ten years.
+pub const EXPIRES_IN_DAYS_MAX: u32 = 3650;
+
+/// Days a token works: 1 to [`EXPIRES_IN_DAYS_MAX`].
+pub fn parse_expires_in(days: i64) -> Result<u32, Invalid> {
+    u32::try_from(days)
+        .ok()
+        .filter(|d| (1..=EXPIRES_IN_DAYS_MAX).contains(d))
+        .ok_or_else(|| {
+            Invalid(format!(
+                "must be a number of days from 1 to {EXPIRES_IN_DAYS_MAX}"
+            ))
+        })
 }
 
 /// A display name: trimmed, 1 to 200 characters, no control characters.
@@ -56,6 +73,7 @@ impl NewAccount {
                 name,
                 role,
                 services: codes,
+                expires_in_days: None,
             }),
             _ => Err(faults.0),
         }

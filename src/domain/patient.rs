@@ -60,14 +60,17 @@ pub enum PatientQuery {
 }
 
 impl PatientQuery {
-    /// A valid national number, else a phone number, else name words.
+    /// A valid national number, else a phone number, else name words. Short queries are
+    /// refused, so that no search returns a slice of the patient file by a letter or two: a
+    /// name needs [`NAME_LETTERS_MIN`] letters or more, a phone number [`PHONE_DIGITS_MIN`]
+    /// digits, a national number all 11.
     pub fn parse(q: &str) -> Result<Self, Invalid> {
         let q = q.trim();
         if q.chars().count() > 100 {
             return Err(Invalid("must be at most 100 characters".into()));
         }
         let digits = q.chars().filter(char::is_ascii_digit).count();
-        if digits >= 6 {
+        if digits >= PHONE_DIGITS_MIN {
             if let Ok(nn) = NationalNumber::parse(q) {
                 return Ok(PatientQuery::NationalNumber(nn));
             }
@@ -81,11 +84,27 @@ impl PatientQuery {
                 "type a name, a phone number or a national number".into(),
             ));
         }
+        if !key.chars().any(|c| c.is_ascii_alphabetic()) {
+            return Err(Invalid(format!(
+                "a phone number needs {PHONE_DIGITS_MIN} digits or more, a national number all \
+                 11 (with valid check digits)"
+            )));
+        }
+        if key.chars().filter(char::is_ascii_alphanumeric).count() < NAME_LETTERS_MIN {
+            return Err(Invalid(format!(
+                "a name needs {NAME_LETTERS_MIN} letters or more"
+            )));
+        }
         Ok(PatientQuery::Name(
             key.split(' ').map(str::to_string).collect(),
         ))
     }
 }
+
+/// The fewest letters a name search takes (spaces and punctuation not counted).
+pub const NAME_LETTERS_MIN: usize = 3;
+/// The fewest digits a phone search takes.
+pub const PHONE_DIGITS_MIN: usize = 6;
 
 /// One index probe of a name search: names starting with these prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +330,29 @@ mod tests {
         );
         assert!(PatientQuery::parse("  ").is_err());
         assert!(PatientQuery::parse("!!!").is_err());
+    }
+
+    #[test]
+    fn short_queries_are_refused() {
+        // Names: three letters or more, however they are spread over words.
+        for short in ["d", "du", "d m", "D-u", "é è"] {
+            assert!(PatientQuery::parse(short).is_err(), "{short}");
+        }
+        for enough in ["dup", "du m", "d u p", "Éve"] {
+            assert!(PatientQuery::parse(enough).is_ok(), "{enough}");
+        }
+        // Numbers: a phone number of six digits or more, or a whole national number.
+        for short in [
+            "1",
+            "12345",
+            "0470",
+            "85.07.30",
+            "8507300332",
+            "85.07.30-033.29",
+        ] {
+            let e = PatientQuery::parse(short).expect_err(short);
+            assert!(e.0.contains("11"), "{short}: {e:?}");
+        }
     }
 
     #[test]

@@ -355,9 +355,8 @@ pub async fn read(
             let row = db::appointments::find(conn, &id)?
                 .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
             if !caller.may_access_service(&row.service_code) {
-                return Err(AppError::Forbidden(
-                    "this appointment is not in your services".into(),
-                ));
+                // Outside the caller's services: as unknown (no existence oracle).
+                return Err(AppError::NotFound("no such appointment".into()));
             }
             let events = db::appointments::events(conn, &id)?;
             let attempts = db::appointments::attempts(conn, &id)?;
@@ -382,20 +381,15 @@ pub async fn read(
     }))
 }
 
-/// Reads an appointment the caller may change: 404 if unknown, 403 outside a secretary's
-/// services.
+/// Reads an appointment the caller may change: 404 if unknown or outside a secretary's
+/// services (the two answer alike: no existence oracle).
 fn changeable(conn: &mut DbConnection, caller: &Caller, id: &str) -> AppResult<AppointmentRow> {
     // Held until the change commits: a patient's answer or another person's move in flight
     // is finished first, and what follows is judged on the row as it then is.
     db::appointments::lock(conn, id)?;
-    let row = db::appointments::find(conn, id)?
-        .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
-    if !caller.may_access_service(&row.service_code) {
-        return Err(AppError::Forbidden(
-            "this appointment is not in your services".into(),
-        ));
-    }
-    Ok(row)
+    db::appointments::find(conn, id)?
+        .filter(|row| caller.may_access_service(&row.service_code))
+        .ok_or_else(|| AppError::NotFound("no such appointment".into()))
 }
 
 /// A status move a person asks for.
@@ -697,7 +691,7 @@ pub enum Answered {
 /// offer (any more) is a 422.
 pub fn answer_by_link(
     conn: &mut DbConnection,
-    request_id: Option<String>,
+    origin: Option<crate::auth::Origin>,
     token_hash: &str,
     answer: Answer,
     now: chrono::NaiveDateTime,
@@ -710,7 +704,7 @@ pub fn answer_by_link(
     db::appointments::lock(conn, &found.appointment.id)?;
     let found = db::answers::find(conn, token_hash)?
         .ok_or_else(|| AppError::NotFound("no such link".into()))?;
-    let caller = &Caller::answer_link(request_id, &found.appointment.service_code);
+    let caller = &Caller::answer_link(origin, &found.appointment.service_code);
     let Some(situation) = found.situation() else {
         return Ok(Answered::Refused(Standing::Stale, Box::new(found)));
     };

@@ -37,6 +37,12 @@ pub struct AuditEntry {
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
     pub request_id: Option<String>,
+    /// The client address of the request (`REPRISE_TRUSTED_PROXIES`), when it came over HTTP.
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    /// How many times it happened in the entry's minute: refusals are aggregated, one entry
+    /// per address, account, route, reason and minute.
+    pub count: i32,
 }
 
 /// Read the audit log.
@@ -94,6 +100,9 @@ pub async fn list(
             target: r.target,
             details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
             request_id: r.request_id,
+            address: r.address,
+            user_agent: r.user_agent,
+            count: r.occurrences,
         },
     )))
 }

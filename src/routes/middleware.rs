@@ -1,17 +1,19 @@
 //! Cross-cutting HTTP behaviour, applied to every route in `startup.rs`:
-//! request spans and metrics, auditing of refused requests, and problem+json for every error.
+//! request spans and metrics, where a request comes from, refused requests (the anonymous
+//! limit and their aggregated audit), and problem+json for every error.
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{web, HttpMessage};
 use tracing::Instrument;
 
-use crate::auth::{Caller, RequestId};
-use crate::error::{Problem, PROBLEM_JSON};
+use crate::audit::{Refusal, Refused};
+use crate::auth::{Caller, Origin};
+use crate::error::{AppError, Problem, PROBLEM_JSON};
 use crate::startup::AppState;
 
 /// One span per request: method, route pattern (never the raw URL), status, latency, request
@@ -19,13 +21,26 @@ use crate::startup::AppState;
 pub async fn trace_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let client = crate::client::Client::of(
+        req.peer_addr().map(|p| p.ip()),
+        req.headers(),
+        state
+            .as_ref()
+            .map(|s| &s.settings.trusted_proxies)
+            .unwrap_or(&Default::default()),
+    );
+    req.extensions_mut().insert(client.clone());
+    req.extensions_mut().insert(Origin {
+        request_id: request_id.clone(),
+        address: client.address.map(|a| a.to_string()),
+        user_agent: client.user_agent,
+    });
     let span = tracing::info_span!(
         "request",
         method = %method,
@@ -34,12 +49,20 @@ pub async fn trace_requests(
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
+    let kind = PathKind::of(req.path());
+    let https = state
+        .as_ref()
+        .is_some_and(|s| s.settings.public_url.scheme() == "https");
     // A NUL in a path segment (`%00`): refused before any handler, as in bodies and query
     // strings (`extract.rs`), so that both backends answer alike.
     let result = if req.path().to_ascii_lowercase().contains("%00") {
-        Err(crate::error::AppError::validation("path", crate::error::NUL_REFUSED).into())
+        let error = AppError::validation("path", crate::error::NUL_REFUSED);
+        Ok(req.error_response(error).map_into_right_body())
     } else {
-        next.call(req).instrument(span.clone()).await
+        next.call(req)
+            .instrument(span.clone())
+            .await
+            .map(ServiceResponse::map_into_left_body)
     };
     let status = match &result {
         Ok(res) => res.status().as_u16(),
@@ -55,6 +78,7 @@ pub async fn trace_requests(
             .observe_request(&route, &method, status, elapsed.as_secs_f64());
     }
     result.map(|mut res| {
+        secure_headers(res.headers_mut(), kind, https);
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             res.headers_mut()
                 .insert(header::HeaderName::from_static("x-request-id"), value);
@@ -63,53 +87,164 @@ pub async fn trace_requests(
     })
 }
 
-/// Writes an `auth.denied` audit entry for every 401 and 403, with the route pattern and the
-/// account when one was recognised (never the token).
-pub async fn audit_denials(
+/// What a path serves, for the headers of its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathKind {
+    /// The interactive API page and its files (`/docs`): framed by nobody, loading only itself.
+    Docs,
+    /// Files that hold nothing personal and may be cached: the pages' assets, the API document.
+    Public,
+    /// Everything else may carry personal data: the API, the pages, the answer page.
+    Private,
+}
+
+impl PathKind {
+    fn of(path: &str) -> Self {
+        if path == "/docs" || path.starts_with("/docs/") {
+            PathKind::Docs
+        } else if path.starts_with("/static/") || path == "/api/openapi.json" {
+            PathKind::Public
+        } else {
+            PathKind::Private
+        }
+    }
+}
+
+/// The `/docs` page's policy: Swagger UI's own scripts and styles from this server (it sets
+/// inline styles, and draws icons as `data:` images), and nothing else.
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// The headers every answer carries (CONTRACT §7): `nosniff` everywhere; `no-store` on
+/// whatever may carry personal data (a page or handler that set its own policy keeps it); a
+/// content policy and no framing on `/docs`; HSTS when the service is reached over https.
+fn secure_headers(headers: &mut header::HeaderMap, kind: PathKind, https: bool) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    match kind {
+        PathKind::Private => {
+            if !headers.contains_key(header::CACHE_CONTROL) {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+        }
+        PathKind::Docs => {
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DOCS_CSP),
+            );
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+        }
+        PathKind::Public => {}
+    }
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+}
+
+/// Paths that need no credential and are never refused by the anonymous limit: probes of
+/// load balancers and monitoring, the API document and its page, the pages' assets.
+fn is_open_path(path: &str) -> bool {
+    matches!(path, "/health" | "/metrics" | "/api/openapi.json")
+        || path.starts_with("/docs")
+        || path.starts_with("/static/")
+}
+
+/// Refused requests: an address over `REPRISE_RATE_ANONYMOUS` is answered 429 here, before any
+/// token, session or link is looked up; every refusal (401, 403, a forged link or session, the
+/// anonymous and disclosure limits) is audited, aggregated (`audit::Denials`), counted in the
+/// metrics, and, when it carried no valid credential, spends its address's budget.
+pub async fn refusals(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let res = next.call(req).await?;
-    let status = res.status().as_u16();
-    if status == 401 || status == 403 {
-        let state = res.request().app_data::<web::Data<AppState>>().cloned();
-        let caller = res.request().extensions().get::<Caller>().cloned();
-        let request_id = res
-            .request()
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone());
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
-        let method = res.request().method().to_string();
-        if let Some(state) = state {
-            let written = state
-                .db
-                .write(move |conn| {
-                    crate::db::audit::insert(
-                        conn,
-                        &crate::db::audit::NewAuditRow {
-                            at: crate::domain::now(),
-                            actor_id: caller.as_ref().and_then(|c| c.id.as_deref()),
-                            actor_name: caller.as_ref().map(|c| c.name.as_str()),
-                            action: "auth.denied",
-                            target: Some(&route),
-                            details: &serde_json::json!({ "method": method, "status": status })
-                                .to_string(),
-                            request_id: request_id.as_deref(),
-                        },
-                    )
-                    .map_err(crate::db::DbError::from)
-                })
-                .await;
-            if let Err(e) = written {
-                tracing::error!(error = %e, "could not audit a refused request");
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let address = req
+        .extensions()
+        .get::<crate::client::Client>()
+        .and_then(|c| c.address);
+    if let (Some(state), Some(address)) = (&state, address) {
+        if let Some(wait) = state.anonymous.blocked(address) {
+            if !is_open_path(req.path()) {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let error = AppError::TooManyRequests(secs);
+                let response = if req.path().starts_with("/api/") {
+                    actix_web::ResponseError::error_response(&error)
+                } else {
+                    actix_web::ResponseError::error_response(&crate::web::PageError::app(error))
+                };
+                let res = ServiceResponse::new(req.request().clone(), response);
+                note_refusal(state, &res, Refusal::RateLimited).await;
+                return Ok(res.map_into_right_body());
             }
         }
     }
-    Ok(res)
+    let res = next.call(req).await?;
+    let refusal = res
+        .response()
+        .extensions()
+        .get::<Refusal>()
+        .copied()
+        .or_else(|| res.request().extensions().get::<Refusal>().copied())
+        .or_else(|| {
+            (res.request().match_pattern().as_deref() == Some("/answer/{token}")
+                && res.status().as_u16() == 404)
+                .then_some(Refusal::UnknownLink)
+        })
+        .or_else(|| crate::audit::refusal_of_status(res.status().as_u16()));
+    if let (Some(refusal), Some(state)) = (refusal, &state) {
+        if refusal.is_anonymous() {
+            if let Some(address) = address {
+                state.anonymous.refused(address);
+            }
+        }
+        note_refusal(state, &res, refusal).await;
+    }
+    Ok(res.map_into_left_body())
+}
+
+/// Counts a refusal and, if it is the first of its audit entry, writes the entry before the
+/// answer leaves.
+async fn note_refusal<B>(state: &AppState, res: &ServiceResponse<B>, refusal: Refusal) {
+    state
+        .metrics
+        .refusals
+        .with_label_values(&[refusal.reason()])
+        .inc();
+    let caller = res.request().extensions().get::<Caller>().cloned();
+    let refused = Refused {
+        refusal,
+        at: crate::domain::now(),
+        actor_id: caller.as_ref().and_then(|c| c.id.clone()),
+        actor_name: caller.map(|c| c.name),
+        route: res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into()),
+        method: res.request().method().to_string(),
+        status: res.status().as_u16(),
+        origin: res.request().extensions().get::<Origin>().cloned(),
+    };
+    if let Some(first) = state.denials.note(refused) {
+        let written = state
+            .db
+            .write(move |conn| {
+                crate::audit::write_denials(conn, &[first]).map_err(crate::db::DbError::from)
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "could not audit a refused request");
+        }
+    }
 }
 
 /// Turns any error response that is not already problem+json (actix's own 404 and 405, a

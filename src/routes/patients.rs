@@ -161,6 +161,31 @@ fn scope(caller: &Caller) -> Option<Vec<String>> {
         .then(|| caller.services.clone())
 }
 
+/// Counts the patients about to be shown to the caller against `REPRISE_PATIENTS_PER_HOUR`
+/// (`limit`), in the transaction that shows them: over it, a 429 and nothing shown (the
+/// transaction rolls back). Patients the account was already shown this hour are free; the
+/// command line has no account and no limit.
+fn disclose(
+    conn: &mut db::DbConnection,
+    caller: &Caller,
+    limit: Option<u32>,
+    patients: &[String],
+    now: chrono::NaiveDateTime,
+) -> AppResult<()> {
+    let (Some(limit), Some(account)) = (limit, caller.id.as_deref()) else {
+        return Ok(());
+    };
+    let hour = db::disclosures::hour_of(now);
+    match db::disclosures::count(conn, account, hour, patients)? {
+        Some(shown) if shown > i64::from(limit) => {
+            let next = hour + chrono::Duration::hours(1);
+            let wait = (next - now).num_seconds().max(1);
+            Err(AppError::TooManyPatients(wait.unsigned_abs()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Search patients by name prefix, phone or national number (at most 50 results).
 #[utoipa::path(
     tag = "patients",
@@ -193,11 +218,14 @@ pub async fn search_patients(
     q: &str,
 ) -> AppResult<Vec<db::patients::PatientRow>> {
     let query = PatientQuery::parse(q).map_err(|e| AppError::validation("q", e.0))?;
+    let limit = state.settings.patients_per_hour;
     state
         .db
         .write(move |conn| {
             let services = scope(&caller);
             let rows = db::patients::search(conn, &query, services.as_deref(), SEARCH_LIMIT)?;
+            let shown: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            disclose(conn, &caller, limit, &shown, crate::domain::now())?;
             // The query itself may be a national number: only its kind is recorded.
             let kind = match query {
                 PatientQuery::NationalNumber(_) => "national_number",
@@ -253,6 +281,7 @@ pub async fn read_patient(
     db::patients::PatientRow,
     Vec<db::appointments::AppointmentRow>,
 )> {
+    let limit = state.settings.patients_per_hour;
     state
         .db
         .write(move |conn| {
@@ -262,11 +291,11 @@ pub async fn read_patient(
             if let Some(services) = scope(&caller) {
                 appointments.retain(|a| services.contains(&a.service_code));
                 if appointments.is_empty() {
-                    return Err(AppError::Forbidden(
-                        "this patient has no appointment in your services".into(),
-                    ));
+                    // Outside the caller's services: as unknown (no existence oracle).
+                    return Err(AppError::NotFound("no such patient".into()));
                 }
             }
+            disclose(conn, &caller, limit, std::slice::from_ref(&id), crate::domain::now())?;
             crate::audit::record(
                 conn,
                 &caller,

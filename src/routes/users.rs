@@ -22,6 +22,9 @@ pub struct CreateUser {
     /// Service codes; required for secretaries, refused for other roles.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Days the token works (1 to 3650); without it, until the account is deleted.
+    #[schema(example = 90)]
+    pub expires_in_days: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,6 +34,10 @@ pub struct UserResponse {
     pub role: String,
     pub services: Vec<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the token stops working (401 after); null: when the account is deleted.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the token was last used, to the minute; null: never.
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,6 +47,7 @@ pub struct UserCreated {
     pub role: String,
     pub services: Vec<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The API token, shown this once; only its hash is kept.
     pub token: String,
 }
@@ -52,6 +60,8 @@ impl From<Account> for UserResponse {
             role: a.role.as_str().to_string(),
             services: a.services,
             created_at: utc(a.created_at),
+            expires_at: a.expires_at.map(utc),
+            last_used_at: a.last_used_at.map(utc),
         }
     }
 }
@@ -93,7 +103,16 @@ pub async fn create(
             None
         }
     };
-    let new = fields.finish(new)?;
+    let expires = fields.check_opt(
+        "expires_in_days",
+        body.expires_in_days,
+        crate::domain::account::parse_expires_in,
+    );
+    let (new, expires_in_days) = fields.finish(new.zip(expires))?;
+    let new = NewAccount {
+        expires_in_days,
+        ..new
+    };
     let caller = caller.caller;
     let created = state
         .db
@@ -106,6 +125,7 @@ pub async fn create(
         role: a.role.as_str().to_string(),
         services: a.services,
         created_at: utc(a.created_at),
+        expires_at: a.expires_at.map(utc),
         token: created.token,
     }))
 }

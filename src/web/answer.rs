@@ -396,7 +396,7 @@ pub async fn show(
     let Some(hash) = crate::domain::answer::link_token_hash(&token) else {
         return invalid();
     };
-    let request_id = crate::auth::request_id(&req);
+    let origin = crate::auth::origin(&req);
     let now = crate::domain::now();
     let found = state
         .db
@@ -406,7 +406,7 @@ pub async fn show(
             };
             crate::audit::record(
                 conn,
-                &Caller::answer_link(request_id, &found.appointment.service_code),
+                &Caller::answer_link(origin, &found.appointment.service_code),
                 "answer_link.read",
                 Some(&format!("appointment:{}", found.appointment.id)),
                 serde_json::json!({ "link": found.id }),
@@ -475,12 +475,12 @@ pub async fn answer(
             Err(e) => actix_web::ResponseError::error_response(&PageError::app(e)),
         };
     }
-    let request_id = crate::auth::request_id(&req);
+    let origin = crate::auth::origin(&req);
     let now = crate::domain::now();
     let link = hash.clone();
     let done = state
         .db
-        .write(move |conn| answer_by_link(conn, request_id, &link, chosen, now))
+        .write(move |conn| answer_by_link(conn, origin, &link, chosen, now))
         .await;
     let answered = match done {
         Ok(answered) => answered,

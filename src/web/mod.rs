@@ -9,7 +9,8 @@
 //!
 //! Sessions: signing in with an account's token creates a row in `web_sessions` keyed by the
 //! SHA-256 of a random cookie value (`HttpOnly; SameSite=Strict; Path=/`, `Secure` behind
-//! https, ending after [`SESSION_HOURS`]). Every form carries the session's CSRF secret,
+//! https, ending after [`SESSION_HOURS`], or after `REPRISE_SESSION_IDLE_MINUTES` without a
+//! request). Every form carries the session's CSRF secret,
 //! checked before the form is read; the sign-in form carries a double-submit cookie.
 
 mod agent;
@@ -32,6 +33,7 @@ use askama::Template;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::audit::Refusal;
 use crate::auth::{perm, token_hash, Caller, Granted, Permission};
 use crate::db;
 use crate::domain::patient::Language;
@@ -93,6 +95,7 @@ impl Session {
         }
         let cookie = req.cookie(SESSION_COOKIE).ok_or(PageError::SignIn)?;
         if cookie.value().is_empty() || cookie.value().len() > 128 {
+            req.extensions_mut().insert(Refusal::UnknownSession);
             return Err(PageError::SignIn);
         }
         let id = token_hash(cookie.value());
@@ -101,20 +104,35 @@ impl Session {
             .cloned()
             .ok_or_else(|| PageError::app(AppError::Internal("state missing".into())))?;
         let key = id.clone();
+        let now = crate::domain::now();
+        let idle_since = now - state.settings.session_idle;
         let found = state
             .db
             .read(move |conn| {
-                db::sessions::find(conn, &key, crate::domain::now()).map_err(db::DbError::from)
+                db::sessions::find(conn, &key, now, idle_since).map_err(db::DbError::from)
             })
             .await
-            .map_err(|e| PageError::app(AppError::from(e)))?
-            .ok_or(PageError::SignIn)?;
+            .map_err(|e| PageError::app(AppError::from(e)))?;
+        let Some(found) = found else {
+            // A session that ended, or a cookie that never opened one.
+            req.extensions_mut().insert(Refusal::UnknownSession);
+            return Err(PageError::SignIn);
+        };
         let (row, account) = found;
+        if row.last_seen_at <= now - db::sessions::SEEN_EVERY {
+            // Awaited: a session that answered this request is live for the next idle period.
+            let key = id.clone();
+            state
+                .db
+                .write(move |conn| db::sessions::touch(conn, &key, now).map_err(db::DbError::from))
+                .await
+                .map_err(|e| PageError::app(AppError::from(e)))?;
+        }
         let session = Session {
             id,
             csrf: row.csrf,
             lang: Language::parse(&row.language).unwrap_or(Language::Fr),
-            caller: Caller::of(account, crate::auth::request_id(req)),
+            caller: Caller::of(account, crate::auth::origin(req)),
         };
         req.extensions_mut().insert(session.caller.clone());
         req.extensions_mut().insert(session.clone());
@@ -366,6 +384,7 @@ impl ResponseError for PageError {
                     .collect(),
             ),
             Some(AppError::TooManyRequests(_)) => (t.too_many, vec![]),
+            Some(AppError::TooManyPatients(_)) => (t.too_many_patients, vec![]),
             Some(e @ (AppError::Unavailable(_) | AppError::Internal(_))) => {
                 e.log();
                 (t.unavailable, vec![])
@@ -381,10 +400,13 @@ impl ResponseError for PageError {
         .unwrap_or_else(|_| headline.to_string());
         let mut res = html(body);
         *res.status_mut() = self.status_code();
-        if let Some(AppError::TooManyRequests(wait)) = e {
+        if let Some(AppError::TooManyRequests(wait) | AppError::TooManyPatients(wait)) = e {
             if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
+        }
+        if let Some(AppError::TooManyPatients(_)) = e {
+            res.extensions_mut().insert(Refusal::DisclosureLimit);
         }
         res
     }

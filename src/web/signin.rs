@@ -140,18 +140,21 @@ pub async fn sign_in(
         language: lang.as_str().to_string(),
         created_at: now,
         expires_at: now + chrono::Duration::hours(SESSION_HOURS),
+        last_seen_at: now,
     };
+    let idle_since = now - state.settings.session_idle;
     let hash = token_hash(&token);
     // A session this browser already had ends with the new one.
     let previous = req.cookie(SESSION_COOKIE).map(|c| token_hash(c.value()));
-    let request_id = crate::auth::request_id(&req);
+    let origin = crate::auth::origin(&req);
     let account = state
         .db
         .write(move |conn| {
-            let Some(account) = db::users::find_by_token_hash(conn, &hash)? else {
+            let Some(account) = db::users::find_by_token_hash(conn, &hash, now)? else {
                 return Ok(None);
             };
-            db::sessions::purge_expired(conn, now)?;
+            db::sessions::purge_expired(conn, now, idle_since)?;
+            db::users::touch(conn, &account.id, now)?;
             if let Some(previous) = &previous {
                 db::sessions::delete(conn, previous)?;
             }
@@ -163,7 +166,7 @@ pub async fn sign_in(
                 },
             )?;
             let target = format!("user:{}", account.id);
-            let caller = Caller::of(account, request_id);
+            let caller = Caller::of(account, origin);
             crate::audit::record(
                 conn,
                 &caller,

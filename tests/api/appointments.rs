@@ -204,10 +204,11 @@ async fn secretaries_list_and_read_only_their_services() {
             .status(),
         200
     );
+    // By id, an appointment of another service is as unknown as one that does not exist.
     assert_problem(
         app.get(&format!("/api/v1/appointments/{foreign}"), Some(&sec))
             .await,
-        403,
+        404,
     )
     .await;
 }

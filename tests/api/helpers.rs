@@ -88,6 +88,11 @@ pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
         planning: Default::default(),
         answer_link_ttl: chrono::Duration::days(30),
         legacy_link_key: None,
+        trusted_proxies: Default::default(),
+        // No anonymous or disclosure limits unless a test asks for them (tests/api/security.rs).
+        rate_anonymous: None,
+        patients_per_hour: None,
+        session_idle: chrono::Duration::minutes(30),
     }
 }
 

@@ -103,7 +103,7 @@ async fn bad_patient_fields_are_422_naming_them_and_store_nothing() {
             .collect();
         assert!(fields.contains(&field), "{body}: {fields:?}");
     }
-    assert!(search(&app, &app.admin_token, "d").await.is_empty());
+    assert!(search(&app, &app.admin_token, "dxz").await.is_empty());
 }
 
 #[tokio::test]
@@ -223,38 +223,42 @@ async fn secretaries_see_only_their_services_patients() {
     let app = spawn_app().await;
     let (site, mine) = app.create_site_and_service().await;
     let (other_site, theirs) = app.create_site_and_service().await;
-    let ours = app.create_patient("Ourpatient", "A").await;
-    let other = app.create_patient("Otherpatient", "B").await;
+    let ours = app.create_patient("Patour", "A").await;
+    let other = app.create_patient("Patother", "B").await;
     app.create_appointment(&ours, &site, &mine, "2030-01-01T09:00:00Z")
         .await;
     app.create_appointment(&other, &other_site, &theirs, "2030-01-01T09:00:00Z")
         .await;
     // A patient with appointments in both services: the secretary sees only hers.
-    let both = app.create_patient("Bothpatient", "C").await;
+    let both = app.create_patient("Patboth", "C").await;
     app.create_appointment(&both, &site, &mine, "2030-01-02T09:00:00Z")
         .await;
     app.create_appointment(&both, &other_site, &theirs, "2030-01-03T09:00:00Z")
         .await;
     let (_, secretary) = create_account_directly(&app.state, "Sec", "secretary", &[&mine]).await;
 
-    let found: Vec<String> = search(&app, &secretary, "o")
+    let found: Vec<String> = search(&app, &secretary, "patou")
         .await
         .iter()
         .map(|p| p["id"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(found, std::slice::from_ref(&ours));
-    let found = search(&app, &secretary, "b").await;
+    let found = search(&app, &secretary, "patb").await;
     assert_eq!(found.len(), 1);
+    // Patother is in another service: searched for, not found.
+    assert!(search(&app, &secretary, "patot").await.is_empty());
+    assert_eq!(search(&app, &secretary, "pat").await.len(), 2);
     assert_eq!(
         app.get(&format!("/api/v1/patients/{ours}"), Some(&secretary))
             .await
             .status(),
         200
     );
+    // Read by id, a patient outside her services is as unknown as one that does not exist.
     assert_problem(
         app.get(&format!("/api/v1/patients/{other}"), Some(&secretary))
             .await,
-        403,
+        404,
     )
     .await;
     let detail: Value = app

@@ -267,13 +267,25 @@ async fn secretaries_act_only_on_their_services() {
         create_account_directly(&app.state, "Sec B", "secretary", &[&other_service]).await;
     let path = format!("/api/v1/appointments/{}/contact-attempts", ids[0]);
     let body = json!({"channel": "phone", "outcome": "voicemail"});
-    assert_problem(app.post_json(&path, Some(&theirs), &body).await, 403).await;
+    // Another service's appointment, by id: 404, as an unknown one (no existence oracle).
+    assert_problem(app.post_json(&path, Some(&theirs), &body).await, 404).await;
     assert_eq!(app.post_json(&path, Some(&mine), &body).await.status(), 201);
     let cancel = format!("/api/v1/appointments/{}/cancel", ids[0]);
     assert_problem(
         app.post_json(&cancel, Some(&theirs), &json!({"reason": "other"}))
             .await,
-        403,
+        404,
+    )
+    .await;
+    let reschedule = format!("/api/v1/appointments/{}/reschedule", ids[0]);
+    assert_problem(
+        app.post_json(
+            &reschedule,
+            Some(&theirs),
+            &json!({"scheduled_at": "2031-01-01T09:00:00Z"}),
+        )
+        .await,
+        404,
     )
     .await;
     assert_eq!(appointment(&app, &ids[0]).await["status"], "postponed");
