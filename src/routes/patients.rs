@@ -295,7 +295,13 @@ pub async fn read_patient(
                     return Err(AppError::NotFound("no such patient".into()));
                 }
             }
-            disclose(conn, &caller, limit, std::slice::from_ref(&id), crate::domain::now())?;
+            disclose(
+                conn,
+                &caller,
+                limit,
+                std::slice::from_ref(&id),
+                crate::domain::now(),
+            )?;
             crate::audit::record(
                 conn,
                 &caller,

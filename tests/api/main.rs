@@ -28,6 +28,7 @@ mod patients;
 mod planning;
 mod ratelimit;
 mod reopening;
+mod security;
 mod sites;
 mod smtp_sink;
 mod soak;

@@ -2,7 +2,7 @@
 //! with the API, and each page's forms doing what the API does. tests/api/browser.rs drives
 //! the same pages in a real browser.
 
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
@@ -55,7 +55,27 @@ impl WebClient {
         token: &str,
         lang: &str,
     ) -> Result<WebClient, reqwest::Response> {
-        let client = Self::plain();
+        Self::try_sign_in_with(app, token, lang, Self::plain()).await
+    }
+
+    /// Signs in with a browser of the test's own (headers it sends on every request).
+    pub async fn sign_in_as(app: &TestApp, token: &str, headers: HeaderMap) -> WebClient {
+        let client = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("client");
+        Self::try_sign_in_with(app, token, "fr", client)
+            .await
+            .expect("signed in")
+    }
+
+    async fn try_sign_in_with(
+        app: &TestApp,
+        token: &str,
+        lang: &str,
+        client: reqwest::Client,
+    ) -> Result<WebClient, reqwest::Response> {
         let form = client
             .get(app.url("/sign-in"))
             .send()
