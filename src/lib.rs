@@ -13,6 +13,7 @@ pub mod domain;
 pub mod email;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod imports;
 pub mod metrics;
 pub mod ratelimit;
