@@ -15,6 +15,7 @@ mod crash;
 mod demo;
 mod email;
 mod errors;
+mod files;
 mod health;
 mod helpers;
 mod hostile;
