@@ -18,6 +18,7 @@ pub mod imports;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
+pub mod secrets;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

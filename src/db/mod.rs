@@ -129,19 +129,18 @@ impl DatabaseUrl {
         Err("expected a URL starting with sqlite:// or postgres://".into())
     }
 
-    /// The URL without any password, fit for a log line or an error.
+    /// The URL without any password, in the userinfo or the query string, fit for a log line
+    /// or an error (`secrets.rs`).
     pub fn redacted(&self) -> String {
         match self.backend {
-            Backend::Sqlite => format!("sqlite://{}", self.target),
-            Backend::Postgres => match url::Url::parse(&self.target) {
-                Ok(mut u) => {
-                    if u.password().is_some() {
-                        let _ = u.set_password(Some("***"));
-                    }
-                    u.to_string()
+            // A file path, printed as given; only a `file:` URI has parameters.
+            Backend::Sqlite => match self.target.split_once('?') {
+                Some((path, query)) => {
+                    format!("sqlite://{path}?{}", crate::secrets::redact_query(query))
                 }
-                Err(_) => "postgres://…".into(),
+                None => format!("sqlite://{}", self.target),
             },
+            Backend::Postgres => crate::secrets::redact_url(&self.target),
         }
     }
 
@@ -586,8 +585,24 @@ mod tests {
 
     #[test]
     fn redacted_urls_hide_passwords() {
-        let url = DatabaseUrl::parse("postgres://me:s3cret@db:5432/reprise").expect("valid");
-        assert!(!url.redacted().contains("s3cret"));
-        assert!(!format!("{url:?}").contains("s3cret"));
+        for raw in [
+            "postgres://me:s3cret@db:5432/reprise",
+            "postgres://me:s3%40cret@db:5432/reprise",
+            "postgresql://me@db/reprise?sslmode=require&password=s3cret",
+            "postgres://me@db/reprise?sslpassword=s3cret",
+            "sqlite://file:data/r.db?mode=rwc&key=s3cret",
+        ] {
+            let url = DatabaseUrl::parse(raw).expect("valid");
+            assert!(!url.redacted().contains("s3"), "{}", url.redacted());
+            assert!(!format!("{url:?}").contains("s3"));
+        }
+        let url = DatabaseUrl::parse("postgres://me@db/reprise?sslmode=require&password=s3cret")
+            .expect("valid");
+        assert_eq!(
+            url.redacted(),
+            "postgres://me@db/reprise?sslmode=require&password=***"
+        );
+        let url = DatabaseUrl::parse("sqlite://data/my db.db").expect("valid");
+        assert_eq!(url.redacted(), "sqlite://data/my db.db");
     }
 }
