@@ -29,6 +29,7 @@ mod patients;
 mod planning;
 mod ratelimit;
 mod reopening;
+mod secrets;
 mod sites;
 mod smtp_sink;
 mod soak;
