@@ -287,8 +287,8 @@ fn create_token(
 }
 
 /// `reprise backup FILE`: SQLite's `VACUUM INTO` copies the database as one read
-/// transaction sees it, without stopping the writer (WAL), into a temporary file beside the
-/// target, which is checked and then renamed: a file at that name is always a whole backup.
+/// transaction sees it, without stopping the writer (WAL), into a temporary file (0600) beside
+/// the target, which is checked and then renamed: a file at that name is always a whole backup.
 /// The backup is audited (it holds every patient). On PostgreSQL: `pg_dump`.
 fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), CliError> {
     if settings.database.backend == crate::db::Backend::Postgres {
@@ -308,13 +308,11 @@ fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), CliError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let partial = tempfile::Builder::new()
-        .prefix(".reprise-backup-")
-        .tempfile_in(&folder)
+    // Private from its creation (it holds every patient): VACUUM INTO fills an existing
+    // file as long as it is empty, and the file keeps its mode through the rename.
+    let partial = crate::files::private_tempfile_in(&folder, ".reprise-backup-")
         .map_err(|e| CliError::Usage(format!("cannot write in {}: {e}", folder.display())))?
         .into_temp_path();
-    // VACUUM INTO wants to create the file itself.
-    std::fs::remove_file(&partial).map_err(|e| CliError::Failed(e.to_string()))?;
     let target = partial.to_string_lossy().into_owned();
     let db = open_database(settings)?;
     // Audited before the copy, so that the copy holds its own audit entry.
@@ -412,7 +410,8 @@ fn demo(settings: &Settings, seed: u64) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes a contact list to a file or stdout, audited like an export over HTTP.
+/// Writes a contact list to a file (0600, see `files.rs`) or stdout, audited like an export
+/// over HTTP.
 fn export_contact_list(
     settings: &Settings,
     site: String,
@@ -440,7 +439,7 @@ fn export_contact_list(
         })?;
     let mut sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
+            crate::files::create_private(path)
                 .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

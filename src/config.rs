@@ -2,10 +2,12 @@
 //!
 //! | variable | flag | default |
 //! |---|---|---|
-//! | `REPRISE_DATABASE_URL` | `--database` | `sqlite://data/reprise.db` |
+//! | `REPRISE_DATABASE_URL` | `--database` (no password) | `sqlite://data/reprise.db` |
+//! | `REPRISE_DATABASE_URL_FILE` | `--database-file` | none: a file holding the database URL |
 //! | `REPRISE_DB_POOL` | `--db-pool` | twice the cores, from 4 to 32 |
 //! | `REPRISE_BIND` | `--bind` | `127.0.0.1:8080` |
-//! | `REPRISE_SMTP_URL` | `--smtp` | none: `.eml` files in the outbox folder |
+//! | `REPRISE_SMTP_URL` | `--smtp` (no password) | none: `.eml` files in the outbox folder |
+//! | `REPRISE_SMTP_URL_FILE` | `--smtp-file` | none: a file holding the SMTP URL |
 //! | `REPRISE_OUTBOX_DIR` | `--outbox-dir` | `data/outbox` |
 //! | `REPRISE_MAIL_FROM` | `--mail-from` | `Reprise <no-reply@localhost>` |
 //! | `REPRISE_PUBLIC_URL` | `--public-url` | `http://127.0.0.1:8080` |
@@ -22,22 +24,91 @@
 //! | `REPRISE_SESSION_IDLE_MINUTES` | `--session-idle-minutes` | `30` |
 //! | `RUST_LOG` | | `info` |
 //!
+//! Secrets (the database and SMTP URLs with a password) are never taken as flags: a flag is
+//! visible to every user of the machine (`ps`). They come from the variable, or from the file
+//! its `_FILE` variable names (Docker and Kubernetes secrets: the content, trimmed), never
+//! both. A URL is printed only redacted (`secrets.rs`).
+//!
 //! The rule: a value is parsed into its real type here, or start-up stops with one line that
 //! names the variable and the flag. Nothing else in the crate reads the environment, except
 //! `telemetry.rs` for `RUST_LOG` (the tracing convention).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches};
 
 use crate::db::DatabaseUrl;
 
-/// The raw values, as clap collects them from flags and environment.
-#[derive(Debug, Clone, Args)]
+/// The settings as given, with where each URL that may hold a secret came from (a flag, a
+/// variable, the default), which the values alone do not say. Built by clap only.
+#[derive(Clone)]
 pub struct ConfigArgs {
-    /// Database URL: sqlite://FILE or postgres://USER@HOST/DB
+    values: ConfigValues,
+    database_source: Option<ValueSource>,
+    smtp_source: Option<ValueSource>,
+}
+
+// By hand around the derived `ConfigValues`, to keep clap's `ArgMatches` long enough to ask
+// where the URLs came from: `Cli::parse()` and every other parser then note it.
+impl FromArgMatches for ConfigArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self {
+            values: ConfigValues::from_arg_matches(matches)?,
+            database_source: matches.value_source("database"),
+            smtp_source: matches.value_source("smtp"),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.values.update_from_arg_matches(matches)?;
+        if let Some(source) = matches.value_source("database") {
+            self.database_source = Some(source);
+        }
+        if let Some(source) = matches.value_source("smtp") {
+            self.smtp_source = Some(source);
+        }
+        Ok(())
+    }
+}
+
+impl Args for ConfigArgs {
+    fn group_id() -> Option<clap::Id> {
+        ConfigValues::group_id()
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        ConfigValues::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        ConfigValues::augment_args_for_update(cmd)
+    }
+}
+
+impl fmt::Debug for ConfigArgs {
+    // The URLs may carry passwords: printed redacted, and the rest is of no interest.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigArgs")
+            .field(
+                "database",
+                &crate::secrets::redact_url(&self.values.database),
+            )
+            .field(
+                "smtp",
+                &self.values.smtp.as_deref().map(crate::secrets::redact_url),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The raw values, as clap collects them from flags and environment.
+#[derive(Clone, Args)]
+pub struct ConfigValues {
+    /// Database URL: sqlite://FILE or postgres://USER@HOST/DB (a password only in the
+    /// variable or its _FILE, never in this flag)
     #[arg(
         long = "database",
         env = "REPRISE_DATABASE_URL",
@@ -46,6 +117,14 @@ pub struct ConfigArgs {
         global = true
     )]
     pub database: String,
+
+    /// File holding the database URL (a Docker or Kubernetes secret); not with --database
+    #[arg(
+        long = "database-file",
+        env = "REPRISE_DATABASE_URL_FILE",
+        global = true
+    )]
+    pub database_file: Option<PathBuf>,
 
     /// Size of the database connection pool
     #[arg(long = "db-pool", env = "REPRISE_DB_POOL", global = true)]
@@ -61,6 +140,7 @@ pub struct ConfigArgs {
     pub bind: String,
 
     /// SMTP server: smtp://host:port, smtp://host:port?tls=starttls, smtps://user:pass@host:port
+    /// (a password only in the variable or its _FILE, never in this flag)
     #[arg(
         long = "smtp",
         env = "REPRISE_SMTP_URL",
@@ -68,6 +148,10 @@ pub struct ConfigArgs {
         global = true
     )]
     pub smtp: Option<String>,
+
+    /// File holding the SMTP URL (a Docker or Kubernetes secret); not with --smtp
+    #[arg(long = "smtp-file", env = "REPRISE_SMTP_URL_FILE", global = true)]
+    pub smtp_file: Option<PathBuf>,
 
     /// Folder where emails are written as .eml files when no SMTP server is configured
     #[arg(
@@ -192,11 +276,20 @@ pub struct ConfigArgs {
 
 /// A configuration value that cannot be used; its `Display` is the one line printed.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {variable} (--{flag}): {reason}")]
+#[error("invalid {variable}{}: {reason}", flag_of(flag))]
 pub struct ConfigError {
     pub variable: &'static str,
     pub flag: &'static str,
     pub reason: String,
+}
+
+/// ` (--flag)`, or nothing for a variable that has no flag.
+fn flag_of(flag: &str) -> String {
+    if flag.is_empty() {
+        String::new()
+    } else {
+        format!(" (--{flag})")
+    }
 }
 
 fn bad(variable: &'static str, flag: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -257,7 +350,8 @@ impl SmtpSettings {
                 ("tls", "starttls", _) => {
                     return Err("tls=starttls only goes with smtp://, not smtps://".into())
                 }
-                _ => return Err(format!("unknown parameter {key}={value}")),
+                // The name only: the value could be a password.
+                _ => return Err(format!("unknown parameter {key:?}")),
             }
         }
         let host = url
@@ -287,6 +381,104 @@ impl SmtpSettings {
             security,
             credentials,
         })
+    }
+}
+
+/// A setting whose value may hold a secret: its variable and flag, and the `_FILE` variable
+/// (and flag) that names a file holding it instead.
+struct SecretSetting {
+    variable: &'static str,
+    flag: &'static str,
+    file_variable: &'static str,
+    file_flag: &'static str,
+}
+
+const DATABASE: SecretSetting = SecretSetting {
+    variable: "REPRISE_DATABASE_URL",
+    flag: "database",
+    file_variable: "REPRISE_DATABASE_URL_FILE",
+    file_flag: "database-file",
+};
+
+const SMTP: SecretSetting = SecretSetting {
+    variable: "REPRISE_SMTP_URL",
+    flag: "smtp",
+    file_variable: "REPRISE_SMTP_URL_FILE",
+    file_flag: "smtp-file",
+};
+
+/// A secret setting's value, with the variable and flag that gave it (named in its errors).
+struct Given {
+    value: String,
+    variable: &'static str,
+    flag: &'static str,
+}
+
+impl SecretSetting {
+    /// The value from the file, the variable or the flag (or the default). Refused: both a
+    /// value and a file, a file that cannot be read (its content is never printed), and a
+    /// secret given as a flag.
+    fn value(
+        &self,
+        value: Option<&str>,
+        source: Option<ValueSource>,
+        file: Option<&Path>,
+    ) -> Result<Option<Given>, ConfigError> {
+        let given = matches!(
+            source,
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        if let Some(path) = file {
+            if given {
+                return Err(bad(
+                    self.file_variable,
+                    self.file_flag,
+                    format!(
+                        "{} (--{}) is set too: give one or the other",
+                        self.variable, self.flag
+                    ),
+                ));
+            }
+            let content = std::fs::read_to_string(path).map_err(|e| {
+                bad(
+                    self.file_variable,
+                    self.file_flag,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let value = content.trim();
+            if value.is_empty() {
+                return Err(bad(
+                    self.file_variable,
+                    self.file_flag,
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            return Ok(Some(Given {
+                value: value.to_string(),
+                variable: self.file_variable,
+                flag: self.file_flag,
+            }));
+        }
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        if source == Some(ValueSource::CommandLine) && crate::secrets::carries_secret(value) {
+            return Err(bad(
+                self.variable,
+                self.flag,
+                format!(
+                    "a password or key in a flag is visible to every user of the machine \
+                     (ps): set it in {} or in a file named by {} instead",
+                    self.variable, self.file_variable
+                ),
+            ));
+        }
+        Ok(Some(Given {
+            value: value.to_string(),
+            variable: self.variable,
+            flag: self.flag,
+        }))
     }
 }
 
@@ -369,16 +561,26 @@ fn legacy_link_key() -> Result<Option<LegacyKey>, ConfigError> {
         .ok_or_else(|| {
             bad(
                 "REPRISE_ANSWER_LINK_KEY",
-                "answer-link-key",
+                "",
                 "must be 64 or more hex digits (32 bytes or more)",
             )
         })
 }
 
 impl Settings {
-    pub fn from_args(args: &ConfigArgs) -> Result<Self, ConfigError> {
-        let database = DatabaseUrl::parse(&args.database)
-            .map_err(|e| bad("REPRISE_DATABASE_URL", "database", e))?;
+    pub fn from_args(config: &ConfigArgs) -> Result<Self, ConfigError> {
+        let args = &config.values;
+        let database = DATABASE
+            .value(
+                Some(&args.database),
+                config.database_source,
+                args.database_file.as_deref(),
+            )?
+            .map(|given| {
+                DatabaseUrl::parse(&given.value).map_err(|e| bad(given.variable, given.flag, e))
+            })
+            .transpose()?
+            .ok_or_else(|| bad(DATABASE.variable, DATABASE.flag, "is required"))?;
         let db_pool = match &args.db_pool {
             None => default_pool_size(),
             Some(raw) => raw
@@ -409,12 +611,16 @@ impl Settings {
                     ),
                 )
             })?;
-        let smtp = args
-            .smtp
-            .as_deref()
-            .map(SmtpSettings::parse)
-            .transpose()
-            .map_err(|e| bad("REPRISE_SMTP_URL", "smtp", e))?;
+        let smtp = SMTP
+            .value(
+                args.smtp.as_deref(),
+                config.smtp_source,
+                args.smtp_file.as_deref(),
+            )?
+            .map(|given| {
+                SmtpSettings::parse(&given.value).map_err(|e| bad(given.variable, given.flag, e))
+            })
+            .transpose()?;
         if args.outbox_dir.as_os_str().is_empty() {
             return Err(bad("REPRISE_OUTBOX_DIR", "outbox-dir", "must not be empty"));
         }
@@ -606,6 +812,154 @@ mod tests {
             let err = settings(args).expect_err("must be refused").to_string();
             assert!(err.contains(variable), "{err} should name {variable}");
             assert!(!err.contains('\n'), "{err} should be one line");
+        }
+    }
+
+    #[test]
+    fn a_secret_is_refused_as_a_flag_and_never_printed() {
+        for (args, variable) in [
+            (
+                ["--database", "postgres://me:s3cret@db/reprise"],
+                "REPRISE_DATABASE_URL",
+            ),
+            (
+                [
+                    "--database",
+                    "postgres://me@db/reprise?sslmode=require&password=s3cret",
+                ],
+                "REPRISE_DATABASE_URL",
+            ),
+            (
+                ["--database", "postgres://me@db/reprise?SSLPassword=s3cret"],
+                "REPRISE_DATABASE_URL",
+            ),
+            (
+                ["--smtp", "smtps://me:s3cret@mail.example:465"],
+                "REPRISE_SMTP_URL",
+            ),
+            (
+                ["--smtp", "smtp://relay:25?password=s3cret"],
+                "REPRISE_SMTP_URL",
+            ),
+        ] {
+            let err = settings(&args).expect_err("refused").to_string();
+            assert!(err.starts_with(&format!("invalid {variable} (--")), "{err}");
+            assert!(err.contains(&format!("{variable}_FILE")), "{err}");
+            assert!(!err.contains("s3cret") && !err.contains('\n'), "{err}");
+        }
+        // Without a password, the flags work as the README shows.
+        let s = settings(&["--database", "sqlite://data/demo.db"]).expect("no secret");
+        assert_eq!(
+            s.database,
+            DatabaseUrl::parse("sqlite://data/demo.db").expect("ok")
+        );
+        let s = settings(&[
+            "--database",
+            "postgres://me@db/reprise?sslmode=require",
+            "--smtp",
+            "smtps://me@mail.example:465",
+        ])
+        .expect("no secret");
+        assert_eq!(s.database.backend, crate::db::Backend::Postgres);
+        assert_eq!(
+            s.smtp.and_then(|smtp| smtp.credentials),
+            Some(("me".to_string(), String::new()))
+        );
+    }
+
+    /// A file in a folder of its own, with this content.
+    fn secret_file(content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("folder");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, content).expect("written");
+        (dir, file)
+    }
+
+    #[test]
+    fn urls_are_read_from_the_files_their_file_variables_name_trimmed() {
+        let (_d1, database) = secret_file(b"postgres://me:s3cret@db:5432/reprise\n");
+        let (_d2, smtp) = secret_file(b"  smtps://me:p%40ss@mail.example:465\r\n");
+        let s = settings(&[
+            "--database-file",
+            &database.to_string_lossy(),
+            "--smtp-file",
+            &smtp.to_string_lossy(),
+        ])
+        .expect("the files are read");
+        assert_eq!(
+            s.database,
+            DatabaseUrl::parse("postgres://me:s3cret@db:5432/reprise").expect("ok")
+        );
+        let smtp = s.smtp.clone().expect("SMTP");
+        assert_eq!((smtp.host.as_str(), smtp.port), ("mail.example", 465));
+        assert_eq!(
+            smtp.credentials,
+            Some(("me".to_string(), "p@ss".to_string()))
+        );
+        assert!(!format!("{s:?}").contains("s3cret") && !format!("{s:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn a_file_variable_that_cannot_be_used_is_named_and_its_content_never_printed() {
+        let (_d1, readable) = secret_file(b"postgres://me:s3cret@db/reprise");
+        let (_d2, not_a_url) = secret_file(b"oracle://me:s3cret@db/reprise\n");
+        let (_d3, empty) = secret_file(b" \n");
+        let (_d4, not_text) = secret_file(b"postgres://me:s3cret\xff@db/reprise");
+        let folder = tempfile::tempdir().expect("folder");
+        let folder = folder.path().to_string_lossy().into_owned();
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let cases: Vec<(Vec<String>, &str)> = vec![
+            // Both the value and a file.
+            (
+                vec![
+                    "--database".into(),
+                    "sqlite://x.db".into(),
+                    "--database-file".into(),
+                    path(&readable),
+                ],
+                "REPRISE_DATABASE_URL_FILE",
+            ),
+            (
+                vec![
+                    "--smtp".into(),
+                    "smtp://relay:25".into(),
+                    "--smtp-file".into(),
+                    path(&readable),
+                ],
+                "REPRISE_SMTP_URL_FILE",
+            ),
+            // Missing, a folder, not UTF-8, empty.
+            (
+                vec!["--database-file".into(), format!("{folder}/missing")],
+                "REPRISE_DATABASE_URL_FILE",
+            ),
+            (
+                vec!["--smtp-file".into(), folder.clone()],
+                "REPRISE_SMTP_URL_FILE",
+            ),
+            (
+                vec!["--database-file".into(), path(&not_text)],
+                "REPRISE_DATABASE_URL_FILE",
+            ),
+            (
+                vec!["--database-file".into(), path(&empty)],
+                "REPRISE_DATABASE_URL_FILE",
+            ),
+            // Read, but not a URL of the right kind.
+            (
+                vec!["--database-file".into(), path(&not_a_url)],
+                "REPRISE_DATABASE_URL_FILE",
+            ),
+            (
+                vec!["--smtp-file".into(), path(&readable)],
+                "REPRISE_SMTP_URL_FILE",
+            ),
+        ];
+        for (args, variable) in cases {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let err = settings(&args).expect_err("refused").to_string();
+            assert!(err.starts_with(&format!("invalid {variable} (--")), "{err}");
+            assert!(!err.contains("s3cret") && !err.contains('\n'), "{err}");
         }
     }
 

@@ -130,19 +130,18 @@ impl DatabaseUrl {
         Err("expected a URL starting with sqlite:// or postgres://".into())
     }
 
-    /// The URL without any password, fit for a log line or an error.
+    /// The URL without any password, in the userinfo or the query string, fit for a log line
+    /// or an error (`secrets.rs`).
     pub fn redacted(&self) -> String {
         match self.backend {
-            Backend::Sqlite => format!("sqlite://{}", self.target),
-            Backend::Postgres => match url::Url::parse(&self.target) {
-                Ok(mut u) => {
-                    if u.password().is_some() {
-                        let _ = u.set_password(Some("***"));
-                    }
-                    u.to_string()
+            // A file path, printed as given; only a `file:` URI has parameters.
+            Backend::Sqlite => match self.target.split_once('?') {
+                Some((path, query)) => {
+                    format!("sqlite://{path}?{}", crate::secrets::redact_query(query))
                 }
-                Err(_) => "postgres://…".into(),
+                None => format!("sqlite://{}", self.target),
             },
+            Backend::Postgres => crate::secrets::redact_url(&self.target),
         }
     }
 
@@ -164,20 +163,41 @@ impl DatabaseUrl {
         })
     }
 
-    /// Opens one connection, with the backend's own error on failure.
+    /// For SQLite, the database file: the target itself, or the path of a `file:` URI.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let Some(uri) = self.target.strip_prefix("file:") else {
+            return Some(self.target.clone().into());
+        };
+        // file:PATH?PARAMS or file://[localhost]/PATH?PARAMS, percent-encoded (SQLite's URIs).
+        let path = uri.split(['?', '#']).next().unwrap_or_default();
+        let path = match path.strip_prefix("//") {
+            Some(rest) => &rest[rest.find('/')?..],
+            None => path,
+        };
+        let decoded = percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .ok()?;
+        Some(decoded.into_owned().into())
+    }
+
+    /// Before the first connection of a process: on SQLite, the folder and the database file
+    /// are created private, or made private if others could read them (`files.rs`). Once per
+    /// start, not per pooled connection.
+    pub fn prepare(&self) -> Result<(), String> {
+        match self.sqlite_file() {
+            Some(file) => crate::files::prepare_sqlite_database(&file),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens one connection, with the backend's own error on failure. On SQLite, the file is
+    /// created if missing: [`DatabaseUrl::prepare`] first makes it private.
     pub fn connect(&self) -> Result<DbConnection, diesel::ConnectionError> {
         match self.backend {
             Backend::Sqlite => {
-                if let Some(dir) = std::path::Path::new(&self.target).parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            diesel::ConnectionError::BadConnection(format!(
-                                "cannot create the folder {}: {e}",
-                                dir.display()
-                            ))
-                        })?;
-                    }
-                }
                 let mut conn = SqliteConnection::establish(&self.target)?;
                 // WAL lets readers go on while one writer commits; FULL makes every commit
                 // durable before it is acknowledged.
@@ -297,6 +317,7 @@ impl Db {
     /// Builds the pool and checks that one connection opens, so that a wrong URL or a
     /// server that is down is reported at start-up with the driver's own words.
     pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Self, String> {
+        url.prepare()?;
         // Fail fast with the real error rather than r2d2's "timed out waiting for connection".
         drop(url.connect().map_err(|e| e.to_string())?);
         let pool = r2d2::Pool::builder()
@@ -568,9 +589,48 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_urls_name_their_file() {
+        let file = |raw: &str| DatabaseUrl::parse(raw).expect("valid").sqlite_file();
+        assert_eq!(
+            file("sqlite://data/reprise.db"),
+            Some("data/reprise.db".into())
+        );
+        assert_eq!(file("sqlite:///var/lib/r.db"), Some("/var/lib/r.db".into()));
+        assert_eq!(
+            file("sqlite://file:data/my%20db.db?mode=rwc"),
+            Some("data/my db.db".into())
+        );
+        assert_eq!(
+            file("sqlite://file:///var/lib/r.db?cache=shared"),
+            Some("/var/lib/r.db".into())
+        );
+        assert_eq!(
+            file("sqlite://file://localhost/var/lib/r.db"),
+            Some("/var/lib/r.db".into())
+        );
+        assert_eq!(file("postgres://u@h/db"), None);
+    }
+
+    #[test]
     fn redacted_urls_hide_passwords() {
-        let url = DatabaseUrl::parse("postgres://me:s3cret@db:5432/reprise").expect("valid");
-        assert!(!url.redacted().contains("s3cret"));
-        assert!(!format!("{url:?}").contains("s3cret"));
+        for raw in [
+            "postgres://me:s3cret@db:5432/reprise",
+            "postgres://me:s3%40cret@db:5432/reprise",
+            "postgresql://me@db/reprise?sslmode=require&password=s3cret",
+            "postgres://me@db/reprise?sslpassword=s3cret",
+            "sqlite://file:data/r.db?mode=rwc&key=s3cret",
+        ] {
+            let url = DatabaseUrl::parse(raw).expect("valid");
+            assert!(!url.redacted().contains("s3"), "{}", url.redacted());
+            assert!(!format!("{url:?}").contains("s3"));
+        }
+        let url = DatabaseUrl::parse("postgres://me@db/reprise?sslmode=require&password=s3cret")
+            .expect("valid");
+        assert_eq!(
+            url.redacted(),
+            "postgres://me@db/reprise?sslmode=require&password=***"
+        );
+        let url = DatabaseUrl::parse("sqlite://data/my db.db").expect("valid");
+        assert_eq!(url.redacted(), "sqlite://data/my db.db");
     }
 }

@@ -76,6 +76,7 @@ pub enum Transport {
     Smtp(smtp::SmtpPool),
     /// One `<notification id>.eml` file per email, written whole (temporary file, then rename),
     /// so that a second delivery of the same notification replaces the file, never adds one.
+    /// The folder is created 0700 and the files are 0600 (`files.rs`).
     Files(PathBuf),
 }
 
@@ -91,7 +92,7 @@ impl Transport {
                 delivery.timeout,
             )?)),
             None => {
-                std::fs::create_dir_all(&settings.outbox_dir).map_err(|e| {
+                crate::files::create_private_dir(&settings.outbox_dir).map_err(|e| {
                     format!(
                         "cannot create the outbox folder {}: {e}",
                         settings.outbox_dir.display()
@@ -117,9 +118,11 @@ impl Transport {
     }
 }
 
+/// Writes `<id>.eml` whole: a private temporary file (0600: the email names the patient and
+/// the care), renamed into place with its mode.
 fn write_eml(dir: &std::path::Path, id: &str, raw: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    let mut file = crate::files::private_tempfile_in(dir, ".tmp")?;
     file.write_all(raw)?;
     file.as_file().sync_all()?;
     file.persist(dir.join(format!("{id}.eml")))
