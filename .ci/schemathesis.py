@@ -65,6 +65,10 @@ def main():
         # Budgets would turn most of the run into documented 429s; they have their own test.
         REPRISE_RATE_WRITES="0",
         REPRISE_RATE_READS="0",
+        # Its requests without a token would make 127.0.0.1 wait, and its searches would use
+        # up the accounts' patients; both limits have their tests (tests/api/security.rs).
+        REPRISE_RATE_ANONYMOUS="0",
+        REPRISE_PATIENTS_PER_HOUR="0",
     )
 
     def reprise(*args):

@@ -100,7 +100,16 @@ impl BenchDb {
         &self,
         pool: u32,
     ) -> (String, actix_web::web::Data<reprise::startup::AppState>) {
-        let settings = Settings {
+        self.serve_with(pool, |_| {}).await
+    }
+
+    /// [`BenchDb::serve`] with settings changed by the bench.
+    pub async fn serve_with(
+        &self,
+        pool: u32,
+        configure: impl FnOnce(&mut Settings),
+    ) -> (String, actix_web::web::Data<reprise::startup::AppState>) {
+        let mut settings = Settings {
             database: self.url.clone(),
             db_pool: pool,
             bind: "127.0.0.1:0".parse().expect("addr"),
@@ -122,6 +131,7 @@ impl BenchDb {
             patients_per_hour: Some(1_000_000),
             session_idle: chrono::Duration::minutes(30),
         };
+        configure(&mut settings);
         let app = reprise::startup::Application::build(settings)
             .await
             .expect("the service starts");

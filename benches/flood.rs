@@ -1,0 +1,178 @@
+//! `cargo bench --bench flood`: unauthenticated traffic costs nothing (issue 16). Eight clients
+//! behind a trusted proxy, each with its own address, send 50,000 requests with made-up tokens
+//! as fast as they can, while an agent logs calls from the call centre's address. Printed: how
+//! many were refused at the door (the anonymous limit, before any lookup), the audit rows and
+//! the database growth the flood left, and the agent's p99 with and without the flood in the
+//! same run (`ratio=` is p99 under the flood ÷ p99 alone). SQLite, and PostgreSQL when
+//! `REPRISE_TEST_POSTGRES_URL` is set. `BENCH_SCALE=0.1` for a quick look.
+
+use std::time::{Duration, Instant};
+
+use reprise::auth::Caller;
+use reprise::db::Backend;
+use reprise::domain::account::NewAccount;
+
+mod common;
+
+use common::{percentile, scale, targets, BenchDb};
+
+const CLIENTS: usize = 8;
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// (audit rows other than the agent's calls, bytes the database holds).
+async fn footprint(state: &reprise::startup::AppState, backend: Backend) -> (i64, i64) {
+    let size = match backend {
+        Backend::Sqlite => {
+            "SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()"
+        }
+        Backend::Postgres => "SELECT pg_database_size(current_database()) AS n",
+    };
+    state
+        .db
+        .read(move |conn| {
+            use diesel::RunQueryDsl;
+            let rows = diesel::sql_query(
+                "SELECT count(*) AS n FROM audit_log WHERE action <> 'call.create'",
+            )
+            .get_result::<Count>(conn)?;
+            let bytes = diesel::sql_query(size).get_result::<Count>(conn)?;
+            Ok::<_, reprise::db::DbError>((rows.n, bytes.n))
+        })
+        .await
+        .expect("footprint")
+}
+
+/// The agent logs calls one after the other until `stop` says so (or `at_most` calls); returns
+/// each call's latency in milliseconds.
+async fn agent(
+    base: String,
+    token: String,
+    at_most: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<f64> {
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::with_capacity(at_most);
+    while latencies.len() < at_most && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let started = Instant::now();
+        let r = client
+            .post(format!("{base}/api/v1/calls"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(r#"{"reason":"appointment_status","outcome":"informed","duration_seconds":95}"#)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 201);
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+async fn run(backend: Backend, server: Option<&reprise::db::DatabaseUrl>) {
+    let tag = backend.name();
+    let total = scale(50_000, 2_000);
+    let holder = BenchDb::create(backend, server, "flood");
+    let (base, state) = holder
+        .serve_with(16, |s| {
+            s.trusted_proxies = reprise::client::TrustedProxies::parse("127.0.0.1").expect("ok");
+            s.rate_anonymous = Some(60);
+        })
+        .await;
+    let new = NewAccount::parse("Agent", "agent", &[]).expect("account");
+    let token = state
+        .db
+        .write(move |conn| reprise::auth::create_account(conn, &Caller::command_line(), new))
+        .await
+        .expect("account")
+        .token;
+    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // The agent alone.
+    let calls_alone = scale(3_000, 300);
+    let before = footprint(&state, backend).await;
+    let alone = agent(base.clone(), token.clone(), calls_alone, never.clone()).await;
+    let after_alone = footprint(&state, backend).await;
+    let bytes_per_call = (after_alone.1 - before.1) as f64 / calls_alone as f64;
+
+    // The agent during the flood.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let logging = tokio::spawn(agent(base.clone(), token, usize::MAX, stop.clone()));
+    let started = Instant::now();
+    let flood: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut headers = reqwest::header::HeaderMap::new();
+                let address = format!("198.51.100.{}", c + 1);
+                headers.insert(
+                    "x-forwarded-for",
+                    reqwest::header::HeaderValue::from_str(&address).expect("header"),
+                );
+                let client = reqwest::Client::builder()
+                    .default_headers(headers)
+                    .build()
+                    .expect("client");
+                let mut refused_at_door = 0usize;
+                for i in 0..total / CLIENTS {
+                    let r = client
+                        .get(format!("{base}/api/v1/calls"))
+                        .bearer_auth(format!("rp_{c:02}{i:010}made_up"))
+                        .send()
+                        .await
+                        .expect("sent");
+                    match r.status().as_u16() {
+                        429 => refused_at_door += 1,
+                        401 => {}
+                        other => panic!("{other}"),
+                    }
+                }
+                refused_at_door
+            })
+        })
+        .collect();
+    let mut refused_at_door = 0;
+    for f in flood {
+        refused_at_door += f.await.expect("client");
+    }
+    let flood_seconds = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = logging.await.expect("agent");
+    reprise::startup::flush_denials(&state).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = footprint(&state, backend).await;
+    let rows = after.0 - after_alone.0;
+    let growth = (after.1 - after_alone.1) as f64 - bytes_per_call * during.len() as f64;
+    let sent = total / CLIENTS * CLIENTS;
+    let p99_alone = percentile(&alone, 0.99);
+    let p99_during = percentile(&during, 0.99);
+    println!("{tag}.flood.requests={sent}");
+    println!("{tag}.flood.clients={CLIENTS}");
+    println!("{tag}.flood.seconds={flood_seconds:.2}");
+    println!("{tag}.flood.per_s={:.0}", sent as f64 / flood_seconds);
+    println!("{tag}.flood.refused_before_lookup={refused_at_door}");
+    println!("{tag}.flood.audit_rows={rows}");
+    println!("{tag}.flood.growth_bytes={:.0}", growth.max(0.0));
+    println!("{tag}.flood.agent_calls_alone={}", alone.len());
+    println!("{tag}.flood.agent_calls_during={}", during.len());
+    println!(
+        "{tag}.flood.agent_p50_alone_ms={:.2}",
+        percentile(&alone, 0.5)
+    );
+    println!("{tag}.flood.agent_p99_alone_ms={p99_alone:.2}");
+    println!("{tag}.flood.agent_p50_ms={:.2}", percentile(&during, 0.5));
+    println!("{tag}.flood.agent_p99_ms={p99_during:.2}");
+    println!("{tag}.flood ratio={:.2}", p99_during / p99_alone);
+}
+
+fn main() {
+    let runtime = common::runtime();
+    for (backend, server) in &targets() {
+        runtime.block_on(run(*backend, server.as_ref()));
+    }
+}
