@@ -56,7 +56,7 @@ async fn agent(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<f64> {
     let client = reqwest::Client::new();
-    let mut latencies = Vec::with_capacity(at_most);
+    let mut latencies = Vec::with_capacity(at_most.min(100_000));
     while latencies.len() < at_most && !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let started = Instant::now();
         let r = client

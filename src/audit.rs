@@ -18,6 +18,11 @@ pub fn record(
     details: serde_json::Value,
 ) -> diesel::QueryResult<()> {
     let details = details.to_string();
+    let address = caller
+        .origin
+        .as_ref()
+        .and_then(|o| o.address)
+        .map(|a| a.to_string());
     db::audit::insert(
         conn,
         &db::audit::NewAuditRow {
@@ -28,7 +33,7 @@ pub fn record(
             target,
             details: &details,
             request_id: caller.origin.as_ref().map(|o| o.request_id.as_str()),
-            address: caller.origin.as_ref().and_then(|o| o.address.as_deref()),
+            address: address.as_deref(),
             user_agent: caller.origin.as_ref().and_then(|o| o.user_agent.as_deref()),
         },
     )
@@ -156,7 +161,8 @@ impl Denials {
         let address = refused
             .origin
             .as_ref()
-            .and_then(|o| o.address.clone())
+            .and_then(|o| o.address)
+            .map(|a| a.to_string())
             .unwrap_or_default();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut key = format!(
@@ -231,6 +237,7 @@ pub fn write_denials(conn: &mut DbConnection, flushes: &[Flush]) -> diesel::Quer
         })
         .to_string();
         let origin = r.origin.as_ref();
+        let address = origin.and_then(|o| o.address).map(|a| a.to_string());
         db::audit::add_aggregated(
             conn,
             &db::audit::AggregatedRow {
@@ -242,7 +249,7 @@ pub fn write_denials(conn: &mut DbConnection, flushes: &[Flush]) -> diesel::Quer
                     target: Some(&r.route),
                     details: &details,
                     request_id: origin.map(|o| o.request_id.as_str()),
-                    address: origin.and_then(|o| o.address.as_deref()),
+                    address: address.as_deref(),
                     user_agent: origin.and_then(|o| o.user_agent.as_deref()),
                 },
                 occurrences: f.occurrences,
@@ -268,7 +275,7 @@ mod tests {
             status: 401,
             origin: Some(crate::auth::Origin {
                 request_id: "r".into(),
-                address: Some(address.into()),
+                address: address.parse().ok(),
                 user_agent: None,
             }),
         }

@@ -112,7 +112,7 @@ pub fn token_hash(token: &str) -> String {
 pub struct Origin {
     pub request_id: String,
     /// The client's address (`client::Client`).
-    pub address: Option<String>,
+    pub address: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
 }
 

@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -74,8 +75,10 @@ impl RateLimits {
 /// with a valid credential spend nothing. IPv6 addresses count by /64, what one host is given.
 pub struct AnonymousLimits {
     limiter: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
-    /// Until when each address over its budget is refused.
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// Until when each address over its budget is refused. Read by every request, written
+    /// only when an address goes over: a read lock, skipped while no address ever went over.
+    blocked: RwLock<HashMap<IpAddr, Instant>>,
+    any_blocked: AtomicBool,
     clock: DefaultClock,
 }
 
@@ -99,7 +102,8 @@ impl AnonymousLimits {
     pub fn new(per_minute: Option<u32>) -> Self {
         Self {
             limiter: limiter(per_minute),
-            blocked: Mutex::default(),
+            blocked: RwLock::default(),
+            any_blocked: AtomicBool::new(false),
             clock: DefaultClock::default(),
         }
     }
@@ -107,7 +111,10 @@ impl AnonymousLimits {
     /// How long `address` is still refused, if it is over its budget.
     pub fn blocked(&self, address: IpAddr) -> Option<Duration> {
         self.limiter.as_ref()?;
-        let blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.any_blocked.load(Ordering::Relaxed) {
+            return None;
+        }
+        let blocked = self.blocked.read().unwrap_or_else(|e| e.into_inner());
         let until = *blocked.get(&bucket(address))?;
         until.checked_duration_since(Instant::now())
     }
@@ -118,13 +125,14 @@ impl AnonymousLimits {
         let key = bucket(address);
         if let Err(not_until) = limiter.check_key(&key) {
             let wait = not_until.wait_time_from(self.clock.now());
-            let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+            let mut blocked = self.blocked.write().unwrap_or_else(|e| e.into_inner());
             if blocked.len() >= ADDRESSES_MAX {
                 let now = Instant::now();
                 blocked.retain(|_, until| *until > now);
                 limiter.retain_recent();
             }
             blocked.insert(key, Instant::now() + wait);
+            self.any_blocked.store(true, Ordering::Relaxed);
         }
     }
 }

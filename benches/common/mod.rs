@@ -126,7 +126,8 @@ impl BenchDb {
             answer_link_ttl: chrono::Duration::days(30),
             legacy_link_key: None,
             trusted_proxies: Default::default(),
-            rate_anonymous: None,
+            // As in production: valid requests spend nothing, but each one asks.
+            rate_anonymous: Some(60),
             // Counted as in production (one account searches all the bench long), never reached.
             patients_per_hour: Some(1_000_000),
             session_idle: chrono::Duration::minutes(30),

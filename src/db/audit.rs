@@ -47,11 +47,8 @@ pub fn insert(conn: &mut DbConnection, row: &NewAuditRow<'_>) -> QueryResult<()>
 }
 
 /// An entry that stands for every occurrence of the same thing in one minute (refusals).
-#[derive(Debug, Insertable)]
-#[diesel(table_name = audit_log)]
-#[diesel(treat_none_as_default_value = false)]
+#[derive(Debug)]
 pub struct AggregatedRow<'a> {
-    #[diesel(embed)]
     pub row: NewAuditRow<'a>,
     pub occurrences: i32,
     /// What makes two occurrences the same entry (`audit::Denials`).
@@ -59,16 +56,39 @@ pub struct AggregatedRow<'a> {
 }
 
 /// Adds `occurrences` to the entry of `aggregate_key`, written if it does not exist yet: one
-/// entry per key whichever process saw them (the key is unique).
-pub fn add_aggregated(conn: &mut DbConnection, row: &AggregatedRow<'_>) -> QueryResult<()> {
-    use diesel::upsert::excluded;
-    per_backend!(conn, |c| diesel::insert_into(audit_log::table)
-        .values(row)
-        .on_conflict(audit_log::aggregate_key)
-        .do_update()
-        .set(audit_log::occurrences.eq(audit_log::occurrences + excluded(audit_log::occurrences)))
-        .execute(c))?;
-    Ok(())
+/// entry per key whichever process saw them. Written as SQL: the key's unique index is partial
+/// (ordinary entries have no key and cost it nothing), and diesel names a partial index's
+/// condition in `ON CONFLICT` on PostgreSQL only. Not on a hot path: a few a minute.
+pub fn add_aggregated(conn: &mut DbConnection, a: &AggregatedRow<'_>) -> QueryResult<()> {
+    use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
+    const COLUMNS: &str = "at, actor_id, actor_name, action, target, details, request_id, \
+                           address, user_agent, occurrences, aggregate_key";
+    const CONFLICT: &str = "ON CONFLICT (aggregate_key) WHERE aggregate_key IS NOT NULL \
+                            DO UPDATE SET occurrences = audit_log.occurrences + excluded.occurrences";
+    let placeholders = match conn {
+        DbConnection::Sqlite(_) => vec!["?".to_string(); 11].join(", "),
+        DbConnection::Pg(_) => (1..=11)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let r = &a.row;
+    diesel::sql_query(format!(
+        "INSERT INTO audit_log ({COLUMNS}) VALUES ({placeholders}) {CONFLICT}"
+    ))
+    .bind::<Timestamp, _>(r.at)
+    .bind::<Nullable<Text>, _>(r.actor_id)
+    .bind::<Nullable<Text>, _>(r.actor_name)
+    .bind::<Text, _>(r.action)
+    .bind::<Nullable<Text>, _>(r.target)
+    .bind::<Text, _>(r.details)
+    .bind::<Nullable<Text>, _>(r.request_id)
+    .bind::<Nullable<Text>, _>(r.address)
+    .bind::<Nullable<Text>, _>(r.user_agent)
+    .bind::<Integer, _>(a.occurrences)
+    .bind::<Text, _>(a.aggregate_key)
+    .execute(conn)
+    .map(drop)
 }
 
 #[derive(Debug, Default, Clone)]

@@ -35,10 +35,9 @@ pub async fn trace_requests(
             .map(|s| &s.settings.trusted_proxies)
             .unwrap_or(&Default::default()),
     );
-    req.extensions_mut().insert(client.clone());
     req.extensions_mut().insert(Origin {
         request_id: request_id.clone(),
-        address: client.address.map(|a| a.to_string()),
+        address: client.address,
         user_agent: client.user_agent,
     });
     let span = tracing::info_span!(
@@ -168,10 +167,7 @@ pub async fn refusals(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let address = req
-        .extensions()
-        .get::<crate::client::Client>()
-        .and_then(|c| c.address);
+    let address = req.extensions().get::<Origin>().and_then(|o| o.address);
     if let (Some(state), Some(address)) = (&state, address) {
         if let Some(wait) = state.anonymous.blocked(address) {
             if !is_open_path(req.path()) {

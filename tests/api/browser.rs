@@ -774,3 +774,25 @@ async fn the_demo_scenario_reads_at_a_glance() {
     shot(c, "demo-contacts").await;
     c.clone().close().await.expect("closed");
 }
+
+#[tokio::test]
+async fn the_api_page_works_under_its_content_policy() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    c.goto(&app.url("/docs/")).await.expect("docs");
+    // Swagger UI draws the operations from the served document, with its own scripts only.
+    text(c, ".opblock-summary-path").await;
+    let paths = attrs(c, ".opblock-summary-path", "data-path").await;
+    assert!(
+        paths
+            .iter()
+            .flatten()
+            .any(|p| p == "/api/v1/patients/search"),
+        "{paths:?}"
+    );
+    let policy = app.get("/docs/", None).await;
+    assert!(policy.headers().contains_key("content-security-policy"));
+    shot(c, "docs").await;
+    c.clone().close().await.expect("closed");
+}

@@ -8,7 +8,8 @@ ALTER TABLE audit_log ADD COLUMN address TEXT;
 ALTER TABLE audit_log ADD COLUMN user_agent TEXT;
 ALTER TABLE audit_log ADD COLUMN occurrences INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE audit_log ADD COLUMN aggregate_key TEXT;
-CREATE UNIQUE INDEX audit_log_aggregate ON audit_log (aggregate_key);
+-- Partial: the ordinary entries (nearly all) cost no index entry.
+CREATE UNIQUE INDEX audit_log_aggregate ON audit_log (aggregate_key) WHERE aggregate_key IS NOT NULL;
 
 CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger AS $$
 BEGIN
