@@ -256,7 +256,6 @@ impl Application {
                 .configure(crate::web::pages)
                 .default_service(web::to(not_found))
                 .wrap(ErrorHandlers::new().default_handler(middleware::problem_fallback))
-                .wrap(from_fn(middleware::refusals))
                 .wrap(from_fn(middleware::trace_requests))
         })
         // Without it a streamed answer (an export, sent in chunks) meets Nagle's algorithm and

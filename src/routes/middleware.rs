@@ -17,7 +17,13 @@ use crate::error::{AppError, Problem, PROBLEM_JSON};
 use crate::startup::AppState;
 
 /// One span per request: method, route pattern (never the raw URL), status, latency, request
-/// id. Also counts the request in the metrics and returns the id in `x-request-id`.
+/// id. Also counts the request in the metrics, returns the id in `x-request-id` with the
+/// security headers, keeps where the request came from ([`Origin`]), and deals with refused
+/// requests: an address over `REPRISE_RATE_ANONYMOUS` is answered 429 here, before any token,
+/// session or link is looked up; every refusal (401, 403, a forged link or session, the
+/// anonymous and disclosure limits) is audited, aggregated (`audit::Denials`), counted in the
+/// metrics, and, when it carried no valid credential, spends its address's budget. (One layer
+/// for all of it: each `from_fn` layer costs an allocation per request.)
 pub async fn trace_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -52,16 +58,36 @@ pub async fn trace_requests(
     let https = state
         .as_ref()
         .is_some_and(|s| s.settings.public_url.scheme() == "https");
+    let address = client.address;
     // A NUL in a path segment (`%00`): refused before any handler, as in bodies and query
     // strings (`extract.rs`), so that both backends answer alike.
     let result = if req.path().to_ascii_lowercase().contains("%00") {
         let error = AppError::validation("path", crate::error::NUL_REFUSED);
         Ok(req.error_response(error).map_into_right_body())
+    } else if let Some(refused) =
+        over_anonymous_limit(state.as_ref().map(|s| s.get_ref()), address, &req)
+    {
+        let res = req.into_response(refused);
+        if let Some(state) = &state {
+            note_refusal(state, res.request(), 429, &route, Refusal::RateLimited).await;
+        }
+        Ok(res.map_into_right_body())
     } else {
-        next.call(req)
+        let result = next
+            .call(req)
             .instrument(span.clone())
             .await
-            .map(ServiceResponse::map_into_left_body)
+            .map(ServiceResponse::map_into_left_body);
+        if let (Ok(res), Some(state)) = (&result, &state) {
+            if let Some(refusal) = refusal_of(res, &route) {
+                if let (true, Some(address)) = (refusal.is_anonymous(), address) {
+                    state.anonymous.refused(address);
+                }
+                let status = res.status().as_u16();
+                note_refusal(state, res.request(), status, &route, refusal).await;
+            }
+        }
+        result
     };
     let status = match &result {
         Ok(res) => res.status().as_u16(),
@@ -158,77 +184,64 @@ fn is_open_path(path: &str) -> bool {
         || path.starts_with("/static/")
 }
 
-/// Refused requests: an address over `REPRISE_RATE_ANONYMOUS` is answered 429 here, before any
-/// token, session or link is looked up; every refusal (401, 403, a forged link or session, the
-/// anonymous and disclosure limits) is audited, aggregated (`audit::Denials`), counted in the
-/// metrics, and, when it carried no valid credential, spends its address's budget.
-pub async fn refusals(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let address = req.extensions().get::<Origin>().and_then(|o| o.address);
-    if let (Some(state), Some(address)) = (&state, address) {
-        if let Some(wait) = state.anonymous.blocked(address) {
-            if !is_open_path(req.path()) {
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                let error = AppError::TooManyRequests(secs);
-                let response = if req.path().starts_with("/api/") {
-                    actix_web::ResponseError::error_response(&error)
-                } else {
-                    actix_web::ResponseError::error_response(&crate::web::PageError::app(error))
-                };
-                let res = ServiceResponse::new(req.request().clone(), response);
-                note_refusal(state, &res, Refusal::RateLimited).await;
-                return Ok(res.map_into_right_body());
-            }
-        }
+/// The 429 for an address over its anonymous budget, outside the paths that need no credential.
+fn over_anonymous_limit(
+    state: Option<&AppState>,
+    address: Option<std::net::IpAddr>,
+    req: &ServiceRequest,
+) -> Option<actix_web::HttpResponse> {
+    let wait = state?.anonymous.blocked(address?)?;
+    if is_open_path(req.path()) {
+        return None;
     }
-    let res = next.call(req).await?;
-    let refusal = res
-        .response()
+    let error = AppError::TooManyRequests(wait.as_secs_f64().ceil().max(1.0) as u64);
+    Some(if req.path().starts_with("/api/") {
+        actix_web::ResponseError::error_response(&error)
+    } else {
+        actix_web::ResponseError::error_response(&crate::web::PageError::app(error))
+    })
+}
+
+/// Whether an answer refuses its request, and why: as the handler marked it (`audit::Refusal`
+/// in the response's or the request's extensions), else from its status.
+fn refusal_of<B>(res: &ServiceResponse<B>, route: &str) -> Option<Refusal> {
+    let status = res.status().as_u16();
+    if status < 400 && status != 303 {
+        return None;
+    }
+    res.response()
         .extensions()
         .get::<Refusal>()
         .copied()
         .or_else(|| res.request().extensions().get::<Refusal>().copied())
-        .or_else(|| {
-            (res.request().match_pattern().as_deref() == Some("/answer/{token}")
-                && res.status().as_u16() == 404)
-                .then_some(Refusal::UnknownLink)
-        })
-        .or_else(|| crate::audit::refusal_of_status(res.status().as_u16()));
-    if let (Some(refusal), Some(state)) = (refusal, &state) {
-        if refusal.is_anonymous() {
-            if let Some(address) = address {
-                state.anonymous.refused(address);
-            }
-        }
-        note_refusal(state, &res, refusal).await;
-    }
-    Ok(res.map_into_left_body())
+        .or_else(|| (route == "/answer/{token}" && status == 404).then_some(Refusal::UnknownLink))
+        .or_else(|| crate::audit::refusal_of_status(status))
 }
 
 /// Counts a refusal and, if it is the first of its audit entry, writes the entry before the
 /// answer leaves.
-async fn note_refusal<B>(state: &AppState, res: &ServiceResponse<B>, refusal: Refusal) {
+async fn note_refusal(
+    state: &AppState,
+    req: &actix_web::HttpRequest,
+    status: u16,
+    route: &str,
+    refusal: Refusal,
+) {
     state
         .metrics
         .refusals
         .with_label_values(&[refusal.reason()])
         .inc();
-    let caller = res.request().extensions().get::<Caller>().cloned();
+    let caller = req.extensions().get::<Caller>().cloned();
     let refused = Refused {
         refusal,
         at: crate::domain::now(),
         actor_id: caller.as_ref().and_then(|c| c.id.clone()),
         actor_name: caller.map(|c| c.name),
-        route: res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into()),
-        method: res.request().method().to_string(),
-        status: res.status().as_u16(),
-        origin: res.request().extensions().get::<Origin>().cloned(),
+        route: route.to_string(),
+        method: req.method().to_string(),
+        status,
+        origin: req.extensions().get::<Origin>().cloned(),
     };
     if let Some(first) = state.denials.note(refused) {
         let written = state
