@@ -10,7 +10,7 @@
 //! | `REPRISE_SMTP_URL_FILE` | `--smtp-file` | none: a file holding the SMTP URL |
 //! | `REPRISE_OUTBOX_DIR` | `--outbox-dir` | `data/outbox` |
 //! | `REPRISE_MAIL_FROM` | `--mail-from` | `Reprise <no-reply@localhost>` |
-//! | `REPRISE_PUBLIC_URL` | `--public-url` | `http://127.0.0.1:8080` |
+//! | `REPRISE_PUBLIC_URL` | `--public-url` | `http://` and the bound address (`http://127.0.0.1:8080`) |
 //! | `REPRISE_LOG_FORMAT` | `--log-format` | `pretty` (or `json`) |
 //! | `REPRISE_RATE_WRITES` | `--rate-writes` | `1200` per account and minute (`0`: none) |
 //! | `REPRISE_RATE_READS` | `--rate-reads` | `600` per account and minute (`0`: none) |
@@ -171,14 +171,9 @@ pub struct ConfigValues {
     )]
     pub mail_from: String,
 
-    /// Base URL of links written in emails
-    #[arg(
-        long = "public-url",
-        env = "REPRISE_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub public_url: String,
+    /// Base URL of links written in emails (default: http:// and the bound address)
+    #[arg(long = "public-url", env = "REPRISE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
 
     /// Log format: pretty or json
     #[arg(
@@ -515,7 +510,11 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     pub outbox_dir: PathBuf,
     pub mail_from: lettre::message::Mailbox,
+    /// The base of links in emails (`REPRISE_PUBLIC_URL`); without one, the bound address
+    /// ([`public_url_of`], with the port actually bound when it was 0).
     pub public_url: url::Url,
+    /// Whether `public_url` was given, rather than taken from the bound address.
+    pub public_url_given: bool,
     pub log_format: LogFormat,
     /// The outbox worker's settings; `None` runs no worker (tests that look at the queue).
     pub delivery: Option<crate::email::DeliverySettings>,
@@ -631,16 +630,23 @@ impl Settings {
                 format!("{:?} is not an address ({e})", args.mail_from),
             )
         })?;
-        let public_url = url::Url::parse(&args.public_url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| {
-                bad(
-                    "REPRISE_PUBLIC_URL",
-                    "public-url",
-                    format!("{:?} is not an http(s) URL", args.public_url),
-                )
-            })?;
+        let public_url = match &args.public_url {
+            None => None,
+            Some(raw) => Some(
+                url::Url::parse(raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    .ok_or_else(|| {
+                        bad(
+                            "REPRISE_PUBLIC_URL",
+                            "public-url",
+                            format!("{raw:?} is not an http(s) URL"),
+                        )
+                    })?,
+            ),
+        };
+        let public_url_given = public_url.is_some();
+        let public_url = public_url.unwrap_or_else(|| public_url_of(bind));
         let log_format = match args.log_format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -660,6 +666,7 @@ impl Settings {
             outbox_dir: args.outbox_dir.clone(),
             mail_from,
             public_url,
+            public_url_given,
             log_format,
             delivery: Some(crate::email::DeliverySettings::default()),
             rate_writes: per_minute(&args.rate_writes, "REPRISE_RATE_WRITES", "rate-writes")?,
@@ -730,6 +737,19 @@ impl Settings {
     }
 }
 
+/// `http://` and the bound address, as a link can use it: an unspecified address (`0.0.0.0`,
+/// `::`) becomes the loopback one (start-up then warns: see `startup::warn_about_links`).
+pub fn public_url_of(bind: SocketAddr) -> url::Url {
+    let ip = match bind.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let address = SocketAddr::new(ip, bind.port());
+    url::Url::parse(&format!("http://{address}"))
+        .unwrap_or_else(|_| url::Url::parse("http://127.0.0.1:8080").expect("a literal URL parses"))
+}
+
 /// Enough connections for every core to have a reader waiting and a writer going.
 fn default_pool_size() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -764,12 +784,32 @@ mod tests {
         assert!(s.smtp.is_none());
         assert_eq!(s.outbox_dir, PathBuf::from("data/outbox"));
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(!s.public_url_given);
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert!(s.db_pool >= 4);
         assert!(s.trusted_proxies.is_empty());
         assert_eq!(s.rate_anonymous, Some(60));
         assert_eq!(s.patients_per_hour, Some(400));
         assert_eq!(s.session_idle, chrono::Duration::minutes(30));
+    }
+
+    #[test]
+    fn without_a_public_url_links_follow_the_bound_address() {
+        let s = settings(&["--bind", "10.1.2.3:9000"]).expect("valid");
+        assert_eq!(s.public_url.as_str(), "http://10.1.2.3:9000/");
+        let s = settings(&["--bind", "[::1]:9000"]).expect("valid");
+        assert_eq!(s.public_url.as_str(), "http://[::1]:9000/");
+        let s = settings(&["--bind", "0.0.0.0:9000"]).expect("valid");
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:9000/");
+        let s = settings(&[
+            "--bind",
+            "0.0.0.0:9000",
+            "--public-url",
+            "https://r.example",
+        ])
+        .expect("valid");
+        assert_eq!(s.public_url.as_str(), "https://r.example/");
+        assert!(s.public_url_given);
     }
 
     #[test]

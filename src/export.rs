@@ -293,6 +293,7 @@ pub fn checked_filter(
             .role
             .is_service_scoped()
             .then(|| caller.services.clone()),
+        requests_only: false,
     })
 }
 

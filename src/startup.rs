@@ -209,9 +209,6 @@ impl Application {
                  answer links have secrets of their own (docs/operations.md); remove it"
             );
         }
-        let links = crate::email::render::Links {
-            base: settings.public_url.clone(),
-        };
         let metrics = Metrics::new().map_err(|e| e.to_string())?;
         // The email transport is checked (its folder created) before the server starts, so
         // that a failure here leaves no server running.
@@ -224,7 +221,17 @@ impl Application {
             .transpose()?;
         let listener = TcpListener::bind(settings.bind)
             .map_err(|e| format!("cannot listen on {}: {e}", settings.bind))?;
-        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        let port = bound.port();
+        let mut settings = settings;
+        if !settings.public_url_given {
+            // Port 0 was bound to a real port: links carry that one.
+            settings.public_url = crate::config::public_url_of(bound);
+        }
+        warn_about_links(&settings.public_url, bound);
+        let links = crate::email::render::Links {
+            base: settings.public_url.clone(),
+        };
         let limits = crate::ratelimit::RateLimits::new(settings.rate_writes, settings.rate_reads);
         let state_settings_rate_anonymous = settings.rate_anonymous;
         let spec = openapi();
@@ -302,6 +309,24 @@ impl Application {
             worker.stop().await;
         }
         served
+    }
+}
+
+/// Warns when patients' links would lead to this machine's loopback address while the service
+/// listens for other machines: set `REPRISE_PUBLIC_URL` to the address patients reach.
+fn warn_about_links(public_url: &url::Url, bound: std::net::SocketAddr) {
+    let loopback = match public_url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if loopback && !bound.ip().is_loopback() {
+        tracing::warn!(
+            public_url = %public_url,
+            "links in patients' emails lead to this machine's loopback address, which patients \
+             cannot reach: set REPRISE_PUBLIC_URL to the address they use (docs/security.md)"
+        );
     }
 }
 

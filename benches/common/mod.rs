@@ -117,6 +117,7 @@ impl BenchDb {
             outbox_dir: self.dir.path().join("outbox"),
             mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
             public_url: "http://127.0.0.1:8080".parse().expect("url"),
+            public_url_given: true,
             log_format: LogFormat::Pretty,
             delivery: None,
             // The benchmarks measure the service's capacity, not its limits.

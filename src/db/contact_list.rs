@@ -45,6 +45,8 @@ pub struct ContactFilter {
     pub kind: Option<String>,
     /// Only these services (a secretary's).
     pub services: Option<Vec<String>>,
+    /// Only the rows whose patient asked something by email (the secretaries' page's filter).
+    pub requests_only: bool,
 }
 
 /// The contract's order of postponed care (CONTRACT §4.5): priority, then the original date
@@ -119,6 +121,9 @@ macro_rules! contact_query {
         if let Some(services) = &f.services {
             q = q.filter(appointments::service_code.eq_any(services.clone()));
         }
+        if f.requests_only {
+            q = q.filter(appointments::patient_request.is_not_null());
+        }
         q
     }};
 }
@@ -135,6 +140,9 @@ pub fn count(conn: &mut DbConnection, filter: &ContactFilter) -> QueryResult<i64
     }
     if let Some(kind) = &filter.kind {
         q = q.filter(appointments::kind.eq(kind.clone()));
+    }
+    if filter.requests_only {
+        q = q.filter(appointments::patient_request.is_not_null());
     }
     if let Some(services) = &filter.services {
         q = q.filter(appointments::service_code.eq_any(services.clone()));

@@ -107,6 +107,27 @@ pub fn queue_reopened(
     )
 }
 
+/// How many `site_reopened` emails [`queue_reopened`] would queue for `site` now: the patients
+/// with an address and consent who have an appointment there still to rebook (the same
+/// condition), for the reopening's confirmation.
+pub fn count_reopened(conn: &mut DbConnection, site: &str) -> QueryResult<i64> {
+    use super::schema::{appointments as a, patients as p};
+    p::table
+        .filter(p::email.is_not_null())
+        .filter(p::email_consent.eq(true))
+        .filter(
+            p::id.eq_any(
+                a::table
+                    .filter(a::site_code.eq(site))
+                    .filter(a::status.eq("postponed"))
+                    .filter(a::reached_at.is_null())
+                    .select(a::patient_id),
+            ),
+        )
+        .count()
+        .get_result(conn)
+}
+
 /// One `appointment_rescheduled` email for the appointment's new date, if the patient has an
 /// address and consent.
 pub fn queue_rescheduled(

@@ -173,6 +173,22 @@ impl Priority {
 }
 
 /// A short free text (an appointment label, an incident title): trimmed, 1 to `max` characters.
+/// A new date given by a person (a secretary on the phone, the API): today or later, in
+/// Brussels. A date in the past would be booked and emailed to the patient as their new date.
+pub fn new_date(
+    at: chrono::NaiveDateTime,
+    now: chrono::NaiveDateTime,
+) -> Result<chrono::NaiveDateTime, Invalid> {
+    let today = super::time::brussels(now).date_naive();
+    if super::time::brussels(at).date_naive() < today {
+        return Err(Invalid(IN_THE_PAST.into()));
+    }
+    Ok(at)
+}
+
+/// Why [`new_date`] refuses a date (pages translate it).
+pub const IN_THE_PAST: &str = "is in the past: a new date is today or later";
+
 pub fn parse_text(raw: &str, max: usize) -> Result<String, Invalid> {
     let text = raw.trim();
     if text.is_empty() {
@@ -190,6 +206,25 @@ pub fn parse_text(raw: &str, max: usize) -> Result<String, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_date_is_today_or_later_in_brussels() {
+        let at = |raw: &str| {
+            chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M").expect("a time")
+        };
+        // 4 December, 23:30 UTC is already 5 December in Brussels.
+        let now = at("2026-12-04 23:30");
+        assert!(new_date(at("2026-12-05 08:00"), now).is_ok());
+        assert!(
+            new_date(at("2026-12-04 23:00"), now).is_ok(),
+            "earlier today, Brussels"
+        );
+        assert!(
+            new_date(at("2026-12-04 22:00"), now).is_err(),
+            "yesterday in Brussels"
+        );
+        assert!(new_date(at("2020-01-01 08:00"), now).is_err());
+    }
 
     #[test]
     fn the_contract_moves_are_allowed() {

@@ -143,10 +143,95 @@ pub fn local_series(
     Ok(series)
 }
 
+/// Calls per Brussels day, from calls per UTC hour.
+pub fn per_day(
+    hours: &[(chrono::NaiveDateTime, i64)],
+) -> std::collections::BTreeMap<chrono::NaiveDate, i64> {
+    let mut days = std::collections::BTreeMap::new();
+    for (hour, calls) in hours {
+        *days
+            .entry(super::time::brussels(*hour).date_naive())
+            .or_insert(0) += calls;
+    }
+    days
+}
+
+/// The days to chart when nobody chose any: the `width` days in a row that hold the most
+/// calls (the latest of equal ones), trimmed to the days that have calls. A call logged with
+/// a wrong year, or the first call of a quiet day long after the crisis, holds one call: it
+/// never moves the window away from the thousands of the crisis.
+pub fn busiest_days(
+    days: &std::collections::BTreeMap<chrono::NaiveDate, i64>,
+    width: i64,
+) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+    let list: Vec<(chrono::NaiveDate, i64)> = days.iter().map(|(d, n)| (*d, *n)).collect();
+    let mut best: Option<(i64, usize, usize)> = None;
+    let (mut end, mut sum) = (0usize, 0i64);
+    // A best window can always start on a day with calls: slide its start over those.
+    for start in 0..list.len() {
+        let last_day = list[start].0 + chrono::Duration::days(width.max(1) - 1);
+        while end < list.len() && list[end].0 <= last_day {
+            sum += list[end].1;
+            end += 1;
+        }
+        if best.is_none_or(|(most, _, _)| sum >= most) {
+            best = Some((sum, start, end - 1));
+        }
+        sum -= list[start].1;
+    }
+    best.map(|(_, first, last)| (list[first].0, list[last].0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn day(raw: &str) -> chrono::NaiveDate {
+        chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").expect("a date")
+    }
+
+    #[test]
+    fn the_chart_keeps_the_crisis_whatever_one_call_says() {
+        let mut days = std::collections::BTreeMap::new();
+        // Three weeks of May 2022, thousands a day.
+        for d in 0..21 {
+            days.insert(
+                day("2022-05-14") + chrono::Duration::days(d),
+                2_000 - 50 * d,
+            );
+        }
+        assert_eq!(
+            busiest_days(&days, 92),
+            Some((day("2022-05-14"), day("2022-06-03")))
+        );
+        // One call today, one with a wrong year each way: the window does not move.
+        days.insert(day("2026-12-04"), 1);
+        days.insert(day("2202-05-20"), 1);
+        days.insert(day("2002-05-20"), 1);
+        assert_eq!(
+            busiest_days(&days, 92),
+            Some((day("2022-05-14"), day("2022-06-03")))
+        );
+        assert_eq!(busiest_days(&std::collections::BTreeMap::new(), 92), None);
+        // A single day of calls is a window of one day.
+        let one = std::collections::BTreeMap::from([(day("2026-12-04"), 3)]);
+        assert_eq!(
+            busiest_days(&one, 92),
+            Some((day("2026-12-04"), day("2026-12-04")))
+        );
+    }
+
+    #[test]
+    fn hours_are_counted_on_their_brussels_day() {
+        let hour = |raw: &str| {
+            chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M").expect("a time")
+        };
+        // 22:00 UTC on 14 May is midnight in Brussels (summer time): the 15th.
+        let days = per_day(&[(hour("2022-05-14 21:00"), 5), (hour("2022-05-14 22:00"), 7)]);
+        assert_eq!(days.get(&day("2022-05-14")), Some(&5));
+        assert_eq!(days.get(&day("2022-05-15")), Some(&7));
+    }
 
     fn utc(raw: &str) -> chrono::NaiveDateTime {
         chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M").unwrap_or_default()

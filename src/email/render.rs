@@ -115,15 +115,15 @@ pub fn kind_word(lang: Language, kind: &str) -> &'static str {
 fn subject(lang: Language, kind: Kind, site: &str) -> String {
     match (lang, kind) {
         (Language::Fr, Kind::AppointmentPostponed) => "Votre rendez-vous est reporté".into(),
-        (Language::Fr, Kind::SiteReopened) => format!("Reprise des activités à {site}"),
+        (Language::Fr, Kind::SiteReopened) => format!("Reprise des activités : {site}"),
         (Language::Fr, Kind::AppointmentRescheduled) => {
             "Nouvelle date pour votre rendez-vous".into()
         }
         (Language::Nl, Kind::AppointmentPostponed) => "Uw afspraak wordt uitgesteld".into(),
-        (Language::Nl, Kind::SiteReopened) => format!("Hervatting van de activiteiten in {site}"),
+        (Language::Nl, Kind::SiteReopened) => format!("Hervatting van de activiteiten: {site}"),
         (Language::Nl, Kind::AppointmentRescheduled) => "Nieuwe datum voor uw afspraak".into(),
         (Language::De, Kind::AppointmentPostponed) => "Ihr Termin wird verschoben".into(),
-        (Language::De, Kind::SiteReopened) => format!("Wiederaufnahme des Betriebs in {site}"),
+        (Language::De, Kind::SiteReopened) => format!("Wiederaufnahme des Betriebs: {site}"),
         (Language::De, Kind::AppointmentRescheduled) => "Ihr neuer Termin".into(),
         (Language::En, Kind::AppointmentPostponed) => "Your appointment is postponed".into(),
         (Language::En, Kind::SiteReopened) => format!("{site} has reopened"),

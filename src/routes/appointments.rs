@@ -495,6 +495,8 @@ pub async fn reschedule_to(
     id: String,
     at: chrono::NaiveDateTime,
 ) -> AppResult<AppointmentRow> {
+    let at = crate::domain::appointment::new_date(at, crate::domain::now())
+        .map_err(|e| AppError::validation("scheduled_at", e.0))?;
     state
         .db
         .write(move |conn| {

@@ -13,7 +13,7 @@ use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::startup::AppState;
 
 /// Most results a search returns: enough to pick from, never a dump.
-const SEARCH_LIMIT: i64 = 50;
+pub(crate) const SEARCH_LIMIT: i64 = 50;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -406,6 +406,38 @@ pub async fn reopen(
 }
 
 /// Reopens a closed site (the API and the coordinators' board).
+/// What reopening a site would do, for a person to confirm it first: the site, the
+/// appointments to contact, and the emails that would go.
+#[derive(Debug, Clone)]
+pub struct ReopenPreview {
+    pub site: db::sites::SiteRow,
+    pub to_contact: i64,
+    pub emails: i64,
+}
+
+/// [`ReopenPreview`] of a closed site: 404 unknown, 409 already open.
+pub async fn reopen_preview(state: &AppState, code: String) -> AppResult<ReopenPreview> {
+    state
+        .db
+        .read(move |conn| {
+            let site = db::sites::find_site(conn, &code)?
+                .ok_or_else(|| AppError::NotFound("no such site".into()))?;
+            if site.status == "open" {
+                return Err(AppError::Conflict(format!("site {code} is already open")));
+            }
+            let to_contact = db::sites::postponed_counts(conn, std::slice::from_ref(&code))?
+                .first()
+                .map_or(0, |(_, n)| *n);
+            let emails = db::notifications::count_reopened(conn, &code)?;
+            Ok::<_, AppError>(ReopenPreview {
+                site,
+                to_contact,
+                emails,
+            })
+        })
+        .await
+}
+
 pub async fn reopen_site(
     state: &AppState,
     caller: Caller,

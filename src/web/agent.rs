@@ -7,14 +7,14 @@ use serde::Deserialize;
 
 use super::i18n::{Texts, OUTCOMES, REASONS};
 use super::{
-    also, day, flash, local, render, see_other, Chrome, LogCalls, PageError, ReadPatients, Session,
-    Signed, Submitted,
+    also, day, flash, local, phone_for_people, render, see_other, Chrome, LogCalls, PageError,
+    ReadPatients, Session, Signed, Submitted,
 };
 use crate::db::{self, appointments::AppointmentRow, patients::PatientRow};
 use crate::domain::Action;
 use crate::error::AppError;
 use crate::routes::calls::{log_call, parse_idempotency_key, CreateCall};
-use crate::routes::patients::{read_patient, search_patients};
+use crate::routes::patients::{read_patient, search_patients, SEARCH_LIMIT};
 use crate::startup::AppState;
 
 pub struct PatientView {
@@ -30,7 +30,7 @@ impl From<PatientRow> for PatientView {
             id: p.id,
             name: format!("{}, {}", p.last_name, p.first_name),
             born: day(p.birth_date),
-            phone: p.phone.unwrap_or_default(),
+            phone: p.phone.as_deref().map(phone_for_people).unwrap_or_default(),
         }
     }
 }
@@ -74,6 +74,7 @@ struct AgentPage {
     query: String,
     search_error: Option<String>,
     results: Option<Vec<PatientView>>,
+    results_heading: String,
     patient: Option<PatientView>,
     appointments: Vec<AppointmentView>,
     /// A fresh key per form shown: the same form sent twice logs one call.
@@ -92,6 +93,7 @@ impl AgentPage {
             query: String::new(),
             search_error: None,
             results: None,
+            results_heading: String::new(),
             patient: None,
             appointments: Vec::new(),
             key: uuid::Uuid::new_v4().to_string(),
@@ -171,12 +173,21 @@ pub async fn search(
     page.query = sent.form.q.clone();
     match search_patients(&state, session.caller.clone(), &sent.form.q).await {
         Ok(rows) => {
+            // As many as a search shows: there may be more, and the agent is told so.
+            page.results_heading = if rows.len() as i64 >= SEARCH_LIMIT {
+                page.t.results_first.replace("{n}", &rows.len().to_string())
+            } else {
+                format!("{} ({})", page.t.results, rows.len())
+            };
             page.results = Some(rows.into_iter().map(PatientView::from).collect());
             render(&page)
         }
-        // The page again, the reason beside the search field.
+        // The page again, the reason beside the search field, in the page's language.
         Err(AppError::Validation(faults)) => {
-            page.search_error = faults.into_iter().next().map(|f| f.message);
+            page.search_error = faults
+                .into_iter()
+                .next()
+                .map(|f| page.t.explain(&f.field, &f.message));
             let mut res = render(&page)?;
             *res.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
             Ok(res)

@@ -59,7 +59,7 @@ pub struct AnswerTexts {
 static FR: AnswerTexts = AnswerTexts {
     lang: "fr",
     title: "Votre rendez-vous",
-    care: "Votre {kind} au service {service} ({site}), prévue initialement le {date}.",
+    care: "Votre {kind} au service {service}, {site}, prévue initialement le {date}.",
     proposed: "Date proposée\u{a0}:",
     new_date: "Nouvelle date\u{a0}:",
     question: "Votre réponse",
@@ -94,7 +94,7 @@ static FR: AnswerTexts = AnswerTexts {
 static NL: AnswerTexts = AnswerTexts {
     lang: "nl",
     title: "Uw afspraak",
-    care: "Uw {kind} bij de dienst {service} ({site}), oorspronkelijk gepland op {date}.",
+    care: "Uw {kind} bij de dienst {service}, {site}, oorspronkelijk gepland op {date}.",
     proposed: "Voorgestelde datum:",
     new_date: "Nieuwe datum:",
     question: "Uw antwoord",
@@ -129,7 +129,7 @@ static NL: AnswerTexts = AnswerTexts {
 static DE: AnswerTexts = AnswerTexts {
     lang: "de",
     title: "Ihr Termin",
-    care: "Ihre {kind} in der Abteilung {service} ({site}), ursprünglich geplant am {date}.",
+    care: "Ihre {kind} in der Abteilung {service}, {site}, ursprünglich geplant am {date}.",
     proposed: "Vorgeschlagener Termin:",
     new_date: "Neuer Termin:",
     question: "Ihre Antwort",
@@ -164,7 +164,7 @@ static DE: AnswerTexts = AnswerTexts {
 static EN: AnswerTexts = AnswerTexts {
     lang: "en",
     title: "Your appointment",
-    care: "Your {kind} with the {service} department ({site}), first planned on {date}.",
+    care: "Your {kind} with the {service} department, {site}, first planned on {date}.",
     proposed: "Proposed date:",
     new_date: "New date:",
     question: "Your answer",
@@ -245,6 +245,8 @@ struct AnswerPage {
     phone: Option<(String, String)>,
     /// Why the form came back.
     notice: Option<&'static str>,
+    /// The hospital the patient knows, named at the top of the page (not the software).
+    hospital: String,
 }
 
 #[derive(Template)]
@@ -334,6 +336,7 @@ fn page(found: &db::answers::Found, standing: &Standing, shown: Option<Shown>) -
         shown,
         phone,
         notice: None,
+        hospital: found.site.clone(),
     }
 }
 

@@ -3,9 +3,6 @@
 
 use std::collections::HashMap;
 
-use chrono::TimeZone;
-use chrono_tz::Europe::Brussels;
-
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -16,14 +13,16 @@ use super::{
     Signed, Submitted,
 };
 use crate::db;
-use crate::domain::call::Bucket;
+use crate::domain::call::{busiest_days, per_day as calls_per_day};
 use crate::error::AppError;
-use crate::routes::calls::{call_stats, centre_response, set_centre_status};
-use crate::routes::sites::{reopen_site, ReopenSite};
+use crate::routes::calls::{centre_response, set_centre_status};
+use crate::routes::sites::{reopen_preview, reopen_site, ReopenSite};
 use crate::startup::AppState;
 
-/// At most this many days on the chart (the most recent).
-const CHART_DAYS: usize = 92;
+/// Days on the chart when the coordinator chose none: a quarter.
+const CHART_DAYS: i64 = 92;
+/// The longest period a coordinator may chart: a year, one bar a day.
+const PERIOD_DAYS_MAX: i64 = 366;
 
 pub struct SiteView {
     pub code: String,
@@ -56,11 +55,71 @@ struct BoardPage {
     chart: String,
     /// `(day, calls)` of the chart, for its table.
     days: Vec<(String, i64)>,
+    /// The chart's period for the form's date fields (`YYYY-MM-DD`).
+    chart_from: String,
+    chart_to: String,
 }
 
 #[derive(Deserialize)]
 pub struct BoardQuery {
     done: Option<String>,
+    /// The chart's first and last days (`YYYY-MM-DD`), when the coordinator chose them.
+    from: Option<String>,
+    to: Option<String>,
+    /// What a reopening did (codes and counts only).
+    site: Option<String>,
+    to_contact: Option<i64>,
+    queued: Option<i64>,
+}
+
+impl BoardQuery {
+    /// After a reopening: the site, the appointments to rebook and the emails that left.
+    fn summary(&self, t: &'static Texts, sites: &[SiteView]) -> Option<String> {
+        if self.done.as_deref() != Some("reopened") {
+            return None;
+        }
+        let (code, n, queued) = (self.site.as_deref()?, self.to_contact?, self.queued?);
+        let site = sites
+            .iter()
+            .find(|s| s.code == code)
+            .map_or_else(|| code.to_string(), |s| format!("{} ({code})", s.name));
+        let emails = if queued > 0 {
+            t.emails_queued.replace("{n}", &queued.to_string())
+        } else {
+            t.no_email_sent.to_string()
+        };
+        Some(
+            t.reopened_summary
+                .replace("{site}", &site)
+                .replace("{n}", &n.to_string())
+                .replace("{emails}", &emails),
+        )
+    }
+
+    /// The chart's period, if chosen: both days, in order, a year at most.
+    fn period(&self) -> Result<Option<(chrono::NaiveDate, chrono::NaiveDate)>, AppError> {
+        let day = |field: &str, raw: &Option<String>| {
+            raw.as_deref()
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| {
+                    chrono::NaiveDate::parse_from_str(r.trim(), "%Y-%m-%d")
+                        .map_err(|_| AppError::validation(field, "must be a date"))
+                })
+                .transpose()
+        };
+        match (day("from", &self.from)?, day("to", &self.to)?) {
+            (Some(from), Some(to)) if from <= to && (to - from).num_days() < PERIOD_DAYS_MAX => {
+                Ok(Some((from, to)))
+            }
+            (Some(_), Some(_)) => Err(AppError::validation(
+                "to",
+                "must be on or after the first day, and within a year of it",
+            )),
+            (Some(from), None) => Ok(Some((from, from + chrono::Duration::days(CHART_DAYS - 1)))),
+            (None, Some(to)) => Ok(Some((to - chrono::Duration::days(CHART_DAYS - 1), to))),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// `GET /board`.
@@ -72,32 +131,37 @@ pub async fn page(
     let session = signed.session;
     let (lang, t) = (session.lang, session.t());
     let err = |e| PageError::App(e, lang);
-    let (sites, by_status, backlog, centre, (first_call, last_call)) = state
+    let (sites, by_status, backlog, centre, hours) = state
         .db
         .read(|conn| {
+            let (first, last) = db::calls::hour_range(conn)?;
+            let hours = match first.zip(last) {
+                Some((first, last)) => {
+                    db::calls::stats(conn, first, last + chrono::Duration::hours(1))?.1
+                }
+                None => Vec::new(),
+            };
             Ok::<_, AppError>((
                 db::sites::list_sites(conn, None, 1000)?,
                 db::sites::postponed_by_status(conn)?,
                 db::sites::backlog_by_priority(conn)?,
                 centre_response(conn)?,
-                db::calls::hour_range(conn)?,
+                hours,
             ))
         })
         .await
         .map_err(err)?;
-    // The chart's days: from the first call's Brussels day, but CHART_DAYS at most, ending
-    // with the last call's (a call logged with a wrong year must not break the board).
-    let days_from = first_call.zip(last_call).and_then(|(first, last)| {
-        let day = |t| crate::domain::time::brussels(t).date_naive();
-        let first_day = day(first).max(day(last) - chrono::Duration::days(CHART_DAYS as i64 - 1));
-        Brussels
-            .from_local_datetime(&first_day.and_hms_opt(0, 0, 0)?)
-            .earliest()
-            .map(|t| t.naive_utc())
-    });
-    let stats = call_stats(&state, days_from, None, Bucket::Day)
-        .await
-        .map_err(err)?;
+    let per_day = calls_per_day(
+        &hours
+            .into_iter()
+            .map(|h| (h.hour, h.calls))
+            .collect::<Vec<_>>(),
+    );
+    // The days the coordinator chose, else the busiest stretch of the calls.
+    let period = query
+        .period()
+        .map_err(|e| PageError::App(e, lang))?
+        .or_else(|| busiest_days(&per_day, CHART_DAYS));
     let mut counts: HashMap<(String, String), i64> = HashMap::new();
     for (site, status, n) in by_status {
         counts.insert((site, status), n);
@@ -150,19 +214,19 @@ pub async fn page(
             }
         })
         .collect();
-    let mut days: Vec<(String, i64)> = stats
-        .series
-        .iter()
-        .map(|p| {
-            let label = chrono::DateTime::parse_from_rfc3339(&p.start)
-                .map(|d| d.format("%d/%m/%Y").to_string())
-                .unwrap_or_else(|_| p.start.clone());
-            (label, p.count)
+    let days: Vec<(String, i64)> = period
+        .map(|(from, to)| {
+            from.iter_days()
+                .take_while(|d| *d <= to)
+                .map(|d| {
+                    (
+                        d.format("%d/%m/%Y").to_string(),
+                        *per_day.get(&d).unwrap_or(&0),
+                    )
+                })
+                .collect()
         })
-        .collect();
-    if days.len() > CHART_DAYS {
-        days.drain(..days.len() - CHART_DAYS);
-    }
+        .unwrap_or_default();
     let short: Vec<(String, i64)> = days
         .iter()
         .map(|(d, n)| (d.get(..5).unwrap_or(d).to_string(), *n))
@@ -172,7 +236,9 @@ pub async fn page(
             &session,
             t.board_title,
             "/board",
-            flash(t, query.done.as_deref()),
+            query
+                .summary(t, &sites)
+                .or_else(|| flash(t, query.done.as_deref())),
         ),
         t,
         sites,
@@ -184,6 +250,8 @@ pub async fn page(
         calls_total: centre.calls_total,
         chart: chart::bars(t.calls_per_day, &short),
         days,
+        chart_from: period.map(|p| p.0.to_string()).unwrap_or_default(),
+        chart_to: period.map(|p| p.1.to_string()).unwrap_or_default(),
     };
     render(&page)
 }
@@ -194,52 +262,171 @@ pub struct ReopenForm {
     programme: String,
     operating_rooms_open: Option<String>,
     notify: Option<String>,
+    /// `yes` once the person has seen what the reopening does.
+    confirm: Option<String>,
 }
 
-/// `POST /board/reopen`: the API's reopening, from the site's row.
+impl ReopenForm {
+    fn rooms(&self) -> Result<Option<i32>, AppError> {
+        self.operating_rooms_open
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| {
+                r.trim().parse::<i32>().map_err(|_| {
+                    AppError::validation("operating_rooms_open", "must be a whole number")
+                })
+            })
+            .transpose()
+    }
+}
+
+/// What a confirmation page asks.
+enum Ask {
+    Reopen {
+        question: String,
+        site: String,
+        programme: &'static str,
+        programme_word: &'static str,
+        rooms: i32,
+        rooms_total: i32,
+        to_contact: i64,
+        emails: i64,
+        send_emails: String,
+    },
+    CentreOff {
+        what: String,
+    },
+}
+
+#[derive(Template)]
+#[template(path = "board_confirm.html", config = "src/web/askama.toml")]
+struct ConfirmPage {
+    chrome: Chrome,
+    t: &'static Texts,
+    ask: Ask,
+}
+
+/// `GET /board/reopen?site=&programme=&operating_rooms_open=`: what reopening the site would
+/// do (the appointments to rebook, the emails that could go, the programme and rooms), to
+/// confirm; emailing the patients is a choice made here, unticked. Nothing changes.
+pub async fn confirm_reopen(
+    signed: Signed<ManageSites>,
+    state: web::Data<AppState>,
+    form: web::Query<ReopenForm>,
+) -> Result<HttpResponse, PageError> {
+    let session = signed.session;
+    let (lang, t) = (session.lang, session.t());
+    let err = |e| PageError::App(e, lang);
+    let form = form.into_inner();
+    let programme = crate::domain::appointment::Programme::parse(&form.programme)
+        .map_err(|e| err(AppError::validation("programme", e.0)))?;
+    let rooms = form.rooms().map_err(err)?;
+    let preview = reopen_preview(&state, form.site.clone())
+        .await
+        .map_err(err)?;
+    let rooms_total = preview.site.operating_rooms;
+    let rooms = rooms.unwrap_or(rooms_total);
+    if !(0..=rooms_total).contains(&rooms) {
+        return Err(err(AppError::validation(
+            "operating_rooms_open",
+            format!("must be between 0 and the site's {rooms_total} rooms"),
+        )));
+    }
+    let name = format!("{} ({})", preview.site.name, preview.site.code);
+    let page = ConfirmPage {
+        chrome: Chrome::new(&session, t.board_title, "/board", None),
+        t,
+        ask: Ask::Reopen {
+            question: t.reopen_question.replace("{site}", &name),
+            site: preview.site.code,
+            programme: programme.as_str(),
+            programme_word: t.word(programme.as_str()),
+            rooms,
+            rooms_total,
+            to_contact: preview.to_contact,
+            emails: preview.emails,
+            send_emails: t.send_emails.replace("{n}", &preview.emails.to_string()),
+        },
+    };
+    render(&page)
+}
+
+/// `POST /board/reopen` (`confirm=yes`, from the confirmation page): the API's reopening,
+/// then the board says what it did.
 pub async fn reopen(
     sent: Submitted<ManageSites, ReopenForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let Submitted { session, form, .. } = sent;
     let lang = session.lang;
-    let rooms = form
-        .operating_rooms_open
-        .filter(|r| !r.trim().is_empty())
-        .map(|r| {
-            r.trim().parse::<i32>().map_err(|_| {
-                PageError::App(
-                    AppError::validation("operating_rooms_open", "must be a whole number"),
-                    lang,
-                )
-            })
-        })
-        .transpose()?;
+    let rooms = form.rooms().map_err(|e| PageError::App(e, lang))?;
+    if form.confirm.as_deref() != Some("yes") {
+        return Err(PageError::App(
+            AppError::validation("confirm", session.t().not_confirmed),
+            lang,
+        ));
+    }
     let body = ReopenSite {
         programme: form.programme,
         operating_rooms_open: rooms,
         notify_patients: form.notify.is_some(),
     };
-    reopen_site(&state, session.caller, form.site, body)
+    let done = reopen_site(&state, session.caller, form.site, body)
         .await
         .map_err(|e| PageError::App(e, lang))?;
-    Ok(see_other("/board?done=reopened"))
+    Ok(see_other(&format!(
+        "/board?done=reopened&site={}&to_contact={}&queued={}#site-{}",
+        done.site.code, done.to_contact, done.notifications_queued, done.site.code
+    )))
 }
 
 #[derive(Deserialize)]
 pub struct CentreForm {
     status: String,
+    /// `yes` once the person has seen what switching off does.
+    confirm: Option<String>,
 }
 
-/// `POST /board/call-centre`: on or off.
+/// `GET /board/call-centre?status=deactivated`: what switching the call centre off does, to
+/// confirm. Nothing changes.
+pub async fn confirm_call_centre(
+    signed: Signed<ManageCallCentre>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let session = signed.session;
+    let (lang, t) = (session.lang, session.t());
+    let centre = state
+        .db
+        .read(centre_response)
+        .await
+        .map_err(|e| PageError::App(e, lang))?;
+    let page = ConfirmPage {
+        chrome: Chrome::new(&session, t.board_title, "/board", None),
+        t,
+        ask: Ask::CentreOff {
+            what: t
+                .centre_off_what
+                .replace("{n}", &centre.calls_total.to_string()),
+        },
+    };
+    render(&page)
+}
+
+/// `POST /board/call-centre`: on, or off once confirmed.
 pub async fn call_centre(
     sent: Submitted<ManageCallCentre, CentreForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let Submitted { session, form, .. } = sent;
     let lang = session.lang;
+    if form.status == "deactivated" && form.confirm.as_deref() != Some("yes") {
+        return Err(PageError::App(
+            AppError::validation("confirm", session.t().not_confirmed),
+            lang,
+        ));
+    }
     set_centre_status(&state, session.caller, form.status)
         .await
         .map_err(|e| PageError::App(e, lang))?;
-    Ok(see_other("/board?done=centre"))
+    Ok(see_other("/board?done=centre#call-centre"))
 }

@@ -8,6 +8,8 @@ const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 28.0;
 const TOP: f64 = 12.0;
+/// Half the width of a day's label (`14/05` at the axis' font size), in SVG units.
+const LABEL_HALF: f64 = 18.0;
 
 /// The smallest round step (1, 2, 2.5 or 5 times a power of ten, whole) such that four of
 /// them reach `top`.
@@ -72,10 +74,18 @@ pub fn bars(title: &str, points: &[(String, i64)]) -> String {
             r#"<rect class="bar" x="{x:.1}" y="{y:.1}" width="{bar_w:.1}" height="{h:.1}" data-count="{count}"><title>{label}: {count}</title></rect>"#
         );
         if i % every == 0 {
+            // Centred under its bar, unless that would cut it at an edge of the drawing.
+            let centre = x + bar_w / 2.0;
+            let (at, anchor) = if centre + LABEL_HALF > WIDTH {
+                (WIDTH - 1.0, "end")
+            } else if centre - LABEL_HALF < 0.0 {
+                (1.0, "start")
+            } else {
+                (centre, "middle")
+            };
             let _ = write!(
                 svg,
-                r#"<text class="axis" x="{:.1}" y="{}" text-anchor="middle">{label}</text>"#,
-                x + bar_w / 2.0,
+                r#"<text class="axis" x="{at:.1}" y="{}" text-anchor="{anchor}">{label}</text>"#,
                 HEIGHT - 8.0
             );
         }
@@ -105,6 +115,20 @@ mod tests {
         assert_eq!(step_for(101), 50);
         assert_eq!(step_for(3_400), 1_000);
         assert_eq!(step_for(7_000), 2_000);
+    }
+
+    #[test]
+    fn the_last_label_is_not_cut_at_the_right_edge() {
+        // A quarter: 92 bars, a label every 7; the last one (the 92nd bar) is centred 12
+        // units from the edge, too close for its label: it ends at the edge instead.
+        let points: Vec<(String, i64)> = (0..92).map(|d| (format!("d{d:02}"), d)).collect();
+        let svg = bars("x", &points);
+        assert!(
+            svg.contains(r#"x="759.0" y="252" text-anchor="end">d91<"#),
+            "{svg}"
+        );
+        assert!(svg.contains(r#"text-anchor="middle">d84<"#), "{svg}");
+        assert!(svg.contains(r#"text-anchor="middle">d00<"#), "{svg}");
     }
 
     #[test]

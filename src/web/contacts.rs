@@ -22,6 +22,9 @@ use crate::startup::AppState;
 
 /// Rows per page: a morning's calls for one secretary; the download has them all.
 const PAGE_ROWS: i64 = 100;
+/// The most rows a printed list has: about 150 sheets. Longer lists are downloaded (or
+/// printed a service at a time); the page says so.
+const PRINT_ROWS: i64 = 3_000;
 /// The last page number asked for that is taken as it is (10 million rows).
 const MAX_PAGE: i64 = 100_000;
 
@@ -36,10 +39,17 @@ pub struct ListQuery {
     kind: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     page: i64,
+    /// Only the rows whose patient asked something by email.
+    #[serde(default, skip_serializing_if = "is_false")]
+    requests: bool,
 }
 
 fn is_zero(n: &i64) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ListQuery {
@@ -55,8 +65,8 @@ impl ListQuery {
         .to_query()
     }
 
-    /// Back to this list after a form, read from the form's `back` field: only these four
-    /// fields survive the trip.
+    /// Back to this list after a form, read from the form's `back` field: only these fields
+    /// survive the trip.
     fn from_back(back: &str) -> ListQuery {
         serde_urlencoded::from_str(back).unwrap_or_default()
     }
@@ -83,28 +93,42 @@ pub struct Row {
     pub request: String,
     /// The date booked now, when it is not the original one (a rescheduled appointment).
     pub booked: String,
+    /// The next row's id, for the forms: where to say what was done if this row leaves.
+    pub next: String,
+    /// What the secretary just did, said just above this row (a row that left the list) or
+    /// just below it.
+    pub notice_before: Option<String>,
+    pub notice_after: Option<String>,
 }
 
 fn row(t: &'static Texts, r: ContactRow) -> Row {
+    // The answer to an email is recorded as an attempt "declined" (not reached): the row says
+    // what the patient asked instead, and when.
+    let answered = r.patient_request.is_some() && r.last_outcome.as_deref() == Some("declined");
+    let last_attempt = r.last_attempt_at.map(local).unwrap_or_default();
     Row {
         kind: t.word(&r.kind).to_string(),
-        last_outcome: r
-            .last_outcome
-            .as_deref()
-            .map(|o| t.word(o).to_string())
-            .unwrap_or_default(),
-        last_attempt: r.last_attempt_at.map(local).unwrap_or_default(),
+        last_outcome: match (answered, r.last_outcome.as_deref()) {
+            (true, _) => t.answered_by_email.replace("{date}", &last_attempt),
+            (false, outcome) => outcome.map(|o| t.word(o).to_string()).unwrap_or_default(),
+        },
+        last_attempt: if answered {
+            String::new()
+        } else {
+            last_attempt
+        },
         proposed: r.proposed_at.map(day).unwrap_or_default(),
         booked: if r.status == "postponed" {
             String::new()
         } else {
             local(r.scheduled_at)
         },
-        request: r
-            .patient_request
-            .as_deref()
-            .map(|a| t.word(a).to_string())
-            .unwrap_or_default(),
+        request: match r.patient_request.as_deref() {
+            Some("call_back") => t.request_call_back.to_string(),
+            Some("other_date") => t.request_other_date.to_string(),
+            Some(other) => t.word(other).to_string(),
+            None => String::new(),
+        },
         original: local(r.original_scheduled_at),
         patient: format!("{}, {}", r.patient_last_name, r.patient_first_name),
         born: day(r.birth_date),
@@ -112,12 +136,39 @@ fn row(t: &'static Texts, r: ContactRow) -> Row {
         priority: r.priority,
         service: r.service,
         label: r.label,
-        phone: r.phone.unwrap_or_default(),
+        phone: r
+            .phone
+            .as_deref()
+            .map(super::phone_for_people)
+            .unwrap_or_default(),
         email: r.email.unwrap_or_default(),
-        language: r.language,
+        language: crate::domain::patient::Language::parse(&r.language)
+            .map(super::language_name)
+            .unwrap_or_default()
+            .to_string(),
         attempts: r.attempts,
+        next: String::new(),
+        notice_before: None,
+        notice_after: None,
     }
 }
+
+/// Puts `notice` beside the row the secretary acted on (`at`): below it if it is still on the
+/// page, else above the row that took its place (`next`). `false` if neither is on this page.
+fn place_notice(rows: &mut [Row], at: &str, next: &str, notice: String) -> bool {
+    if let Some(row) = rows.iter_mut().find(|r| r.id == at) {
+        row.notice_after = Some(notice);
+        return true;
+    }
+    if let Some(row) = rows.iter_mut().find(|r| !next.is_empty() && r.id == next) {
+        row.notice_before = Some(notice);
+        return true;
+    }
+    false
+}
+
+/// A site's services for the filter: `(site code, site name, [(code, name, selected)])`.
+type SiteServices = (String, String, Vec<(String, String, bool)>);
 
 #[derive(Template)]
 #[template(path = "contacts.html", config = "src/web/askama.toml")]
@@ -126,7 +177,9 @@ struct ContactsPage {
     t: &'static Texts,
     /// `(code, name, selected)`.
     sites: Vec<(String, String, bool)>,
-    services: Vec<(String, String, bool)>,
+    /// The services by site, so that the page says which services belong to which site even
+    /// without its script.
+    services: Vec<SiteServices>,
     kinds: Vec<(&'static str, &'static str, bool)>,
     outcomes: Vec<(&'static str, &'static str)>,
     chosen: bool,
@@ -138,6 +191,11 @@ struct ContactsPage {
     previous: Option<String>,
     next: Option<String>,
     printed_at: String,
+    /// Rows whose patient asked something by email, and the links to them or back.
+    requests_total: i64,
+    requests_only: bool,
+    requests_query: String,
+    whole_query: String,
 }
 
 /// The codes that choose a list, as a query string gives them.
@@ -158,7 +216,11 @@ pub struct PageQuery {
     #[serde(flatten)]
     filter: Filter,
     page: Option<String>,
+    requests: Option<String>,
     done: Option<String>,
+    /// The row a form acted on, and the one after it (ids): where to say it was done.
+    at: Option<String>,
+    next: Option<String>,
 }
 
 impl PageQuery {
@@ -172,6 +234,10 @@ impl PageQuery {
                 .as_deref()
                 .and_then(|p| p.trim().parse().ok())
                 .unwrap_or(0),
+            requests: self
+                .requests
+                .as_deref()
+                .is_some_and(|r| matches!(r, "true" | "1" | "yes")),
         }
     }
 }
@@ -181,6 +247,7 @@ fn some(s: &str) -> Option<String> {
 }
 
 /// `GET /contacts`: the filter, and the chosen list a page at a time (reading it is audited).
+/// A secretary bound to one service gets her list at once.
 pub async fn page(
     signed: Signed<ContactLists>,
     state: web::Data<AppState>,
@@ -190,34 +257,53 @@ pub async fn page(
     let lang = session.lang;
     let t = session.t();
     let q = query.into_inner();
-    let list = q.list();
+    let mut list = q.list();
     let kind = some(&list.kind)
         .map(|k| Kind::parse(&k))
         .transpose()
         .map_err(|e| PageError::App(AppError::validation("kind", e.0), lang))?;
     let caller = session.caller.clone();
-    let chosen = list.clone();
     let page_no = list.page.clamp(0, MAX_PAGE);
-    let (sites, services, listed) = state
+    let (sites, services) = state
         .db
-        .write(move |conn| {
-            let mut sites = db::sites::list_sites(conn, None, 1000)?;
-            let mut services =
-                db::sites::list_services(conn, some(&chosen.site).as_deref(), None, 1000)?;
-            services.retain(|s| caller.may_access_service(&s.code));
-            // A secretary sees the sites and services of her own services only.
-            if caller.role.is_service_scoped() {
-                let hers: Vec<String> = db::sites::all_service_sites(conn)?
-                    .into_iter()
-                    .filter(|(service, _)| caller.may_access_service(service))
-                    .map(|(_, site)| site)
-                    .collect();
-                sites.retain(|s| hers.contains(&s.code));
+        .read({
+            let caller = caller.clone();
+            move |conn| {
+                let mut sites = db::sites::list_sites(conn, None, 1000)?;
+                let mut services = db::sites::list_services(conn, None, None, 1000)?;
+                services.retain(|s| caller.may_access_service(&s.code));
+                // A secretary sees the sites of her own services only.
+                if caller.role.is_service_scoped() {
+                    sites.retain(|site| services.iter().any(|s| s.site_code == site.code));
+                }
+                Ok::<_, AppError>((sites, services))
             }
-            let listed = match some(&chosen.site) {
-                None => None,
-                Some(site) => {
-                    let filter = checked_filter(conn, &caller, site, some(&chosen.service), kind)?;
+        })
+        .await
+        .map_err(|e| PageError::App(e, lang))?;
+    if list.site.is_empty() && caller.role.is_service_scoped() {
+        if let [only] = services.as_slice() {
+            list.site = only.site_code.clone();
+            list.service = only.code.clone();
+        }
+    }
+    let chosen = list.clone();
+    let listed = match some(&chosen.site) {
+        None => None,
+        Some(site) => Some(
+            state
+                .db
+                .write(move |conn| {
+                    let mut filter =
+                        checked_filter(conn, &caller, site, some(&chosen.service), kind)?;
+                    let requests = db::contact_list::count(
+                        conn,
+                        &db::contact_list::ContactFilter {
+                            requests_only: true,
+                            ..filter.clone()
+                        },
+                    )?;
+                    filter.requests_only = chosen.requests;
                     let total = db::contact_list::count(conn, &filter)?;
                     let rows =
                         db::contact_list::page(conn, &filter, PAGE_ROWS, page_no * PAGE_ROWS)?;
@@ -228,39 +314,56 @@ pub async fn page(
                         Some(&format!("site:{}", filter.site)),
                         serde_json::json!({
                             "site": filter.site, "service": filter.service, "kind": filter.kind,
-                            "page": page_no, "rows": rows.len(),
+                            "requests": filter.requests_only, "page": page_no, "rows": rows.len(),
                         }),
                     )?;
-                    Some((total, rows))
-                }
-            };
-            Ok::<_, AppError>((sites, services, listed))
-        })
-        .await
-        .map_err(|e| PageError::App(e, lang))?;
+                    Ok::<_, AppError>((total, requests, rows))
+                })
+                .await
+                .map_err(|e| PageError::App(e, lang))?,
+        ),
+    };
     let site_name = sites
         .iter()
         .find(|s| s.code == list.site)
         .map(|s| s.name.clone())
         .unwrap_or_default();
-    let (total, rows) = listed.unwrap_or((0, Vec::new()));
+    let (total, requests_total, rows) = listed.unwrap_or((0, 0, Vec::new()));
     let shown = i64::try_from(rows.len()).unwrap_or(0);
+    let mut rows: Vec<Row> = rows.into_iter().map(|r| row(t, r)).collect();
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    for (row, next) in rows.iter_mut().zip(ids.iter().skip(1)) {
+        row.next = next.clone();
+    }
+    // What a form just did: beside its row, else on top of the page.
+    let mut top = flash(t, q.done.as_deref());
+    if let (Some(notice), Some(at)) = (top.clone(), q.at.as_deref()) {
+        if place_notice(&mut rows, at, q.next.as_deref().unwrap_or(""), notice) {
+            top = None;
+        }
+    }
+    // The services by site, in the sites' order; only the chosen site's once one is chosen.
+    let services = sites
+        .iter()
+        .filter(|site| list.site.is_empty() || site.code == list.site)
+        .map(|site| {
+            let of_site: Vec<(String, String, bool)> = services
+                .iter()
+                .filter(|s| s.site_code == site.code)
+                .map(|s| (s.code.clone(), s.name.clone(), s.code == list.service))
+                .collect();
+            (site.code.clone(), site.name.clone(), of_site)
+        })
+        .filter(|(_, _, of_site)| !of_site.is_empty())
+        .collect();
     let page = ContactsPage {
-        chrome: Chrome::new(
-            &session,
-            t.contacts_title,
-            "/contacts",
-            flash(t, q.done.as_deref()),
-        ),
+        chrome: Chrome::new(&session, t.contacts_title, "/contacts", top),
         t,
         sites: sites
             .into_iter()
             .map(|s| (s.code.clone(), s.name, s.code == list.site))
             .collect(),
-        services: services
-            .into_iter()
-            .map(|s| (s.code.clone(), s.name, s.code == list.service))
-            .collect(),
+        services,
         kinds: ["operation", "consultation"]
             .into_iter()
             .map(|k| (k, t.word(k), k == list.kind))
@@ -269,25 +372,43 @@ pub async fn page(
         chosen: !list.site.is_empty(),
         site_name,
         total,
-        rows: rows.into_iter().map(|r| row(t, r)).collect(),
+        rows,
         back: list.to_query(),
         export_query: ListQuery {
             page: 0,
+            requests: false,
             ..list.clone()
         }
         .to_query(),
         previous: (page_no > 0).then(|| list.with_page(page_no - 1)),
         next: (page_no * PAGE_ROWS + shown < total).then(|| list.with_page(page_no + 1)),
         printed_at: local(crate::domain::now()),
+        requests_total,
+        requests_only: list.requests,
+        requests_query: ListQuery {
+            page: 0,
+            requests: true,
+            ..list.clone()
+        }
+        .to_query(),
+        whole_query: ListQuery {
+            page: 0,
+            requests: false,
+            ..list.clone()
+        }
+        .to_query(),
     };
     render(&page)
 }
 
-fn back_to(back: &str, done: &str) -> HttpResponse {
+/// Back to the list after a form, saying what was done beside the row it was done to (`at`,
+/// or `next` if the row left the list): ids and codes only in the URL.
+fn back_to(back: &str, done: &str, at: &str, next: &str) -> HttpResponse {
     let list = ListQuery::from_back(back);
     let query = list.to_query();
     let sep = if query.is_empty() { "" } else { "&" };
-    see_other(&format!("/contacts?{query}{sep}done={done}#list"))
+    let ids = serde_urlencoded::to_string([("at", at), ("next", next)]).unwrap_or_default();
+    see_other(&format!("/contacts?{query}{sep}done={done}&{ids}#done"))
 }
 
 #[derive(Deserialize)]
@@ -297,6 +418,9 @@ pub struct AttemptForm {
     note: Option<String>,
     #[serde(default)]
     back: String,
+    /// The row after this one on the page (where to say it was done if this one leaves).
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /contacts/attempt`: a phone attempt and its outcome; `reached` takes the row off the
@@ -312,10 +436,11 @@ pub async fn attempt(
         outcome: form.outcome,
         note: form.note.filter(|n| !n.trim().is_empty()),
     };
+    let at = form.appointment_id.clone();
     record_attempt(&state, session.caller, form.appointment_id, attempt)
         .await
         .map_err(|e| PageError::App(e, lang))?;
-    Ok(back_to(&form.back, "attempt"))
+    Ok(back_to(&form.back, "attempt", &at, &form.next))
 }
 
 #[derive(Deserialize)]
@@ -325,6 +450,8 @@ pub struct RescheduleForm {
     scheduled_at: String,
     #[serde(default)]
     back: String,
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /contacts/reschedule`: the new date agreed on the phone (its email is queued).
@@ -336,10 +463,11 @@ pub async fn reschedule(
     let lang = session.lang;
     let at = date_field(&form.scheduled_at)
         .map_err(|e| PageError::App(AppError::validation("scheduled_at", e.0), lang))?;
+    let id = form.appointment_id.clone();
     reschedule_to(&state, session.caller, form.appointment_id, at)
         .await
         .map_err(|e| PageError::App(e, lang))?;
-    Ok(back_to(&form.back, "rescheduled"))
+    Ok(back_to(&form.back, "rescheduled", &id, &form.next))
 }
 
 /// A date-time field's value (`2022-06-13T10:00`, what browsers send), in Brussels time,
@@ -357,6 +485,91 @@ fn date_field(raw: &str) -> Result<chrono::NaiveDateTime, crate::domain::Invalid
         ));
     }
     parse_instant_or_local(raw)
+}
+
+#[derive(Template)]
+#[template(path = "contacts_print.html", config = "src/web/askama.toml")]
+struct PrintPage {
+    chrome: Chrome,
+    t: &'static Texts,
+    heading: String,
+    rows: Vec<Row>,
+    printed_at: String,
+    too_long: Option<String>,
+    back: String,
+}
+
+/// `GET /contacts/print?site=&service=&kind=`: the whole list (up to [`PRINT_ROWS`]) compact
+/// enough for a desk, with page numbers, for the day the computers fail. Audited as an export.
+pub async fn print(
+    signed: Signed<ContactLists>,
+    state: web::Data<AppState>,
+    query: web::Query<Filter>,
+) -> Result<HttpResponse, PageError> {
+    let session = signed.session;
+    let (lang, t) = (session.lang, session.t());
+    let err = |e| PageError::App(e, lang);
+    let q = query.into_inner();
+    let kind = some(&q.kind)
+        .map(|k| Kind::parse(&k))
+        .transpose()
+        .map_err(|e| err(AppError::validation("kind", e.0)))?;
+    let caller = session.caller.clone();
+    let (site, service) = (q.site.clone(), some(&q.service));
+    let (site_name, service_name, total, rows) = state
+        .db
+        .write(move |conn| {
+            let filter = checked_filter(conn, &caller, site, service, kind)?;
+            let site_name = db::sites::find_site(conn, &filter.site)?
+                .map(|s| s.name)
+                .unwrap_or_default();
+            let service_name = match &filter.service {
+                Some(code) => db::sites::list_services(conn, Some(&filter.site), None, 1000)?
+                    .into_iter()
+                    .find(|s| &s.code == code)
+                    .map(|s| s.name),
+                None => None,
+            };
+            let total = db::contact_list::count(conn, &filter)?;
+            let rows = db::contact_list::page(conn, &filter, PRINT_ROWS, 0)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "contact_list.export",
+                Some(&format!("site:{}", filter.site)),
+                serde_json::json!({
+                    "site": filter.site, "service": filter.service, "kind": filter.kind,
+                    "format": "print", "rows": rows.len(),
+                }),
+            )?;
+            Ok::<_, AppError>((site_name, service_name, total, rows))
+        })
+        .await
+        .map_err(err)?;
+    let heading = match service_name {
+        Some(service) => format!("{site_name} · {service} · {} : {total}", t.to_contact),
+        None => format!("{site_name} · {} : {total}", t.to_contact),
+    };
+    let page = PrintPage {
+        chrome: Chrome::new(&session, t.print_title, "/contacts", None),
+        t,
+        heading,
+        rows: rows.into_iter().map(|r| row(t, r)).collect(),
+        printed_at: local(crate::domain::now()),
+        too_long: (total > PRINT_ROWS).then(|| {
+            t.too_long_to_print
+                .replace("{n}", &total.to_string())
+                .replace("{max}", &PRINT_ROWS.to_string())
+        }),
+        back: ListQuery {
+            site: q.site,
+            service: q.service,
+            kind: q.kind,
+            ..Default::default()
+        }
+        .to_query(),
+    };
+    render(&page)
 }
 
 #[derive(Deserialize)]
@@ -414,7 +627,10 @@ mod tests {
                 kind: String::new(),
             },
             page: page.map(str::to_string),
+            requests: None,
             done: None,
+            at: None,
+            next: None,
         };
         assert_eq!(q(Some("2")).list().page, 2);
         assert_eq!(q(Some("deux")).list().page, 0);

@@ -123,6 +123,97 @@ pub struct Texts {
     pub back: &'static str,
     /// The words of the contract's codes (reasons, outcomes, statuses…), by code.
     pub codes: &'static [(&'static str, &'static str)],
+    /// The chart's period form.
+    pub chart_period: &'static str,
+    pub period_from: &'static str,
+    pub period_to: &'static str,
+    /// How the default period is chosen.
+    pub period_help: &'static str,
+    /// Title of the reopening's confirmation; {site} is the site's name.
+    pub reopen_question: &'static str,
+    /// What the confirmation lists.
+    pub reopen_what: &'static str,
+    /// Appointments the reopening puts on the contact list.
+    pub to_recontact: &'static str,
+    /// Patients a reopening email could reach.
+    pub emails_possible: &'static str,
+    /// The explicit choice to email; {n} is the number of emails.
+    pub send_emails: &'static str,
+    /// What the email choice means.
+    pub send_emails_help: &'static str,
+    /// Button that reopens.
+    pub confirm_reopen: &'static str,
+    /// Link back without acting.
+    pub cancel: &'static str,
+    /// Button of a site's row, leading to the confirmation.
+    pub reopen_ask: &'static str,
+    /// Message after a reopening; {site}, {n} (to rebook), {emails}.
+    pub reopened_summary: &'static str,
+    /// How many emails left, in the summary.
+    pub emails_queued: &'static str,
+    pub no_email_sent: &'static str,
+    /// Title of the call centre's confirmation.
+    pub centre_off_question: &'static str,
+    /// What switching off does; {n} is the calls logged.
+    pub centre_off_what: &'static str,
+    /// Button that switches off.
+    pub confirm_centre_off: &'static str,
+    /// A form sent without its confirmation.
+    pub not_confirmed: &'static str,
+    /// What a patient asked by email, as a secretary reads it.
+    pub request_call_back: &'static str,
+    pub request_other_date: &'static str,
+    /// When the patient answered; {date}.
+    pub answered_by_email: &'static str,
+    /// Link to the rows with a patient's request; {n}.
+    pub requests_link: &'static str,
+    /// Link back from the requests to the whole list.
+    pub whole_list: &'static str,
+    /// Title of a 403 page.
+    pub title_forbidden: &'static str,
+    /// Title of a 404 page.
+    pub title_not_found: &'static str,
+    /// Title of a 409 page.
+    pub title_conflict: &'static str,
+    /// Title of a 4xx page about input.
+    pub title_invalid: &'static str,
+    /// Title of a 429 page.
+    pub title_too_many: &'static str,
+    /// Title of a 503 page.
+    pub title_unavailable: &'static str,
+    /// Title of an expired form's page.
+    pub title_expired: &'static str,
+    /// A service of another site; {site}.
+    pub msg_other_site: &'static str,
+    pub msg_past_date: &'static str,
+    pub msg_date_time: &'static str,
+    pub msg_date: &'static str,
+    pub msg_period: &'static str,
+    pub msg_rooms: &'static str,
+    pub msg_name_short: &'static str,
+    pub msg_number_short: &'static str,
+    pub msg_search: &'static str,
+    pub msg_too_long: &'static str,
+    pub msg_minutes: &'static str,
+    pub msg_phone: &'static str,
+    /// Any other refused field; {field}.
+    pub msg_field: &'static str,
+    pub conflict_site_open: &'static str,
+    pub conflict_centre_off: &'static str,
+    pub conflict_move: &'static str,
+    /// Any other conflict.
+    pub conflict_other: &'static str,
+    /// Title of the printable list.
+    pub print_title: &'static str,
+    /// Button that opens the browser's print dialog.
+    pub print_now: &'static str,
+    pub back_to_list: &'static str,
+    /// A list too long for paper; {n} rows, {max} the most printed.
+    pub too_long_to_print: &'static str,
+    /// The heading when a search shows its most; {n}.
+    pub results_first: &'static str,
+    /// What a refused field without a name of its own is called.
+    pub form_word: &'static str,
 }
 
 impl Texts {
@@ -136,6 +227,66 @@ impl Texts {
             .iter()
             .find(|(c, _)| *c == code)
             .map_or(code, |(_, w)| *w)
+    }
+
+    /// A refused field as a page says it, in the page's language: the checks of the domain and
+    /// the API speak English (they are the API's problem details), and a page never shows
+    /// those words. Messages without a translation of their own name the field.
+    pub fn explain(&self, field: &str, message: &str) -> String {
+        use crate::domain::appointment::IN_THE_PAST;
+        if let Some(site) = message.strip_prefix("belongs to site ") {
+            return self.msg_other_site.replace("{site}", site);
+        }
+        let text = match (field, message) {
+            (_, m) if m == IN_THE_PAST => self.msg_past_date,
+            ("scheduled_at", _) => self.msg_date_time,
+            ("from" | "to", "must be a date") => self.msg_date,
+            ("from" | "to", _) => self.msg_period,
+            ("operating_rooms_open", _) => self.msg_rooms,
+            ("q", m) if m.starts_with("a name needs") => self.msg_name_short,
+            ("q", m) if m.starts_with("a phone number needs") => self.msg_number_short,
+            ("q", m) if m.starts_with("must be at most") => self.msg_too_long,
+            ("q", _) => self.msg_search,
+            ("duration_minutes", _) => self.msg_minutes,
+            ("caller_phone", _) => self.msg_phone,
+            ("notes" | "note", m) if m.starts_with("must be at most") => self.msg_too_long,
+            ("confirm", m) => return m.to_string(),
+            _ => return self.msg_field.replace("{field}", self.label_of(field)),
+        };
+        text.to_string()
+    }
+
+    /// The page's name for a field of its forms; a field no page names (a tampered form) is
+    /// "the form".
+    fn label_of(&self, field: &str) -> &'static str {
+        match field {
+            "patient_id" | "appointment_id" => self.patient,
+            "reason" => self.reason,
+            "outcome" => self.outcome,
+            "caller_phone" => self.caller_phone,
+            "notes" => self.notes,
+            "note" => self.note,
+            "kind" => self.kind,
+            "service" => self.service,
+            "site" => self.site,
+            "status" => self.status,
+            "programme" => self.programme,
+            "scheduled_at" => self.new_date,
+            _ => self.form_word,
+        }
+    }
+
+    /// A conflict as a page says it (the API's reason is English, for the API).
+    pub fn explain_conflict(&self, why: &str) -> &'static str {
+        if why.ends_with("is already open") {
+            self.conflict_site_open
+        } else if why.starts_with("the call centre is deactivated") {
+            self.conflict_centre_off
+        } else if why.contains("appointment cannot be") || why.contains("is cancelled") {
+            self.conflict_move
+        } else {
+            self.conflict_other
+        }
     }
 }
 
@@ -277,7 +428,7 @@ static FR: Texts = Texts {
     forbidden: "Votre rôle ne donne pas accès à cette page ou à ce dossier.",
     not_found: "Introuvable.",
     conflict: "Ce n'est plus possible dans l'état actuel :",
-    invalid: "Saisie à corriger :",
+    invalid: "Corrigez ceci, puis renvoyez le formulaire :",
     too_many: "Trop de demandes : réessayez dans un instant.",
     too_many_patients: "Ce compte a consulté autant de patients qu'une heure le permet. Les patients déjà ouverts restent accessibles ; les autres, à l'heure suivante. Si c'est anormal, prévenez votre coordinateur.",
     unavailable: "La base de données ne répond pas : réessayez dans un instant.",
@@ -321,6 +472,61 @@ static FR: Texts = Texts {
         ("secretary", "Secrétariat"),
         ("agent", "Centre d'appels"),
     ],
+    chart_period: "Période du graphique",
+    period_from: "Du",
+    period_to: "au",
+    period_help: "Sans dates choisies, le graphique montre les trois mois les plus chargés.",
+    reopen_question: "Rouvrir {site} ?",
+    reopen_what: "En confirmant, le site ouvre et sa liste de rappel est prête pour les secrétariats.",
+    to_recontact: "Rendez-vous à recontacter",
+    emails_possible: "Patients joignables par email (adresse et consentement)",
+    send_emails: "Envoyer maintenant un email à ces {n} patients",
+    send_emails_help: "Sans cette case, aucun email ne part : les secrétariats appellent les patients.",
+    confirm_reopen: "Confirmer la réouverture",
+    cancel: "Annuler",
+    reopen_ask: "Rouvrir…",
+    reopened_summary: "{site} est rouvert : {n} rendez-vous à recontacter ; {emails}.",
+    emails_queued: "{n} emails en file d'envoi",
+    no_email_sent: "aucun email envoyé",
+    centre_off_question: "Désactiver le centre d'appels ?",
+    centre_off_what: "Les agents ne pourront plus enregistrer d'appels tant qu'il n'est pas réactivé. {n} appels sont enregistrés à ce jour.",
+    confirm_centre_off: "Confirmer la désactivation",
+    not_confirmed: "Confirmez d'abord : rien n'a été fait.",
+    request_call_back: "Le patient demande à être rappelé",
+    request_other_date: "Le patient demande une autre date",
+    answered_by_email: "Réponse par email le {date}",
+    requests_link: "Demandes des patients : {n}",
+    whole_list: "Toute la liste",
+    title_forbidden: "Accès refusé",
+    title_not_found: "Introuvable",
+    title_conflict: "Changement refusé",
+    title_invalid: "Saisie à corriger",
+    title_too_many: "Trop de demandes",
+    title_unavailable: "Service indisponible",
+    title_expired: "Formulaire expiré",
+    msg_other_site: "Ce service appartient à un autre site ({site}) : choisissez un service de ce site.",
+    msg_past_date: "La nouvelle date est passée : choisissez aujourd'hui ou plus tard.",
+    msg_date_time: "Saisissez une date et une heure, par exemple 13/06/2030 10:00.",
+    msg_date: "Saisissez une date.",
+    msg_period: "La période va d'un jour à un autre, un an au plus.",
+    msg_rooms: "Le nombre de salles ouvertes va de 0 au nombre de salles du site.",
+    msg_name_short: "Tapez au moins 3 lettres du nom.",
+    msg_number_short: "Un numéro de téléphone a au moins 6 chiffres, un numéro national les 11.",
+    msg_search: "Tapez un nom, un numéro de téléphone ou un numéro national.",
+    msg_too_long: "Ce texte est trop long.",
+    msg_minutes: "Saisissez une durée en minutes, par exemple 4 ou 2,5.",
+    msg_phone: "Ce n'est pas un numéro de téléphone.",
+    msg_field: "Valeur refusée : {field}.",
+    conflict_site_open: "Ce site est déjà ouvert.",
+    conflict_centre_off: "Le centre d'appels est désactivé : les appels ne sont plus enregistrés.",
+    conflict_move: "Ce rendez-vous ne peut plus être changé ainsi dans son état actuel (annulé, ou déjà changé).",
+    conflict_other: "Quelqu'un l'a changé entre-temps : rechargez la page.",
+    print_title: "Liste à imprimer",
+    print_now: "Imprimer cette liste",
+    back_to_list: "Retour à la liste",
+    too_long_to_print: "Cette liste a {n} lignes : seules les {max} premières sont imprimées. Téléchargez-la pour l'avoir en entier, ou choisissez un service.",
+    results_first: "Les {n} premiers patients trouvés : précisez la recherche (prénom, date de naissance) si le bon n'y est pas",
+    form_word: "le formulaire",
 };
 
 static NL: Texts = Texts {
@@ -469,6 +675,61 @@ static NL: Texts = Texts {
         ("secretary", "Secretariaat"),
         ("agent", "Callcenter"),
     ],
+    chart_period: "Periode van de grafiek",
+    period_from: "Van",
+    period_to: "tot",
+    period_help: "Zonder gekozen data toont de grafiek de drukste drie maanden.",
+    reopen_question: "{site} heropenen?",
+    reopen_what: "Na bevestiging gaat de site open en is de terugbellijst klaar voor de secretariaten.",
+    to_recontact: "Af te spreken afspraken",
+    emails_possible: "Patiënten bereikbaar per e-mail (adres en toestemming)",
+    send_emails: "Nu een e-mail sturen naar deze {n} patiënten",
+    send_emails_help: "Zonder dit vakje vertrekt er geen e-mail: de secretariaten bellen de patiënten.",
+    confirm_reopen: "Heropening bevestigen",
+    cancel: "Annuleren",
+    reopen_ask: "Heropenen…",
+    reopened_summary: "{site} is heropend: {n} afspraken opnieuw te maken; {emails}.",
+    emails_queued: "{n} e-mails in de wachtrij",
+    no_email_sent: "geen e-mail verstuurd",
+    centre_off_question: "Het callcenter uitschakelen?",
+    centre_off_what: "Agenten kunnen geen oproepen meer registreren tot het weer aan staat. Tot nu toe zijn {n} oproepen geregistreerd.",
+    confirm_centre_off: "Uitschakelen bevestigen",
+    not_confirmed: "Bevestig eerst: er is niets gebeurd.",
+    request_call_back: "De patiënt vraagt om teruggebeld te worden",
+    request_other_date: "De patiënt vraagt een andere datum",
+    answered_by_email: "Antwoord per e-mail op {date}",
+    requests_link: "Verzoeken van patiënten: {n}",
+    whole_list: "De hele lijst",
+    title_forbidden: "Geen toegang",
+    title_not_found: "Niet gevonden",
+    title_conflict: "Wijziging geweigerd",
+    title_invalid: "Invoer te verbeteren",
+    title_too_many: "Te veel verzoeken",
+    title_unavailable: "Dienst niet beschikbaar",
+    title_expired: "Formulier verlopen",
+    msg_other_site: "Deze dienst hoort bij een andere site ({site}): kies een dienst van deze site.",
+    msg_past_date: "De nieuwe datum ligt in het verleden: kies vandaag of later.",
+    msg_date_time: "Geef een datum en een uur in, bijvoorbeeld 13/06/2030 10:00.",
+    msg_date: "Geef een datum in.",
+    msg_period: "De periode loopt van de ene dag tot een latere, hoogstens een jaar.",
+    msg_rooms: "Het aantal open zalen gaat van 0 tot het aantal zalen van de site.",
+    msg_name_short: "Typ minstens 3 letters van de naam.",
+    msg_number_short: "Een telefoonnummer heeft minstens 6 cijfers, een rijksregisternummer alle 11.",
+    msg_search: "Typ een naam, een telefoonnummer of een rijksregisternummer.",
+    msg_too_long: "Deze tekst is te lang.",
+    msg_minutes: "Geef een duur in minuten, bijvoorbeeld 4 of 2,5.",
+    msg_phone: "Dit is geen telefoonnummer.",
+    msg_field: "Geweigerde waarde: {field}.",
+    conflict_site_open: "Deze site is al open.",
+    conflict_centre_off: "Het callcenter is uitgeschakeld: oproepen worden niet meer geregistreerd.",
+    conflict_move: "Deze afspraak kan in haar huidige toestand niet meer zo gewijzigd worden (geannuleerd of al gewijzigd).",
+    conflict_other: "Iemand heeft het intussen gewijzigd: laad de pagina opnieuw.",
+    print_title: "Lijst om af te drukken",
+    print_now: "Deze lijst afdrukken",
+    back_to_list: "Terug naar de lijst",
+    too_long_to_print: "Deze lijst heeft {n} regels: alleen de eerste {max} worden afgedrukt. Download ze om ze volledig te hebben, of kies een dienst.",
+    results_first: "De eerste {n} gevonden patiënten: verfijn de zoekopdracht (voornaam, geboortedatum) als de juiste er niet bij is",
+    form_word: "het formulier",
 };
 
 static DE: Texts = Texts {
@@ -617,6 +878,61 @@ static DE: Texts = Texts {
         ("secretary", "Sekretariat"),
         ("agent", "Callcenter"),
     ],
+    chart_period: "Zeitraum des Diagramms",
+    period_from: "Vom",
+    period_to: "bis",
+    period_help: "Ohne gewählte Daten zeigt das Diagramm die drei geschäftigsten Monate.",
+    reopen_question: "{site} wieder öffnen?",
+    reopen_what: "Nach der Bestätigung öffnet der Standort und seine Rückrufliste steht den Sekretariaten bereit.",
+    to_recontact: "Neu zu vereinbarende Termine",
+    emails_possible: "Per E-Mail erreichbare Patienten (Adresse und Einwilligung)",
+    send_emails: "Jetzt diesen {n} Patienten eine E-Mail senden",
+    send_emails_help: "Ohne dieses Häkchen geht keine E-Mail hinaus: die Sekretariate rufen die Patienten an.",
+    confirm_reopen: "Wiedereröffnung bestätigen",
+    cancel: "Abbrechen",
+    reopen_ask: "Wieder öffnen…",
+    reopened_summary: "{site} ist wieder offen: {n} Termine neu zu vereinbaren; {emails}.",
+    emails_queued: "{n} E-Mails in der Warteschlange",
+    no_email_sent: "keine E-Mail versandt",
+    centre_off_question: "Das Callcenter abschalten?",
+    centre_off_what: "Die Agenten können keine Anrufe mehr erfassen, bis es wieder eingeschaltet ist. Bisher sind {n} Anrufe erfasst.",
+    confirm_centre_off: "Abschalten bestätigen",
+    not_confirmed: "Bitte zuerst bestätigen: es ist nichts geschehen.",
+    request_call_back: "Der Patient bittet um Rückruf",
+    request_other_date: "Der Patient bittet um einen anderen Termin",
+    answered_by_email: "Antwort per E-Mail am {date}",
+    requests_link: "Anfragen von Patienten: {n}",
+    whole_list: "Die ganze Liste",
+    title_forbidden: "Kein Zugriff",
+    title_not_found: "Nicht gefunden",
+    title_conflict: "Änderung abgelehnt",
+    title_invalid: "Eingabe zu korrigieren",
+    title_too_many: "Zu viele Anfragen",
+    title_unavailable: "Dienst nicht verfügbar",
+    title_expired: "Formular abgelaufen",
+    msg_other_site: "Dieser Dienst gehört zu einem anderen Standort ({site}): wählen Sie einen Dienst dieses Standorts.",
+    msg_past_date: "Das neue Datum liegt in der Vergangenheit: wählen Sie heute oder später.",
+    msg_date_time: "Geben Sie Datum und Uhrzeit ein, zum Beispiel 13.06.2030 10:00.",
+    msg_date: "Geben Sie ein Datum ein.",
+    msg_period: "Der Zeitraum geht von einem Tag zu einem späteren, höchstens ein Jahr.",
+    msg_rooms: "Die Zahl der offenen Säle reicht von 0 bis zur Zahl der Säle des Standorts.",
+    msg_name_short: "Tippen Sie mindestens 3 Buchstaben des Namens.",
+    msg_number_short: "Eine Telefonnummer hat mindestens 6 Ziffern, eine Nationalnummer alle 11.",
+    msg_search: "Tippen Sie einen Namen, eine Telefonnummer oder eine Nationalnummer.",
+    msg_too_long: "Dieser Text ist zu lang.",
+    msg_minutes: "Geben Sie eine Dauer in Minuten ein, zum Beispiel 4 oder 2,5.",
+    msg_phone: "Das ist keine Telefonnummer.",
+    msg_field: "Abgelehnter Wert: {field}.",
+    conflict_site_open: "Dieser Standort ist bereits offen.",
+    conflict_centre_off: "Das Callcenter ist abgeschaltet: Anrufe werden nicht mehr erfasst.",
+    conflict_move: "Dieser Termin kann in seinem jetzigen Zustand so nicht mehr geändert werden (abgesagt oder bereits geändert).",
+    conflict_other: "Jemand hat es inzwischen geändert: laden Sie die Seite neu.",
+    print_title: "Liste zum Ausdrucken",
+    print_now: "Diese Liste drucken",
+    back_to_list: "Zurück zur Liste",
+    too_long_to_print: "Diese Liste hat {n} Zeilen: nur die ersten {max} werden gedruckt. Laden Sie sie herunter, um alle zu haben, oder wählen Sie einen Dienst.",
+    results_first: "Die ersten {n} gefundenen Patienten: verfeinern Sie die Suche (Vorname, Geburtsdatum), wenn der richtige fehlt",
+    form_word: "das Formular",
 };
 
 static EN: Texts = Texts {
@@ -767,6 +1083,61 @@ static EN: Texts = Texts {
         ("secretary", "Secretariat"),
         ("agent", "Call centre"),
     ],
+    chart_period: "Chart period",
+    period_from: "From",
+    period_to: "to",
+    period_help: "Without dates, the chart shows the busiest three months.",
+    reopen_question: "Reopen {site}?",
+    reopen_what: "Once confirmed, the site opens and its contact list is ready for the secretariats.",
+    to_recontact: "Appointments to rebook",
+    emails_possible: "Patients reachable by email (address and consent)",
+    send_emails: "Email these {n} patients now",
+    send_emails_help: "Without this box no email leaves: the secretariats call the patients.",
+    confirm_reopen: "Confirm the reopening",
+    cancel: "Cancel",
+    reopen_ask: "Reopen…",
+    reopened_summary: "{site} has reopened: {n} appointments to rebook; {emails}.",
+    emails_queued: "{n} emails queued",
+    no_email_sent: "no email sent",
+    centre_off_question: "Switch the call centre off?",
+    centre_off_what: "Agents can no longer log calls until it is switched on again. {n} calls are logged so far.",
+    confirm_centre_off: "Confirm switching off",
+    not_confirmed: "Confirm first: nothing was done.",
+    request_call_back: "The patient asks to be called back",
+    request_other_date: "The patient asks for another date",
+    answered_by_email: "Answered by email on {date}",
+    requests_link: "Patients' requests: {n}",
+    whole_list: "The whole list",
+    title_forbidden: "Access refused",
+    title_not_found: "Not found",
+    title_conflict: "Change refused",
+    title_invalid: "Input to correct",
+    title_too_many: "Too many requests",
+    title_unavailable: "Service unavailable",
+    title_expired: "Form expired",
+    msg_other_site: "This service belongs to another site ({site}): pick a service of this site.",
+    msg_past_date: "The new date is in the past: pick today or later.",
+    msg_date_time: "Enter a date and a time, such as 13/06/2030 10:00.",
+    msg_date: "Enter a date.",
+    msg_period: "The period runs from one day to a later one, a year at most.",
+    msg_rooms: "Open rooms go from 0 to the site's number of rooms.",
+    msg_name_short: "Type at least 3 letters of the name.",
+    msg_number_short: "A phone number has 6 digits or more, a national number all 11.",
+    msg_search: "Type a name, a phone number or a national number.",
+    msg_too_long: "This text is too long.",
+    msg_minutes: "Enter a duration in minutes, such as 4 or 2.5.",
+    msg_phone: "This is not a phone number.",
+    msg_field: "Value refused: {field}.",
+    conflict_site_open: "This site is already open.",
+    conflict_centre_off: "The call centre is switched off: calls are no longer logged.",
+    conflict_move: "This appointment can no longer be changed this way (cancelled, or changed already).",
+    conflict_other: "Someone changed it meanwhile: reload the page.",
+    print_title: "List to print",
+    print_now: "Print this list",
+    back_to_list: "Back to the list",
+    too_long_to_print: "This list has {n} rows: only the first {max} are printed. Download it to have them all, or pick a service.",
+    results_first: "The first {n} patients found: narrow the search (first name, birth date) if the right one is not there",
+    form_word: "the form",
 };
 
 #[cfg(test)]

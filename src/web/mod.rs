@@ -64,8 +64,14 @@ pub fn pages(cfg: &mut web::ServiceConfig) {
         .route("/contacts/attempt", web::post().to(contacts::attempt))
         .route("/contacts/reschedule", web::post().to(contacts::reschedule))
         .route("/contacts/export", web::get().to(contacts::export))
+        .route("/contacts/print", web::get().to(contacts::print))
         .route("/board", web::get().to(board::page))
+        .route("/board/reopen", web::get().to(board::confirm_reopen))
         .route("/board/reopen", web::post().to(board::reopen))
+        .route(
+            "/board/call-centre",
+            web::get().to(board::confirm_call_centre),
+        )
         .route("/board/call-centre", web::post().to(board::call_centre))
         .route("/answer/{token}", web::get().to(answer::show))
         .route("/answer/{token}", web::post().to(answer::answer))
@@ -349,6 +355,7 @@ impl std::fmt::Display for PageError {
 #[template(path = "error.html", config = "src/web/askama.toml")]
 struct ErrorPage {
     t: &'static Texts,
+    title: &'static str,
     headline: &'static str,
     details: Vec<String>,
 }
@@ -371,28 +378,35 @@ impl ResponseError for PageError {
             PageError::App(e, lang) => (*lang, Some(e)),
         };
         let t = texts(lang);
-        let (headline, details) = match e {
-            None => (t.form_expired, vec![]),
-            Some(AppError::Forbidden(_)) => (t.forbidden, vec![]),
-            Some(AppError::NotFound(_)) => (t.not_found, vec![]),
-            Some(AppError::Conflict(why)) => (t.conflict, vec![why.clone()]),
+        // Every word in the page's language: the API's English details stay out of it.
+        let (title, headline, details) = match e {
+            None => (t.title_expired, t.form_expired, vec![]),
+            Some(AppError::Forbidden(_)) => (t.title_forbidden, t.forbidden, vec![]),
+            Some(AppError::NotFound(_)) => (t.title_not_found, t.not_found, vec![]),
+            Some(AppError::Conflict(why)) => (
+                t.title_conflict,
+                t.conflict,
+                vec![t.explain_conflict(why).to_string()],
+            ),
             Some(AppError::Validation(fields)) => (
+                t.title_invalid,
                 t.invalid,
                 fields
                     .iter()
-                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .map(|f| t.explain(&f.field, &f.message))
                     .collect(),
             ),
-            Some(AppError::TooManyRequests(_)) => (t.too_many, vec![]),
-            Some(AppError::TooManyPatients(_)) => (t.too_many_patients, vec![]),
+            Some(AppError::TooManyRequests(_)) => (t.title_too_many, t.too_many, vec![]),
+            Some(AppError::TooManyPatients(_)) => (t.title_too_many, t.too_many_patients, vec![]),
             Some(e @ (AppError::Unavailable(_) | AppError::Internal(_))) => {
                 e.log();
-                (t.unavailable, vec![])
+                (t.title_unavailable, t.unavailable, vec![])
             }
-            Some(e) => (t.invalid, vec![e.to_string()]),
+            Some(_) => (t.title_invalid, t.invalid, vec![]),
         };
         let body = ErrorPage {
             t,
+            title,
             headline,
             details,
         }
@@ -469,9 +483,26 @@ pub struct Chrome {
     pub role: &'static str,
     pub nav: Vec<Nav>,
     pub csrf: String,
-    pub flash: Option<&'static str>,
+    pub flash: Option<String>,
     /// `(code, name, selected)` for the language switch.
     pub languages: Vec<(&'static str, &'static str, bool)>,
+}
+
+/// The page each role works on all day, where signing in lands: the crisis board for those who
+/// run the crisis, the contact lists for secretaries, the call page for agents.
+fn landing(caller: &Caller) -> &'static str {
+    use crate::domain::Role;
+    let wanted = match caller.role {
+        Role::Admin | Role::Coordinator => "/board",
+        Role::Secretary => "/contacts",
+        Role::Agent => "/agent",
+    };
+    let pages = home_pages(caller);
+    pages
+        .iter()
+        .find(|(href, _)| *href == wanted)
+        .or(pages.first())
+        .map_or("/sign-in", |(href, _)| href)
 }
 
 /// The pages a role may open, in the order of the navigation bar.
@@ -487,12 +518,7 @@ fn home_pages(caller: &Caller) -> Vec<(&'static str, Action)> {
 }
 
 impl Chrome {
-    pub fn new(
-        session: &Session,
-        title: &'static str,
-        here: &str,
-        flash: Option<&'static str>,
-    ) -> Self {
+    pub fn new(session: &Session, title: &'static str, here: &str, flash: Option<String>) -> Self {
         let t = session.t();
         let nav = home_pages(&session.caller)
             .into_iter()
@@ -538,21 +564,29 @@ pub fn local(t: chrono::NaiveDateTime) -> String {
         .to_string()
 }
 
+/// A phone number as people read it (`+32 470 12 34 56`), from its E.164 form.
+pub fn phone_for_people(e164: &str) -> String {
+    crate::domain::PhoneE164::parse(e164)
+        .map(|p| p.international())
+        .unwrap_or_else(|_| e164.to_string())
+}
+
 /// `dd/mm/yyyy`.
 pub fn day(d: chrono::NaiveDate) -> String {
     d.format("%d/%m/%Y").to_string()
 }
 
 /// Page flashes, by the key in `?done=` after a form (never personal data).
-pub fn flash(t: &'static Texts, done: Option<&str>) -> Option<&'static str> {
-    match done? {
-        "call" => Some(t.call_logged),
-        "attempt" => Some(t.attempt_recorded),
-        "rescheduled" => Some(t.rescheduled),
-        "reopened" => Some(t.site_reopened),
-        "centre" => Some(t.centre_changed),
-        _ => None,
-    }
+pub fn flash(t: &'static Texts, done: Option<&str>) -> Option<String> {
+    let text = match done? {
+        "call" => t.call_logged,
+        "attempt" => t.attempt_recorded,
+        "rescheduled" => t.rescheduled,
+        "reopened" => t.site_reopened,
+        "centre" => t.centre_changed,
+        _ => return None,
+    };
+    Some(text.to_string())
 }
 
 const APP_CSS: &str = include_str!("static/app.css");

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::i18n::{texts, Texts};
 use super::{
-    home_pages, language_name, read_form, render, see_other, AnySigned, PageError, Session,
+    landing, language_name, read_form, render, see_other, AnySigned, PageError, Session,
     SESSION_COOKIE, SESSION_HOURS, SIGN_IN_COOKIE,
 };
 use crate::auth::{token_hash, Caller};
@@ -37,12 +37,7 @@ fn cookie<'a>(state: &AppState, name: &'a str, value: String, path: &'a str) -> 
 /// `/`: the first page of the person's role, or the sign-in page.
 pub async fn home(session: Result<AnySigned, PageError>) -> HttpResponse {
     match session {
-        Ok(AnySigned(session)) => {
-            let first = home_pages(&session.caller)
-                .first()
-                .map_or("/sign-in", |p| p.0);
-            see_other(first)
-        }
+        Ok(AnySigned(session)) => see_other(landing(&session.caller)),
         Err(_) => see_other("/sign-in"),
     }
 }
@@ -180,8 +175,7 @@ pub async fn sign_in(
     let Some(caller) = account else {
         return sign_in_page(&state, lang, Some(texts(lang).bad_token), true);
     };
-    let first = home_pages(&caller).first().map_or("/", |p| p.0);
-    let mut res = see_other(first);
+    let mut res = see_other(landing(&caller));
     let mut session = cookie(&state, SESSION_COOKIE, value, "/");
     session.set_max_age(CookieDuration::hours(SESSION_HOURS));
     let mut used = cookie(&state, SIGN_IN_COOKIE, String::new(), "/sign-in");
@@ -244,8 +238,7 @@ pub async fn language(
     let back = form
         .back
         .as_deref()
-        .map_or("/", page_to_return_to)
-        .to_string();
+        .map_or_else(|| "/".to_string(), page_to_return_to);
     let id = session.id.clone();
     state
         .db
@@ -259,15 +252,27 @@ pub async fn language(
 
 /// Where the language switch may send the browser back to: one of the pages (with a query of
 /// plain characters), else `/`. Never another site, never a header-breaking character.
-fn page_to_return_to(back: &str) -> &str {
+fn page_to_return_to(back: &str) -> String {
     let (path, query) = back.split_once('?').unwrap_or((back, ""));
     let plain = query
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"=&%._-+".contains(&b));
-    if matches!(path, "/agent" | "/contacts" | "/board") && plain && back.len() <= 512 {
-        back
+    if !(matches!(path, "/agent" | "/contacts" | "/board") && plain && back.len() <= 512) {
+        return "/".into();
+    }
+    // Without the message of a form sent before: it was said once.
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !matches!(name, "done" | "at" | "next" | "queued" | "to_contact")
+        })
+        .collect();
+    if kept.is_empty() {
+        path.to_string()
     } else {
-        "/"
+        format!("{path}?{}", kept.join("&"))
     }
 }
 
@@ -280,10 +285,16 @@ mod tests {
         for ok in [
             "/agent",
             "/contacts?site=ARL&service=ARL-CHIR&page=2",
-            "/board?done=centre",
+            "/board?from=2022-05-01",
         ] {
             assert_eq!(page_to_return_to(ok), ok);
         }
+        // The message of a form sent before is not said again in the new language.
+        assert_eq!(
+            page_to_return_to("/contacts?site=ARL&done=attempt&at=a1&next=b2&page=2"),
+            "/contacts?site=ARL&page=2"
+        );
+        assert_eq!(page_to_return_to("/board?done=centre"), "/board");
         for bad in [
             "//evil.example/",
             "/\tevil",

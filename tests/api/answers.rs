@@ -451,12 +451,11 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
 
     // The secretaries' page shows both requests in words.
     let html = contacts_page(&app, &s).await;
-    assert!(
-        html.contains("Demande du patient : une autre date"),
-        "{html}"
-    );
-    assert!(html.contains("Demande du patient : être rappelé"), "{html}");
-    assert_eq!(html.matches("Demande du patient").count(), 2);
+    assert!(html.contains("Le patient demande une autre date"), "{html}");
+    assert!(html.contains("Le patient demande à être rappelé"), "{html}");
+    assert_eq!(html.matches("Le patient demande").count(), 2);
+    // What the answer was recorded as ("declined": not reached) is not shown as a refusal.
+    assert!(html.contains("Réponse par email le"), "{html}");
 
     // Reached: the request is dealt with, and the appointment leaves the list.
     let reached = json!({"channel": "phone", "outcome": "reached"});
@@ -1016,7 +1015,7 @@ async fn in_flight(app: &TestApp, id: &str, change: &str) -> tokio::task::JoinHa
 async fn an_answer_waits_for_a_secretarys_move_in_flight_and_respects_it() {
     let app = app().await;
     if app.backend != reprise::db::Backend::Postgres {
-        eprintln!("SKIPPED on SQLite: one writer runs transactions one after the other");
+        crate::helpers::skipped("on SQLite, one writer runs transactions one after the other");
         return;
     }
     let s = scene(&app).await;
@@ -1041,7 +1040,7 @@ async fn an_answer_waits_for_a_secretarys_move_in_flight_and_respects_it() {
 async fn a_secretarys_move_waits_for_an_answer_in_flight_and_respects_it() {
     let app = app().await;
     if app.backend != reprise::db::Backend::Postgres {
-        eprintln!("SKIPPED on SQLite: one writer runs transactions one after the other");
+        crate::helpers::skipped("on SQLite, one writer runs transactions one after the other");
         return;
     }
     let s = scene(&app).await;
@@ -1058,4 +1057,22 @@ async fn a_secretarys_move_waits_for_an_answer_in_flight_and_respects_it() {
     let a = appointment(&app, &s.kept).await;
     assert_eq!(a["status"], "cancelled");
     assert_eq!(a["history"].as_array().expect("history").len(), 2, "{a}");
+}
+
+#[tokio::test]
+async fn without_a_public_url_links_follow_the_address_the_service_listens_on() {
+    let app = spawn_app_with(|s| {
+        s.delivery = Some(fast_delivery());
+        s.public_url_given = false;
+    })
+    .await;
+    let s = scene(&app).await;
+    let (_, _, text) = anne_links(&app, &s).await;
+    // Bound to port 0: the links carry the port actually bound, not a default one.
+    assert!(
+        text.contains(&format!("{}/answer/", app.address)),
+        "{} in {text}",
+        app.address
+    );
+    assert!(!text.contains("127.0.0.1:8080"), "{text}");
 }

@@ -61,7 +61,7 @@ async fn browser() -> Option<Browser> {
             std::env::var_os("REPRISE_REQUIRE_BROWSER").is_none(),
             "REPRISE_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
         );
-        eprintln!("SKIPPED: chromium and chromedriver are not installed (apt-get install chromium chromium-driver); .ci/run installs them");
+        crate::helpers::skipped("chromium and chromedriver are not installed (apt-get install chromium chromium-driver); .ci/run installs them");
         return None;
     };
     let port = free_port();
@@ -197,7 +197,16 @@ async fn active_id(c: &Client) -> String {
 /// Signs in through the form, from the keyboard: the token, then Enter.
 async fn sign_in(c: &Client, app: &TestApp, token: &str) {
     c.goto(&app.url("/sign-in")).await.expect("sign-in page");
-    assert_eq!(active_id(c).await, "token", "the token field has the focus");
+    // `autofocus` applies once the page is shown, a moment after it loads on a busy machine.
+    let mut focused = active_id(c).await;
+    for _ in 0..40 {
+        if focused == "token" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        focused = active_id(c).await;
+    }
+    assert_eq!(focused, "token", "the token field has the focus");
     c.active_element()
         .await
         .expect("field")
@@ -230,10 +239,11 @@ async fn each_role_signs_in_and_finds_its_pages() {
     shot(c, "sign-in").await;
     for (role, token) in app.tokens_by_role(&crisis.service).await {
         sign_in(c, &app, &token).await;
+        // Each role lands on the page it works on all day.
         let (home, links) = match role {
             "agent" => ("/agent", 1),
             "secretary" => ("/contacts", 1),
-            _ => ("/agent", 3),
+            _ => ("/board", 3),
         };
         assert_eq!(path(c).await, home, "{role}");
         let nav = c.find_all(Locator::Css("header nav a")).await.expect("nav");
@@ -247,6 +257,7 @@ async fn each_role_signs_in_and_finds_its_pages() {
                 problem.contains("Votre rôle ne donne pas accès"),
                 "{role}: {problem}"
             );
+            assert_eq!(text(c, "h1").await, "Accès refusé", "{role}");
             shot(c, &format!("refused-{role}")).await;
             c.back().await.expect("back");
         }
@@ -389,10 +400,35 @@ async fn a_secretary_works_through_a_contact_list() {
     assert!(text(c, &format!("{} .last-outcome", row(first)))
         .await
         .contains("Pas de réponse"));
-    assert_eq!(text(c, "#flash").await, "Tentative notée.");
-    // Reached: the row leaves the list.
+    // Said where she is looking: just below the row, on screen, and nowhere else.
+    assert_eq!(text(c, "#done").await, "Tentative notée.");
+    assert_eq!(around_done(c).await.0, format!("row-{first}"));
+    assert!(in_view(c, "#done").await, "the message is on screen");
+    assert!(c.find(Locator::Css("#flash")).await.is_err(), "said once");
+    // Reached: the row leaves the list; the message is where it was.
     record_attempt(c, first, "reached").await;
     assert_eq!(text(c, "#total").await, "2");
+    assert_eq!(
+        around_done(c).await.1,
+        format!("row-{}", crisis.appointments[1])
+    );
+    // A language switch does not say it again.
+    select(c, "#lang-switch", "nl").await;
+    click(c, "header form.inline button").await;
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("html[lang=nl]"))
+        .await
+        .expect("in Dutch");
+    assert!(c.find(Locator::Css("#done")).await.is_err());
+    assert!(c.find(Locator::Css("#flash")).await.is_err());
+    select(c, "#lang-switch", "fr").await;
+    click(c, "header form.inline button").await;
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("html[lang=fr]"))
+        .await
+        .expect("in French");
     // A new date for the next one, in the row.
     let second = &crisis.appointments[1];
     c.execute(
@@ -412,9 +448,12 @@ async fn a_secretary_works_through_a_contact_list() {
     .expect("clicked");
     c.wait()
         .at_most(Duration::from_secs(5))
-        .for_element(Locator::Css("#flash"))
+        .for_element(Locator::Css("#done"))
         .await
         .expect("back on the list");
+    assert!(text(c, "#done")
+        .await
+        .starts_with("Nouvelle date enregistrée"));
     assert_eq!(text(c, "#total").await, "1");
     let moved = app
         .get_json(
@@ -499,9 +538,42 @@ async fn record_attempt(c: &Client, appointment: &str, outcome: &str) {
     click(c, &format!("{row} form.attempt button")).await;
     c.wait()
         .at_most(Duration::from_secs(5))
-        .for_element(Locator::Css("#flash"))
+        .for_element(Locator::Css("#done"))
         .await
         .expect("back on the list");
+}
+
+/// The id of the row just above and just below the message of what was done.
+async fn around_done(c: &Client) -> (String, String) {
+    let ids = c
+        .execute(
+            "const d = document.getElementById('done').closest('tr');
+             return [d.previousElementSibling ? d.previousElementSibling.id : '',
+                     d.nextElementSibling ? d.nextElementSibling.id : ''];",
+            vec![],
+        )
+        .await
+        .expect("rows around");
+    let ids: Vec<String> = ids
+        .as_array()
+        .expect("two")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect();
+    (ids[0].clone(), ids[1].clone())
+}
+
+/// Whether the element is within the window (not scrolled away).
+async fn in_view(c: &Client, css: &str) -> bool {
+    c.execute(
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect();
+         return r.top >= 0 && r.bottom <= window.innerHeight;",
+        vec![json!(css)],
+    )
+    .await
+    .expect("measured")
+    .as_bool()
+    .unwrap_or(false)
 }
 
 /// The text of a PDF (poppler's pdftotext), or `None` where it is not installed and not
@@ -519,7 +591,7 @@ fn pdf_text(pdf: &std::path::Path) -> Option<String> {
                 std::env::var_os("REPRISE_REQUIRE_BROWSER").is_none(),
                 "pdftotext (poppler-utils) is required with REPRISE_REQUIRE_BROWSER"
             );
-            eprintln!("SKIPPED the printed text: pdftotext is not installed (poppler-utils)");
+            crate::helpers::skipped("the printed text: pdftotext is not installed (poppler-utils)");
             None
         }
     }
@@ -545,10 +617,30 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         }
     }
     let (_, token) = create_account_directly(&app.state, "Coordination", "coordinator", &[]).await;
+    // A call logged today, years later, and one with a wrong year: neither moves the chart
+    // off the days of the crisis.
+    for at in [
+        chrono::Utc::now().to_rfc3339(),
+        "1922-05-14T10:00:00+02:00".to_string(),
+    ] {
+        let r = app
+            .post_json(
+                "/api/v1/calls",
+                Some(&app.admin_token),
+                &json!({"received_at": at, "reason": "other", "outcome": "informed"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{at}");
+    }
     sign_in(c, &app, &token).await;
-    c.goto(&app.url("/board")).await.expect("board");
+    assert_eq!(path(c).await, "/board", "a coordinator lands on the board");
     // One bar per day from the first call to the last (the 16th has none), as the API says.
-    let stats = app.get_json("/api/v1/calls/stats", Some(&token)).await;
+    let stats = app
+        .get_json(
+            "/api/v1/calls/stats?from=2022-05-14T00:00:00%2B02:00&to=2022-05-18T00:00:00%2B02:00",
+            Some(&token),
+        )
+        .await;
     let expected: Vec<i64> = stats["series"]
         .as_array()
         .expect("series")
@@ -579,7 +671,7 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         heights[3] > heights[0] && heights[0] > heights[1] && heights[2] == 0.0,
         "{heights:?}"
     );
-    assert_eq!(text(c, "#calls-total").await, "9");
+    assert_eq!(text(c, "#calls-total").await, "11");
     shot(c, "board").await;
     c.execute(
         "document.querySelector('#calls-chart').scrollIntoView();",
@@ -607,8 +699,60 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         .expect("rooms");
     rooms.clear().await.expect("cleared");
     rooms.send_keys("1").await.expect("typed");
+    // The rooms' field has a visible label.
+    assert!(c
+        .find(Locator::Css(&format!(
+            "{site_row} label[for^=rooms-]:not(.visually-hidden)"
+        )))
+        .await
+        .is_ok());
     click(c, &format!("{site_row} form.reopen button")).await;
+    // First what it will do; cancelled there, nothing happens.
+    arrive(c, "/board/reopen?").await;
+    assert_eq!(text(c, "#confirm-to-contact").await, "3");
+    assert_eq!(text(c, "#confirm-rooms").await, "1 / 2");
+    assert!(!c
+        .find(Locator::Css("#confirm-notify"))
+        .await
+        .expect("the email choice")
+        .is_selected()
+        .await
+        .expect("state"));
+    shot(c, "board-confirm-reopen").await;
+    click(c, "#confirm-cancel").await;
+    arrive(c, "/board").await;
+    let sites = app.get_json("/api/v1/sites", Some(&token)).await;
+    assert!(sites["items"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .any(|s| s["code"] == crisis.site.as_str() && s["status"] == "closed"));
+    let sent = app.get_json("/api/v1/notifications", Some(&token)).await;
+    assert!(!sent["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|n| n["template"] == "site_reopened"));
+    // Again, confirmed, with the emails chosen.
+    select(c, &format!("{site_row} select[name=programme]"), "moderate").await;
+    let rooms = c
+        .find(Locator::Css(&format!(
+            "{site_row} input[name=operating_rooms_open]"
+        )))
+        .await
+        .expect("rooms");
+    rooms.clear().await.expect("cleared");
+    rooms.send_keys("1").await.expect("typed");
+    click(c, &format!("{site_row} form.reopen button")).await;
+    arrive(c, "/board/reopen?").await;
+    click(c, "#confirm-notify").await;
+    click(c, "#confirm-yes").await;
     arrive(c, "/board?done=reopened").await;
+    let said = text(c, "#flash").await;
+    assert!(
+        said.contains("3 rendez-vous à recontacter") && said.contains("emails en file"),
+        "{said}"
+    );
     assert!(text(c, &format!("{site_row} .programme"))
         .await
         .contains("Modéré"));
@@ -635,6 +779,9 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
     );
 
     click(c, "#centre-switch").await;
+    arrive(c, "/board/call-centre?").await;
+    assert!(text(c, "#confirm-centre").await.contains("11 appels"));
+    click(c, "#confirm-yes").await;
     arrive(c, "/board?done=centre").await;
     assert_eq!(text(c, "#centre-status").await, "Désactivé");
     shot(c, "board-reopened").await;
@@ -794,5 +941,134 @@ async fn the_api_page_works_under_its_content_policy() {
     let policy = app.get("/docs/", None).await;
     assert!(policy.headers().contains_key("content-security-policy"));
     shot(c, "docs").await;
+    c.clone().close().await.expect("closed");
+}
+
+#[tokio::test]
+async fn a_printed_list_has_every_row_on_numbered_portrait_pages() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    let (site, service) = app.create_site_and_service().await;
+    // 435 appointments to rebook, as in Arlon's surgery after the incident.
+    let mut csv = reprise::imports::APPOINTMENT_HEADER.join(",");
+    for i in 0..435 {
+        csv.push_str(&format!(
+            "\n,Patient{i:03},Anne,1960-01-01,0470 12 34 56,,fr,false,{site},{service},operation,Hanche,2022-05-{:02} {:02}:00,{},false,false",
+            16 + i % 14,
+            8 + i % 9,
+            1 + i % 4
+        ));
+    }
+    let r = app
+        .client
+        .post(app.url("/api/v1/appointments/import"))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("imported");
+    assert_eq!(r.status(), 200);
+    app.postpone(&site, "2022-05-01T00:00:00Z", "2022-07-01T00:00:00Z")
+        .await;
+    sign_in(c, &app, &app.admin_token).await;
+    c.goto(&app.url(&format!("/contacts?site={site}")))
+        .await
+        .expect("list");
+    assert_eq!(text(c, "#total").await, "435");
+    // *Imprimer* opens the whole list, not the page of 100 on screen.
+    click(c, "#print").await;
+    arrive(c, "/contacts/print?").await;
+    let pdf = c
+        .print(
+            fantoccini::wd::PrintConfiguration::builder()
+                .orientation(fantoccini::wd::PrintOrientation::Portrait)
+                .build()
+                .expect("print settings"),
+        )
+        .await
+        .expect("printed");
+    let pdf_path = screenshots().join("contacts-print-all.pdf");
+    std::fs::write(&pdf_path, &pdf).expect("pdf written");
+    let Some(printed) = pdf_text(&pdf_path) else {
+        return;
+    };
+    for i in 0..435 {
+        assert!(printed.contains(&format!("Patient{i:03}")), "row {i}");
+    }
+    assert!(
+        printed.contains("Patients à contacter : 435"),
+        "the heading"
+    );
+    // Numbered pages, 15 rows a page or more: under 30 pages for 435 rows.
+    let pages = printed.matches('\u{c}').count().max(1);
+    assert!(printed.contains(&format!("Page 1 / {pages}")), "{printed}");
+    assert!(printed.contains(&format!("Page {pages} / {pages}")));
+    assert!(
+        435 / pages >= 15,
+        "{pages} pages: {} rows a page",
+        435 / pages
+    );
+    for absent in [
+        "Noter",
+        "Télécharger",
+        "Se déconnecter",
+        "Imprimer cette liste",
+    ] {
+        assert!(!printed.contains(absent), "{absent} on paper");
+    }
+    let _ = Command::new("pdftoppm")
+        .args(["-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile"])
+        .arg(&pdf_path)
+        .arg(screenshots().join("contacts-print-all"))
+        .status();
+    c.clone().close().await.expect("closed");
+}
+
+#[tokio::test]
+async fn the_service_list_follows_the_site_chosen() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    let (site_a, service_a) = app.create_site_and_service().await;
+    let (site_b, service_b) = app.create_site_and_service().await;
+    sign_in(c, &app, &app.admin_token).await;
+    c.goto(&app.url("/contacts")).await.expect("contacts");
+    let shown = |c: &Client| {
+        let c = c.clone();
+        async move {
+            let v = c
+                .execute(
+                    "return [...document.querySelectorAll('#service option')]
+                       .filter(o => o.value && !o.parentElement.hidden).map(o => o.value);",
+                    vec![],
+                )
+                .await
+                .expect("options");
+            v.as_array()
+                .expect("list")
+                .iter()
+                .map(|o| o.as_str().unwrap_or_default().to_string())
+                .collect::<Vec<String>>()
+        }
+    };
+    // Before a site is chosen every service shows, grouped under its site.
+    let all = shown(c).await;
+    assert!(
+        all.contains(&service_a) && all.contains(&service_b),
+        "{all:?}"
+    );
+    select(c, "#site", &site_a).await;
+    assert_eq!(shown(c).await, vec![service_a.clone()]);
+    select(c, "#service", &service_a).await;
+    // Another site: the service of the first one is no longer chosen.
+    select(c, "#site", &site_b).await;
+    assert_eq!(shown(c).await, vec![service_b.clone()]);
+    let chosen = c
+        .execute("return document.getElementById('service').value;", vec![])
+        .await
+        .expect("value");
+    assert_eq!(chosen, json!(""));
     c.clone().close().await.expect("closed");
 }

@@ -165,7 +165,7 @@ async fn the_command_line_under_umask_000_leaves_nothing_readable_by_others() {
     assert_mode(&mail.join("outbox"), 0o700);
 
     if backend == Backend::Postgres {
-        println!("SKIPPED: on PostgreSQL there is no database file, nor `reprise backup`");
+        crate::helpers::skipped("on PostgreSQL there is no database file, nor `reprise backup`");
         service.kill().await.expect("stopped");
         return;
     }
@@ -264,7 +264,7 @@ fn a_database_readable_by_others_is_made_private_at_the_next_start() {
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
     if std::env::var("REPRISE_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
-        println!("SKIPPED: on PostgreSQL the database is not a file of ours");
+        crate::helpers::skipped("on PostgreSQL the database is not a file of ours");
         return;
     }
     let root = tempfile::tempdir().expect("folder");

@@ -79,6 +79,8 @@ pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
         outbox_dir: outbox.to_path_buf(),
         mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
         public_url: "http://127.0.0.1:8080".parse().expect("url"),
+        // As given: tests that follow the bound address say so (tests/api/answers.rs).
+        public_url_given: true,
         log_format: LogFormat::Pretty,
         // No outbox worker unless a test asks for one (see `spawn_app_with`).
         delivery: None,
@@ -372,4 +374,23 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Says that a test (or a part of one) did not run, and why: on stderr, and as a line of the
+/// file `REPRISE_SKIP_LOG` names, which `.ci/run` counts and prints after each run, so that a
+/// skipped test is seen in CI's summary and not only with `--nocapture`.
+pub fn skipped(why: &str) {
+    eprintln!("SKIPPED: {why}");
+    if let Some(path) = std::env::var_os("REPRISE_SKIP_LOG") {
+        use std::io::Write;
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("a test");
+        if let Ok(mut log) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(log, "{test}: {why}");
+        }
+    }
 }

@@ -89,7 +89,7 @@ async fn emails_are_queued_with_their_change_and_only_with_consent() {
             .post_json(
                 &format!("/api/v1/appointments/{id}/reschedule"),
                 Some(&app.admin_token),
-                &json!({"scheduled_at": "2022-06-13T10:00:00+02:00"}),
+                &json!({"scheduled_at": "2030-06-13T10:00:00+02:00"}),
             )
             .await;
         assert_eq!(r.status(), 200);
@@ -145,7 +145,7 @@ async fn a_failed_change_queues_nothing() {
         .post_json(
             &format!("/api/v1/appointments/{a}/reschedule"),
             Some(&app.admin_token),
-            &json!({"scheduled_at": "2022-06-13T10:00:00+02:00"}),
+            &json!({"scheduled_at": "2030-06-13T10:00:00+02:00"}),
         )
         .await;
     assert_problem(r, 409).await;
@@ -161,10 +161,10 @@ async fn an_unsent_email_about_an_older_date_is_not_sent() {
         .create_appointment(&p, &site, &service, "2022-05-16T09:00:00+02:00")
         .await;
     for date in [
-        "2022-06-13T10:00:00+02:00",
-        "2022-06-20T10:00:00+02:00",
+        "2030-06-13T10:00:00+02:00",
+        "2030-06-20T10:00:00+02:00",
         // The same date again: the email already queued for it stays.
-        "2022-06-20T10:00:00+02:00",
+        "2030-06-20T10:00:00+02:00",
     ] {
         let r = app
             .post_json(

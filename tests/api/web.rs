@@ -349,7 +349,7 @@ async fn pages_and_api_agree_on_who_may_do_what() {
     for (role, token) in app.tokens_by_role(&c.service).await {
         let web = WebClient::sign_in(&app, &token).await;
         // (page, the API call that needs the same permission)
-        let pairs: [(reqwest::Response, reqwest::Response); 5] = [
+        let pairs: [(reqwest::Response, reqwest::Response); 8] = [
             (
                 web.get("/agent").await,
                 app.post_json(
@@ -383,6 +383,25 @@ async fn pages_and_api_agree_on_who_may_do_what() {
                 web.get("/board").await,
                 app.get("/api/v1/call-centre", Some(&token)).await,
             ),
+            // The confirmation pages and the printed list need what their forms and the
+            // export need (the list of sites and the call centre's state: same permissions).
+            (
+                web.get(&format!("/board/reopen?site={}&programme=full", c.site))
+                    .await,
+                app.get("/api/v1/sites", Some(&token)).await,
+            ),
+            (
+                web.get("/board/call-centre?status=deactivated").await,
+                app.get("/api/v1/call-centre", Some(&token)).await,
+            ),
+            (
+                web.get(&format!("/contacts/print?site={}", c.site)).await,
+                app.get(
+                    &format!("/api/v1/contact-list?site={}", c.site),
+                    Some(&token),
+                )
+                .await,
+            ),
             (
                 web.post(
                     "/contacts/attempt",
@@ -409,8 +428,8 @@ async fn pages_and_api_agree_on_who_may_do_what() {
             assert_eq!(page_ok, api_ok, "{role}, pair {i}: page {page}, API {api}");
             if !page_ok {
                 // Refused by role: 403. A secretary's form on another service's appointment
-                // (pair 4) finds no such appointment, as the API does (no existence oracle).
-                let expected = if role == "secretary" && i == 4 {
+                // (pair 7) finds no such appointment, as the API does (no existence oracle).
+                let expected = if role == "secretary" && i == 7 {
                     404
                 } else {
                     403
@@ -514,7 +533,7 @@ async fn bad_forms_get_a_clear_page_and_change_nothing() {
         (
             &[("key", "k"), ("reason", "gossip"), ("outcome", "informed")],
             422,
-            "reason",
+            "Valeur refusée : Motif",
         ),
         (
             &[
@@ -524,7 +543,7 @@ async fn bad_forms_get_a_clear_page_and_change_nothing() {
                 ("duration_minutes", "two"),
             ],
             422,
-            "duration_minutes",
+            "durée en minutes",
         ),
         (
             &[
@@ -534,7 +553,7 @@ async fn bad_forms_get_a_clear_page_and_change_nothing() {
                 ("patient_id", "nobody"),
             ],
             422,
-            "patient_id",
+            "Valeur refusée : Patient",
         ),
         (
             &[
@@ -544,9 +563,13 @@ async fn bad_forms_get_a_clear_page_and_change_nothing() {
                 ("notes", "a\u{0}b"),
             ],
             422,
-            "NUL",
+            "Valeur refusée : le formulaire",
         ),
-        (&[("key", "k"), ("outcome", "informed")], 422, "reason"),
+        (
+            &[("key", "k"), ("outcome", "informed")],
+            422,
+            "Valeur refusée : le formulaire",
+        ),
     ];
     for (fields, status, word) in cases {
         let res = web.post("/agent/calls", fields).await;
@@ -560,6 +583,10 @@ async fn bad_forms_get_a_clear_page_and_change_nothing() {
             html.contains("Saisie à corriger") && html.contains(word),
             "{html}"
         );
+        // Every word in the page's language: none of the API's English details.
+        for english in ["must be", "missing field", "no such", "NUL"] {
+            assert!(!html.contains(english), "{english} in {html}");
+        }
     }
     // Too large, or not a form.
     let big = "x".repeat(40_000);
@@ -603,6 +630,12 @@ async fn a_secretary_works_a_contact_list_row_by_row() {
     let (_, token) =
         create_account_directly(&app.state, "Secrétaire", "secretary", &[&c.service]).await;
     let web = WebClient::sign_in(&app, &token).await;
+    // Her one service: signing in lands on its list at once.
+    let landing = web.html("/contacts").await;
+    assert!(
+        landing.contains(r#"<span id="total">3</span>"#),
+        "{landing}"
+    );
     let list_path = format!("/contacts?site={}&service={}", c.site, c.service);
     let html = web.html(&list_path).await;
     // Contract order: priority 1 first.
@@ -613,7 +646,8 @@ async fn a_secretary_works_a_contact_list_row_by_row() {
         .collect();
     assert!(rows[0] < rows[1] && rows[1] < rows[2], "{rows:?}");
     assert!(html.contains(r#"<span id="total">3</span>"#));
-    assert_eq!(audit_actions(&app, "contact_list.read").await.len(), 1);
+    // Each list read is audited: at sign-in, just above, and here.
+    assert_eq!(audit_actions(&app, "contact_list.read").await.len(), 3);
 
     let back = format!("site={}&service={}", c.site, c.service);
     let r = web
@@ -628,23 +662,56 @@ async fn a_secretary_works_a_contact_list_row_by_row() {
         )
         .await;
     assert_eq!(r.status(), 303);
-    assert_eq!(location(&r), format!("/contacts?{back}&done=attempt#list"));
+    assert_eq!(
+        location(&r),
+        format!(
+            "/contacts?{back}&done=attempt&at={}&next=#done",
+            c.appointments[0]
+        )
+    );
     let html = web.html(&location(&r)).await;
     assert!(html.contains("Pas de réponse") && html.contains("Tentative notée."));
-    let row = &html[html
-        .find(&format!(r#"id="row-{}""#, c.appointments[0]))
-        .expect("row")..];
+    let row_at = |html: &str, id: &str| {
+        html.find(&format!(r#"id="row-{id}""#))
+            .unwrap_or_else(|| panic!("row {id}"))
+    };
+    let row = &html[row_at(&html, &c.appointments[0])..];
     assert!(row[..row.find("</tr>").expect("end")].contains(r#"<span class="attempts">1</span>"#));
-    // Reached: off the list.
-    web.post(
-        "/contacts/attempt",
-        &[
-            ("appointment_id", &c.appointments[0]),
-            ("outcome", "reached"),
-            ("back", &back),
-        ],
-    )
-    .await;
+    // Said once, where the secretary is looking: just below the row, not above the list.
+    let done = html
+        .find(r#"id="done""#)
+        .expect("the message beside the row");
+    assert!(row_at(&html, &c.appointments[0]) < done && done < row_at(&html, &c.appointments[1]));
+    assert!(
+        !html.contains(r#"id="flash""#),
+        "not on top of the page as well"
+    );
+    assert_eq!(html.matches("Tentative notée.").count(), 1);
+    // Reached: off the list; the message takes its place, above the row that follows.
+    let r = web
+        .post(
+            "/contacts/attempt",
+            &[
+                ("appointment_id", &c.appointments[0]),
+                ("outcome", "reached"),
+                ("back", &back),
+                ("next", &c.appointments[1]),
+            ],
+        )
+        .await;
+    let html = web.html(&location(&r)).await;
+    assert!(!html.contains(&format!(r#"id="row-{}""#, c.appointments[0])));
+    let done = html
+        .find(r#"id="done""#)
+        .expect("the message where the row was");
+    assert!(done < row_at(&html, &c.appointments[1]));
+    // Switching the language does not say it again.
+    let r = web
+        .post("/language", &[("lang", "nl"), ("back", &location(&r))])
+        .await;
+    assert!(!location(&r).contains("done="), "{}", location(&r));
+    web.post("/language", &[("lang", "fr"), ("back", "/contacts")])
+        .await;
     // A new date, typed in Brussels time.
     let r = web
         .post(
@@ -691,6 +758,29 @@ async fn a_secretary_works_a_contact_list_row_by_row() {
         )
         .await;
     assert_eq!(r.status(), 422);
+    assert!(r
+        .text()
+        .await
+        .expect("html")
+        .contains("Saisissez une date et une heure"));
+    // A date in the past: refused, in the page's words, nothing emailed.
+    let r = web
+        .post(
+            "/contacts/reschedule",
+            &[
+                ("appointment_id", &c.appointments[2]),
+                ("scheduled_at", "2020-01-01T09:00"),
+                ("back", &back),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("La nouvelle date est passée"), "{html}");
+    assert!(
+        !html.contains("is in the past"),
+        "no English on a French page"
+    );
 
     // The downloads are the API's exports, audited.
     let csv = web
@@ -766,6 +856,43 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
     assert!(html.contains("<svg") && html.contains(r#"role="img""#));
     assert!(html.contains(r#"<strong id="calls-total">3</strong>"#));
 
+    // Reopening first says what it will do, and sends nothing until confirmed.
+    let html = web
+        .html(&format!(
+            "/board/reopen?site={}&programme=moderate&operating_rooms_open=1",
+            c.site
+        ))
+        .await;
+    assert!(
+        html.contains(r#"<dd id="confirm-to-contact">3</dd>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="confirm-emails""#) && html.contains("1 / 2"));
+    assert!(
+        html.contains(r#"name="notify" value="1" id="confirm-notify">"#),
+        "emails are a choice, unticked: {html}"
+    );
+    // Sent without the confirmation: refused, nothing done.
+    let r = web
+        .post(
+            "/board/reopen",
+            &[
+                ("site", &c.site),
+                ("programme", "moderate"),
+                ("notify", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let reopened = |all: Value| {
+        all["items"].as_array().map_or(0, |n| {
+            n.iter()
+                .filter(|n| n["template"] == "site_reopened")
+                .count()
+        })
+    };
+    let notifications = app.get_json("/api/v1/notifications", Some(&token)).await;
+    assert_eq!(reopened(notifications), 0, "nothing sent");
     let r = web
         .post(
             "/board/reopen",
@@ -774,11 +901,20 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
                 ("programme", "moderate"),
                 ("operating_rooms_open", "1"),
                 ("notify", "1"),
+                ("confirm", "yes"),
             ],
         )
         .await;
     assert_eq!(r.status(), 303);
-    assert_eq!(location(&r), "/board?done=reopened");
+    let queued = reopened(app.get_json("/api/v1/notifications", Some(&token)).await);
+    assert!(queued > 0);
+    assert_eq!(
+        location(&r),
+        format!(
+            "/board?done=reopened&site={0}&to_contact=3&queued={queued}#site-{0}",
+            c.site
+        )
+    );
     let sites = app.get_json("/api/v1/sites", Some(&token)).await;
     let site = sites["items"]
         .as_array()
@@ -787,17 +923,42 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
         .clone();
     assert_eq!(site["status"], "open");
     assert_eq!(site["programme"], "moderate");
-    let html = web.html("/board?done=reopened").await;
+    let html = web.html(&location(&r)).await;
     assert!(html.contains(&format!(r#"id="site-{}" class="open""#, c.site)));
-    assert!(html.contains("1 / 2") && html.contains("Site rouvert"));
-    // Reopening it again is the API's 409, on a page.
+    // The message says what left: the appointments to rebook and the emails queued.
+    let said = format!(
+        "({}) est rouvert : 3 rendez-vous à recontacter ; {queued} emails en file d",
+        c.site
+    );
+    assert!(html.contains("1 / 2") && html.contains(&said), "{html}");
+    // Reopening it again is the API's 409, on a page, in its words.
     let r = web
-        .post("/board/reopen", &[("site", &c.site), ("programme", "full")])
+        .post(
+            "/board/reopen",
+            &[("site", &c.site), ("programme", "full"), ("confirm", "yes")],
+        )
         .await;
     assert_eq!(r.status(), 409);
+    assert!(r
+        .text()
+        .await
+        .expect("html")
+        .contains("Ce site est déjà ouvert."));
 
+    // Switching the call centre off asks first too.
+    let html = web.html("/board/call-centre?status=deactivated").await;
+    assert!(html.contains("3 appels sont enregistrés"), "{html}");
     let r = web
         .post("/board/call-centre", &[("status", "deactivated")])
+        .await;
+    assert_eq!(r.status(), 422);
+    let centre = app.get_json("/api/v1/call-centre", Some(&token)).await;
+    assert_eq!(centre["status"], "active", "not without its confirmation");
+    let r = web
+        .post(
+            "/board/call-centre",
+            &[("status", "deactivated"), ("confirm", "yes")],
+        )
         .await;
     assert_eq!(r.status(), 303);
     let centre = app.get_json("/api/v1/call-centre", Some(&token)).await;
@@ -863,6 +1024,24 @@ async fn hostile_page_requests_get_a_4xx_never_a_5xx() {
         "/sign-in?lang=%00".to_string(),
         "/static/%00".to_string(),
         "/static/../Cargo.toml".to_string(),
+        format!("/board/reopen?site={long}&programme=full"),
+        format!("/board/reopen?site={}&programme=%00", c.site),
+        format!(
+            "/board/reopen?site={}&programme=full&operating_rooms_open=99999999999",
+            c.site
+        ),
+        "/board/reopen".to_string(),
+        "/board/call-centre?status=%00".to_string(),
+        "/board?from=9999-99-99&to=%00".to_string(),
+        "/board?from=0001-01-01&to=9999-12-31".to_string(),
+        format!("/board?from={long}"),
+        "/contacts/print?site=%00".to_string(),
+        format!("/contacts/print?site={long}"),
+        format!("/contacts/print?site={}&kind=%00", c.site),
+        format!(
+            "/contacts?site={}&requests=%00&at=%00&next={long}&done=attempt",
+            c.site
+        ),
     ];
     for path in &gets {
         let status = web.get(path).await.status().as_u16();
@@ -971,7 +1150,11 @@ async fn a_long_list_is_read_a_hundred_rows_at_a_time() {
             ],
         )
         .await;
-    assert_eq!(location(&r), format!("/contacts?{back}&done=attempt#list"));
+    assert!(
+        location(&r).starts_with(&format!("/contacts?{back}&done=attempt&at=")),
+        "{}",
+        location(&r)
+    );
     // A page past the end is empty; one that is not a number is the first.
     let past = web.html(&format!("/contacts?site={site}&page=99")).await;
     assert_eq!(past.matches("data-appointment=").count(), 0);
@@ -1059,10 +1242,14 @@ async fn the_language_switch_goes_back_to_pages_only() {
 #[tokio::test]
 async fn a_call_logged_with_a_wrong_year_leaves_the_board_readable() {
     let app = spawn_app().await;
+    let today = chrono::Utc::now().to_rfc3339();
     for at in [
         "1990-05-14T10:00:00+02:00",
         "2022-05-14T10:00:00+02:00",
+        "2022-05-14T11:00:00+02:00",
         "2022-05-16T10:00:00+02:00",
+        // One call today, years after the crisis: it must not empty the chart.
+        today.as_str(),
     ] {
         let r = app
             .post_json(
@@ -1075,9 +1262,19 @@ async fn a_call_logged_with_a_wrong_year_leaves_the_board_readable() {
     }
     let web = WebClient::sign_in(&app, &app.admin_token).await;
     let html = web.html("/board").await;
-    // The chart ends with the last call's day and goes back 92 days at most.
-    assert_eq!(html.matches(r#"<rect class="bar""#).count(), 92);
-    assert!(html.contains(r#"<strong id="calls-total">3</strong>"#));
+    // The chart shows the crisis, the busiest stretch of calls, whatever a single call says.
+    assert_eq!(html.matches(r#"<rect class="bar""#).count(), 3, "{html}");
+    assert!(html.contains(r#"data-count="2""#) && html.contains("14/05: 2"));
+    assert!(html.contains(r#"value="2022-05-14""#) && html.contains(r#"value="2022-05-16""#));
+    assert!(html.contains(r#"<strong id="calls-total">5</strong>"#));
+    // A period the coordinator picks: one bar a day, empty days too.
+    let html = web.html("/board?from=2022-05-10&to=2022-05-19").await;
+    assert_eq!(html.matches(r#"<rect class="bar""#).count(), 10);
+    // A period backwards, or of more than a year: refused in the page's language.
+    let r = web.get("/board?from=2022-05-19&to=2022-05-10").await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("La période va"), "{html}");
 }
 
 #[tokio::test]

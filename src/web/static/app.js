@@ -1,9 +1,29 @@
 // A few lines of progressive enhancement; every page works without them.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
-  // The language switch comes back to the page it was used on.
+  // The language switch comes back to the page it was used on, without the message of a form
+  // sent before (it was said once).
   for (const here of document.querySelectorAll("input[data-here]")) {
-    here.value = location.pathname + location.search;
+    const query = new URLSearchParams(location.search);
+    for (const once of ["done", "at", "next", "queued", "to_contact"]) query.delete(once);
+    const rest = query.toString();
+    here.value = location.pathname + (rest ? "?" + rest : "");
+  }
+  // A list of services follows the site chosen beside it: only that site's services show.
+  for (const services of document.querySelectorAll("select[data-follows]")) {
+    const site = document.getElementById(services.dataset.follows);
+    if (!site) continue;
+    const follow = () => {
+      for (const group of services.querySelectorAll("optgroup[data-site]")) {
+        const mine = !site.value || group.dataset.site === site.value;
+        group.hidden = !mine;
+        group.disabled = !mine;
+      }
+      const chosen = services.selectedOptions[0];
+      if (chosen && chosen.parentElement.disabled) services.value = "";
+    };
+    site.addEventListener("change", follow);
+    follow();
   }
   for (const button of document.querySelectorAll("[data-print]")) {
     button.addEventListener("click", () => window.print());
