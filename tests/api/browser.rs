@@ -464,6 +464,26 @@ async fn a_secretary_works_through_a_contact_list() {
     assert_eq!(moved["status"], "rescheduled");
     assert_eq!(moved["scheduled_at"], "2030-03-04T08:30:00Z");
     shot(c, "contacts-worked").await;
+    // A date in the past is refused, in her words, and nothing moves.
+    let third = &crisis.appointments[2];
+    c.execute(
+        "document.querySelector(arguments[0]).value = '2020-01-01T09:00';",
+        vec![json!(format!("{} input[type=datetime-local]", row(third)))],
+    )
+    .await
+    .expect("date typed");
+    click(c, &format!("{} form.reschedule button", row(third))).await;
+    assert!(text(c, "#problem + ul")
+        .await
+        .contains("La nouvelle date est passée"));
+    c.back().await.expect("back");
+    let third_now = app
+        .get_json(
+            &format!("/api/v1/appointments/{third}"),
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(third_now["status"], "postponed");
 
     // Both downloads, fetched by the page's own links.
     let fetch = "const done = arguments[arguments.length - 1];
@@ -1070,5 +1090,57 @@ async fn the_service_list_follows_the_site_chosen() {
         .await
         .expect("value");
     assert_eq!(chosen, json!(""));
+    c.clone().close().await.expect("closed");
+}
+
+#[tokio::test]
+async fn a_patients_request_reads_as_a_request_and_is_found_at_once() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = answers::app().await;
+    let s = answers::scene(&app).await;
+    let (_, unplanned, _) = answers::anne_links(&app, &s).await;
+    // Anne asks, from her email, to be called back about the operation with no day yet.
+    let r = app
+        .client
+        .post(app.url(&unplanned))
+        .form(&[("answer", "call_back")])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 200);
+    let tokens = app.tokens_by_role(&s.service).await;
+    let secretary = &tokens
+        .iter()
+        .find(|(r, _)| *r == "secretary")
+        .expect("one")
+        .1;
+    sign_in(c, &app, secretary).await;
+    c.goto(&app.url(&format!("/contacts?site={}", s.site)))
+        .await
+        .expect("list");
+    let row = format!("#row-{}", s.unplanned);
+    assert_eq!(
+        text(c, &format!("{row} .request")).await,
+        "Le patient demande à être rappelé"
+    );
+    let last = text(c, &format!("{row} .last-outcome")).await;
+    assert!(last.starts_with("Réponse par email le"), "{last}");
+    assert!(!last.contains("Refus"), "not a refusal: {last}");
+    // Counted above the list; the link shows those rows alone.
+    assert_eq!(text(c, "#requests-link").await, "Demandes des patients : 1");
+    click(c, "#requests-link").await;
+    arrive(c, "/contacts?").await;
+    let shown: Vec<String> = attrs(
+        c,
+        "#contact-list tbody tr[data-appointment]",
+        "data-appointment",
+    )
+    .await
+    .into_iter()
+    .map(Option::unwrap_or_default)
+    .collect();
+    assert_eq!(shown, vec![s.unplanned.clone()]);
+    shot(c, "contacts-requests").await;
     c.clone().close().await.expect("closed");
 }
