@@ -208,3 +208,85 @@ async fn the_first_start_on_the_demo_sends_no_email_until_someone_acts() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(eml_files(outbox.path()), 1, "the rescheduling email alone");
 }
+
+/// Full years from `birth` to `on`.
+fn age_on(birth: chrono::NaiveDate, on: chrono::NaiveDate) -> i32 {
+    use chrono::Datelike;
+    let before_birthday = (on.month(), on.day()) < (birth.month(), birth.day());
+    on.year() - birth.year() - i32::from(before_birthday)
+}
+
+#[tokio::test]
+async fn each_demo_service_does_its_own_care_for_patients_of_its_age() {
+    use diesel::prelude::*;
+    use reprise::db::schema::{appointments as a, patients as p};
+    let app = spawn_app().await;
+    load(&app, 2022).await.expect("loads");
+    type Row = (
+        String,
+        String,
+        String,
+        chrono::NaiveDateTime,
+        chrono::NaiveDate,
+        Option<String>,
+    );
+    let rows: Vec<Row> = app
+        .state
+        .db
+        .read(|conn| {
+            a::table
+                .inner_join(p::table)
+                .select((
+                    a::service_code,
+                    a::kind,
+                    a::label,
+                    a::original_scheduled_at,
+                    p::birth_date,
+                    p::national_number,
+                ))
+                .load(conn)
+                .map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("read");
+    assert_eq!(rows.len(), SMALL.appointments);
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for (service, kind, label, at, birth, national_number) in &rows {
+        let spec = reprise::demo::service_spec(service)
+            .unwrap_or_else(|| panic!("{service} is a demo service"));
+        let labels = if kind == "operation" {
+            spec.operations
+        } else {
+            spec.consultations
+        };
+        assert!(
+            labels.contains(&label.as_str()),
+            "{label} ({kind}) is not care of {service}"
+        );
+        let day = reprise::domain::time::brussels(*at).date_naive();
+        let age = age_on(*birth, day);
+        let national_number = national_number.as_deref().expect("a national number");
+        // The register's serial: odd for men, even for women.
+        let woman = national_number[6..9]
+            .parse::<u32>()
+            .expect("digits")
+            .is_multiple_of(2);
+        let (_, suffix) = service.rsplit_once('-').expect("SITE-SERVICE");
+        *seen.entry(suffix).or_default() += 1;
+        match suffix {
+            "PED" => assert!(age < 18, "{service}: {age} years old on {day}"),
+            "GERIA" => assert!(age >= 75, "{service}: {age} years old on {day}"),
+            "GYN" => assert!(
+                woman && (18..=45).contains(&age),
+                "{service}: a woman of childbearing age, not {age} (woman: {woman})"
+            ),
+            _ => assert!(age >= 18, "{service}: an adult, not {age} on {day}"),
+        }
+    }
+    for suffix in ["PED", "GERIA", "GYN", "ORTHO", "OPHTA"] {
+        assert!(
+            seen.contains_key(suffix),
+            "no appointment in {suffix}: {seen:?}"
+        );
+    }
+}
