@@ -1,8 +1,9 @@
 //! `cargo bench --bench contact_list`: exporting a contact list of 1,000,000 postponed
 //! appointments (200,000 patients, one site) as CSV over HTTP, against a raw SELECT of the same
 //! rows in the same order streamed to a file, in the same run; and the service's memory during
-//! the export, against a 100,000-row export. SQLite, and PostgreSQL when
-//! `REPRISE_TEST_POSTGRES_URL` is set. `BENCH_SCALE=0.1` for a quick look.
+//! the export, against a 100,000-row export. Then the same two lists as `.xlsx` workbooks: their
+//! time and memory. SQLite, and PostgreSQL when `REPRISE_TEST_POSTGRES_URL` is set.
+//! `BENCH_SCALE=0.1` for a quick look.
 
 use std::io::Write;
 
@@ -125,11 +126,12 @@ fn fill(db: &db::Db, site: &str, patients: usize, appointments: usize, seed: u64
     }
 }
 
-/// Downloads the CSV list to a file; returns (seconds, bytes, peak RSS above `idle`).
+/// Downloads the list in `format` to a file; returns (seconds, bytes, peak RSS above `idle`).
 async fn http_export(
     base: &str,
     token: &str,
     site: &str,
+    format: &str,
     out: &std::path::Path,
     idle: u64,
 ) -> (f64, u64, u64) {
@@ -146,7 +148,9 @@ async fn http_export(
     };
     let started = Instant::now();
     let response = reqwest::Client::new()
-        .get(format!("{base}/api/v1/contact-list?site={site}&format=csv"))
+        .get(format!(
+            "{base}/api/v1/contact-list?site={site}&format={format}"
+        ))
         .bearer_auth(token)
         .send()
         .await
@@ -299,20 +303,36 @@ async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     // One export of each first, so that buffers and allocator arenas have settled; then each
     // is measured from its own idle level.
     for site in ["SMALL", "BIG"] {
-        http_export(&base, &token, site, &dir.path().join("warm.csv"), rss()).await;
+        http_export(
+            &base,
+            &token,
+            site,
+            "csv",
+            &dir.path().join("warm.csv"),
+            rss(),
+        )
+        .await;
     }
     let small_idle = rss();
     let (_, _, small_peak) = http_export(
         &base,
         &token,
         "SMALL",
+        "csv",
         &dir.path().join("small.csv"),
         small_idle,
     )
     .await;
     let big_idle = rss();
-    let (seconds, bytes, big_peak) =
-        http_export(&base, &token, "BIG", &dir.path().join("big.csv"), big_idle).await;
+    let (seconds, bytes, big_peak) = http_export(
+        &base,
+        &token,
+        "BIG",
+        "csv",
+        &dir.path().join("big.csv"),
+        big_idle,
+    )
+    .await;
     let raw = {
         let (url, out) = (url.clone(), dir.path().join("raw.csv"));
         tokio::task::spawn_blocking(move || raw_export(&url, "BIG", &out))
@@ -349,6 +369,45 @@ async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     );
     println!(
         "{tag}.contact_list.memory ratio={:.2}",
+        (big_idle + big_peak) as f64 / (small_idle + small_peak).max(1) as f64
+    );
+
+    // The same lists as workbooks (constant-memory sheet, scratch files on disk): one of the
+    // smaller first, to settle, then each measured from its own idle level.
+    let xlsx = |name: &str| dir.path().join(name);
+    http_export(&base, &token, "SMALL", "xlsx", &xlsx("warm.xlsx"), rss()).await;
+    let small_idle = rss();
+    let (small_s, _, small_peak) = http_export(
+        &base,
+        &token,
+        "SMALL",
+        "xlsx",
+        &xlsx("small.xlsx"),
+        small_idle,
+    )
+    .await;
+    let big_idle = rss();
+    let (big_s, big_bytes, big_peak) =
+        http_export(&base, &token, "BIG", "xlsx", &xlsx("big.xlsx"), big_idle).await;
+    let zip = std::fs::read(xlsx("big.xlsx")).is_ok_and(|b| b.starts_with(b"PK"));
+    assert!(zip, "a workbook");
+    println!("{tag}.contact_list.xlsx_s={big_s:.2}");
+    println!("{tag}.contact_list.xlsx_100k_s={small_s:.2}");
+    println!("{tag}.contact_list.xlsx_bytes={big_bytes}");
+    println!(
+        "{tag}.contact_list.xlsx ratio_to_csv={:.2}",
+        big_s / seconds
+    );
+    println!(
+        "{tag}.contact_list.xlsx_peak_mb_above_idle_1m={:.1}",
+        mb(big_peak)
+    );
+    println!(
+        "{tag}.contact_list.xlsx_peak_mb_above_idle_100k={:.1}",
+        mb(small_peak)
+    );
+    println!(
+        "{tag}.contact_list.xlsx memory ratio={:.2}",
         (big_idle + big_peak) as f64 / (small_idle + small_peak).max(1) as f64
     );
 }

@@ -77,7 +77,7 @@ pub enum ExportCommand {
         /// Only this service
         #[arg(long)]
         service: Option<String>,
-        /// csv, excel or json
+        /// csv, excel, json, or xlsx (an Excel workbook, its column titles in French)
         #[arg(long, default_value = "csv")]
         format: String,
         /// File to write (default: standard output)

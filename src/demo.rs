@@ -91,7 +91,7 @@ const LAST_NAMES: &[&str] = &[
 const PARTICLES: &[&str] = &[
     "", "", "", "", "", "", "-Mertens", "-Dubois", "-Lambert", "-Schmitz",
 ];
-const FIRST_NAMES: &[&str] = &[
+const WOMEN_NAMES: &[&str] = &[
     "Marie",
     "Anne",
     "Nathalie",
@@ -116,6 +116,14 @@ const FIRST_NAMES: &[&str] = &[
     "Martine",
     "Jeanne",
     "Josée",
+    "Els",
+    "An",
+    "Katrien",
+    "Anja",
+    "Marie-Claire",
+    "Anne-Sophie",
+];
+const MEN_NAMES: &[&str] = &[
     "Jean",
     "Pierre",
     "Luc",
@@ -144,21 +152,63 @@ const FIRST_NAMES: &[&str] = &[
     "Koen",
     "Bart",
     "Wim",
-    "Els",
-    "An",
-    "Katrien",
     "Jürgen",
     "Klaus",
-    "Anja",
     "Jean-Pierre",
-    "Marie-Claire",
-    "Anne-Sophie",
     "José",
     "Joseph",
     "André",
     "René",
     "Raymond",
 ];
+
+/// As the national register records it: its serial is odd for men, even for women.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sex {
+    Female,
+    Male,
+}
+
+/// Who a service's patients are, by their age on the day of their appointment (and, for
+/// obstetrics, their sex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patients {
+    /// Paediatrics: under 18.
+    Children,
+    /// Obstetrics: women from 18 to 45.
+    WomenOfChildbearingAge,
+    /// Geriatrics: 75 and over.
+    Elderly,
+    /// Every other service: 18 and over.
+    Adults,
+}
+
+impl Patients {
+    pub const ALL: [Patients; 4] = [
+        Patients::Children,
+        Patients::WomenOfChildbearingAge,
+        Patients::Elderly,
+        Patients::Adults,
+    ];
+
+    /// Ages in full years, both ends included.
+    pub fn ages(self) -> (u32, u32) {
+        match self {
+            Patients::Children => (0, 17),
+            Patients::WomenOfChildbearingAge => (18, 45),
+            Patients::Elderly => (75, 100),
+            Patients::Adults => (18, 100),
+        }
+    }
+
+    /// Whether a person born on `birth` is one of these patients on `on`.
+    pub fn admits(self, birth: NaiveDate, sex: Sex, on: NaiveDate) -> bool {
+        let (low, high) = self.ages();
+        let age = on.years_since(birth).unwrap_or(0);
+        (low..=high).contains(&age)
+            && (self != Patients::WomenOfChildbearingAge || sex == Sex::Female)
+    }
+}
 
 /// One synthetic person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +217,7 @@ pub struct Person {
     pub last_name: String,
     pub first_name: String,
     pub birth_date: NaiveDate,
+    pub sex: Sex,
     /// E.164.
     pub phone: Option<String>,
     pub email: Option<String>,
@@ -178,8 +229,8 @@ pub struct Person {
 pub struct People {
     rng: ChaCha8Rng,
     serial: u32,
-    /// Serials already given per birth date, so national numbers never repeat.
-    serials: std::collections::HashMap<NaiveDate, u32>,
+    /// Serials already given per birth date (men's, women's), so national numbers never repeat.
+    serials: std::collections::HashMap<NaiveDate, [u32; 2]>,
 }
 
 impl People {
@@ -219,26 +270,81 @@ pub fn national_number(birth: NaiveDate, serial: u32) -> String {
     format!("{nine}{:02}", 97 - base % 97)
 }
 
-impl Iterator for People {
-    type Item = Person;
+/// The days the demo's appointments fall on (2 May to 15 July 2022): a patient of a service
+/// is of its age on each of them.
+const CARE_DAYS: (NaiveDate, NaiveDate) = (
+    match NaiveDate::from_ymd_opt(2022, 5, 2) {
+        Some(d) => d,
+        None => NaiveDate::MIN,
+    },
+    match NaiveDate::from_ymd_opt(2022, 7, 15) {
+        Some(d) => d,
+        None => NaiveDate::MIN,
+    },
+);
 
-    fn next(&mut self) -> Option<Person> {
+/// The day the demo's patients are registered: nobody is born after it.
+const REGISTERED: NaiveDate = match NaiveDate::from_ymd_opt(2022, 4, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
+impl People {
+    /// The next person: of `patients`' age on every day of the demo's care (and sex), or,
+    /// without it, anyone from 0 to 99 years old, more of them old (hospital patients).
+    pub fn person(&mut self, patients: Option<Patients>) -> Person {
         self.serial += 1;
-        let last = format!("{}{}", self.pick(LAST_NAMES), self.pick(PARTICLES));
-        let first = self.pick(FIRST_NAMES).to_string();
-        // Ages 0 to 99, more of them old (hospital patients).
-        let age_days: i64 = {
-            let a: f64 = self.rng.gen();
-            (a.sqrt() * 99.0 * 365.25) as i64
+        let sex = match patients {
+            Some(Patients::WomenOfChildbearingAge) => Sex::Female,
+            _ if self.rng.gen_bool(0.5) => Sex::Female,
+            _ => Sex::Male,
         };
-        let mut birth = NaiveDate::from_ymd_opt(2022, 5, 13).unwrap_or_default()
-            - chrono::Duration::days(age_days);
-        // Serials 1..=997 per birth date; a full date passes to the day before.
+        let last = format!("{}{}", self.pick(LAST_NAMES), self.pick(PARTICLES));
+        let first = match sex {
+            Sex::Female => self.pick(WOMEN_NAMES),
+            Sex::Male => self.pick(MEN_NAMES),
+        }
+        .to_string();
+        let a: f64 = self.rng.gen();
+        let mut birth = match patients {
+            None => {
+                let age_days = (a.sqrt() * 99.0 * 365.25) as i64;
+                NaiveDate::from_ymd_opt(2022, 5, 13).unwrap_or_default()
+                    - chrono::Duration::days(age_days)
+            }
+            Some(patients) => {
+                // Born at the latest `low` years before the first day of care (and before
+                // registration), at the earliest the day after `high + 1` years before its
+                // last day.
+                let (low, high) = patients.ages();
+                let latest = CARE_DAYS
+                    .0
+                    .checked_sub_months(chrono::Months::new(12 * low))
+                    .unwrap_or_default()
+                    .min(REGISTERED - chrono::Duration::days(1));
+                let earliest = CARE_DAYS
+                    .1
+                    .checked_sub_months(chrono::Months::new(12 * (high + 1)))
+                    .unwrap_or_default()
+                    + chrono::Duration::days(1);
+                let span = (latest - earliest).num_days().max(0) as f64;
+                // Adults are more often old; the other groups are even.
+                let share = if patients == Patients::Adults {
+                    a.powf(0.75)
+                } else {
+                    a
+                };
+                latest - chrono::Duration::days((share * span) as i64)
+            }
+        };
+        // Serials per birth date: 1, 3 … 997 for men, 2, 4 … 998 for women (the register's
+        // rule); a full date passes to the day before.
+        let index = usize::from(sex == Sex::Female);
         let serial = loop {
-            let used = self.serials.entry(birth).or_insert(0);
-            if *used < 997 {
+            let used = &mut self.serials.entry(birth).or_insert([0, 0])[index];
+            if *used < 499 {
                 *used += 1;
-                break *used;
+                break 2 * *used - 1 + index as u32;
             }
             birth -= chrono::Duration::days(1);
         };
@@ -271,16 +377,25 @@ impl Iterator for People {
             )
         });
         let email_consent = email.is_some() && self.rng.gen_range(0..100) < 80;
-        Some(Person {
+        Person {
             national_number,
             last_name: last,
             first_name: first,
             birth_date: birth,
+            sex,
             phone,
             email,
             language,
             email_consent,
-        })
+        }
+    }
+}
+
+impl Iterator for People {
+    type Item = Person;
+
+    fn next(&mut self) -> Option<Person> {
+        Some(self.person(None))
     }
 }
 
@@ -308,13 +423,35 @@ mod tests {
 
     #[test]
     fn generated_people_are_valid() {
-        for p in People::new(1).take(2000) {
+        let mut people = People::new(1);
+        let groups = Patients::ALL.into_iter().map(Some).chain([None]).cycle();
+        for group in groups.take(4000) {
+            let p = people.person(group);
             let nn = NationalNumber::parse(&p.national_number).expect("valid national number");
             assert!(
                 nn.agrees_with(p.birth_date).is_ok(),
                 "{}",
                 p.national_number
             );
+            let serial: u32 = p.national_number[6..9].parse().expect("digits");
+            assert_eq!(
+                serial.is_multiple_of(2),
+                p.sex == Sex::Female,
+                "{}",
+                p.national_number
+            );
+            assert!((1..=998).contains(&serial));
+            let names = match p.sex {
+                Sex::Female => WOMEN_NAMES,
+                Sex::Male => MEN_NAMES,
+            };
+            assert!(names.contains(&p.first_name.as_str()));
+            if let Some(group) = group {
+                for day in [CARE_DAYS.0, CARE_DAYS.1] {
+                    assert!(group.admits(p.birth_date, p.sex, day), "{group:?} {p:?}");
+                }
+                assert!(p.birth_date < REGISTERED);
+            }
             if let Some(phone) = &p.phone {
                 assert_eq!(
                     PhoneE164::parse(phone)
@@ -330,7 +467,8 @@ mod tests {
     }
 }
 
-/// How much of the scenario to load: the whole Vivalia case, or a small one for tests.
+/// How much of the scenario to load: the whole Vivalia case, or a small one for tests (with
+/// appointments, four patients or more: one of each group of [`Patients`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemoSize {
     pub patients: usize,
@@ -427,41 +565,220 @@ const SITES: &[SiteSpec] = &[
     },
 ];
 
-/// (code suffix, name, share of operations among its appointments)
-const HOSPITAL_SERVICES: &[(&str, &str, u32)] = &[
-    ("CHIR", "Chirurgie générale", 60),
-    ("ORTHO", "Orthopédie", 55),
-    ("CARDIO", "Cardiologie", 15),
-    ("GASTRO", "Gastro-entérologie", 35),
-    ("OPHTA", "Ophtalmologie", 40),
-    ("GYN", "Gynécologie-obstétrique", 25),
-    ("ORL", "Oto-rhino-laryngologie", 30),
-    ("PED", "Pédiatrie", 5),
+/// One kind of service of the demo's sites: what it does, in French as the rest of the demo,
+/// and who its patients are.
+#[derive(Debug)]
+pub struct ServiceSpec {
+    /// The code's end: `ARL-ORTHO` is orthopaedics at Arlon.
+    pub suffix: &'static str,
+    pub name: &'static str,
+    /// Percentage of its appointments that are operations.
+    pub operation_share: u32,
+    pub operations: &'static [&'static str],
+    pub consultations: &'static [&'static str],
+    pub patients: Patients,
+}
+
+/// The services of each hospital.
+pub const HOSPITAL_SERVICES: &[ServiceSpec] = &[
+    ServiceSpec {
+        suffix: "CHIR",
+        name: "Chirurgie générale",
+        operation_share: 60,
+        operations: &[
+            "Cholécystectomie",
+            "Cure de hernie inguinale",
+            "Cure de hernie ombilicale",
+            "Cure d'éventration",
+            "Exérèse de lipome",
+            "Thyroïdectomie",
+            "Hémorroïdectomie",
+        ],
+        consultations: &[
+            "Consultation de chirurgie",
+            "Première consultation",
+            "Bilan pré-opératoire",
+            "Suivi post-opératoire",
+            "Consultation de contrôle",
+        ],
+        patients: Patients::Adults,
+    },
+    ServiceSpec {
+        suffix: "ORTHO",
+        name: "Orthopédie",
+        operation_share: 55,
+        operations: &[
+            "Prothèse de hanche",
+            "Prothèse de genou",
+            "Arthroscopie du genou",
+            "Canal carpien",
+            "Hallux valgus",
+            "Réparation de la coiffe des rotateurs",
+            "Ablation de matériel d'ostéosynthèse",
+        ],
+        consultations: &[
+            "Consultation d'orthopédie",
+            "Contrôle radiologique",
+            "Bilan pré-opératoire",
+            "Suivi post-opératoire",
+            "Infiltration",
+        ],
+        patients: Patients::Adults,
+    },
+    ServiceSpec {
+        suffix: "CARDIO",
+        name: "Cardiologie",
+        operation_share: 15,
+        operations: &[
+            "Pose de pacemaker",
+            "Coronarographie",
+            "Ablation par cathéter",
+            "Cardioversion électrique",
+        ],
+        consultations: &[
+            "Consultation de cardiologie",
+            "Électrocardiogramme",
+            "Échographie cardiaque",
+            "Épreuve d'effort",
+            "Holter ECG de 24 heures",
+            "Consultation de contrôle",
+        ],
+        patients: Patients::Adults,
+    },
+    ServiceSpec {
+        suffix: "GASTRO",
+        name: "Gastro-entérologie",
+        operation_share: 35,
+        operations: &[
+            "Coloscopie",
+            "Gastroscopie",
+            "Polypectomie endoscopique",
+            "Ligature de varices œsophagiennes",
+        ],
+        consultations: &[
+            "Consultation de gastro-entérologie",
+            "Échographie abdominale",
+            "Suivi de maladie de Crohn",
+            "Consultation de contrôle",
+        ],
+        patients: Patients::Adults,
+    },
+    ServiceSpec {
+        suffix: "OPHTA",
+        name: "Ophtalmologie",
+        operation_share: 40,
+        operations: &[
+            "Cataracte",
+            "Injection intravitréenne",
+            "Chirurgie du glaucome",
+            "Chirurgie des paupières",
+        ],
+        consultations: &[
+            "Consultation d'ophtalmologie",
+            "Fond d'œil",
+            "Champ visuel",
+            "Contrôle de la tension oculaire",
+            "Suivi post-opératoire",
+        ],
+        patients: Patients::Adults,
+    },
+    ServiceSpec {
+        suffix: "GYN",
+        name: "Gynécologie-obstétrique",
+        operation_share: 25,
+        operations: &[
+            "Hystéroscopie",
+            "Cœlioscopie",
+            "Conisation du col",
+            "Myomectomie",
+            "Ligature des trompes",
+        ],
+        consultations: &[
+            "Consultation prénatale",
+            "Échographie obstétricale",
+            "Échographie pelvienne",
+            "Consultation de gynécologie",
+            "Frottis de dépistage",
+            "Consultation post-natale",
+        ],
+        patients: Patients::WomenOfChildbearingAge,
+    },
+    ServiceSpec {
+        suffix: "ORL",
+        name: "Oto-rhino-laryngologie",
+        operation_share: 30,
+        operations: &[
+            "Amygdalectomie",
+            "Septoplastie",
+            "Chirurgie des sinus",
+            "Microchirurgie laryngée",
+        ],
+        consultations: &[
+            "Consultation d'ORL",
+            "Audiogramme",
+            "Nasofibroscopie",
+            "Suivi post-opératoire",
+        ],
+        patients: Patients::Adults,
+    },
+    ServiceSpec {
+        suffix: "PED",
+        name: "Pédiatrie",
+        operation_share: 5,
+        operations: &[
+            "Pose d'aérateurs transtympaniques",
+            "Amygdalectomie",
+            "Cure de phimosis",
+            "Cure de hernie inguinale",
+        ],
+        consultations: &[
+            "Consultation de pédiatrie",
+            "Bilan de croissance",
+            "Suivi de l'asthme",
+            "Bilan allergologique",
+            "Suivi du diabète",
+        ],
+        patients: Patients::Children,
+    },
 ];
 
-const OPERATIONS: &[&str] = &[
-    "Prothèse de hanche",
-    "Prothèse de genou",
-    "Arthroscopie du genou",
-    "Cholécystectomie",
-    "Hernie inguinale",
-    "Cataracte",
-    "Amygdalectomie",
-    "Coloscopie",
-    "Canal carpien",
-    "Varices",
-    "Hystéroscopie",
-    "Pose de pacemaker",
-];
-const CONSULTATIONS: &[&str] = &[
-    "Consultation de contrôle",
-    "Première consultation",
-    "Suivi post-opératoire",
-    "Bilan pré-opératoire",
-    "Échographie",
-    "Électrocardiogramme",
-    "Consultation de suivi",
-];
+/// The one service of each nursing home: a visiting geriatrician, consultations only.
+pub const GERIATRICS: ServiceSpec = ServiceSpec {
+    suffix: "GERIA",
+    name: "Gériatrie",
+    operation_share: 0,
+    operations: &[],
+    consultations: &[
+        "Bilan gériatrique",
+        "Consultation mémoire",
+        "Bilan de chute",
+        "Évaluation nutritionnelle",
+        "Révision des traitements",
+    ],
+    patients: Patients::Elderly,
+};
+
+/// What a demo service does, from its code (`ARL-PED`, `MR-SOD-GERIA`).
+pub fn service_spec(code: &str) -> Option<&'static ServiceSpec> {
+    let (_, suffix) = code.rsplit_once('-')?;
+    HOSPITAL_SERVICES
+        .iter()
+        .chain(std::iter::once(&GERIATRICS))
+        .find(|s| s.suffix == suffix)
+}
+
+/// An index into `weights`, drawn in proportion to them.
+fn weighted(rng: &mut ChaCha8Rng, weights: &[u32]) -> usize {
+    let total: u32 = weights.iter().sum();
+    let mut roll = rng.gen_range(0..total.max(1));
+    for (i, w) in weights.iter().enumerate() {
+        if roll < *w {
+            return i;
+        }
+        roll -= w;
+    }
+    0
+}
 
 /// Deterministic, time-ordered ids: a UUIDv7 whose time is `at` and whose random bits come
 /// from the seeded stream, so the same seed gives the same ids.
@@ -514,8 +831,40 @@ pub fn load(
         Ok(())
     };
     db.read_blocking(is_empty)?;
+    // How often a service is picked for an appointment: nursing homes see a visiting
+    // geriatrician now and then.
+    let specs_of = |site: &SiteSpec| -> (&'static [ServiceSpec], u32) {
+        if site.kind == "hospital" {
+            (HOSPITAL_SERVICES, 10)
+        } else {
+            (std::slice::from_ref(&GERIATRICS), 1)
+        }
+    };
+    // Patients are drawn by group (children, women of childbearing age…) as often as their
+    // services are, so that no group has a few patients with all its appointments. The first
+    // four are one of each, so that every service has someone to see.
+    let demand: Vec<u32> = Patients::ALL
+        .iter()
+        .map(|group| {
+            SITES
+                .iter()
+                .map(|site| {
+                    let (specs, weight) = specs_of(site);
+                    weight * specs.iter().filter(|s| s.patients == *group).count() as u32
+                })
+                .sum()
+        })
+        .collect();
     let mut people = People::new(seed);
-    let persons: Vec<Person> = people.by_ref().take(size.patients).collect();
+    let persons: Vec<Person> = (0..size.patients)
+        .map(|i| {
+            let group = Patients::ALL
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| Patients::ALL[weighted(people.rng(), &demand)]);
+            people.person(Some(group))
+        })
+        .collect();
     let rng = people.rng();
     let created = brussels(2022, 4, 1, 8, 0);
 
@@ -534,22 +883,19 @@ pub fn load(
             operating_rooms_open: None,
         })
         .collect();
-    let mut services: Vec<(ServiceRow, u32)> = Vec::new();
+    let mut services: Vec<(ServiceRow, &'static ServiceSpec)> = Vec::new();
+    let mut service_weights: Vec<u32> = Vec::new();
     for s in SITES {
-        let specs: &[(&str, &str, u32)] = if s.kind == "hospital" {
-            HOSPITAL_SERVICES
-        } else {
-            &[("GERIA", "Gériatrie", 0)]
-        };
-        for (suffix, name, operations) in specs {
+        let (specs, weight) = specs_of(s);
+        for spec in specs {
             services.push((
                 ServiceRow {
-                    code: format!("{}-{suffix}", s.code),
-                    name: (*name).into(),
+                    code: format!("{}-{}", s.code, spec.suffix),
+                    name: spec.name.into(),
                     site_code: s.code.into(),
                     secretariat_email: Some(format!(
                         "{}.{}@example.be",
-                        suffix.to_lowercase(),
+                        spec.suffix.to_lowercase(),
                         s.code.to_lowercase()
                     )),
                     secretariat_phone: Some(format!(
@@ -559,8 +905,9 @@ pub fn load(
                     )),
                     created_at: created,
                 },
-                *operations,
+                spec,
             ));
+            service_weights.push(weight);
         }
     }
 
@@ -583,19 +930,38 @@ pub fn load(
         })
         .collect();
 
-    // Appointments from 2 May to 15 July 2022, working hours, mostly at the hospitals.
-    let first_day = NaiveDate::from_ymd_opt(2022, 5, 2).unwrap_or_default();
+    // Each group's patients: those of its age (and sex) on every day of care.
+    let pools: Vec<Vec<usize>> = Patients::ALL
+        .iter()
+        .map(|group| {
+            (0..persons.len())
+                .filter(|&i| {
+                    let p = &persons[i];
+                    [CARE_DAYS.0, CARE_DAYS.1]
+                        .iter()
+                        .all(|day| group.admits(p.birth_date, p.sex, *day))
+                })
+                .collect()
+        })
+        .collect();
+
+    // Appointments from 2 May to 15 July 2022, working hours, mostly at the hospitals, each
+    // with care its service gives, for one of its patients.
+    let first_day = CARE_DAYS.0;
+    let days = (CARE_DAYS.1 - CARE_DAYS.0).num_days() + 1;
     let mut appointments = Vec::with_capacity(size.appointments);
     for _ in 0..size.appointments {
-        let (service, operations) = loop {
-            let (s, ops) = &services[rng.gen_range(0..services.len())];
-            // Nursing homes see a visiting geriatrician now and then.
-            if !s.code.starts_with("MR-") || rng.gen_range(0..10) == 0 {
-                break (s, *ops);
-            }
-        };
+        let (service, spec) = &services[weighted(rng, &service_weights)];
+        let pool = Patients::ALL
+            .iter()
+            .position(|g| *g == spec.patients)
+            .map(|g| &pools[g])
+            .filter(|pool| !pool.is_empty())
+            .ok_or_else(|| {
+                crate::error::AppError::Internal("the demo needs four patients or more".into())
+            })?;
         let day = loop {
-            let d = first_day + chrono::Duration::days(rng.gen_range(0..75));
+            let d = first_day + chrono::Duration::days(rng.gen_range(0..days));
             if d.weekday().number_from_monday() <= 5 {
                 break d;
             }
@@ -607,12 +973,14 @@ pub fn load(
             rng.gen_range(8..17),
             [0, 15, 30, 45][rng.gen_range(0..4)],
         );
-        let operation = rng.gen_range(0..100) < operations;
-        let label = if operation {
-            OPERATIONS[rng.gen_range(0..OPERATIONS.len())]
+        let operation = rng.gen_range(0..100) < spec.operation_share;
+        let labels = if operation {
+            spec.operations
         } else {
-            CONSULTATIONS[rng.gen_range(0..CONSULTATIONS.len())]
+            spec.consultations
         };
+        let label = labels[rng.gen_range(0..labels.len())];
+        let patient = pool[rng.gen_range(0..pool.len())];
         let priority = match rng.gen_range(0..100) {
             0..=9 => 1,
             10..=34 => 2,
@@ -622,7 +990,7 @@ pub fn load(
         let roll = rng.gen_range(0..100);
         appointments.push(AppointmentRow {
             id: seeded_id(rng, created),
-            patient_id: patients[rng.gen_range(0..patients.len())].id.clone(),
+            patient_id: patients[patient].id.clone(),
             site_code: service.site_code.clone(),
             service_code: service.code.clone(),
             kind: if operation {
@@ -670,15 +1038,8 @@ pub fn load(
         ("abandoned", 7),
     ];
     let pick = |rng: &mut ChaCha8Rng, table: &[(&'static str, u32)]| -> &'static str {
-        let total: u32 = table.iter().map(|(_, w)| w).sum();
-        let mut roll = rng.gen_range(0..total);
-        for (name, w) in table {
-            if roll < *w {
-                return name;
-            }
-            roll -= w;
-        }
-        table[0].0
+        let weights: Vec<u32> = table.iter().map(|(_, w)| *w).collect();
+        table[weighted(rng, &weights)].0
     };
     let mut calls = Vec::with_capacity(size.calls);
     for (d, w) in weights.iter().enumerate() {
@@ -767,6 +1128,9 @@ pub fn load(
         };
         db::incidents::insert(conn, &incident, &site_codes)?;
         let done = db::incidents::apply(conn, &incident.id, &site_codes, incident.started_at, incident.postpone_until, incident.created_at)?;
+        // Those emails went out in May 2022: recorded so, the first start of the service on
+        // the demo sends none of them (until someone reopens a site or moves a date).
+        db::notifications::record_postponed_as_sent(conn, &incident.id, incident.created_at)?;
         db::calls::insert_many(conn, &calls)?;
         let caller = crate::auth::Caller::command_line();
         let mut tokens = std::collections::BTreeMap::new();

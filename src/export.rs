@@ -1,17 +1,22 @@
 //! Writing the contact list (CONTRACT §4.5) as JSON, CSV (RFC 4180) or the spreadsheet CSV
-//! flavour (`excel`: semicolon, UTF-8 with a BOM), a chunk at a time.
+//! flavour (`excel`: semicolon, UTF-8 with a BOM), a chunk at a time; or as an Excel workbook
+//! (`xlsx`, beyond the contract: [`xlsx`]).
 //!
 //! [`export`] is the whole export, for the HTTP route and the command line alike: rows read
 //! one at a time from a database cursor, written in chunks, and the export audited.
 //!
-//! The rule: every cell goes through [`cell`], which shows times in Brussels local time and
-//! neutralises anything a spreadsheet could evaluate as a formula, whatever the format.
+//! The rule: every CSV or JSON cell goes through [`cell`], which shows times in Brussels local
+//! time and neutralises anything a spreadsheet could evaluate as a formula, whatever the
+//! format; the workbook's cells are typed (text, number, date), never formulas.
+
+pub mod xlsx;
 
 use std::borrow::Cow;
 
 use crate::auth::Caller;
 use crate::db::{self, contact_list::ContactFilter, contact_list::ContactRow, Db};
 use crate::domain::appointment::Kind;
+use crate::domain::patient::Language;
 use crate::domain::time::brussels;
 use crate::error::{AppError, AppResult};
 
@@ -41,15 +46,39 @@ pub enum Format {
     Json,
     Csv,
     Excel,
+    /// An Excel workbook whose column titles and words are in this language.
+    Xlsx(Language),
 }
 
 impl Format {
+    /// `json`, `csv`, `excel` or `xlsx`; a workbook asked for by name is in French (the
+    /// service's first language) until [`Format::in_language`] says otherwise.
     pub fn parse(raw: &str) -> Result<Self, crate::domain::Invalid> {
         match raw {
             "json" => Ok(Format::Json),
             "csv" => Ok(Format::Csv),
             "excel" => Ok(Format::Excel),
-            _ => Err(crate::domain::Invalid("must be json, csv or excel".into())),
+            "xlsx" => Ok(Format::Xlsx(Language::Fr)),
+            _ => Err(crate::domain::Invalid(
+                "must be json, csv, excel or xlsx".into(),
+            )),
+        }
+    }
+
+    /// A workbook in `lang` (a page's language); the other formats have no words to change.
+    pub fn in_language(self, lang: Language) -> Self {
+        match self {
+            Format::Xlsx(_) => Format::Xlsx(lang),
+            other => other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Excel => "excel",
+            Format::Xlsx(_) => "xlsx",
         }
     }
 
@@ -58,6 +87,7 @@ impl Format {
             Format::Json => "application/json",
             Format::Csv => "text/csv; charset=utf-8",
             Format::Excel => "text/csv; charset=utf-8",
+            Format::Xlsx(_) => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         }
     }
 
@@ -65,6 +95,7 @@ impl Format {
         match self {
             Format::Json => "json",
             Format::Csv | Format::Excel => "csv",
+            Format::Xlsx(_) => "xlsx",
         }
     }
 }
@@ -113,7 +144,7 @@ pub fn cells(r: &ContactRow, format: Format) -> [Cow<'_, str>; 15] {
             // An ISO date would become a date number in a spreadsheet; with non-breaking
             // hyphens (U+2011) it looks the same and stays text.
             Format::Excel => Cow::Owned(r.birth_date.to_string().replace('-', "\u{2011}")),
-            Format::Json | Format::Csv => Cow::Owned(r.birth_date.to_string()),
+            Format::Json | Format::Csv | Format::Xlsx(_) => Cow::Owned(r.birth_date.to_string()),
         },
         phone,
         opt(&r.email),
@@ -127,7 +158,8 @@ pub fn cells(r: &ContactRow, format: Format) -> [Cow<'_, str>; 15] {
     ]
 }
 
-/// Writes a list chunk by chunk: `start`, then `row` for each line, then `finish`.
+/// Writes a list chunk by chunk: `start`, then `row` for each line, then `finish`. (A workbook
+/// is written by [`xlsx::Sheet`]: given `xlsx`, this writes nothing.)
 pub struct Writer {
     format: Format,
     rows: u64,
@@ -177,6 +209,7 @@ impl Writer {
                 out.extend(csv_line(&HEADER, b';'));
                 out
             }
+            Format::Xlsx(_) => Vec::new(),
         }
     }
 
@@ -229,6 +262,7 @@ impl Writer {
                 let _ = self.csv.flush();
                 out.append(&mut self.bytes.0.borrow_mut());
             }
+            Format::Xlsx(_) => return,
         }
         self.rows += 1;
     }
@@ -236,7 +270,7 @@ impl Writer {
     pub fn finish(&self) -> Vec<u8> {
         match self.format {
             Format::Json => b"]}".to_vec(),
-            Format::Csv | Format::Excel => Vec::new(),
+            Format::Csv | Format::Excel | Format::Xlsx(_) => Vec::new(),
         }
     }
 
@@ -302,6 +336,19 @@ enum Stop {
     Gone,
     /// Kept whole, so that a pool that cannot give a connection is a 503, not a 500.
     Db(db::DbError),
+    /// The workbook could not be written (its scratch files: a full disk).
+    Sheet(String),
+}
+
+impl Stop {
+    /// What the caller is told (a reader gone is no failure, but has nothing to say either).
+    fn into_error(self) -> AppError {
+        match self {
+            Stop::Gone => AppError::Internal("the reader went away".into()),
+            Stop::Db(e) => AppError::from(e),
+            Stop::Sheet(e) => AppError::Internal(format!("the workbook could not be written: {e}")),
+        }
+    }
 }
 
 impl From<diesel::result::Error> for Stop {
@@ -327,7 +374,7 @@ pub fn export(
     mut send: impl FnMut(Vec<u8>) -> bool,
 ) -> Result<u64, AppError> {
     let (audit_caller, audited) = (caller.clone(), filter.clone());
-    let format_name = format!("{format:?}").to_lowercase();
+    let format_name = format.as_str();
     db.write_blocking(move |conn| {
         let rows = db::contact_list::count(conn, &audited)?;
         crate::audit::record(
@@ -342,6 +389,15 @@ pub fn export(
         )
         .map_err(AppError::from)
     })?;
+    if let Format::Xlsx(lang) = format {
+        let (sheet, rows) = db
+            .read_blocking(|conn| xlsx::fill(conn, &filter, lang))
+            .map_err(Stop::into_error)?;
+        return match xlsx::send(sheet, &mut send) {
+            Ok(()) | Err(Stop::Gone) => Ok(rows),
+            Err(e) => Err(e.into_error()),
+        };
+    }
     let mut writer = Writer::new(format);
     if !send(writer.start()) {
         return Ok(0);
@@ -364,7 +420,7 @@ pub fn export(
     });
     match result {
         Ok(()) | Err(Stop::Gone) => Ok(writer.rows()),
-        Err(Stop::Db(e)) => Err(AppError::from(e)),
+        Err(e) => Err(e.into_error()),
     }
 }
 

@@ -61,6 +61,24 @@ pub fn private_tempfile_in(dir: &Path, prefix: &str) -> io::Result<tempfile::Nam
         .tempfile_in(dir)
 }
 
+/// A scratch folder of the service's own (0700) in `TMPDIR`, removed with all it holds when
+/// dropped: an `.xlsx` export is made in one (its library's row file, the finished workbook).
+pub fn private_scratch_dir(prefix: &str) -> io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(Permissions::from_mode(PRIVATE_DIR))
+        .tempdir()
+}
+
+/// A scratch file with no name in `dir` (`O_TMPFILE` on Linux: no other process ever sees it
+/// in a folder), mode 0600, gone when dropped.
+pub fn private_scratch_file_in(dir: &Path) -> io::Result<File> {
+    let file = tempfile::tempfile_in(dir)?;
+    // tempfile leaves an unnamed file to the umask (0644 under the usual 022).
+    file.set_permissions(Permissions::from_mode(PRIVATE_FILE))?;
+    Ok(file)
+}
+
 /// Makes a SQLite database private before SQLite first opens it. Its folder is created 0700
 /// if missing. A missing database file is created empty with mode 0600: SQLite takes an empty
 /// file for a new database, and gives the `-wal` and `-shm` files it creates the database
@@ -168,6 +186,23 @@ mod tests {
         assert_eq!(mode(&other), 0o644);
         // The folder existed: it is the operator's, left as it was.
         assert_eq!(mode(root.path()), 0o755);
+    }
+
+    #[test]
+    fn scratch_folders_and_files_are_private_and_go_away() {
+        let dir = private_scratch_dir("reprise-test-").expect("folder");
+        let path = dir.path().to_path_buf();
+        assert_eq!(mode(&path), PRIVATE_DIR);
+        let file = private_scratch_file_in(&path).expect("created");
+        let metadata = file.metadata().expect("metadata");
+        assert_eq!(metadata.permissions().mode() & 0o7777, PRIVATE_FILE);
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::nlink(&metadata),
+            0,
+            "no name in any folder"
+        );
+        drop(dir);
+        assert!(!path.exists());
     }
 
     #[test]

@@ -84,6 +84,37 @@ pub fn queue_postponed(
     )
 }
 
+/// Records the `appointment_postponed` emails of an incident that are still queued as sent at
+/// `at`, once each (`attempts = 1`): for an incident loaded as history (the demo's May 2022),
+/// whose emails went out back then and must not go out again when the service starts. Their
+/// rows and `dedup_key`s stay, so applying the incident again queues nothing.
+pub fn record_postponed_as_sent(
+    conn: &mut DbConnection,
+    incident_id: &str,
+    at: chrono::NaiveDateTime,
+) -> QueryResult<usize> {
+    use super::schema::appointments;
+    diesel::update(
+        notifications::table
+            .filter(notifications::template.eq("appointment_postponed"))
+            .filter(notifications::status.eq("queued"))
+            .filter(
+                notifications::appointment_id.eq_any(
+                    appointments::table
+                        .filter(appointments::incident_id.eq(incident_id))
+                        .select(appointments::id.nullable()),
+                ),
+            ),
+    )
+    .set((
+        notifications::status.eq("sent"),
+        notifications::sent_at.eq(Some(at)),
+        notifications::attempts.eq(1),
+        notifications::last_error.eq(None::<String>),
+    ))
+    .execute(conn)
+}
+
 /// One `site_reopened` email per patient with a postponed appointment still to contact at the
 /// site, keyed by patient, site and reopening day (Brussels).
 pub fn queue_reopened(

@@ -12,7 +12,7 @@ use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, Singl
 use lettre::Message;
 
 use crate::db::notifications::{Care, Outgoing};
-use crate::domain::contact::PhoneE164;
+use crate::domain::contact::phone_text;
 use crate::domain::patient::Language;
 use crate::domain::time::brussels;
 
@@ -129,27 +129,6 @@ fn subject(lang: Language, kind: Kind, site: &str) -> String {
         (Language::En, Kind::SiteReopened) => format!("{site} has reopened"),
         (Language::En, Kind::AppointmentRescheduled) => "A new date for your appointment".into(),
     }
-}
-
-/// A service's phone for people (`+32 63 55 30 00`) and for a `tel:` link. Parsing and
-/// formatting a number takes about 25 µs (libphonenumber's metadata), most of the cost of an
-/// email, and a hospital has a few dozen services: the answers are kept.
-fn phone_text(e164: &str) -> Option<(String, String)> {
-    type Memo = std::sync::Mutex<std::collections::HashMap<String, Option<(String, String)>>>;
-    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
-    let memo = MEMO.get_or_init(Default::default);
-    let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(known) = memo.get(e164) {
-        return known.clone();
-    }
-    let text = PhoneE164::parse(e164)
-        .ok()
-        .map(|p| (p.international(), p.as_str().to_string()));
-    if memo.len() >= 10_000 {
-        memo.clear();
-    }
-    memo.insert(e164.to_string(), text.clone());
-    text
 }
 
 fn item(lang: Language, care: &Care, links: Option<&Links>) -> Item {

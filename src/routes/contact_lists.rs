@@ -1,6 +1,7 @@
-//! `GET /api/v1/contact-list`: the list secretaries call back, streamed as JSON, CSV or the
-//! spreadsheet CSV flavour. Access is decided before the first byte; the rows then flow from a
-//! database cursor through a small bounded channel, so memory does not grow with the list.
+//! `GET /api/v1/contact-list`: the list secretaries call back, streamed as JSON, CSV, the
+//! spreadsheet CSV flavour or an Excel workbook. Access is decided before the first byte; the
+//! rows then flow from a database cursor through a small bounded channel, so memory does not
+//! grow with the list.
 
 use actix_web::http::header;
 use actix_web::{get, web, HttpResponse};
@@ -10,6 +11,7 @@ use utoipa::IntoParams;
 use super::ApiQuery;
 use crate::auth::{perm, Caller, Granted};
 use crate::domain::appointment::Kind;
+use crate::domain::patient::Language;
 use crate::error::{AppResult, Problem};
 use crate::export::{checked_filter, export, Format};
 use crate::startup::AppState;
@@ -23,7 +25,8 @@ pub struct ContactListQuery {
     pub service: Option<String>,
     /// `operation` or `consultation`.
     pub kind: Option<String>,
-    /// `json` (default), `csv` or `excel`.
+    /// `json` (default), `csv`, `excel` (the contract's formats) or `xlsx` (an Excel workbook,
+    /// its column titles in French).
     pub format: Option<String>,
 }
 
@@ -33,7 +36,7 @@ pub struct ContactListQuery {
     tag = "contact lists",
     params(ContactListQuery),
     responses(
-        (status = 200, description = "`{items: [...]}` (json), or CSV with the header of CONTRACT §4.5"),
+        (status = 200, description = "`{items: [...]}` (json), CSV with the header of CONTRACT §4.5 (csv, excel), or an Excel workbook (xlsx: `application/vnd.openxmlformats-officedocument.spreadsheetml.sheet`)"),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem)
     ),
@@ -45,20 +48,23 @@ pub async fn contact_list(
     state: web::Data<AppState>,
     query: ApiQuery<ContactListQuery>,
 ) -> AppResult<HttpResponse> {
-    stream_contact_list(&state, caller.caller, query.parse()?).await
+    stream_contact_list(&state, caller.caller, query.parse()?, None).await
 }
 
-/// The contact list as a streamed download (the API and the secretaries' page).
+/// The contact list as a streamed download (the API and the secretaries' page). `page_lang`:
+/// the language of the page asking, for a workbook's words (the API has none: French).
 pub async fn stream_contact_list(
     state: &AppState,
     caller: Caller,
     q: ContactListQuery,
+    page_lang: Option<Language>,
 ) -> AppResult<HttpResponse> {
     let mut f = super::Fields::new();
     let format = f.check_opt("format", q.format.as_deref(), Format::parse);
     let kind = f.check_opt("kind", q.kind.as_deref(), Kind::parse);
     let (format, kind) = f.finish(format.zip(kind))?;
     let format = format.unwrap_or(Format::Json);
+    let format = page_lang.map_or(format, |lang| format.in_language(lang));
     let checking = caller.clone();
     let (site, service) = (q.site, q.service);
     let filter = state

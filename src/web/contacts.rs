@@ -579,7 +579,8 @@ pub struct ExportQuery {
     format: Option<String>,
 }
 
-/// `GET /contacts/export?…&format=csv|excel`: the API's export, with the session's rights.
+/// `GET /contacts/export?…&format=csv|excel|xlsx`: the API's export, with the session's rights
+/// (a workbook in the page's language).
 pub async fn export(
     signed: Signed<ContactLists>,
     state: web::Data<AppState>,
@@ -593,7 +594,7 @@ pub async fn export(
         kind: some(&q.filter.kind),
         format: Some(q.format.unwrap_or_else(|| "csv".into())),
     };
-    stream_contact_list(&state, session.caller, wanted)
+    stream_contact_list(&state, session.caller, wanted, Some(session.lang))
         .await
         .map_err(|e| PageError::App(e, session.lang))
 }

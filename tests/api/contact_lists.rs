@@ -401,3 +401,314 @@ async fn an_excel_export_reads_back_cell_for_cell_in_libreoffice() {
         .any(|c| c.starts_with("'=HYPERLINK")));
     assert!(expected.iter().flatten().any(|c| c.starts_with("+32 ")));
 }
+
+/// A spreadsheet's date serial (days since 30 December 1899, the day's fraction the time) as
+/// a date and time, to the second.
+fn from_serial(serial: f64) -> chrono::NaiveDateTime {
+    let base = chrono::NaiveDate::from_ymd_opt(1899, 12, 30)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("date");
+    base + chrono::Duration::seconds((serial * 86_400.0).round() as i64)
+}
+
+fn local(text: &str) -> chrono::NaiveDateTime {
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").expect("a local time")
+}
+
+/// Every cell of the first sheet of a workbook.
+fn sheet_cells(path: &std::path::Path) -> (String, Vec<Vec<calamine::Data>>) {
+    use calamine::Reader;
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(path).expect("a workbook");
+    let name = book.sheet_names()[0].clone();
+    let sheet = book
+        .worksheet_range_at(0)
+        .expect("a sheet")
+        .expect("readable");
+    (name, sheet.rows().map(|r| r.to_vec()).collect())
+}
+
+/// What a cell of the setup's list must read back as.
+enum Want {
+    Text(String),
+    Number(f64),
+    At(chrono::NaiveDateTime),
+    Empty,
+}
+
+fn check_cells(read: &[Vec<calamine::Data>], want: &[Vec<Want>]) {
+    use calamine::Data;
+    assert_eq!(read.len(), want.len(), "rows");
+    for (row, (got, want)) in read.iter().zip(want).enumerate() {
+        assert_eq!(got.len(), want.len(), "row {row}: columns");
+        for (col, (cell, want)) in got.iter().zip(want).enumerate() {
+            match (cell, want) {
+                (Data::String(s), Want::Text(t)) => assert_eq!(s, t, "row {row} col {col}"),
+                (Data::Float(f), Want::Number(n)) => assert_eq!(f, n, "row {row} col {col}"),
+                (Data::Int(i), Want::Number(n)) => assert_eq!(*i as f64, *n, "row {row} col {col}"),
+                (Data::DateTime(d), Want::At(at)) => {
+                    assert!(d.is_datetime(), "row {row} col {col}: a date");
+                    assert_eq!(from_serial(d.as_f64()), *at, "row {row} col {col}");
+                }
+                (Data::Empty, Want::Empty) => {}
+                (other, _) => panic!("row {row} col {col}: came back as {other:?}"),
+            }
+        }
+    }
+}
+
+/// The setup's list as the French workbook must hold it, cell for cell and type for type.
+async fn expected_workbook(app: &TestApp, s: &Setup) -> Vec<Vec<Want>> {
+    let json: Value = fetch(app, &app.admin_token, &format!("site={}", s.site))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<String> = json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["appointment_id"].as_str().expect("id").to_string())
+        .collect();
+    let text = |t: &str| Want::Text(t.to_string());
+    let born = local("1950-02-03 00:00");
+    let rows = [
+        (
+            &s.other_service,
+            "Hanche",
+            "2022-05-25 09:00",
+            "Adam",
+            "Eve",
+            "+33 1 23 45 67 89",
+        ),
+        (
+            &s.service,
+            "-cmd",
+            "2022-05-16 09:00",
+            "=HYPERLINK(\"http://evil\",\"x\")",
+            "Anne",
+            "+32 470 12 34 56",
+        ),
+        (
+            &s.service,
+            "Genou",
+            "2022-05-20 09:00",
+            "Zoé",
+            "Ärne",
+            "+32 61 23 45 67",
+        ),
+    ];
+    let mut want = vec![[
+        "Priorité",
+        "Type",
+        "Service",
+        "Intervention",
+        "Date initiale",
+        "Nom",
+        "Prénom",
+        "Date de naissance",
+        "Téléphone",
+        "Email",
+        "Langue",
+        "Tentatives",
+        "Dernier résultat",
+        "Dernière tentative",
+        "N° de rendez-vous",
+    ]
+    .map(text)
+    .into_iter()
+    .collect::<Vec<_>>()];
+    for (i, (service, label, at, last, first, phone)) in rows.into_iter().enumerate() {
+        want.push(vec![
+            Want::Number(if i == 0 { 1.0 } else { 2.0 }),
+            text("Opération"),
+            text(service),
+            text(label),
+            Want::At(local(at)),
+            text(last),
+            text(first),
+            Want::At(born),
+            text(phone),
+            Want::Empty,
+            text("Nederlands"),
+            Want::Number(0.0),
+            Want::Empty,
+            Want::Empty,
+            text(&ids[i]),
+        ]);
+    }
+    want
+}
+
+/// Downloads the `.xlsx` list, reads it back with its types as written, then opens it in
+/// LibreOffice (headless), saves it again, and reads every cell back once more.
+#[tokio::test]
+async fn an_xlsx_export_reads_back_cell_for_cell_in_libreoffice() {
+    let app = spawn_app().await;
+    let s = setup(&app).await;
+    let r = fetch(
+        &app,
+        &app.admin_token,
+        &format!("site={}&format=xlsx", s.site),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    assert_eq!(
+        r.headers()["content-disposition"],
+        format!("attachment; filename=\"contact-list-{}.xlsx\"", s.site).as_str()
+    );
+    let bytes = r.bytes().await.expect("bytes");
+    assert!(bytes.starts_with(b"PK"), "a zip container");
+    let want = expected_workbook(&app, &s).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("list.xlsx");
+    std::fs::write(&path, &bytes).expect("write");
+    let (name, written) = sheet_cells(&path);
+    assert_eq!(name, "Liste de rappel");
+    check_cells(&written, &want);
+
+    let audit: Value = app
+        .get_json(
+            "/api/v1/audit?action=contact_list.export",
+            Some(&app.admin_token),
+        )
+        .await;
+    let entry = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["details"]["format"] == "xlsx")
+        .expect("the workbook's export is audited");
+    assert_eq!(entry["details"]["rows"], 3);
+    assert_eq!(entry["target"], format!("site:{}", s.site));
+
+    let Some(soffice) = ["soffice", "libreoffice"].into_iter().find(|cmd| {
+        std::process::Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("SKIPPED: LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it");
+        return;
+    };
+    let resaved = dir.path().join("libreoffice");
+    let out = tokio::process::Command::new(soffice)
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            dir.path().join("profile").display()
+        ))
+        .args(["--headless", "--convert-to", "xlsx", "--outdir"])
+        .arg(&resaved)
+        .arg(&path)
+        .output()
+        .await
+        .expect("LibreOffice runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, read) = sheet_cells(&resaved.join("list.xlsx"));
+    check_cells(&read, &want);
+}
+
+#[tokio::test]
+async fn the_xlsx_download_of_a_dutch_page_has_dutch_headers() {
+    let app = spawn_app().await;
+    let s = setup(&app).await;
+    let (_, secretary) = create_account_directly(
+        &app.state,
+        "Sec",
+        "secretary",
+        &[&s.service, &s.other_service],
+    )
+    .await;
+    let web = crate::web::WebClient::try_sign_in(&app, &secretary, "nl")
+        .await
+        .expect("signed in");
+    let html = web
+        .get(&format!("/contacts?site={}", s.site))
+        .await
+        .text()
+        .await
+        .expect("html");
+    let link = format!(
+        r#"<a class="button" id="download-xlsx" href="/contacts/export?site={}&amp;format=xlsx">Downloaden (Excel .xlsx)</a>"#,
+        s.site
+    );
+    assert!(html.contains(&link), "{html}");
+    let r = web
+        .get(&format!("/contacts/export?site={}&format=xlsx", s.site))
+        .await;
+    assert_eq!(r.status(), 200);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("lijst.xlsx");
+    std::fs::write(&path, r.bytes().await.expect("bytes")).expect("write");
+    let (name, rows) = sheet_cells(&path);
+    assert_eq!(name, "Terugbellijst");
+    let header: Vec<String> = rows[0].iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        header,
+        [
+            "Prioriteit",
+            "Soort",
+            "Dienst",
+            "Ingreep",
+            "Oorspronkelijke datum",
+            "Naam",
+            "Voornaam",
+            "Geboortedatum",
+            "Telefoon",
+            "E-mail",
+            "Taal",
+            "Pogingen",
+            "Laatste resultaat",
+            "Laatste poging",
+            "Afspraaknummer",
+        ]
+    );
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[1][1].to_string(), "Operatie");
+    let audit: Value = app
+        .get_json(
+            "/api/v1/audit?action=contact_list.export",
+            Some(&app.admin_token),
+        )
+        .await;
+    assert_eq!(audit["items"][0]["details"]["format"], "xlsx");
+}
+
+#[tokio::test]
+async fn the_command_line_writes_the_workbook_too() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    let s = setup(&app).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("list.xlsx");
+    let run = reprise()
+        .env("REPRISE_DATABASE_URL", app.state.settings.database.expose())
+        .args([
+            "export",
+            "contact-list",
+            "--site",
+            &s.site,
+            "--format",
+            "xlsx",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mode = std::fs::metadata(&out).expect("file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let want = expected_workbook(&app, &s).await;
+    check_cells(&sheet_cells(&out).1, &want);
+}

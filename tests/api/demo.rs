@@ -1,6 +1,8 @@
-use serde_json::Value;
+use std::time::Duration;
 
-use crate::helpers::{spawn_app, TestApp};
+use serde_json::{json, Value};
+
+use crate::helpers::{fast_delivery, settings_for, spawn_app, TestApp};
 use reprise::demo::{DemoReport, DemoSize};
 
 const SMALL: DemoSize = DemoSize {
@@ -119,4 +121,172 @@ async fn the_scenario_is_the_vivalia_case() {
         .expect("items")
         .iter()
         .all(|a| a["site"] == "ARL"));
+}
+
+/// Every notification with this status, page after page.
+async fn notifications(base: &str, token: &str, status: &str) -> Vec<Value> {
+    let client = reqwest::Client::new();
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{base}/api/v1/notifications?status={status}&limit=1000{cursor}"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        all.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return all,
+        }
+    }
+}
+
+fn eml_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
+#[tokio::test]
+async fn the_first_start_on_the_demo_sends_no_email_until_someone_acts() {
+    let app = spawn_app().await;
+    let report = load(&app, 2022).await.expect("loads");
+    let admin = report.tokens["admin"].clone();
+
+    // The first `reprise serve` on the demo database: an instance with its outbox worker.
+    let outbox = tempfile::tempdir().expect("outbox");
+    let mut settings = settings_for(app.database.clone(), outbox.path());
+    settings.delivery = Some(fast_delivery());
+    let served = reprise::startup::Application::build(settings)
+        .await
+        .expect("the service starts on the demo");
+    let base = format!("http://127.0.0.1:{}", served.port());
+    tokio::spawn(served.run_until_stopped());
+    // Twenty rounds of the worker (it looks every 50 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(eml_files(outbox.path()), 0, "no email written");
+    assert!(
+        notifications(&base, &admin, "queued").await.is_empty(),
+        "nothing left to send"
+    );
+
+    // The postponement emails of May 2022 went out then, once each.
+    let sent = notifications(&base, &admin, "sent").await;
+    assert!(!sent.is_empty());
+    for n in &sent {
+        assert_eq!(n["template"], "appointment_postponed");
+        assert_eq!(n["attempts"], 1);
+        let at = n["sent_at"].as_str().expect("sent_at");
+        assert!(
+            at.starts_with("2022-05-14"),
+            "sent during the incident: {at}"
+        );
+    }
+    assert!(notifications(&base, &admin, "failed").await.is_empty());
+
+    // Someone acts: rescheduling one of those appointments sends its email, and only it.
+    let appointment = sent[0]["appointment_id"].as_str().expect("appointment");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{base}/api/v1/appointments/{appointment}/reschedule"
+        ))
+        .bearer_auth(&admin)
+        .json(&json!({"scheduled_at": "2030-06-20T09:00:00+02:00"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    let start = std::time::Instant::now();
+    while eml_files(outbox.path()) == 0 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(eml_files(outbox.path()), 1, "the rescheduling email alone");
+}
+
+/// Full years from `birth` to `on`.
+fn age_on(birth: chrono::NaiveDate, on: chrono::NaiveDate) -> i32 {
+    use chrono::Datelike;
+    let before_birthday = (on.month(), on.day()) < (birth.month(), birth.day());
+    on.year() - birth.year() - i32::from(before_birthday)
+}
+
+#[tokio::test]
+async fn each_demo_service_does_its_own_care_for_patients_of_its_age() {
+    use diesel::prelude::*;
+    use reprise::db::schema::{appointments as a, patients as p};
+    let app = spawn_app().await;
+    load(&app, 2022).await.expect("loads");
+    type Row = (
+        String,
+        String,
+        String,
+        chrono::NaiveDateTime,
+        chrono::NaiveDate,
+        Option<String>,
+    );
+    let rows: Vec<Row> = app
+        .state
+        .db
+        .read(|conn| {
+            a::table
+                .inner_join(p::table)
+                .select((
+                    a::service_code,
+                    a::kind,
+                    a::label,
+                    a::original_scheduled_at,
+                    p::birth_date,
+                    p::national_number,
+                ))
+                .load(conn)
+                .map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("read");
+    assert_eq!(rows.len(), SMALL.appointments);
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for (service, kind, label, at, birth, national_number) in &rows {
+        let spec = reprise::demo::service_spec(service)
+            .unwrap_or_else(|| panic!("{service} is a demo service"));
+        let labels = if kind == "operation" {
+            spec.operations
+        } else {
+            spec.consultations
+        };
+        assert!(
+            labels.contains(&label.as_str()),
+            "{label} ({kind}) is not care of {service}"
+        );
+        let day = reprise::domain::time::brussels(*at).date_naive();
+        let age = age_on(*birth, day);
+        let national_number = national_number.as_deref().expect("a national number");
+        // The register's serial: odd for men, even for women.
+        let woman = national_number[6..9]
+            .parse::<u32>()
+            .expect("digits")
+            .is_multiple_of(2);
+        let (_, suffix) = service.rsplit_once('-').expect("SITE-SERVICE");
+        *seen.entry(suffix).or_default() += 1;
+        match suffix {
+            "PED" => assert!(age < 18, "{service}: {age} years old on {day}"),
+            "GERIA" => assert!(age >= 75, "{service}: {age} years old on {day}"),
+            "GYN" => assert!(
+                woman && (18..=45).contains(&age),
+                "{service}: a woman of childbearing age, not {age} (woman: {woman})"
+            ),
+            _ => assert!(age >= 18, "{service}: an adult, not {age} on {day}"),
+        }
+    }
+    for suffix in ["PED", "GERIA", "GYN", "ORTHO", "OPHTA"] {
+        assert!(
+            seen.contains_key(suffix),
+            "no appointment in {suffix}: {seen:?}"
+        );
+    }
 }
