@@ -83,7 +83,9 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     let new = NewAccount::parse("Bench agent", "agent", &[]).expect("account");
     let token = state
         .db
-        .write(move |conn| reprise::auth::create_account(conn, &Caller::command_line(), new))
+        .write(move |conn| {
+            reprise::service::users::create_account(conn, &Caller::command_line(), new)
+        })
         .await
         .expect("account")
         .token;

@@ -149,7 +149,9 @@ async fn run(backend: Backend, server: Option<&reprise::db::DatabaseUrl>) {
     let new = NewAccount::parse("Agent", "agent", &[]).expect("account");
     let token = state
         .db
-        .write(move |conn| reprise::auth::create_account(conn, &Caller::command_line(), new))
+        .write(move |conn| {
+            reprise::service::users::create_account(conn, &Caller::command_line(), new)
+        })
         .await
         .expect("account")
         .token;

@@ -125,7 +125,7 @@ fn main() {
         println!("setup_seconds={:.1}", started.elapsed().as_secs_f64());
         let token = db
             .write_blocking(|conn| {
-                reprise::auth::create_account(
+                reprise::service::users::create_account(
                     conn,
                     &Caller::command_line(),
                     NewAccount::parse("Bench", "coordinator", &[]).expect("account"),

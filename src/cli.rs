@@ -269,7 +269,9 @@ fn create_token(
     };
     let db = open_database(settings)?;
     let created = db
-        .write_blocking(move |conn| crate::auth::create_account(conn, &Caller::command_line(), new))
+        .write_blocking(move |conn| {
+            crate::service::users::create_account(conn, &Caller::command_line(), new)
+        })
         .map_err(|e| match e {
             crate::error::AppError::Validation(errors) => CliError::Usage(
                 errors

@@ -49,6 +49,16 @@ fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
+/// What the tracing middleware learns of each request, kept for the audit log: its id, and
+/// where it came from (`client`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub request_id: String,
+    /// The client's address ([`Client`]).
+    pub address: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+}
+
 /// The longest user agent kept: enough to tell a browser, a script and a crawler apart.
 const USER_AGENT_MAX: usize = 200;
 

@@ -41,6 +41,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, FromArgMatches};
 
 use crate::db::DatabaseUrl;
+pub use crate::email::smtp::{SmtpSecurity, SmtpSettings};
 
 /// The settings as given, with where each URL that may hold a secret came from (a flag, a
 /// variable, the default), which the values alone do not say. Built by clap only.
@@ -301,84 +302,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpSecurity {
-    /// No TLS, for a relay on the local network.
-    Plain,
-    StartTls,
-    /// TLS from the first byte (`smtps://`).
-    Tls,
-}
-
-/// A parsed `REPRISE_SMTP_URL`. Its password is never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    pub security: SmtpSecurity,
-    pub credentials: Option<(String, String)>,
-}
-
-impl fmt::Debug for SmtpSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmtpSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("security", &self.security)
-            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
-            .finish()
-    }
-}
-
-impl SmtpSettings {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
-        let mut security = match url.scheme() {
-            "smtp" => SmtpSecurity::Plain,
-            "smtps" => SmtpSecurity::Tls,
-            other => return Err(format!("scheme {other:?} is not smtp or smtps")),
-        };
-        for (key, value) in url.query_pairs() {
-            match (key.as_ref(), value.as_ref(), security) {
-                ("tls", "starttls", SmtpSecurity::Plain) => security = SmtpSecurity::StartTls,
-                ("tls", "starttls", _) => {
-                    return Err("tls=starttls only goes with smtp://, not smtps://".into())
-                }
-                // The name only: the value could be a password.
-                _ => return Err(format!("unknown parameter {key:?}")),
-            }
-        }
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or("a host is required")?
-            .to_string();
-        let port = url.port().unwrap_or(match security {
-            SmtpSecurity::Plain => 25,
-            SmtpSecurity::StartTls => 587,
-            SmtpSecurity::Tls => 465,
-        });
-        let credentials = if url.username().is_empty() {
-            None
-        } else {
-            let decode = |s: &str| {
-                percent_decode(s).ok_or_else(|| "user or password is not valid UTF-8".to_string())
-            };
-            Some((
-                decode(url.username())?,
-                decode(url.password().unwrap_or(""))?,
-            ))
-        };
-        Ok(Self {
-            host,
-            port,
-            security,
-            credentials,
-        })
-    }
-}
-
 /// A setting whose value may hold a secret: its variable and flag, and the `_FILE` variable
 /// (and flag) that names a file holding it instead.
 struct SecretSetting {
@@ -492,13 +415,6 @@ fn per_minute(
             format!("{raw:?} is not a number of requests per minute from 0 (no limit) to 1000000"),
         )),
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|v| v.into_owned())
 }
 
 /// Everything the service needs to start, already checked.

@@ -1137,7 +1137,7 @@ pub fn load(
         for (role, services) in accounts {
             let new = crate::domain::account::NewAccount::parse(&format!("Démo {role}"), role, &services)
                 .map_err(|_| crate::error::AppError::Internal("demo account".into()))?;
-            let created = crate::auth::create_account(conn, &caller, new)?;
+            let created = crate::service::users::create_account(conn, &caller, new)?;
             tokens.insert(role.to_string(), created.token);
         }
         crate::audit::record(

@@ -200,7 +200,7 @@ impl ResponseError for AppError {
             // Audited and counted by the middleware (`routes::middleware::refusals`).
             response
                 .extensions_mut()
-                .insert(crate::audit::Refusal::DisclosureLimit);
+                .insert(crate::denials::Refusal::DisclosureLimit);
         }
         // Empty for a path outside the OpenAPI document (`/docs/…`): no header rather than an
         // `Allow` that says "nothing".

@@ -16,26 +16,9 @@ use crate::config::Settings;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::routes::{self, middleware};
-
-/// What every handler can reach.
-pub struct AppState {
-    pub db: Db,
-    pub metrics: Metrics,
-    pub settings: Settings,
-    /// Per-account request budgets (`ratelimit`).
-    pub limits: crate::ratelimit::RateLimits,
-    /// Per-address budget of requests without a valid credential (`ratelimit`).
-    pub anonymous: crate::ratelimit::AnonymousLimits,
-    /// Refusals counted between two writes of their aggregated audit entries.
-    pub denials: crate::audit::Denials,
-    /// Accounts recently found by their token (`auth::TokenCache`).
-    pub tokens: crate::auth::TokenCache,
-    /// Route pattern → the methods it answers, for the `Allow` header of a 405.
-    pub allow: HashMap<String, String>,
-    /// How answer links are written (`domain::answer`).
-    pub links: crate::email::render::Links,
-}
+use crate::middleware;
+use crate::routes;
+pub use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -216,7 +199,12 @@ impl Application {
             .delivery
             .clone()
             .map(|delivery| {
-                crate::email::Transport::from_settings(&settings, &delivery).map(|t| (t, delivery))
+                crate::email::Transport::new(
+                    settings.smtp.as_ref(),
+                    &settings.outbox_dir,
+                    &delivery,
+                )
+                .map(|t| (t, delivery))
             })
             .transpose()?;
         let listener = TcpListener::bind(settings.bind)
@@ -358,7 +346,7 @@ async fn housekeeping(state: web::Data<AppState>) {
     }
 }
 
-/// Writes what [`crate::audit::Denials`] counted since the last time.
+/// Writes what [`crate::denials::Denials`] counted since the last time.
 pub async fn flush_denials(state: &AppState) {
     let flushes = state.denials.take(crate::domain::now());
     if flushes.is_empty() {
@@ -367,7 +355,7 @@ pub async fn flush_denials(state: &AppState) {
     let written = state
         .db
         .write(move |conn| {
-            crate::audit::write_denials(conn, &flushes).map_err(crate::db::DbError::from)
+            crate::denials::write_denials(conn, &flushes).map_err(crate::db::DbError::from)
         })
         .await;
     if let Err(e) = written {

@@ -76,10 +76,6 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
         .map(|n| n > 0)
 }
 
-pub fn delete_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
-    diesel::delete(web_sessions::table.filter(web_sessions::user_id.eq(user_id))).execute(conn)
-}
-
 /// Removes sessions that ended before `now` or were idle since `idle_since`; run at each
 /// sign-in, so the table stays small.
 pub fn purge_expired(

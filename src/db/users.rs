@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{services, user_services, users};
+use super::schema::{services, user_services, users, web_sessions};
 use super::DbConnection;
 use crate::domain::{Role, ServiceCode};
 
@@ -258,6 +258,6 @@ pub fn soft_delete(
     ))
     .execute(conn)?;
     // Its web sessions end with it (the lookup also ignores deleted accounts).
-    super::sessions::delete_of_user(conn, id)?;
+    diesel::delete(web_sessions::table.filter(web_sessions::user_id.eq(id))).execute(conn)?;
     Ok(n == 1)
 }

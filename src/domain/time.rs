@@ -43,6 +43,11 @@ pub fn parse_instant_or_local(raw: &str) -> Result<NaiveDateTime, Invalid> {
         .ok_or_else(|| Invalid("does not exist in Brussels time (summer-time change)".into()))
 }
 
+/// A stored time (UTC, naive) as the instant it is, for answers (RFC 3339 with `Z`).
+pub fn utc(t: NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
+    t.and_utc()
+}
+
 /// `14/05/2022 à 09:30`-style parts: the Brussels local date and time of a UTC instant.
 pub fn brussels(t: NaiveDateTime) -> chrono::DateTime<chrono_tz::Tz> {
     Brussels.from_utc_datetime(&t)

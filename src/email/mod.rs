@@ -81,24 +81,26 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn from_settings(
-        settings: &crate::config::Settings,
+    /// Through the SMTP server, or as `.eml` files in `outbox_dir` without one.
+    pub fn new(
+        smtp: Option<&smtp::SmtpSettings>,
+        outbox_dir: &std::path::Path,
         delivery: &DeliverySettings,
     ) -> Result<Self, String> {
-        match &settings.smtp {
+        match smtp {
             Some(smtp) => Ok(Transport::Smtp(smtp::SmtpPool::new(
                 smtp.clone(),
                 delivery.connections,
                 delivery.timeout,
             )?)),
             None => {
-                crate::files::create_private_dir(&settings.outbox_dir).map_err(|e| {
+                crate::files::create_private_dir(outbox_dir).map_err(|e| {
                     format!(
                         "cannot create the outbox folder {}: {e}",
-                        settings.outbox_dir.display()
+                        outbox_dir.display()
                     )
                 })?;
-                Ok(Transport::Files(settings.outbox_dir.clone()))
+                Ok(Transport::Files(outbox_dir.to_path_buf()))
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::db::{self, contact_list::ContactFilter, contact_list::ContactRow, DbC
 use crate::domain::contact::phone_text;
 use crate::domain::patient::Language;
 use crate::domain::time::brussels;
-use crate::web::i18n::{texts, Texts};
+use crate::i18n::{texts, Texts};
 
 /// Rows in an Excel sheet; a longer list goes on in another sheet under the same header.
 const EXCEL_ROWS: u32 = 1_048_576;
@@ -177,7 +177,7 @@ fn value(column: Column, r: &ContactRow, t: &'static Texts) -> Cell {
         },
         Column::Email => text(r.email.as_deref().unwrap_or_default()),
         Column::Language => match Language::parse(&r.language) {
-            Ok(lang) => text(crate::web::language_name(lang)),
+            Ok(lang) => text(crate::i18n::language_name(lang)),
             Err(_) => text(&r.language),
         },
         Column::Attempts => Cell::Number(f64::from(r.attempts)),

@@ -16,7 +16,7 @@ use crate::domain::call::parse_notes;
 use crate::domain::time::parse_instant;
 use crate::domain::{ServiceCode, SiteCode};
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

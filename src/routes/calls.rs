@@ -12,7 +12,7 @@ use crate::db::{self, calls::CallFilter, calls::CallRow, DbConnection};
 use crate::domain::call::{local_series, parse_duration, parse_notes, Bucket, Outcome, Reason};
 use crate::domain::{Invalid, PhoneE164};
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 

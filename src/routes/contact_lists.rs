@@ -14,7 +14,7 @@ use crate::domain::appointment::Kind;
 use crate::domain::patient::Language;
 use crate::error::{AppResult, Problem};
 use crate::export::{checked_filter, export, Format};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

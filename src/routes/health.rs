@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::db::DbError;
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use crate::auth::{perm, Granted};
 use crate::error::{AppError, AppResult, Problem};
 use crate::imports::{AppointmentImport, CallImport};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Largest CSV upload: about a million lines.
 pub const IMPORT_LIMIT: usize = 256 * 1024 * 1024;

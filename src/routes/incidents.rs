@@ -11,7 +11,7 @@ use crate::domain::appointment::parse_text;
 use crate::domain::time::parse_instant;
 use crate::domain::SiteCode;
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

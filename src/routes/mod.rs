@@ -10,7 +10,6 @@ pub mod extract;
 pub mod health;
 pub mod imports;
 pub mod incidents;
-pub mod middleware;
 pub mod notifications;
 pub mod patients;
 pub mod planning;
@@ -178,10 +177,7 @@ impl Fields {
     }
 }
 
-/// An RFC 3339 timestamp for responses.
-pub fn utc(t: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
-    t.and_utc()
-}
+pub use crate::domain::time::utc;
 
 pub use crate::domain::time::parse_instant;
 

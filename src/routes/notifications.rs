@@ -8,7 +8,7 @@ use super::{utc, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
 use crate::db::{self, notifications::NotificationFilter, notifications::NotificationRow};
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -10,7 +10,7 @@ use crate::auth::{perm, Caller, Granted};
 use crate::db::{self, patients::PatientRow};
 use crate::domain::patient::{NewPatient, PatientInput, PatientQuery};
 use crate::error::{AppError, AppResult, FieldError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most results a search returns: enough to pick from, never a dump.
 pub(crate) const SEARCH_LIMIT: i64 = 50;

@@ -15,7 +15,7 @@ use crate::domain::appointment::parse_text;
 use crate::domain::plan::{first_fit, Day, Need, Planning};
 use crate::domain::Invalid;
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The longest window a plan covers.
 const MAX_DAYS: i64 = 366;

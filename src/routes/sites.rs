@@ -11,7 +11,7 @@ use crate::domain::{
     account::parse_name, Email, Invalid, PhoneE164, ServiceCode, SiteCode, SiteKind,
 };
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

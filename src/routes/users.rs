@@ -10,7 +10,7 @@ use crate::db::{self, users::Account};
 use crate::domain::account::NewAccount;
 use crate::domain::Role;
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -116,7 +116,7 @@ pub async fn create(
     let caller = caller.caller;
     let created = state
         .db
-        .write(move |conn| crate::auth::create_account(conn, &caller, new))
+        .write(move |conn| crate::service::users::create_account(conn, &caller, new))
         .await?;
     let a = created.account;
     Ok(HttpResponse::Created().json(UserCreated {

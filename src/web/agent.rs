@@ -5,7 +5,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::i18n::{Texts, OUTCOMES, REASONS};
 use super::{
     also, day, flash, local, phone_for_people, render, see_other, Chrome, LogCalls, PageError,
     ReadPatients, Session, Signed, Submitted,
@@ -13,9 +12,10 @@ use super::{
 use crate::db::{self, appointments::AppointmentRow, patients::PatientRow};
 use crate::domain::Action;
 use crate::error::AppError;
+use crate::i18n::{Texts, OUTCOMES, REASONS};
 use crate::routes::calls::{log_call, parse_idempotency_key, CreateCall};
 use crate::routes::patients::{read_patient, search_patients, SEARCH_LIMIT};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub struct PatientView {
     pub id: String,

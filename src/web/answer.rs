@@ -18,7 +18,7 @@ use crate::domain::patient::Language;
 use crate::email::render::{belgian_date, kind_word};
 use crate::error::AppError;
 use crate::routes::appointments::{answer_by_link, Answered};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The words of the answer page, for patients.
 pub struct AnswerTexts {

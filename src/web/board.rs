@@ -7,7 +7,6 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::i18n::{Texts, PROGRAMMES};
 use super::{
     chart, flash, local, render, see_other, Chrome, ManageCallCentre, ManageSites, PageError,
     Signed, Submitted,
@@ -15,9 +14,10 @@ use super::{
 use crate::db;
 use crate::domain::call::{busiest_days, per_day as calls_per_day};
 use crate::error::AppError;
+use crate::i18n::{Texts, PROGRAMMES};
 use crate::routes::calls::{centre_response, set_centre_status};
 use crate::routes::sites::{reopen_preview, reopen_site, ReopenSite};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Days on the chart when the coordinator chose none: a quarter.
 const CHART_DAYS: i64 = 92;

@@ -6,7 +6,6 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::i18n::{Texts, CONTACT_OUTCOMES};
 use super::{
     day, flash, local, render, see_other, ChangeAppointments, Chrome, ContactLists, PageError,
     Signed, Submitted,
@@ -16,9 +15,10 @@ use crate::domain::appointment::Kind;
 use crate::domain::time::parse_instant_or_local;
 use crate::error::AppError;
 use crate::export::checked_filter;
+use crate::i18n::{Texts, CONTACT_OUTCOMES};
 use crate::routes::appointments::{record_attempt, reschedule_to, CreateContactAttempt};
 use crate::routes::contact_lists::{stream_contact_list, ContactListQuery};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Rows per page: a morning's calls for one secretary; the download has them all.
 const PAGE_ROWS: i64 = 100;

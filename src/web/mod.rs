@@ -18,7 +18,6 @@ mod answer;
 mod board;
 mod chart;
 mod contacts;
-pub mod i18n;
 mod signin;
 
 use std::future::Future;
@@ -33,14 +32,15 @@ use askama::Template;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::audit::Refusal;
 use crate::auth::{perm, token_hash, Caller, Granted, Permission};
 use crate::db;
+use crate::denials::Refusal;
 use crate::domain::patient::Language;
 use crate::domain::Action;
 use crate::error::AppError;
-use crate::startup::AppState;
-use i18n::{texts, Texts};
+pub use crate::i18n::language_name;
+use crate::i18n::{texts, Texts};
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "reprise_session";
 /// The sign-in form's double-submit cookie (no session exists yet to hold its CSRF secret).
@@ -545,15 +545,6 @@ impl Chrome {
                 .map(|l| (l.as_str(), language_name(l), l == session.lang))
                 .collect(),
         }
-    }
-}
-
-pub fn language_name(lang: Language) -> &'static str {
-    match lang {
-        Language::Fr => "Français",
-        Language::Nl => "Nederlands",
-        Language::De => "Deutsch",
-        Language::En => "English",
     }
 }
 

@@ -6,7 +6,6 @@ use askama::Template;
 use rand::RngCore;
 use serde::Deserialize;
 
-use super::i18n::{texts, Texts};
 use super::{
     landing, language_name, read_form, render, see_other, AnySigned, PageError, Session,
     SESSION_COOKIE, SESSION_HOURS, SIGN_IN_COOKIE,
@@ -15,7 +14,8 @@ use crate::auth::{token_hash, Caller};
 use crate::db;
 use crate::domain::patient::Language;
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::i18n::{texts, Texts};
+use crate::state::AppState;
 
 fn random_hex() -> String {
     let mut bytes = [0u8; 32];

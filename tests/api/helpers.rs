@@ -172,7 +172,9 @@ pub async fn create_account_directly(
     let new = NewAccount::parse(name, role, &services).expect("valid account");
     let created = state
         .db
-        .write(move |conn| reprise::auth::create_account(conn, &Caller::command_line(), new))
+        .write(move |conn| {
+            reprise::service::users::create_account(conn, &Caller::command_line(), new)
+        })
         .await
         .expect("account created");
     (created.account.id, created.token)

@@ -11,10 +11,10 @@ use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{web, HttpMessage};
 use tracing::Instrument;
 
-use crate::audit::{Refusal, Refused};
 use crate::auth::{Caller, Origin};
+use crate::denials::{Refusal, Refused};
 use crate::error::{AppError, Problem, PROBLEM_JSON};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// One span per request: method, route pattern (never the raw URL), status, latency, request
 /// id. Also counts the request in the metrics, returns the id in `x-request-id` with the
@@ -215,7 +215,7 @@ fn refusal_of<B>(res: &ServiceResponse<B>, route: &str) -> Option<Refusal> {
         .copied()
         .or_else(|| res.request().extensions().get::<Refusal>().copied())
         .or_else(|| (route == "/answer/{token}" && status == 404).then_some(Refusal::UnknownLink))
-        .or_else(|| crate::audit::refusal_of_status(status))
+        .or_else(|| crate::denials::refusal_of_status(status))
 }
 
 /// Counts a refusal and, if it is the first of its audit entry, writes the entry before the
@@ -247,7 +247,7 @@ async fn note_refusal(
         let written = state
             .db
             .write(move |conn| {
-                crate::audit::write_denials(conn, &[first]).map_err(crate::db::DbError::from)
+                crate::denials::write_denials(conn, &[first]).map_err(crate::db::DbError::from)
             })
             .await;
         if let Err(e) = written {

@@ -1168,6 +1168,16 @@ static EN: Texts = Texts {
     form_word: "the form",
 };
 
+/// A language's name, in itself.
+pub fn language_name(lang: Language) -> &'static str {
+    match lang {
+        Language::Fr => "Français",
+        Language::Nl => "Nederlands",
+        Language::De => "Deutsch",
+        Language::En => "English",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1207,3 +1217,4 @@ mod tests {
         assert_eq!(texts(Language::Nl).lang, "nl");
     }
 }
+
