@@ -77,6 +77,19 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// The one way a domain's faults become an answer: a 422 naming every field.
+impl From<crate::domain::Faults> for AppError {
+    fn from(faults: crate::domain::Faults) -> Self {
+        AppError::Validation(
+            faults
+                .0
+                .into_iter()
+                .map(|(field, e)| FieldError::new(field, e.0))
+                .collect(),
+        )
+    }
+}
+
 impl AppError {
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         AppError::Validation(vec![FieldError::new(field, message)])

@@ -1217,4 +1217,3 @@ mod tests {
         assert_eq!(texts(Language::Nl).lang, "nl");
     }
 }
-

@@ -1,6 +1,6 @@
 //! Calls to the call centre: why people call and how the call ended (CONTRACT §4.6).
 
-use super::Invalid;
+use super::{Faults, Invalid, PhoneE164};
 
 text_enum!(
     /// Why the patient called.
@@ -24,6 +24,14 @@ text_enum!(
         CallbackScheduled => "callback_scheduled",
         AppointmentCancelled => "appointment_cancelled",
         Abandoned => "abandoned",
+    }
+);
+
+text_enum!(
+    /// Whether the call centre is taking calls.
+    CentreStatus {
+        Active => "active",
+        Deactivated => "deactivated",
     }
 );
 
@@ -55,6 +63,100 @@ pub fn parse_notes(raw: &str) -> Result<Option<String>, Invalid> {
         return Err(Invalid("must not contain control characters".into()));
     }
     Ok((!text.is_empty()).then(|| text.to_string()))
+}
+
+/// A call as a client sends it: the API's body, the agents' form.
+#[derive(Debug, Clone, Default)]
+pub struct CallInput<'a> {
+    /// RFC 3339; none: now.
+    pub received_at: Option<&'a str>,
+    pub caller_phone: Option<&'a str>,
+    pub patient_id: Option<&'a str>,
+    pub appointment_id: Option<&'a str>,
+    pub reason: &'a str,
+    pub outcome: &'a str,
+    pub duration_seconds: Option<i64>,
+    pub notes: Option<&'a str>,
+    pub callback_requested: bool,
+}
+
+/// A call to log, every field checked (the references it names are checked when it is
+/// stored: they are data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCall {
+    /// `None`: when it is logged.
+    pub received_at: Option<chrono::NaiveDateTime>,
+    pub caller_phone: Option<PhoneE164>,
+    pub patient_id: Option<String>,
+    pub appointment_id: Option<String>,
+    pub reason: Reason,
+    pub outcome: Outcome,
+    pub duration_seconds: Option<i32>,
+    pub notes: Option<String>,
+    pub callback_requested: bool,
+}
+
+impl NewCall {
+    /// Checks every field; all the faults at once.
+    pub fn parse(input: &CallInput<'_>, now: chrono::NaiveDateTime) -> Result<Self, Faults> {
+        let mut f = Faults::default();
+        let received_at = f.check_opt("received_at", input.received_at, |raw| {
+            super::time::parse_instant(raw).and_then(|t| not_future(t, now))
+        });
+        let phone = f.check_opt(
+            "caller_phone",
+            input.caller_phone.filter(|s| !s.trim().is_empty()),
+            PhoneE164::parse,
+        );
+        let reason = f.check("reason", Reason::parse(input.reason));
+        let outcome = f.check("outcome", Outcome::parse(input.outcome));
+        let duration = f.check_opt("duration_seconds", input.duration_seconds, parse_duration);
+        let notes = f.check_opt("notes", input.notes, parse_notes);
+        f.finish((|| {
+            Some(NewCall {
+                received_at: received_at?,
+                caller_phone: phone?,
+                patient_id: input.patient_id.map(str::to_string),
+                appointment_id: input.appointment_id.map(str::to_string),
+                reason: reason?,
+                outcome: outcome?,
+                duration_seconds: duration?,
+                notes: notes?.flatten(),
+                callback_requested: input.callback_requested,
+            })
+        })())
+    }
+}
+
+/// A call cannot have been received more than a few minutes in the future (clock skew).
+pub fn not_future(
+    t: chrono::NaiveDateTime,
+    now: chrono::NaiveDateTime,
+) -> Result<chrono::NaiveDateTime, Invalid> {
+    if t > now + chrono::Duration::minutes(5) {
+        Err(Invalid("is in the future".into()))
+    } else {
+        Ok(t)
+    }
+}
+
+/// A client's key for one call (the `Idempotency-Key` header, or the call form's hidden
+/// field): 1 to 200 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let key = raw.trim();
+        if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Invalid("must be 1 to 200 visible ASCII characters".into()));
+        }
+        Ok(Self(key.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Size of the buckets of a calls-per-time series, in Brussels local time.

@@ -83,8 +83,33 @@ impl Faults {
         self.0.push((field, Invalid(message.into())));
     }
 
+    /// Checks a value that may be absent: `Some(None)` when it is.
+    pub fn check_opt<I, T>(
+        &mut self,
+        field: &'static str,
+        raw: Option<I>,
+        parse: impl FnOnce(I) -> Result<T, Invalid>,
+    ) -> Option<Option<T>> {
+        match raw {
+            None => Some(None),
+            Some(raw) => self.check(field, parse(raw)).map(Some),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The value when every check passed (then it is `Some`), else the faults.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, Faults> {
+        match value {
+            Some(v) if self.0.is_empty() => Ok(v),
+            _ if self.0.is_empty() => Err(Faults(vec![(
+                "input",
+                Invalid("was refused without a reason".into()),
+            )])),
+            _ => Err(self),
+        }
     }
 }
 

@@ -5,4 +5,5 @@
 //! domain values or named rows, never an HTTP or page type; it owns its transaction, the
 //! access decision that depends on data, its audit entry and its outbox row.
 
+pub mod calls;
 pub mod users;

@@ -10,11 +10,12 @@ use super::{
     ReadPatients, Session, Signed, Submitted,
 };
 use crate::db::{self, appointments::AppointmentRow, patients::PatientRow};
+use crate::domain::call::{CallInput, IdempotencyKey, NewCall};
 use crate::domain::Action;
 use crate::error::AppError;
 use crate::i18n::{Texts, OUTCOMES, REASONS};
-use crate::routes::calls::{log_call, parse_idempotency_key, CreateCall};
 use crate::routes::patients::{read_patient, search_patients, SEARCH_LIMIT};
+use crate::service::calls;
 use crate::state::AppState;
 
 pub struct PatientView {
@@ -232,23 +233,31 @@ pub async fn log(
     let Submitted { session, form, .. } = sent;
     let lang = session.lang;
     let err = |e| PageError::App(e, lang);
-    let key = parse_idempotency_key(&form.key).map_err(err)?;
+    let key =
+        IdempotencyKey::parse(&form.key).map_err(|e| err(AppError::validation("key", e.0)))?;
     let duration_seconds = filled(form.duration_minutes)
         .map(|m| minutes(&m))
         .transpose()
         .map_err(err)?;
-    let call = CreateCall {
+    let (phone, patient, appointment, notes) = (
+        filled(form.caller_phone),
+        filled(form.patient_id),
+        filled(form.appointment_id),
+        filled(form.notes),
+    );
+    let input = CallInput {
         received_at: None,
-        caller_phone: filled(form.caller_phone),
-        patient_id: filled(form.patient_id),
-        appointment_id: filled(form.appointment_id),
-        reason: form.reason,
-        outcome: form.outcome,
+        caller_phone: phone.as_deref(),
+        patient_id: patient.as_deref(),
+        appointment_id: appointment.as_deref(),
+        reason: &form.reason,
+        outcome: &form.outcome,
         duration_seconds,
-        notes: filled(form.notes),
+        notes: notes.as_deref(),
         callback_requested: form.callback.is_some(),
     };
-    log_call(&state, session.caller, call, Some(key))
+    let call = NewCall::parse(&input, crate::domain::now()).map_err(|f| err(f.into()))?;
+    calls::log(&state, session.caller, call, Some(key))
         .await
         .map_err(err)?;
     Ok(see_other("/agent?done=call"))

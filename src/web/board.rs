@@ -12,11 +12,12 @@ use super::{
     Signed, Submitted,
 };
 use crate::db;
+use crate::domain::call::CentreStatus;
 use crate::domain::call::{busiest_days, per_day as calls_per_day};
 use crate::error::AppError;
 use crate::i18n::{Texts, PROGRAMMES};
-use crate::routes::calls::{centre_response, set_centre_status};
 use crate::routes::sites::{reopen_preview, reopen_site, ReopenSite};
+use crate::service::calls;
 use crate::state::AppState;
 
 /// Days on the chart when the coordinator chose none: a quarter.
@@ -145,7 +146,7 @@ pub async fn page(
                 db::sites::list_sites(conn, None, 1000)?,
                 db::sites::postponed_by_status(conn)?,
                 db::sites::backlog_by_priority(conn)?,
-                centre_response(conn)?,
+                calls::centre_of(conn)?,
                 hours,
             ))
         })
@@ -244,9 +245,9 @@ pub async fn page(
         sites,
         totals,
         programmes: PROGRAMMES.iter().map(|p| (*p, t.word(p))).collect(),
-        centre_active: centre.status == "active",
-        centre_status: t.word(&centre.status).to_string(),
-        centre_since: local(centre.changed_at.naive_utc()),
+        centre_active: centre.status == CentreStatus::Active,
+        centre_status: t.word(centre.status.as_str()).to_string(),
+        centre_since: local(centre.changed_at),
         calls_total: centre.calls_total,
         chart: chart::bars(t.calls_per_day, &short),
         days,
@@ -395,9 +396,7 @@ pub async fn confirm_call_centre(
 ) -> Result<HttpResponse, PageError> {
     let session = signed.session;
     let (lang, t) = (session.lang, session.t());
-    let centre = state
-        .db
-        .read(centre_response)
+    let centre = calls::centre(&state)
         .await
         .map_err(|e| PageError::App(e, lang))?;
     let page = ConfirmPage {
@@ -419,13 +418,15 @@ pub async fn call_centre(
 ) -> Result<HttpResponse, PageError> {
     let Submitted { session, form, .. } = sent;
     let lang = session.lang;
-    if form.status == "deactivated" && form.confirm.as_deref() != Some("yes") {
+    let status = CentreStatus::parse(&form.status)
+        .map_err(|e| PageError::App(AppError::validation("status", e.0), lang))?;
+    if status == CentreStatus::Deactivated && form.confirm.as_deref() != Some("yes") {
         return Err(PageError::App(
             AppError::validation("confirm", session.t().not_confirmed),
             lang,
         ));
     }
-    set_centre_status(&state, session.caller, form.status)
+    calls::set_centre(&state, session.caller, status)
         .await
         .map_err(|e| PageError::App(e, lang))?;
     Ok(see_other("/board?done=centre#call-centre"))
