@@ -6,14 +6,12 @@ use utoipa::ToSchema;
 
 use super::appointments::AppointmentResponse;
 use super::{utc, ApiJson};
-use crate::auth::{perm, Caller, Granted};
-use crate::db::{self, patients::PatientRow};
+use crate::auth::{perm, Granted};
+use crate::db::patients::PatientRow;
 use crate::domain::patient::{NewPatient, PatientInput, PatientQuery};
-use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::error::{AppError, AppResult, Problem};
+use crate::service::patients;
 use crate::state::AppState;
-
-/// Most results a search returns: enough to pick from, never a dump.
-pub(crate) const SEARCH_LIMIT: i64 = 50;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -74,15 +72,6 @@ pub struct PatientDetail {
     pub appointments: Vec<AppointmentResponse>,
 }
 
-fn faults_to_problem(faults: Vec<(&'static str, crate::domain::Invalid)>) -> AppError {
-    AppError::Validation(
-        faults
-            .into_iter()
-            .map(|(f, e)| FieldError::new(f, e.0))
-            .collect(),
-    )
-}
-
 /// Create a patient.
 #[utoipa::path(
     tag = "patients",
@@ -112,31 +101,9 @@ pub async fn create(
         language: b.language.as_deref(),
         email_consent: b.email_consent,
     };
-    let now = crate::domain::now();
-    let new = NewPatient::parse(&input, now.date()).map_err(faults_to_problem)?;
-    let row = PatientRow::from_new(&new, uuid::Uuid::now_v7().to_string(), None, now);
-    let caller = caller.caller;
-    let row = state
-        .db
-        .write(move |conn| {
-            if let Some(nn) = &row.national_number {
-                if db::patients::national_number_taken(conn, nn)? {
-                    return Err(AppError::Conflict(
-                        "a patient with this national number already exists".into(),
-                    ));
-                }
-            }
-            db::patients::insert(conn, &row)?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "patient.create",
-                Some(&format!("patient:{}", row.id)),
-                serde_json::json!({}),
-            )?;
-            Ok::<_, AppError>(row)
-        })
-        .await?;
+    let new = NewPatient::parse(&input, crate::domain::now().date())
+        .map_err(|faults| AppError::from(crate::domain::Faults(faults)))?;
+    let row = patients::create(&state, caller.caller, new).await?;
     Ok(HttpResponse::Created().json(PatientResponse::from(row)))
 }
 
@@ -151,39 +118,6 @@ pub struct SearchPatients {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PatientList {
     pub items: Vec<PatientResponse>,
-}
-
-/// The services a caller is limited to, if any (secretaries).
-fn scope(caller: &Caller) -> Option<Vec<String>> {
-    caller
-        .role
-        .is_service_scoped()
-        .then(|| caller.services.clone())
-}
-
-/// Counts the patients about to be shown to the caller against `REPRISE_PATIENTS_PER_HOUR`
-/// (`limit`), in the transaction that shows them: over it, a 429 and nothing shown (the
-/// transaction rolls back). Patients the account was already shown this hour are free; the
-/// command line has no account and no limit.
-fn disclose(
-    conn: &mut db::DbConnection,
-    caller: &Caller,
-    limit: Option<u32>,
-    patients: &[String],
-    now: chrono::NaiveDateTime,
-) -> AppResult<()> {
-    let (Some(limit), Some(account)) = (limit, caller.id.as_deref()) else {
-        return Ok(());
-    };
-    let hour = db::disclosures::hour_of(now);
-    match db::disclosures::count(conn, account, hour, patients)? {
-        Some(shown) if shown > i64::from(limit) => {
-            let next = hour + chrono::Duration::hours(1);
-            let wait = (next - now).num_seconds().max(1);
-            Err(AppError::TooManyPatients(wait.unsigned_abs()))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Search patients by name prefix, phone or national number (at most 50 results).
@@ -204,44 +138,11 @@ pub async fn search(
     body: ApiJson<SearchPatients>,
 ) -> AppResult<web::Json<PatientList>> {
     let b = body.parse().await?;
-    let rows = search_patients(&state, caller.caller, &b.q).await?;
+    let query = PatientQuery::parse(&b.q).map_err(|e| AppError::validation("q", e.0))?;
+    let rows = patients::search(&state, caller.caller, query).await?;
     Ok(web::Json(PatientList {
         items: rows.into_iter().map(PatientResponse::from).collect(),
     }))
-}
-
-/// Patients matching `q` that the caller may see, the search audited (the API and the agents'
-/// page).
-pub async fn search_patients(
-    state: &AppState,
-    caller: Caller,
-    q: &str,
-) -> AppResult<Vec<db::patients::PatientRow>> {
-    let query = PatientQuery::parse(q).map_err(|e| AppError::validation("q", e.0))?;
-    let limit = state.settings.patients_per_hour;
-    state
-        .db
-        .write(move |conn| {
-            let services = scope(&caller);
-            let rows = db::patients::search(conn, &query, services.as_deref(), SEARCH_LIMIT)?;
-            let shown: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-            disclose(conn, &caller, limit, &shown, crate::domain::now())?;
-            // The query itself may be a national number: only its kind is recorded.
-            let kind = match query {
-                PatientQuery::NationalNumber(_) => "national_number",
-                PatientQuery::Phone(_) => "phone",
-                PatientQuery::Name(_) => "name",
-            };
-            crate::audit::record(
-                conn,
-                &caller,
-                "patient.search",
-                None,
-                serde_json::json!({ "by": kind, "rows": rows.len(), "patients": rows.iter().map(|r| &r.id).collect::<Vec<_>>() }),
-            )?;
-            Ok::<_, AppError>(rows)
-        })
-        .await
 }
 
 /// Read a patient with their appointments.
@@ -261,7 +162,7 @@ pub async fn read(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> AppResult<web::Json<PatientDetail>> {
-    let (patient, appointments) = read_patient(&state, caller.caller, id.into_inner()).await?;
+    let (patient, appointments) = patients::read(&state, caller.caller, id.into_inner()).await?;
     Ok(web::Json(PatientDetail {
         patient: patient.into(),
         appointments: appointments
@@ -269,47 +170,4 @@ pub async fn read(
             .map(AppointmentResponse::from)
             .collect(),
     }))
-}
-
-/// A patient with the appointments the caller may see, the read audited (the API and the
-/// agents' page).
-pub async fn read_patient(
-    state: &AppState,
-    caller: Caller,
-    id: String,
-) -> AppResult<(
-    db::patients::PatientRow,
-    Vec<db::appointments::AppointmentRow>,
-)> {
-    let limit = state.settings.patients_per_hour;
-    state
-        .db
-        .write(move |conn| {
-            let patient = db::patients::find(conn, &id)?
-                .ok_or_else(|| AppError::NotFound("no such patient".into()))?;
-            let mut appointments = db::appointments::of_patient(conn, &id)?;
-            if let Some(services) = scope(&caller) {
-                appointments.retain(|a| services.contains(&a.service_code));
-                if appointments.is_empty() {
-                    // Outside the caller's services: as unknown (no existence oracle).
-                    return Err(AppError::NotFound("no such patient".into()));
-                }
-            }
-            disclose(
-                conn,
-                &caller,
-                limit,
-                std::slice::from_ref(&id),
-                crate::domain::now(),
-            )?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "patient.read",
-                Some(&format!("patient:{id}")),
-                serde_json::json!({ "appointments": appointments.len() }),
-            )?;
-            Ok::<_, AppError>((patient, appointments))
-        })
-        .await
 }

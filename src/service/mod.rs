@@ -6,4 +6,5 @@
 //! access decision that depends on data, its audit entry and its outbox row.
 
 pub mod calls;
+pub mod patients;
 pub mod users;

@@ -11,11 +11,12 @@ use super::{
 };
 use crate::db::{self, appointments::AppointmentRow, patients::PatientRow};
 use crate::domain::call::{CallInput, IdempotencyKey, NewCall};
+use crate::domain::patient::PatientQuery;
 use crate::domain::Action;
 use crate::error::AppError;
 use crate::i18n::{Texts, OUTCOMES, REASONS};
-use crate::routes::patients::{read_patient, search_patients, SEARCH_LIMIT};
 use crate::service::calls;
+use crate::service::patients::{self, SEARCH_LIMIT};
 use crate::state::AppState;
 
 pub struct PatientView {
@@ -145,9 +146,10 @@ pub async fn page(
     if let Some(id) = query.patient.as_deref().filter(|id| !id.is_empty()) {
         // A patient's record: `GET /patients/{id}`'s permission and reads budget.
         also::<ReadPatients>(&req, session).await?;
-        let (patient, appointments) = read_patient(&state, session.caller.clone(), id.to_string())
-            .await
-            .map_err(|e| PageError::App(e, session.lang))?;
+        let (patient, appointments) =
+            patients::read(&state, session.caller.clone(), id.to_string())
+                .await
+                .map_err(|e| PageError::App(e, session.lang))?;
         page.patient = Some(patient.into());
         page.appointments = appointments
             .into_iter()
@@ -172,7 +174,11 @@ pub async fn search(
     may_log_calls(session)?;
     let mut page = AgentPage::new(session, None, centre_off(&state).await?);
     page.query = sent.form.q.clone();
-    match search_patients(&state, session.caller.clone(), &sent.form.q).await {
+    let searched = match PatientQuery::parse(&sent.form.q) {
+        Ok(query) => patients::search(&state, session.caller.clone(), query).await,
+        Err(e) => Err(AppError::validation("q", e.0)),
+    };
+    match searched {
         Ok(rows) => {
             // As many as a search shows: there may be more, and the agent is told so.
             page.results_heading = if rows.len() as i64 >= SEARCH_LIMIT {
