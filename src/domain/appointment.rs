@@ -173,6 +173,64 @@ impl Priority {
 }
 
 /// A short free text (an appointment label, an incident title): trimmed, 1 to `max` characters.
+/// An appointment to create, every field checked (what it names is checked when it is
+/// stored: the patient, the service and its site are data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAppointment {
+    pub patient_id: String,
+    pub site: super::SiteCode,
+    pub service: super::ServiceCode,
+    pub kind: Kind,
+    pub label: String,
+    pub scheduled_at: chrono::NaiveDateTime,
+    pub priority: Priority,
+    pub urgent: bool,
+    pub essential: bool,
+}
+
+/// An appointment as a client sends it (the API's body).
+#[derive(Debug, Clone, Copy)]
+pub struct AppointmentInput<'a> {
+    pub patient_id: &'a str,
+    pub site: &'a str,
+    pub service: &'a str,
+    pub kind: &'a str,
+    pub label: &'a str,
+    pub scheduled_at: &'a str,
+    pub priority: i64,
+    pub urgent: bool,
+    pub essential: bool,
+}
+
+impl NewAppointment {
+    /// Checks every field; all the faults at once.
+    pub fn parse(input: &AppointmentInput<'_>) -> Result<Self, super::Faults> {
+        let mut f = super::Faults::default();
+        let site = f.check("site", super::SiteCode::parse(input.site));
+        let service = f.check("service", super::ServiceCode::parse(input.service));
+        let kind = f.check("kind", Kind::parse(input.kind));
+        let label = f.check("label", parse_text(input.label, 200));
+        let at = f.check(
+            "scheduled_at",
+            super::time::parse_instant(input.scheduled_at),
+        );
+        let priority = f.check("priority", Priority::new(input.priority));
+        f.finish((|| {
+            Some(NewAppointment {
+                patient_id: input.patient_id.to_string(),
+                site: site?,
+                service: service?,
+                kind: kind?,
+                label: label?,
+                scheduled_at: at?,
+                priority: priority?,
+                urgent: input.urgent,
+                essential: input.essential,
+            })
+        })())
+    }
+}
+
 /// A new date given by a person (a secretary on the phone, the API): today or later, in
 /// Brussels. A date in the past would be booked and emailed to the patient as their new date.
 pub fn new_date(

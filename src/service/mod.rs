@@ -5,6 +5,7 @@
 //! domain values or named rows, never an HTTP or page type; it owns its transaction, the
 //! access decision that depends on data, its audit entry and its outbox row.
 
+pub mod appointments;
 pub mod calls;
 pub mod patients;
 pub mod users;

@@ -17,7 +17,7 @@ use crate::domain::appointment::Status;
 use crate::domain::patient::Language;
 use crate::email::render::{belgian_date, kind_word};
 use crate::error::AppError;
-use crate::routes::appointments::{answer_by_link, Answered};
+use crate::service::appointments::{answer_by_link, Answered};
 use crate::state::AppState;
 
 /// The words of the answer page, for patients.

@@ -11,13 +11,14 @@ use super::{
     Signed, Submitted,
 };
 use crate::db::{self, contact_list::ContactRow};
+use crate::domain::appointment::ContactOutcome;
 use crate::domain::appointment::Kind;
 use crate::domain::time::parse_instant_or_local;
 use crate::error::AppError;
 use crate::export::checked_filter;
 use crate::i18n::{Texts, CONTACT_OUTCOMES};
-use crate::routes::appointments::{record_attempt, reschedule_to, CreateContactAttempt};
 use crate::routes::contact_lists::{stream_contact_list, ContactListQuery};
+use crate::service::appointments::{self, NewAttempt};
 use crate::state::AppState;
 
 /// Rows per page: a morning's calls for one secretary; the download has them all.
@@ -431,13 +432,24 @@ pub async fn attempt(
 ) -> Result<HttpResponse, PageError> {
     let Submitted { session, form, .. } = sent;
     let lang = session.lang;
-    let attempt = CreateContactAttempt {
-        channel: "phone".into(),
-        outcome: form.outcome,
-        note: form.note.filter(|n| !n.trim().is_empty()),
-    };
+    let mut f = crate::domain::Faults::default();
+    let outcome = f.check("outcome", ContactOutcome::parse(&form.outcome));
+    let note = f.check_opt(
+        "note",
+        form.note.as_deref().filter(|n| !n.trim().is_empty()),
+        crate::domain::call::parse_notes,
+    );
+    let attempt = f
+        .finish((|| {
+            Some(NewAttempt {
+                channel: crate::domain::appointment::Channel::Phone,
+                outcome: outcome?,
+                note: note?.flatten(),
+            })
+        })())
+        .map_err(|faults| PageError::App(faults.into(), lang))?;
     let at = form.appointment_id.clone();
-    record_attempt(&state, session.caller, form.appointment_id, attempt)
+    appointments::attempt(&state, session.caller, form.appointment_id, attempt)
         .await
         .map_err(|e| PageError::App(e, lang))?;
     Ok(back_to(&form.back, "attempt", &at, &form.next))
@@ -464,7 +476,7 @@ pub async fn reschedule(
     let at = date_field(&form.scheduled_at)
         .map_err(|e| PageError::App(AppError::validation("scheduled_at", e.0), lang))?;
     let id = form.appointment_id.clone();
-    reschedule_to(&state, session.caller, form.appointment_id, at)
+    appointments::reschedule(&state, session.caller, form.appointment_id, at)
         .await
         .map_err(|e| PageError::App(e, lang))?;
     Ok(back_to(&form.back, "rescheduled", &id, &form.next))
