@@ -73,14 +73,14 @@ fn queued_at(
     let services = seed_sites(&db);
     let (site, service) = services[0].clone();
     let site_code = site.clone();
-    let mut csv = reprise::imports::APPOINTMENT_HEADER.join(",");
+    let mut csv = reprise::service::imports::APPOINTMENT_HEADER.join(",");
     csv.push('\n');
     for i in 0..n {
         csv.push_str(&format!(
             ",Patient{i},Anne,1950-01-01,,patient{i}@example.be,fr,true,{site},{service},consultation,Suivi,2022-05-16 09:30,3,false,false\n"
         ));
     }
-    reprise::imports::import_appointments(&db, csv.as_bytes(), &Caller::command_line())
+    reprise::service::imports::import_appointments(&db, csv.as_bytes(), &Caller::command_line())
         .expect("import");
     let queued = db
         .write_blocking(move |conn| {

@@ -115,7 +115,7 @@ fn bench_import(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     let rows = scale(100_000, 100);
     let distinct = rows * 7 / 10;
     let people: Vec<Person> = People::new(42).take(distinct).collect();
-    let header = reprise::imports::APPOINTMENT_HEADER.join(",");
+    let header = reprise::service::imports::APPOINTMENT_HEADER.join(",");
     let service_db = BenchDb::create(backend, server, "import");
     let db = service_db.open();
     let services = seed_sites(&db);
@@ -154,9 +154,12 @@ fn bench_import(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
         ));
     }
     let started = Instant::now();
-    let report =
-        reprise::imports::import_appointments(&db, csv.as_bytes(), &Caller::command_line())
-            .expect("the import succeeds");
+    let report = reprise::service::imports::import_appointments(
+        &db,
+        csv.as_bytes(),
+        &Caller::command_line(),
+    )
+    .expect("the import succeeds");
     let service_ms = ms(started);
     assert_eq!(report.imported as usize, rows);
 

@@ -149,14 +149,16 @@ pub fn run(cli: Cli) -> ExitCode {
         }) => export_contact_list(&settings, site, service, &format, out.as_deref()),
         Command::Import(ImportCommand::Appointments { file }) => {
             import_file(&settings, &file, |db, input, caller| {
-                crate::imports::import_appointments(db, input, caller).map(|r| serde_json::json!(r))
+                crate::service::imports::import_appointments(db, input, caller)
+                    .map(|r| serde_json::json!(r))
             })
         }
         Command::Backup { file } => backup(&settings, &file),
         Command::PurgeCalls { retention_days } => purge_calls(&settings, retention_days),
         Command::Import(ImportCommand::Calls { file }) => {
             import_file(&settings, &file, |db, input, caller| {
-                crate::imports::import_calls(db, input, caller).map(|r| serde_json::json!(r))
+                crate::service::imports::import_calls(db, input, caller)
+                    .map(|r| serde_json::json!(r))
             })
         }
     };
@@ -203,7 +205,7 @@ fn purge_calls(settings: &Settings, retention_days: u32) -> Result<(), CliError>
                 &Caller::command_line(),
                 "call.purge",
                 None,
-                serde_json::json!({ "before": crate::routes::utc(before), "rows": n }),
+                serde_json::json!({ "before": crate::domain::time::utc(before), "rows": n }),
             )?;
             Ok::<_, AppError>(n)
         })
@@ -215,7 +217,7 @@ fn purge_calls(settings: &Settings, retention_days: u32) -> Result<(), CliError>
         })?;
     println!(
         "{}",
-        serde_json::json!({ "calls_purged": purged, "before": crate::routes::utc(before) })
+        serde_json::json!({ "calls_purged": purged, "before": crate::domain::time::utc(before) })
     );
     Ok(())
 }
@@ -422,12 +424,14 @@ fn export_contact_list(
     out: Option<&std::path::Path>,
 ) -> Result<(), CliError> {
     use std::io::Write;
-    let format = crate::export::Format::parse(format)
+    let format = crate::service::contact_lists::Format::parse(format)
         .map_err(|e| CliError::Usage(format!("--format {format:?} {e}")))?;
     let db = open_database(settings)?;
     let caller = Caller::command_line();
     let filter = db
-        .read_blocking(|conn| crate::export::checked_filter(conn, &caller, site, service, None))
+        .read_blocking(|conn| {
+            crate::service::contact_lists::checked_filter(conn, &caller, site, service, None)
+        })
         .map_err(|e| match e {
             crate::error::AppError::NotFound(m) => CliError::Usage(m),
             crate::error::AppError::Validation(errors) => CliError::Usage(
@@ -447,7 +451,7 @@ fn export_contact_list(
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut write_error = None;
-    let rows = crate::export::export(&db, &caller, filter, format, |chunk| {
+    let rows = crate::service::contact_lists::export(&db, &caller, filter, format, |chunk| {
         match sink.write_all(&chunk) {
             Ok(()) => true,
             Err(e) => {

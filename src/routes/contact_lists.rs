@@ -3,17 +3,16 @@
 //! rows then flow from a database cursor through a small bounded channel, so memory does not
 //! grow with the list.
 
-use actix_web::http::header;
 use actix_web::{get, web, HttpResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::ApiQuery;
-use crate::auth::{perm, Caller, Granted};
+use crate::auth::{perm, Granted};
 use crate::domain::appointment::Kind;
-use crate::domain::patient::Language;
+use crate::domain::Faults;
 use crate::error::{AppResult, Problem};
-use crate::export::{checked_filter, export, Format};
+use crate::service::contact_lists::{self, Format};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -48,51 +47,12 @@ pub async fn contact_list(
     state: web::Data<AppState>,
     query: ApiQuery<ContactListQuery>,
 ) -> AppResult<HttpResponse> {
-    stream_contact_list(&state, caller.caller, query.parse()?, None).await
-}
-
-/// The contact list as a streamed download (the API and the secretaries' page). `page_lang`:
-/// the language of the page asking, for a workbook's words (the API has none: French).
-pub async fn stream_contact_list(
-    state: &AppState,
-    caller: Caller,
-    q: ContactListQuery,
-    page_lang: Option<Language>,
-) -> AppResult<HttpResponse> {
-    let mut f = super::Fields::new();
+    let q = query.parse()?;
+    let mut f = Faults::default();
     let format = f.check_opt("format", q.format.as_deref(), Format::parse);
     let kind = f.check_opt("kind", q.kind.as_deref(), Kind::parse);
     let (format, kind) = f.finish(format.zip(kind))?;
     let format = format.unwrap_or(Format::Json);
-    let format = page_lang.map_or(format, |lang| format.in_language(lang));
-    let checking = caller.clone();
-    let (site, service) = (q.site, q.service);
-    let filter = state
-        .db
-        .read(move |conn| checked_filter(conn, &checking, site, service, kind))
-        .await?;
-    let file = format!("contact-list-{}.{}", filter.site, format.file_extension());
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
-    let db = state.db.clone();
-    actix_web::rt::task::spawn_blocking(move || {
-        let sent = export(&db, &caller, filter, format, |chunk| {
-            tx.blocking_send(Ok(web::Bytes::from(chunk))).is_ok()
-        });
-        if let Err(e) = sent {
-            // Headers are gone already: cut the body so the client sees a broken download.
-            tracing::error!(error = %e, "contact list export failed");
-            let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
-        }
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type(format.content_type())
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{file}\""),
-        ))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .streaming(body))
+    let d = contact_lists::stream(&state, caller.caller, q.site, q.service, kind, format).await?;
+    Ok(crate::http::download(d))
 }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use crate::auth::{perm, Granted};
 use crate::error::{AppError, AppResult, Problem};
-use crate::imports::{AppointmentImport, CallImport};
+use crate::service::imports::{AppointmentImport, CallImport};
 use crate::state::AppState;
 
 /// Largest CSV upload: about a million lines.
@@ -85,7 +85,7 @@ pub async fn appointments(
     let caller = caller.caller;
     let db = state.db.clone();
     let report = web::block(move || {
-        crate::imports::import_appointments(&db, std::io::BufReader::new(file), &caller)
+        crate::service::imports::import_appointments(&db, std::io::BufReader::new(file), &caller)
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;
@@ -117,7 +117,7 @@ pub async fn calls(
     let caller = caller.caller;
     let db = state.db.clone();
     let report = web::block(move || {
-        crate::imports::import_calls(&db, std::io::BufReader::new(file), &caller)
+        crate::service::imports::import_calls(&db, std::io::BufReader::new(file), &caller)
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;

@@ -5,12 +5,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
-use crate::auth::{perm, Caller, Granted};
+use crate::auth::{perm, Granted};
 use crate::db::{self, sites::ServiceRow, sites::SiteRow};
+use crate::domain::appointment::Programme;
 use crate::domain::{
     account::parse_name, Email, Invalid, PhoneE164, ServiceCode, SiteCode, SiteKind,
 };
 use crate::error::{AppError, AppResult, Problem};
+use crate::service::sites;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -400,99 +402,20 @@ pub async fn reopen(
     body: ApiJson<ReopenSite>,
 ) -> AppResult<web::Json<ReopenResponse>> {
     let b = body.parse().await?;
-    reopen_site(&state, caller.caller, code.into_inner(), b)
-        .await
-        .map(web::Json)
-}
-
-/// Reopens a closed site (the API and the coordinators' board).
-/// What reopening a site would do, for a person to confirm it first: the site, the
-/// appointments to contact, and the emails that would go.
-#[derive(Debug, Clone)]
-pub struct ReopenPreview {
-    pub site: db::sites::SiteRow,
-    pub to_contact: i64,
-    pub emails: i64,
-}
-
-/// [`ReopenPreview`] of a closed site: 404 unknown, 409 already open.
-pub async fn reopen_preview(state: &AppState, code: String) -> AppResult<ReopenPreview> {
-    state
-        .db
-        .read(move |conn| {
-            let site = db::sites::find_site(conn, &code)?
-                .ok_or_else(|| AppError::NotFound("no such site".into()))?;
-            if site.status == "open" {
-                return Err(AppError::Conflict(format!("site {code} is already open")));
-            }
-            let to_contact = db::sites::postponed_counts(conn, std::slice::from_ref(&code))?
-                .first()
-                .map_or(0, |(_, n)| *n);
-            let emails = db::notifications::count_reopened(conn, &code)?;
-            Ok::<_, AppError>(ReopenPreview {
-                site,
-                to_contact,
-                emails,
-            })
-        })
-        .await
-}
-
-pub async fn reopen_site(
-    state: &AppState,
-    caller: Caller,
-    code: String,
-    b: ReopenSite,
-) -> AppResult<ReopenResponse> {
-    let programme = crate::domain::appointment::Programme::parse(&b.programme)
-        .map_err(|e| AppError::validation("programme", e.0))?;
-    let now = crate::domain::now();
-    let (row, to_contact, queued) = state
-        .db
-        .write(move |conn| {
-            let site = db::sites::find_site(conn, &code)?
-                .ok_or_else(|| AppError::NotFound("no such site".into()))?;
-            if site.status == "open" {
-                return Err(AppError::Conflict(format!("site {code} is already open")));
-            }
-            let rooms = b.operating_rooms_open.unwrap_or(site.operating_rooms);
-            if !(0..=site.operating_rooms).contains(&rooms) {
-                return Err(AppError::validation(
-                    "operating_rooms_open",
-                    format!(
-                        "must be between 0 and the site's {} rooms",
-                        site.operating_rooms
-                    ),
-                ));
-            }
-            db::sites::reopen(conn, &code, programme.as_str(), rooms, now)?;
-            let queued = if b.notify_patients {
-                db::notifications::queue_reopened(conn, &code, now)?
-            } else {
-                0
-            };
-            let to_contact = db::sites::postponed_counts(conn, std::slice::from_ref(&code))?
-                .first()
-                .map_or(0, |(_, n)| *n);
-            crate::audit::record(
-                conn,
-                &caller,
-                "site.reopen",
-                Some(&format!("site:{code}")),
-                serde_json::json!({
-                    "programme": programme.as_str(), "operating_rooms_open": rooms,
-                    "to_contact": to_contact, "notify_patients": b.notify_patients,
-                    "notifications_queued": queued,
-                }),
-            )?;
-            let row = db::sites::find_site(conn, &code)?
-                .ok_or_else(|| AppError::NotFound("no such site".into()))?;
-            Ok::<_, AppError>((row, to_contact, queued))
-        })
-        .await?;
-    Ok(ReopenResponse {
-        site: SiteResponse::new(row, to_contact),
-        to_contact,
-        notifications_queued: i64::try_from(queued).unwrap_or(i64::MAX),
-    })
+    let programme =
+        Programme::parse(&b.programme).map_err(|e| AppError::validation("programme", e.0))?;
+    let done = sites::reopen(
+        &state,
+        caller.caller,
+        code.into_inner(),
+        programme,
+        b.operating_rooms_open,
+        b.notify_patients,
+    )
+    .await?;
+    Ok(web::Json(ReopenResponse {
+        site: SiteResponse::new(done.site, done.to_contact),
+        to_contact: done.to_contact,
+        notifications_queued: done.notifications_queued,
+    }))
 }

@@ -7,5 +7,8 @@
 
 pub mod appointments;
 pub mod calls;
+pub mod contact_lists;
+pub mod imports;
 pub mod patients;
+pub mod sites;
 pub mod users;

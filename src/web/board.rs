@@ -12,12 +12,13 @@ use super::{
     Signed, Submitted,
 };
 use crate::db;
+use crate::domain::appointment::Programme;
 use crate::domain::call::CentreStatus;
 use crate::domain::call::{busiest_days, per_day as calls_per_day};
 use crate::error::AppError;
 use crate::i18n::{Texts, PROGRAMMES};
-use crate::routes::sites::{reopen_preview, reopen_site, ReopenSite};
 use crate::service::calls;
+use crate::service::sites;
 use crate::state::AppState;
 
 /// Days on the chart when the coordinator chose none: a quarter.
@@ -319,10 +320,10 @@ pub async fn confirm_reopen(
     let (lang, t) = (session.lang, session.t());
     let err = |e| PageError::App(e, lang);
     let form = form.into_inner();
-    let programme = crate::domain::appointment::Programme::parse(&form.programme)
+    let programme = Programme::parse(&form.programme)
         .map_err(|e| err(AppError::validation("programme", e.0)))?;
     let rooms = form.rooms().map_err(err)?;
-    let preview = reopen_preview(&state, form.site.clone())
+    let preview = sites::reopen_preview(&state, form.site.clone())
         .await
         .map_err(err)?;
     let rooms_total = preview.site.operating_rooms;
@@ -367,12 +368,10 @@ pub async fn reopen(
             lang,
         ));
     }
-    let body = ReopenSite {
-        programme: form.programme,
-        operating_rooms_open: rooms,
-        notify_patients: form.notify.is_some(),
-    };
-    let done = reopen_site(&state, session.caller, form.site, body)
+    let programme = Programme::parse(&form.programme)
+        .map_err(|e| PageError::App(AppError::validation("programme", e.0), lang))?;
+    let notify = form.notify.is_some();
+    let done = sites::reopen(&state, session.caller, form.site, programme, rooms, notify)
         .await
         .map_err(|e| PageError::App(e, lang))?;
     Ok(see_other(&format!(

@@ -15,10 +15,9 @@ use crate::domain::appointment::ContactOutcome;
 use crate::domain::appointment::Kind;
 use crate::domain::time::parse_instant_or_local;
 use crate::error::AppError;
-use crate::export::checked_filter;
 use crate::i18n::{Texts, CONTACT_OUTCOMES};
-use crate::routes::contact_lists::{stream_contact_list, ContactListQuery};
 use crate::service::appointments::{self, NewAttempt};
+use crate::service::contact_lists::{self, checked_filter, Format};
 use crate::state::AppState;
 
 /// Rows per page: a morning's calls for one secretary; the download has them all.
@@ -599,16 +598,24 @@ pub async fn export(
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, PageError> {
     let session = signed.session;
+    let lang = session.lang;
     let q = query.into_inner();
-    let wanted = ContactListQuery {
-        site: q.filter.site.clone(),
-        service: some(&q.filter.service),
-        kind: some(&q.filter.kind),
-        format: Some(q.format.unwrap_or_else(|| "csv".into())),
-    };
-    stream_contact_list(&state, session.caller, wanted, Some(session.lang))
+    let mut f = crate::domain::Faults::default();
+    let format = f.check(
+        "format",
+        Format::parse(q.format.as_deref().unwrap_or("csv")),
+    );
+    let kind = f.check_opt("kind", some(&q.filter.kind).as_deref(), Kind::parse);
+    let (format, kind) = f
+        .finish(format.zip(kind))
+        .map_err(|faults| PageError::App(faults.into(), lang))?;
+    // The workbook speaks the page's language.
+    let format = format.in_language(lang);
+    let service = some(&q.filter.service);
+    contact_lists::stream(&state, session.caller, q.filter.site, service, kind, format)
         .await
-        .map_err(|e| PageError::App(e, session.lang))
+        .map(crate::http::download)
+        .map_err(|e| PageError::App(e, lang))
 }
 
 #[cfg(test)]

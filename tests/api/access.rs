@@ -114,7 +114,7 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
         ("post", "/api/v1/appointments/import") => {
             return Some(Body::Csv(format!(
                 "{}\n,Csv,Patient,1960-03-04,,,fr,false,{},{},operation,Genou,2030-03-01 08:00,2,false,false\n",
-                reprise::imports::APPOINTMENT_HEADER.join(","),
+                reprise::service::imports::APPOINTMENT_HEADER.join(","),
                 f.site,
                 f.service
             )))
@@ -125,7 +125,7 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
         ("post", "/api/v1/calls/import") => {
             return Some(Body::Csv(format!(
                 "{}\n2022-05-16T08:00:00Z,061 23 45 67,,other,informed,60,\n",
-                reprise::imports::CALL_HEADER.join(",")
+                reprise::service::imports::CALL_HEADER.join(",")
             )))
         }
         ("put", "/api/v1/call-centre") => json!({"status": "active"}),

@@ -971,7 +971,7 @@ async fn a_printed_list_has_every_row_on_numbered_portrait_pages() {
     let app = spawn_app().await;
     let (site, service) = app.create_site_and_service().await;
     // 435 appointments to rebook, as in Arlon's surgery after the incident.
-    let mut csv = reprise::imports::APPOINTMENT_HEADER.join(",");
+    let mut csv = reprise::service::imports::APPOINTMENT_HEADER.join(",");
     for i in 0..435 {
         csv.push_str(&format!(
             "\n,Patient{i:03},Anne,1960-01-01,0470 12 34 56,,fr,false,{site},{service},operation,Hanche,2022-05-{:02} {:02}:00,{},false,false",

@@ -418,7 +418,7 @@ async fn call_imports_match_patients_and_are_all_or_nothing() {
             .status(),
         201
     );
-    let header = reprise::imports::CALL_HEADER.join(",");
+    let header = reprise::service::imports::CALL_HEADER.join(",");
     let good = format!(
         "{header}\n2022-05-16 09:00,061 23 45 67,85.07.30-033.28,appointment_status,informed,60,\"Inquiète, rappeler\"\n\
          2022-05-16T09:05:00+02:00,,17020100178,other,callback_scheduled,,\n"

@@ -141,7 +141,7 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
         .collect();
     // The contract's columns, and two fields beyond them (the contract welcomes extra fields):
     // the day a committed plan proposes and the patient's answer by email.
-    let mut expected: Vec<&str> = reprise::export::HEADER.to_vec();
+    let mut expected: Vec<&str> = reprise::service::contact_lists::HEADER.to_vec();
     expected.push("proposed_at");
     expected.push("patient_request");
     expected.push("status");
@@ -172,7 +172,7 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
     let mut lines = text.split("\r\n");
     assert_eq!(
         lines.next(),
-        Some(reprise::export::HEADER.join(",").as_str())
+        Some(reprise::service::contact_lists::HEADER.join(",").as_str())
     );
     let rows: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
     assert_eq!(rows.len(), 3);
@@ -196,7 +196,7 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
     let bytes = excel.bytes().await.expect("bytes");
     assert!(bytes.starts_with("\u{feff}".as_bytes()), "UTF-8 with BOM");
     let text = String::from_utf8(bytes[3..].to_vec()).expect("utf-8");
-    assert!(text.starts_with(&reprise::export::HEADER.join(";")));
+    assert!(text.starts_with(&reprise::service::contact_lists::HEADER.join(";")));
     assert!(text.contains("Zoé;Ärne"), "{text}");
     assert!(
         text.contains(";+32 61 23 45 67;"),
@@ -380,7 +380,7 @@ async fn an_excel_export_reads_back_cell_for_cell_in_libreoffice() {
     assert_eq!(read.len(), expected.len());
     for (row, (got, want)) in read.iter().zip(&expected).enumerate() {
         for (col, (cell, text)) in got.iter().zip(want).enumerate() {
-            let column = reprise::export::HEADER[col];
+            let column = reprise::service::contact_lists::HEADER[col];
             let numeric = row > 0 && matches!(column, "priority" | "attempts");
             match cell {
                 Data::String(s) => assert_eq!(s, text, "row {row} {column}"),

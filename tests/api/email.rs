@@ -286,7 +286,7 @@ async fn each_patient_gets_the_right_email_in_their_language_and_local_time() {
 /// `count` patients with one appointment each at a new site, postponed: `count` emails queued.
 async fn queue_postponed(app: &TestApp, count: usize, email: impl Fn(usize) -> String) {
     let (site, service) = arlon(app).await;
-    let header = reprise::imports::APPOINTMENT_HEADER.join(",");
+    let header = reprise::service::imports::APPOINTMENT_HEADER.join(",");
     let mut csv = format!("{header}\n");
     for i in 0..count {
         csv.push_str(&format!(

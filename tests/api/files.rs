@@ -216,7 +216,7 @@ async fn eml_files_and_the_outbox_folder_are_private_whatever_the_umask_of_the_p
     let (site, service) = app.create_site_and_service().await;
     let csv = format!(
         "{}\n,Prive,Anne,1950-01-01,,anne@example.be,fr,true,{site},{service},consultation,Suivi,2022-05-16 09:30,3,false,false\n",
-        reprise::imports::APPOINTMENT_HEADER.join(",")
+        reprise::service::imports::APPOINTMENT_HEADER.join(",")
     );
     let r = app
         .client

@@ -92,8 +92,8 @@ fn no_csv_file_panics_either_import_and_a_refused_one_stores_nothing() {
         ..ProptestConfig::default()
     });
     let files = prop_oneof![
-        csv_file(&reprise::imports::APPOINTMENT_HEADER).prop_map(|s| s.into_bytes()),
-        csv_file(&reprise::imports::CALL_HEADER).prop_map(|s| s.into_bytes()),
+        csv_file(&reprise::service::imports::APPOINTMENT_HEADER).prop_map(|s| s.into_bytes()),
+        csv_file(&reprise::service::imports::CALL_HEADER).prop_map(|s| s.into_bytes()),
         prop::collection::vec(any::<u8>(), 0..512),
     ];
     runner
@@ -101,10 +101,11 @@ fn no_csv_file_panics_either_import_and_a_refused_one_stores_nothing() {
             for appointments in [true, false] {
                 let before = counts(&db);
                 let result = if appointments {
-                    reprise::imports::import_appointments(&db, bytes.as_slice(), &caller)
+                    reprise::service::imports::import_appointments(&db, bytes.as_slice(), &caller)
                         .map(|_| ())
                 } else {
-                    reprise::imports::import_calls(&db, bytes.as_slice(), &caller).map(|_| ())
+                    reprise::service::imports::import_calls(&db, bytes.as_slice(), &caller)
+                        .map(|_| ())
                 };
                 match result {
                     Ok(()) => {}

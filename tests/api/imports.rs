@@ -4,7 +4,7 @@ use crate::cli::reprise;
 use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 fn header() -> String {
-    reprise::imports::APPOINTMENT_HEADER.join(",")
+    reprise::service::imports::APPOINTMENT_HEADER.join(",")
 }
 
 async fn import(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Response {

@@ -167,7 +167,7 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         .header("content-type", "text/csv")
         .body(format!(
             "{}\n85073003329,Canarylast,Canaryfirst,1985-07-30,0471 99 88 77,,fr,false,CAN,CAN-S,operation,x,2022-05-16 09:00,2,false,false\n",
-            reprise::imports::APPOINTMENT_HEADER.join(",")
+            reprise::service::imports::APPOINTMENT_HEADER.join(",")
         ))
         .send()
         .await;

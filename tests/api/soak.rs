@@ -81,7 +81,7 @@ async fn a_steady_mixed_load_gets_no_errors_and_memory_stays_flat() {
         .status(),
         201
     );
-    let mut csv = reprise::imports::APPOINTMENT_HEADER.join(",");
+    let mut csv = reprise::service::imports::APPOINTMENT_HEADER.join(",");
     csv.push('\n');
     for i in 0..300 {
         csv.push_str(&format!(

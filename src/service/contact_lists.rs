@@ -424,6 +424,56 @@ pub fn export(
     }
 }
 
+/// A contact list on its way to a client: what it is and its bytes, as they come.
+pub struct Download {
+    pub content_type: &'static str,
+    /// `contact-list-ARL.csv`: the site's code and the format's extension.
+    pub file_name: String,
+    /// Chunks of the list, read by a blocking task from one database cursor and handed over
+    /// through a 4-chunk channel: memory does not grow with the list. An error after the first
+    /// chunk cuts the body, so the client sees a broken download.
+    pub body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>,
+}
+
+/// The contact list of `site` (and `service`, `kind`) as `caller` may see it, in `format`:
+/// access is decided before the first byte (404, 403, 422), the export audited when it ends.
+pub async fn stream(
+    state: &crate::state::AppState,
+    caller: Caller,
+    site: String,
+    service: Option<String>,
+    kind: Option<Kind>,
+    format: Format,
+) -> AppResult<Download> {
+    use futures_util::StreamExt;
+    let checking = caller.clone();
+    let filter = state
+        .db
+        .read(move |conn| checked_filter(conn, &checking, site, service, kind))
+        .await?;
+    let file_name = format!("contact-list-{}.{}", filter.site, format.file_extension());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let sent = export(&db, &caller, filter, format, |chunk| {
+            tx.blocking_send(Ok(bytes::Bytes::from(chunk))).is_ok()
+        });
+        if let Err(e) = sent {
+            tracing::error!(error = %e, "contact list export failed");
+            let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed();
+    Ok(Download {
+        content_type: format.content_type(),
+        file_name,
+        body,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
