@@ -151,8 +151,16 @@ pub fn set_service_capacity(
         .map(drop)
 }
 
-/// `(service, label, minutes)`: the expected length of an operation by its label.
-pub fn durations(conn: &mut DbConnection, site: &str) -> QueryResult<Vec<(String, String, i32)>> {
+/// The expected length of a service's operation with this label.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct LabelMinutes {
+    pub service: String,
+    pub label: String,
+    pub minutes: i32,
+}
+
+/// The expected lengths of the site's operations by label.
+pub fn durations(conn: &mut DbConnection, site: &str) -> QueryResult<Vec<LabelMinutes>> {
     operation_durations::table
         .inner_join(services::table)
         .filter(services::site_code.eq(site))
@@ -242,8 +250,23 @@ pub fn set_proposed(
     Ok(())
 }
 
+/// A count for a site's service.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct ServiceCount {
+    pub site: String,
+    pub service: String,
+    pub count: i64,
+}
+
+/// A count for a site.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct SiteCount {
+    pub site: String,
+    pub count: i64,
+}
+
 /// Postponed consultations per site and service (the deadline view's "remaining").
-pub fn postponed_consultations(conn: &mut DbConnection) -> QueryResult<Vec<(String, String, i64)>> {
+pub fn postponed_consultations(conn: &mut DbConnection) -> QueryResult<Vec<ServiceCount>> {
     appointments::table
         .filter(appointments::status.eq("postponed"))
         .filter(appointments::kind.eq("consultation"))
@@ -257,21 +280,29 @@ pub fn postponed_consultations(conn: &mut DbConnection) -> QueryResult<Vec<(Stri
 }
 
 /// Consultation slots of a working day, per site and service.
-pub fn daily_slots(conn: &mut DbConnection) -> QueryResult<Vec<(String, String, i32)>> {
-    services::table
+pub fn daily_slots(conn: &mut DbConnection) -> QueryResult<Vec<ServiceCount>> {
+    let rows: Vec<(String, String, i32)> = services::table
         .select((
             services::site_code,
             services::code,
             services::consultation_slots,
         ))
-        .load(conn)
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(site, service, slots)| ServiceCount {
+            site,
+            service,
+            count: i64::from(slots.max(0)),
+        })
+        .collect())
 }
 
 /// Consultations rescheduled since `since`, per site: the pace of the secretaries.
 pub fn consultations_rescheduled_since(
     conn: &mut DbConnection,
     since: chrono::NaiveDateTime,
-) -> QueryResult<Vec<(String, i64)>> {
+) -> QueryResult<Vec<SiteCount>> {
     use super::schema::appointment_events;
     appointment_events::table
         .inner_join(appointments::table)

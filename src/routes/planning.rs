@@ -1,97 +1,24 @@
 //! Planning the reopening: the capacity of each site and service (`/sites/{code}/capacity`,
 //! `/services/{code}/capacity`) and the plan that fills it (`POST /sites/{code}/plan`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use actix_web::{get, post, put, web};
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiJson, ApiQuery, Fields};
-use crate::auth::{perm, Caller, Granted};
-use crate::db::{self, planning::CapacityDay, DbConnection};
+use crate::auth::{perm, Granted};
+use crate::db::planning::CapacityDay;
 use crate::domain::appointment::parse_text;
-use crate::domain::plan::{first_fit, Day, Need, Planning};
-use crate::domain::Invalid;
+use crate::domain::plan::{in_range, parse_day};
 use crate::error::{AppError, AppResult, Problem};
+use crate::service::planning::{self as service, ServiceCapacity, SiteCapacity};
 use crate::state::AppState;
 
 /// The longest window a plan covers.
 const MAX_DAYS: i64 = 366;
-
-/// A day of this century's plans: `YYYY-MM-DD`, years 2000 to 2100 (dates far outside are
-/// typing mistakes, and PostgreSQL refuses some that SQLite stores).
-fn parse_day(raw: &str) -> Result<NaiveDate, Invalid> {
-    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-        .ok()
-        .filter(|d| (2000..=2100).contains(&d.year()))
-        .ok_or_else(|| Invalid("must be a date from 2000 to 2100 such as 2022-06-13".into()))
-}
-
-fn in_range(n: i32, min: i32, max: i32) -> Result<i32, Invalid> {
-    if (min..=max).contains(&n) {
-        Ok(n)
-    } else {
-        Err(Invalid(format!("must be between {min} and {max}")))
-    }
-}
-
-/// Operating-room minutes of `rooms` × `minutes` at `fraction`, in whole basis points so that
-/// 3 × 60 × 0.35 is 63, not 62.999….
-fn share(rooms: i32, minutes: i32, fraction: f64) -> u32 {
-    let basis_points = (fraction * 10_000.0).round() as u64;
-    let total =
-        u64::try_from(rooms.max(0)).unwrap_or(0) * u64::try_from(minutes.max(0)).unwrap_or(0);
-    u32::try_from(total * basis_points / 10_000).unwrap_or(u32::MAX)
-}
-
-/// The site's usual day: its rooms (those opened, else all), its session length, the share
-/// of its programme (`full` 100 %, `moderate` or none yet: the configured fraction).
-struct SiteDays {
-    rooms: i32,
-    session_minutes: i32,
-    fraction: f64,
-    overrides: HashMap<NaiveDate, (i32, i32)>,
-}
-
-impl SiteDays {
-    fn load(
-        conn: &mut DbConnection,
-        code: &str,
-        from: NaiveDate,
-        until: NaiveDate,
-        planning: &Planning,
-    ) -> AppResult<(db::sites::SiteRow, Self)> {
-        let site = db::sites::find_site(conn, code)?
-            .ok_or_else(|| AppError::NotFound("no such site".into()))?;
-        let session_minutes = db::planning::session_minutes(conn, code)?;
-        let overrides = db::planning::capacity_days(conn, code, from, until)?
-            .into_iter()
-            .map(|d| (d.day, (d.rooms_open, d.session_minutes)))
-            .collect();
-        let days = SiteDays {
-            rooms: site.operating_rooms_open.unwrap_or(site.operating_rooms),
-            session_minutes,
-            fraction: match site.programme.as_deref() {
-                Some("full") => 1.0,
-                _ => planning.moderate_fraction,
-            },
-            overrides,
-        };
-        Ok((site, days))
-    }
-
-    /// Operating-room minutes of a day: weekdays only, unless the day has its own capacity.
-    fn minutes(&self, day: NaiveDate) -> u32 {
-        let (rooms, minutes) = match self.overrides.get(&day) {
-            Some(&(rooms, minutes)) => (rooms, minutes),
-            None if day.weekday().number_from_monday() <= 5 => (self.rooms, self.session_minutes),
-            None => (0, 0),
-        };
-        share(rooms, minutes, self.fraction)
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CapacityDayResponse {
@@ -128,50 +55,38 @@ pub struct SiteCapacityResponse {
     pub services: Vec<ServiceCapacityResponse>,
 }
 
-fn capacity_response(
-    conn: &mut DbConnection,
-    code: &str,
-    planning: &Planning,
-) -> AppResult<SiteCapacityResponse> {
-    // Every day of its own from today on.
-    let today = crate::domain::now().date();
-    let until = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX);
-    let (site, days) = SiteDays::load(conn, code, today, until, planning)?;
-    let mut durations: HashMap<String, BTreeMap<String, i32>> = HashMap::new();
-    for (service, label, minutes) in db::planning::durations(conn, code)? {
-        durations.entry(service).or_default().insert(label, minutes);
+impl From<ServiceCapacity> for ServiceCapacityResponse {
+    fn from(s: ServiceCapacity) -> Self {
+        ServiceCapacityResponse {
+            code: s.code,
+            consultation_slots: s.consultation_slots,
+            operation_minutes: s.operation_minutes,
+            durations: s.durations,
+        }
     }
-    let mut overrides: Vec<CapacityDayResponse> = days
-        .overrides
-        .iter()
-        .map(|(date, (rooms, minutes))| CapacityDayResponse {
-            date: *date,
-            rooms_open: *rooms,
-            session_minutes: *minutes,
-        })
-        .collect();
-    overrides.sort_by_key(|d| d.date);
-    Ok(SiteCapacityResponse {
-        site: site.code,
-        programme: site.programme,
-        fraction: days.fraction,
-        operating_rooms_open: days.rooms,
-        session_minutes: days.session_minutes,
-        minutes_per_working_day: (f64::from(days.rooms)
-            * f64::from(days.session_minutes)
-            * days.fraction)
-            .floor() as i64,
-        days: overrides,
-        services: db::planning::service_capacities(conn, code)?
-            .into_iter()
-            .map(|s| ServiceCapacityResponse {
-                durations: durations.remove(&s.code).unwrap_or_default(),
-                code: s.code,
-                consultation_slots: s.consultation_slots,
-                operation_minutes: s.operation_minutes,
-            })
-            .collect(),
-    })
+}
+
+impl From<SiteCapacity> for SiteCapacityResponse {
+    fn from(c: SiteCapacity) -> Self {
+        SiteCapacityResponse {
+            site: c.site,
+            programme: c.programme,
+            fraction: c.days.fraction,
+            operating_rooms_open: c.days.rooms,
+            session_minutes: c.days.session_minutes,
+            minutes_per_working_day: c.days.per_working_day(),
+            days: c
+                .own_days
+                .into_iter()
+                .map(|d| CapacityDayResponse {
+                    date: d.day,
+                    rooms_open: d.rooms_open,
+                    session_minutes: d.session_minutes,
+                })
+                .collect(),
+            services: c.services.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 /// A site's planning capacity: its operating rooms, session length, programme share, the days
@@ -191,12 +106,8 @@ pub async fn site_capacity(
     state: web::Data<AppState>,
     code: web::Path<String>,
 ) -> AppResult<web::Json<SiteCapacityResponse>> {
-    let (code, planning) = (code.into_inner(), state.settings.planning);
-    let body = state
-        .db
-        .read(move |conn| capacity_response(conn, &code, &planning))
-        .await?;
-    Ok(web::Json(body))
+    let capacity = service::capacity(&state, code.into_inner()).await?;
+    Ok(web::Json(capacity.into()))
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -267,41 +178,8 @@ pub async fn set_site_capacity(
         }
     }
     let session = f.finish(session)?;
-    let (caller, planning) = (caller.caller, state.settings.planning);
-    let body = state
-        .db
-        .write(move |conn| {
-            let site = db::sites::find_site(conn, &code)?
-                .ok_or_else(|| AppError::NotFound("no such site".into()))?;
-            if let Some(d) = days.iter().find(|d| d.rooms_open > site.operating_rooms) {
-                return Err(AppError::validation(
-                    "days",
-                    format!(
-                        "{}: at most the site's {} rooms",
-                        d.day, site.operating_rooms
-                    ),
-                ));
-            }
-            if let Some(minutes) = session {
-                db::planning::set_session_minutes(conn, &code, minutes)?;
-            }
-            db::planning::set_capacity_days(conn, &code, &days)?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "site.capacity",
-                Some(&format!("site:{code}")),
-                serde_json::json!({
-                    "session_minutes": session,
-                    "days": days.iter().map(|d| serde_json::json!({
-                        "date": d.day, "rooms_open": d.rooms_open, "session_minutes": d.session_minutes,
-                    })).collect::<Vec<_>>(),
-                }),
-            )?;
-            capacity_response(conn, &code, &planning)
-        })
-        .await?;
-    Ok(web::Json(body))
+    let capacity = service::set_site_capacity(&state, caller.caller, code, session, days).await?;
+    Ok(web::Json(capacity.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -358,40 +236,16 @@ pub async fn set_service_capacity(
             durations.push((label, m));
         }
     }
-    let (slots, minutes) = f.finish(slots.zip(minutes))?;
-    let (code, caller) = (code.into_inner(), caller.caller);
-    let body = state
-        .db
-        .write(move |conn| {
-            let site = db::sites::service_site(conn, &code)?
-                .ok_or_else(|| AppError::NotFound("no such service".into()))?;
-            db::planning::set_service_capacity(conn, &code, slots, minutes)?;
-            db::planning::set_durations(conn, &code, &durations)?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "service.capacity",
-                Some(&format!("service:{code}")),
-                serde_json::json!({
-                    "consultation_slots": slots, "operation_minutes": minutes,
-                    "durations": durations.iter().cloned().collect::<BTreeMap<String, i32>>(),
-                }),
-            )?;
-            let mut all = db::planning::durations(conn, &site)?;
-            all.retain(|(s, _, _)| *s == code);
-            let service = db::planning::service_capacities(conn, &site)?
-                .into_iter()
-                .find(|s| s.code == code)
-                .ok_or_else(|| AppError::NotFound("no such service".into()))?;
-            Ok::<_, AppError>(ServiceCapacityResponse {
-                code: service.code,
-                consultation_slots: service.consultation_slots,
-                operation_minutes: service.operation_minutes,
-                durations: all.into_iter().map(|(_, l, m)| (l, m)).collect(),
-            })
-        })
-        .await?;
-    Ok(web::Json(body))
+    let capacities = f.finish(slots.zip(minutes))?;
+    let service = service::set_service_capacity(
+        &state,
+        caller.caller,
+        code.into_inner(),
+        capacities,
+        durations,
+    )
+    .await?;
+    Ok(web::Json(service.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -496,193 +350,62 @@ pub async fn plan(
             format!("must be on or after from, and at most {MAX_DAYS} days of it"),
         ));
     }
-    let plan = make_plan(&state, code.into_inner(), from, until).await?;
-    if commit {
-        let caller = caller.caller;
-        let proposals: Vec<(String, Option<NaiveDate>)> = plan
-            .items
-            .iter()
-            .map(|i| (i.appointment_id.clone(), i.proposed_date))
-            .collect();
-        let (site, planned, late) = (plan.site.clone(), plan.planned, plan.late);
-        state
-            .db
-            .write(move |conn| {
-                store_plan(conn, &caller, &site, &proposals, from, until, planned, late)
-            })
-            .await?;
-    }
-    Ok(web::Json(PlanResponse {
-        committed: commit,
-        ..plan
-    }))
+    let plan = service::plan(
+        &state,
+        caller.caller,
+        code.into_inner(),
+        (from, until),
+        commit,
+    )
+    .await?;
+    Ok(web::Json(plan.into()))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn store_plan(
-    conn: &mut DbConnection,
-    caller: &Caller,
-    site: &str,
-    proposals: &[(String, Option<NaiveDate>)],
-    from: NaiveDate,
-    until: NaiveDate,
-    planned: i64,
-    late: i64,
-) -> AppResult<()> {
-    db::planning::set_proposed(conn, site, proposals)?;
-    crate::audit::record(
-        conn,
-        caller,
-        "site.plan",
-        Some(&format!("site:{site}")),
-        serde_json::json!({
-            "from": from, "until": until, "rows": proposals.len(), "planned": planned, "late": late,
-        }),
-    )?;
-    Ok(())
-}
-
-/// Reads what the plan needs in one read, then plans in memory.
-pub async fn make_plan(
-    state: &AppState,
-    code: String,
-    from: NaiveDate,
-    until: NaiveDate,
-) -> AppResult<PlanResponse> {
-    let planning = state.settings.planning;
-    let site = code.clone();
-    let (site_days, services, durations, rows) = state
-        .db
-        .read(move |conn| {
-            let (_, site_days) = SiteDays::load(conn, &code, from, until, &planning)?;
-            Ok::<_, AppError>((
-                site_days,
-                db::planning::service_capacities(conn, &code)?,
-                db::planning::durations(conn, &code)?,
-                db::planning::postponed(conn, &code)?,
-            ))
-        })
-        .await?;
-    let service_index: HashMap<&str, usize> = services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.code.as_str(), i))
-        .collect();
-    let length: HashMap<(&str, &str), i32> = durations
-        .iter()
-        .map(|(s, l, m)| ((s.as_str(), l.as_str()), *m))
-        .collect();
-    let mut days: Vec<Day> = (0..=(until - from).num_days())
-        .map(|i| {
-            let date = from + chrono::Duration::days(i);
-            let working = date.weekday().number_from_monday() <= 5;
-            Day {
-                date,
-                minutes: site_days.minutes(date),
-                slots: services
-                    .iter()
-                    .map(|s| {
-                        if working {
-                            s.consultation_slots.max(0) as u32
-                        } else {
-                            0
-                        }
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    let capacity: Vec<(u32, u32)> = days
-        .iter()
-        .map(|d| (d.minutes, d.slots.iter().sum()))
-        .collect();
-    let needs: Vec<Need> = rows
-        .iter()
-        .map(|r| {
-            if r.kind == "operation" {
-                let default = services
-                    .get(
-                        service_index
-                            .get(r.service_code.as_str())
-                            .copied()
-                            .unwrap_or(usize::MAX),
-                    )
-                    .map_or(120, |s| s.operation_minutes);
-                let m = length
-                    .get(&(r.service_code.as_str(), r.label.as_str()))
-                    .copied()
-                    .unwrap_or(default);
-                Need::Minutes(m.max(1) as u32)
-            } else {
-                Need::Slot(
-                    service_index
-                        .get(r.service_code.as_str())
-                        .copied()
-                        .unwrap_or(usize::MAX),
-                )
-            }
-        })
-        .collect();
-    let placed = first_fit(&mut days, &needs);
-    let mut per_day: Vec<PlanDay> = days
-        .iter()
-        .zip(&capacity)
-        .map(|(d, (minutes, slots))| PlanDay {
-            date: d.date,
-            operation_minutes: i64::from(*minutes),
-            operation_minutes_used: i64::from(*minutes - d.minutes),
-            operations: 0,
-            consultation_slots: i64::from(*slots),
-            consultations: i64::from(*slots - d.slots.iter().sum::<u32>()),
-        })
-        .collect();
-    let (mut planned, mut late) = (0i64, 0i64);
-    let items: Vec<PlanItem> = rows
-        .into_iter()
-        .zip(needs.iter().zip(&placed))
-        .map(|(r, (need, day))| {
-            let proposed_date = day.map(|d| days[d].date);
-            if let Some(d) = day {
-                planned += 1;
-                if matches!(need, Need::Minutes(_)) {
-                    per_day[*d].operations += 1;
-                }
-            }
-            let due = planning.deadlines.due(
-                r.priority,
-                crate::domain::time::brussels(r.original_scheduled_at).date_naive(),
-            );
-            let is_late = proposed_date.is_none_or(|p| p > due);
-            late += i64::from(is_late);
-            PlanItem {
+impl From<service::SitePlan> for PlanResponse {
+    fn from(p: service::SitePlan) -> Self {
+        let (planned, late) = (p.plan.planned() as i64, p.plan.late() as i64);
+        let items: Vec<PlanItem> = p
+            .waiting
+            .into_iter()
+            .zip(&p.plan.proposals)
+            .map(|(r, proposal)| PlanItem {
                 appointment_id: r.id,
                 kind: r.kind,
                 service: r.service_code,
                 priority: r.priority,
                 original_scheduled_at: super::utc(r.original_scheduled_at),
-                minutes: match need {
-                    Need::Minutes(m) => Some(i64::from(*m)),
-                    Need::Slot(_) => None,
-                },
-                proposed_date,
-                due,
-                late: is_late,
-            }
-        })
-        .collect();
-    let total = i64::try_from(items.len()).unwrap_or(i64::MAX);
-    Ok(PlanResponse {
-        site,
-        from,
-        until,
-        committed: false,
-        appointments: total,
-        planned,
-        not_placed: total - planned,
-        late,
-        days: per_day,
-        items,
-    })
+                minutes: proposal.minutes.map(i64::from),
+                proposed_date: proposal.day,
+                due: proposal.due,
+                late: proposal.late,
+            })
+            .collect();
+        let total = items.len() as i64;
+        PlanResponse {
+            site: p.site,
+            from: p.from,
+            until: p.until,
+            committed: p.committed,
+            appointments: total,
+            planned,
+            not_placed: total - planned,
+            late,
+            days: p
+                .plan
+                .days
+                .iter()
+                .map(|d| PlanDay {
+                    date: d.date,
+                    operation_minutes: i64::from(d.operation_minutes),
+                    operation_minutes_used: i64::from(d.operation_minutes_used),
+                    operations: i64::from(d.operations),
+                    consultation_slots: i64::from(d.consultation_slots),
+                    consultations: i64::from(d.consultations),
+                })
+                .collect(),
+            items,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -722,21 +445,6 @@ pub struct DeadlineResponse {
     pub sites: Vec<SiteDeadline>,
 }
 
-/// Working days (Monday to Friday) from `from` to `until`, both included.
-fn working_days(from: NaiveDate, until: NaiveDate) -> i64 {
-    from.iter_days()
-        .take_while(|d| *d <= until)
-        .filter(|d| d.weekday().number_from_monday() <= 5)
-        .count() as i64
-}
-
-/// The day the `n`th working day from `from` falls on (1: the first working day).
-fn nth_working_day(from: NaiveDate, n: i64) -> Option<NaiveDate> {
-    from.iter_days()
-        .filter(|d| d.weekday().number_from_monday() <= 5)
-        .nth(usize::try_from(n.max(1) - 1).ok()?)
-}
-
 /// The management aim "every consultation resumed by a given date", site by site: what
 /// remains, whether the planned consultation capacity reaches the date, and when the last
 /// would be rebooked at the capacity and at the pace of the last seven days.
@@ -768,115 +476,19 @@ pub async fn deadline(
             "must be on or after from, and at most ten years after it",
         ));
     }
-    let week_ago = now - chrono::Duration::days(7);
-    let (sites, remaining, slots, pace) = state
-        .db
-        .read(move |conn| {
-            Ok::<_, AppError>((
-                db::sites::list_sites(conn, None, 1000)?,
-                db::planning::postponed_consultations(conn)?,
-                db::planning::daily_slots(conn)?,
-                db::planning::consultations_rescheduled_since(conn, week_ago)?,
-            ))
-        })
-        .await?;
-    let work = working_days(from, date);
-    let sites = sites
+    let sites = service::deadline(&state, (from, date))
+        .await?
         .into_iter()
-        .map(|site| {
-            // Service by service, as the plan places them: a consultation takes a slot of its
-            // own service only. The site reaches the date when every service does.
-            let services: Vec<(i64, i64)> = slots
-                .iter()
-                .filter(|(s, _, _)| *s == site.code)
-                .map(|(_, service, per_day)| {
-                    let left = remaining
-                        .iter()
-                        .find(|(s, sv, _)| *s == site.code && sv == service)
-                        .map_or(0, |r| r.2);
-                    (left, i64::from((*per_day).max(0)))
-                })
-                .collect();
-            let remaining_here: i64 = remaining
-                .iter()
-                .filter(|(s, _, _)| *s == site.code)
-                .map(|r| r.2)
-                .sum();
-            // Consultations of a service the site no longer has: never placed.
-            let orphans = remaining_here - services.iter().map(|s| s.0).sum::<i64>();
-            let per_day: i64 = services.iter().map(|s| s.1).sum();
-            let usable: i64 = services
-                .iter()
-                .map(|(left, day)| (*left).min(day * work))
-                .sum();
-            let done_at_capacity = if remaining_here == 0 {
-                Some(from)
-            } else if orphans > 0 {
-                None
-            } else {
-                // The latest service's last day; none if a service with some left has no slot.
-                services
-                    .iter()
-                    .filter(|(left, _)| *left > 0)
-                    .map(|(left, day)| {
-                        (*day > 0)
-                            .then(|| nth_working_day(from, (left + day - 1) / day))
-                            .flatten()
-                    })
-                    .collect::<Option<Vec<_>>>()
-                    .and_then(|days| days.into_iter().max())
-            };
-            let pace_per_day = pace
-                .iter()
-                .find(|(s, _)| *s == site.code)
-                .map_or(0, |(_, n)| *n) as f64
-                / 7.0;
-            SiteDeadline {
-                remaining: remaining_here,
-                slots_per_working_day: per_day,
-                capacity_until_date: per_day * work,
-                reaches_date: usable >= remaining_here,
-                done_at_capacity,
-                pace_per_day,
-                done_at_pace: if remaining_here == 0 {
-                    Some(now.date())
-                } else if pace_per_day > 0.0 {
-                    let days = (remaining_here as f64 / pace_per_day).ceil() as i64;
-                    now.date().checked_add_signed(chrono::Duration::days(days))
-                } else {
-                    None
-                },
-                site: site.code,
-            }
+        .map(|(site, o)| SiteDeadline {
+            site,
+            remaining: o.remaining,
+            slots_per_working_day: o.slots_per_working_day,
+            capacity_until_date: o.capacity_until_date,
+            reaches_date: o.reaches_date,
+            done_at_capacity: o.done_at_capacity,
+            pace_per_day: o.pace_per_day,
+            done_at_pace: o.done_at_pace,
         })
         .collect();
     Ok(web::Json(DeadlineResponse { date, from, sites }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default()
-    }
-
-    #[test]
-    fn shares_are_whole_minutes_without_float_loss() {
-        assert_eq!(share(3, 60, 0.35), 63);
-        assert_eq!(share(1, 100, 0.29), 29);
-        assert_eq!(share(2, 480, 0.5), 480);
-        assert_eq!(share(4, 480, 1.0), 1920);
-        assert_eq!(share(-1, 480, 1.0), 0);
-    }
-
-    #[test]
-    fn working_days_skip_weekends() {
-        // Monday 4 to Sunday 10 March 2030: five working days.
-        assert_eq!(working_days(d(2030, 3, 4), d(2030, 3, 10)), 5);
-        assert_eq!(working_days(d(2030, 3, 9), d(2030, 3, 10)), 0);
-        assert_eq!(nth_working_day(d(2030, 3, 4), 1), Some(d(2030, 3, 4)));
-        assert_eq!(nth_working_day(d(2030, 3, 4), 6), Some(d(2030, 3, 11)));
-        assert_eq!(nth_working_day(d(2030, 3, 9), 1), Some(d(2030, 3, 11)));
-    }
 }

@@ -10,5 +10,6 @@ pub mod calls;
 pub mod contact_lists;
 pub mod imports;
 pub mod patients;
+pub mod planning;
 pub mod sites;
 pub mod users;
