@@ -18,6 +18,7 @@ use reprise::auth::Caller;
 use reprise::db::calls::CallRow;
 use reprise::db::{self, Backend, DatabaseUrl};
 use reprise::domain::account::NewAccount;
+use reprise::domain::call::{Outcome, Reason};
 use reprise::error::AppError;
 
 mod common;
@@ -35,13 +36,16 @@ fn call_row(i: usize) -> CallRow {
         patient_id: None,
         appointment_id: None,
         reason: [
-            "appointment_status",
-            "reschedule_request",
-            "medical_question",
-            "other",
-        ][i % 4]
-            .into(),
-        outcome: ["informed", "forwarded_to_service", "callback_scheduled"][i % 3].into(),
+            Reason::AppointmentStatus,
+            Reason::RescheduleRequest,
+            Reason::MedicalQuestion,
+            Reason::Other,
+        ][i % 4],
+        outcome: [
+            Outcome::Informed,
+            Outcome::ForwardedToService,
+            Outcome::CallbackScheduled,
+        ][i % 3],
         duration_seconds: Some((30 + i % 300) as i32),
         notes: Some("Demande la date de son opération".into()),
         callback_requested: i % 3 == 2,

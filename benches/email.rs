@@ -197,7 +197,7 @@ fn rendered(holder: &BenchDb, links: Option<&Links>) -> Vec<(String, String, Vec
     });
     db.write_blocking(move |conn| {
         let filter = reprise::db::notifications::NotificationFilter {
-            status: Some("queued".into()),
+            status: Some(reprise::domain::notification::NotificationStatus::Queued),
             ..Default::default()
         };
         let ids: Vec<String> = reprise::db::notifications::list(conn, &filter, i64::MAX)?

@@ -6,6 +6,7 @@
 
 mod common;
 
+use reprise::domain::appointment::Kind;
 use std::time::Instant;
 
 use common::{scale, targets, BenchDb};
@@ -63,11 +64,10 @@ fn fill(db: &db::Db, patients: usize, n: usize) -> Vec<String> {
                 site_code: SITE.into(),
                 service_code: services[k % services.len()].clone(),
                 kind: if operation {
-                    "operation"
+                    Kind::Operation
                 } else {
-                    "consultation"
-                }
-                .into(),
+                    Kind::Consultation
+                },
                 label: if operation {
                     LABELS[k % 3].0
                 } else {
@@ -79,7 +79,7 @@ fn fill(db: &db::Db, patients: usize, n: usize) -> Vec<String> {
                 priority: (k % 4) as i32 + 1,
                 urgent: false,
                 essential: false,
-                status: "postponed".into(),
+                status: reprise::domain::appointment::Status::Postponed,
                 incident_id: None,
                 postponed_at: Some(at),
                 import_id: None,

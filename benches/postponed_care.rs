@@ -22,6 +22,7 @@ use reprise::db::appointments::AppointmentRow;
 use reprise::db::patients::PatientRow;
 use reprise::db::{self, Backend, DatabaseUrl, Db, DbConnection};
 use reprise::demo::{People, Person};
+use reprise::domain::appointment::{Kind, Status};
 use reprise::domain::patient::{search_key, PatientQuery};
 use reprise::error::AppError;
 
@@ -42,7 +43,7 @@ fn patient_row(p: &Person, id: String) -> PatientRow {
         birth_date: p.birth_date,
         phone: p.phone.clone(),
         email: p.email.clone(),
-        language: p.language.as_str().into(),
+        language: p.language,
         email_consent: p.email_consent,
         last_name_key: search_key(&p.last_name),
         first_name_key: search_key(&p.first_name),
@@ -65,18 +66,17 @@ fn appointment_row(i: usize, patient_id: String, services: &[(String, String)]) 
         site_code: site,
         service_code: service,
         kind: if i.is_multiple_of(3) {
-            "operation"
+            Kind::Operation
         } else {
-            "consultation"
-        }
-        .into(),
+            Kind::Consultation
+        },
         label: "Consultation de contrôle".into(),
         original_scheduled_at: at,
         scheduled_at: at,
         priority: (i % 4) as i32 + 1,
         urgent: i % 100 < 3,
         essential: (3..6).contains(&(i % 100)),
-        status: "scheduled".into(),
+        status: Status::Scheduled,
         incident_id: None,
         postponed_at: None,
         import_id: None,

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::Caller;
 use crate::config::{ConfigArgs, Settings};
 use crate::db::Db;
+use crate::domain::call::CentreStatus;
 use crate::error::AppError;
 use crate::startup::Application;
 
@@ -192,8 +193,7 @@ fn purge_calls(settings: &Settings, retention_days: u32) -> Result<(), CliError>
     let before = crate::domain::now() - chrono::Duration::days(i64::from(retention_days));
     let purged = db
         .write_blocking(move |conn| {
-            let (status, _, _) = crate::db::calls::centre(conn)?;
-            if status != "deactivated" {
+            if crate::db::calls::centre(conn)?.status != CentreStatus::Deactivated {
                 return Err(AppError::Conflict(
                     "the call centre is still active: deactivate it first (PUT /api/v1/call-centre)"
                         .into(),

@@ -8,7 +8,10 @@ use chrono::{Datelike, NaiveDate};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::domain::appointment::{Kind, Status};
+use crate::domain::call::{Outcome, Reason};
 use crate::domain::patient::Language;
+use crate::domain::site::{SiteKind, SiteStatus};
 
 const LAST_NAMES: &[&str] = &[
     "Peeters",
@@ -500,7 +503,7 @@ pub struct DemoReport {
 struct SiteSpec {
     code: &'static str,
     name: &'static str,
-    kind: &'static str,
+    kind: SiteKind,
     rooms: i32,
     rank: Option<i32>,
     phone_zone: &'static str,
@@ -510,7 +513,7 @@ const SITES: &[SiteSpec] = &[
     SiteSpec {
         code: "ARL",
         name: "Clinique du Sud-Luxembourg (Arlon)",
-        kind: "hospital",
+        kind: SiteKind::Hospital,
         rooms: 4,
         rank: Some(1),
         phone_zone: "63",
@@ -518,7 +521,7 @@ const SITES: &[SiteSpec] = &[
     SiteSpec {
         code: "MAR",
         name: "Centre hospitalier de Marche",
-        kind: "hospital",
+        kind: SiteKind::Hospital,
         rooms: 5,
         rank: Some(2),
         phone_zone: "84",
@@ -526,7 +529,7 @@ const SITES: &[SiteSpec] = &[
     SiteSpec {
         code: "LIB",
         name: "Centre hospitalier du Centre-Ardenne (Libramont)",
-        kind: "hospital",
+        kind: SiteKind::Hospital,
         rooms: 6,
         rank: Some(3),
         phone_zone: "61",
@@ -534,7 +537,7 @@ const SITES: &[SiteSpec] = &[
     SiteSpec {
         code: "BAS",
         name: "Centre hospitalier de Bastogne",
-        kind: "hospital",
+        kind: SiteKind::Hospital,
         rooms: 3,
         rank: Some(4),
         phone_zone: "61",
@@ -542,7 +545,7 @@ const SITES: &[SiteSpec] = &[
     SiteSpec {
         code: "MR-SOD",
         name: "Maison de repos de Sainte-Ode",
-        kind: "nursing_home",
+        kind: SiteKind::NursingHome,
         rooms: 0,
         rank: None,
         phone_zone: "61",
@@ -550,7 +553,7 @@ const SITES: &[SiteSpec] = &[
     SiteSpec {
         code: "MR-HOU",
         name: "Maison de repos de Houffalize",
-        kind: "nursing_home",
+        kind: SiteKind::NursingHome,
         rooms: 0,
         rank: None,
         phone_zone: "61",
@@ -558,7 +561,7 @@ const SITES: &[SiteSpec] = &[
     SiteSpec {
         code: "MR-VIE",
         name: "Maison de repos de Vielsalm",
-        kind: "nursing_home",
+        kind: SiteKind::NursingHome,
         rooms: 0,
         rank: None,
         phone_zone: "80",
@@ -834,7 +837,7 @@ pub fn load(
     // How often a service is picked for an appointment: nursing homes see a visiting
     // geriatrician now and then.
     let specs_of = |site: &SiteSpec| -> (&'static [ServiceSpec], u32) {
-        if site.kind == "hospital" {
+        if site.kind == SiteKind::Hospital {
             (HOSPITAL_SERVICES, 10)
         } else {
             (std::slice::from_ref(&GERIATRICS), 1)
@@ -873,9 +876,9 @@ pub fn load(
         .map(|s| SiteRow {
             code: s.code.into(),
             name: s.name.into(),
-            kind: s.kind.into(),
+            kind: s.kind,
             operating_rooms: s.rooms,
-            status: "open".into(),
+            status: SiteStatus::Open,
             programme: None,
             reopened_at: None,
             reopening_rank: s.rank,
@@ -921,7 +924,7 @@ pub fn load(
             birth_date: p.birth_date,
             phone: p.phone.clone(),
             email: p.email.clone(),
-            language: p.language.as_str().into(),
+            language: p.language,
             email_consent: p.email_consent,
             last_name_key: search_key(&p.last_name),
             first_name_key: search_key(&p.first_name),
@@ -994,18 +997,17 @@ pub fn load(
             site_code: service.site_code.clone(),
             service_code: service.code.clone(),
             kind: if operation {
-                "operation"
+                Kind::Operation
             } else {
-                "consultation"
-            }
-            .into(),
+                Kind::Consultation
+            },
             label: label.into(),
             original_scheduled_at: at,
             scheduled_at: at,
             priority,
             urgent: roll < 4,
             essential: (4..10).contains(&roll),
-            status: "scheduled".into(),
+            status: Status::Scheduled,
             incident_id: None,
             postponed_at: None,
             import_id: None,
@@ -1021,26 +1023,26 @@ pub fn load(
     let weights: Vec<f64> = (0..days).map(|d| (-(d as f64) / 6.0).exp()).collect();
     let sum: f64 = weights.iter().sum();
     let reasons = [
-        ("appointment_status", 40),
-        ("reschedule_request", 20),
-        ("cancellation", 5),
-        ("medical_question", 10),
-        ("prescription", 8),
-        ("results", 7),
-        ("administrative", 7),
-        ("other", 3),
+        (Reason::AppointmentStatus, 40),
+        (Reason::RescheduleRequest, 20),
+        (Reason::Cancellation, 5),
+        (Reason::MedicalQuestion, 10),
+        (Reason::Prescription, 8),
+        (Reason::Results, 7),
+        (Reason::Administrative, 7),
+        (Reason::Other, 3),
     ];
     let outcomes = [
-        ("informed", 55),
-        ("forwarded_to_service", 20),
-        ("callback_scheduled", 15),
-        ("appointment_cancelled", 3),
-        ("abandoned", 7),
+        (Outcome::Informed, 55),
+        (Outcome::ForwardedToService, 20),
+        (Outcome::CallbackScheduled, 15),
+        (Outcome::AppointmentCancelled, 3),
+        (Outcome::Abandoned, 7),
     ];
-    let pick = |rng: &mut ChaCha8Rng, table: &[(&'static str, u32)]| -> &'static str {
+    fn pick<T: Copy>(rng: &mut ChaCha8Rng, table: &[(T, u32)]) -> T {
         let weights: Vec<u32> = table.iter().map(|(_, w)| *w).collect();
         table[weighted(rng, &weights)].0
-    };
+    }
     let mut calls = Vec::with_capacity(size.calls);
     for (d, w) in weights.iter().enumerate() {
         let n = if d + 1 == days {
@@ -1075,15 +1077,15 @@ pub fn load(
                 caller_phone: patient.and_then(|p| p.phone.clone()),
                 patient_id: patient_index.map(|i| patients[i].id.clone()),
                 appointment_id: None,
-                reason: reason.into(),
-                outcome: outcome.into(),
-                duration_seconds: Some(if outcome == "abandoned" {
+                reason,
+                outcome,
+                duration_seconds: Some(if outcome == Outcome::Abandoned {
                     rng.gen_range(0..40)
                 } else {
                     rng.gen_range(45..600)
                 }),
                 notes: None,
-                callback_requested: outcome == "callback_scheduled",
+                callback_requested: outcome == Outcome::CallbackScheduled,
                 agent_id: None,
                 idempotency_key: None,
                 request_hash: None,

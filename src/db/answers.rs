@@ -9,7 +9,9 @@ use super::appointments::AppointmentRow;
 use super::schema::{answer_links, appointments, notifications, services, sites};
 use super::DbConnection;
 use crate::domain::answer::{Answer, Email, Situation};
-use crate::domain::appointment::Status;
+use crate::domain::notification::Template;
+use crate::domain::patient::Language;
+use crate::domain::site::SiteStatus;
 
 /// Stores the hash of every link of v1 still in use, computed from the key that signed it: the
 /// configured one if the service had `REPRISE_ANSWER_LINK_KEY`, else the one in `link_keys`
@@ -170,17 +172,17 @@ pub struct Found {
     pub expires_at: chrono::NaiveDateTime,
     pub proposed_for: Option<chrono::NaiveDateTime>,
     pub used_at: Option<chrono::NaiveDateTime>,
-    pub answer: Option<String>,
-    pub template: String,
+    pub answer: Option<Answer>,
+    pub template: Template,
     /// The date the email spoke of (a rescheduled email's new date).
     pub email_date: Option<chrono::NaiveDateTime>,
     /// The patient's language when the email was queued.
-    pub language: String,
+    pub language: Language,
     pub appointment: AppointmentRow,
     pub service: String,
     pub service_phone: Option<String>,
     pub site: String,
-    pub site_status: String,
+    pub site_status: SiteStatus,
 }
 
 type FoundRow = (
@@ -189,34 +191,31 @@ type FoundRow = (
         chrono::NaiveDateTime,
         Option<chrono::NaiveDateTime>,
         Option<chrono::NaiveDateTime>,
-        Option<String>,
+        Option<Answer>,
     ),
-    (String, Option<chrono::NaiveDateTime>, String),
+    (Template, Option<chrono::NaiveDateTime>, Language),
     AppointmentRow,
-    (String, Option<String>, String, String),
+    (String, Option<String>, String, SiteStatus),
 );
 
 impl Found {
     /// The link's appointment as `domain::answer` judges it; `None` when the row holds what
     /// no email of links speaks of.
     pub fn situation(&self) -> Option<Situation> {
-        let email = match self.template.as_str() {
-            "site_reopened" => Email::SiteReopened,
-            "appointment_rescheduled" => Email::Rescheduled(self.email_date?),
-            _ => return None,
+        let email = match self.template {
+            Template::SiteReopened => Email::SiteReopened,
+            Template::AppointmentRescheduled => Email::Rescheduled(self.email_date?),
+            Template::AppointmentPostponed => return None,
         };
-        let used = match (&self.answer, self.used_at) {
-            (Some(answer), Some(at)) => Some((Answer::parse(answer).ok()?, at)),
-            _ => None,
-        };
+        let used = self.answer.zip(self.used_at);
         Some(Situation {
             email,
-            status: Status::parse(&self.appointment.status).ok()?,
+            status: self.appointment.status,
             scheduled_at: self.appointment.scheduled_at,
             original_scheduled_at: self.appointment.original_scheduled_at,
             proposed_at: self.appointment.proposed_at,
             offered: self.proposed_for,
-            site_open: self.site_status == "open",
+            site_open: self.site_status == SiteStatus::Open,
             expires_at: self.expires_at,
             used,
         })
@@ -285,7 +284,7 @@ pub fn find(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<Fou
 pub fn use_up(
     conn: &mut DbConnection,
     id: &str,
-    answer: &str,
+    answer: Answer,
     now: chrono::NaiveDateTime,
 ) -> QueryResult<bool> {
     let changed = diesel::update(

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::schema::{appointment_events, appointments, contact_attempts};
 use super::DbConnection;
 use crate::domain::answer::Answer;
+use crate::domain::appointment::{Channel, ContactOutcome, Kind, Status};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = appointments)]
@@ -14,14 +15,14 @@ pub struct AppointmentRow {
     pub patient_id: String,
     pub site_code: String,
     pub service_code: String,
-    pub kind: String,
+    pub kind: Kind,
     pub label: String,
     pub original_scheduled_at: chrono::NaiveDateTime,
     pub scheduled_at: chrono::NaiveDateTime,
     pub priority: i32,
     pub urgent: bool,
     pub essential: bool,
-    pub status: String,
+    pub status: Status,
     pub incident_id: Option<String>,
     pub postponed_at: Option<chrono::NaiveDateTime>,
     pub import_id: Option<String>,
@@ -38,8 +39,8 @@ pub struct AppointmentRow {
 pub struct EventRow {
     pub id: i64,
     pub at: chrono::NaiveDateTime,
-    pub from_status: String,
-    pub to_status: String,
+    pub from_status: Status,
+    pub to_status: Status,
     pub scheduled_at: Option<chrono::NaiveDateTime>,
     pub reason: Option<String>,
     pub note: Option<String>,
@@ -91,8 +92,8 @@ pub fn events(conn: &mut DbConnection, appointment_id: &str) -> QueryResult<Vec<
 pub struct AppointmentFilter {
     pub site: Option<String>,
     pub service: Option<String>,
-    pub status: Option<String>,
-    pub kind: Option<String>,
+    pub status: Option<Status>,
+    pub kind: Option<Kind>,
     pub patient_id: Option<String>,
     /// Only these services (a secretary's).
     pub services: Option<Vec<String>>,
@@ -117,10 +118,10 @@ pub fn list(
         q = q.filter(appointments::service_code.eq(v.clone()));
     }
     if let Some(v) = &f.status {
-        q = q.filter(appointments::status.eq(v.clone()));
+        q = q.filter(appointments::status.eq(*v));
     }
     if let Some(v) = &f.kind {
-        q = q.filter(appointments::kind.eq(v.clone()));
+        q = q.filter(appointments::kind.eq(*v));
     }
     if let Some(v) = &f.patient_id {
         q = q.filter(appointments::patient_id.eq(v.clone()));
@@ -141,8 +142,8 @@ pub fn list(
 pub struct NewEvent<'a> {
     pub appointment_id: &'a str,
     pub at: chrono::NaiveDateTime,
-    pub from_status: &'a str,
-    pub to_status: &'a str,
+    pub from_status: Status,
+    pub to_status: Status,
     pub scheduled_at: Option<chrono::NaiveDateTime>,
     pub reason: Option<&'a str>,
     pub note: Option<&'a str>,
@@ -214,8 +215,8 @@ pub struct AttemptRow {
     pub id: String,
     pub appointment_id: String,
     pub at: chrono::NaiveDateTime,
-    pub channel: String,
-    pub outcome: String,
+    pub channel: Channel,
+    pub outcome: ContactOutcome,
     pub note: Option<String>,
     pub actor_id: Option<String>,
     /// The patient's own answer through an email's link (`domain::answer`); null for staff.
@@ -250,7 +251,7 @@ pub fn add_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()>
             .execute(conn)?,
         // Reached: off the list for good (the first time counts), and whatever the patient
         // asked by email is being dealt with.
-        None if row.outcome == "reached" => diesel::update(target)
+        None if row.outcome == ContactOutcome::Reached => diesel::update(target)
             .set((
                 counted,
                 appointments::reached_at.eq(coalesce(appointments::reached_at, Some(row.at))),

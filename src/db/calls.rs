@@ -6,6 +6,7 @@ use diesel::Connection;
 
 use super::schema::{call_centre, calls};
 use super::DbConnection;
+use crate::domain::call::{CentreStatus, Outcome, Reason};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = calls)]
@@ -16,8 +17,8 @@ pub struct CallRow {
     pub caller_phone: Option<String>,
     pub patient_id: Option<String>,
     pub appointment_id: Option<String>,
-    pub reason: String,
-    pub outcome: String,
+    pub reason: Reason,
+    pub outcome: Outcome,
     pub duration_seconds: Option<i32>,
     pub notes: Option<String>,
     pub callback_requested: bool,
@@ -171,7 +172,7 @@ pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
 pub struct CallFilter {
     pub from: Option<chrono::NaiveDateTime>,
     pub to: Option<chrono::NaiveDateTime>,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub patient_id: Option<String>,
     pub callback_requested: Option<bool>,
     /// Keyset cursor: calls strictly older than this (received_at, id).
@@ -192,7 +193,7 @@ pub fn list(conn: &mut DbConnection, f: &CallFilter, limit: i64) -> QueryResult<
         q = q.filter(calls::received_at.lt(to));
     }
     if let Some(reason) = &f.reason {
-        q = q.filter(calls::reason.eq(reason.clone()));
+        q = q.filter(calls::reason.eq(*reason));
     }
     if let Some(patient) = &f.patient_id {
         q = q.filter(calls::patient_id.eq(patient.clone()));
@@ -214,9 +215,9 @@ pub fn list(conn: &mut DbConnection, f: &CallFilter, limit: i64) -> QueryResult<
 #[derive(Debug, Clone, QueryableByName)]
 pub struct GroupCount {
     #[diesel(sql_type = Text)]
-    pub reason: String,
+    pub reason: Reason,
     #[diesel(sql_type = Text)]
-    pub outcome: String,
+    pub outcome: Outcome,
     #[diesel(sql_type = BigInt)]
     pub calls: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -353,23 +354,25 @@ where
     }
 }
 
-/// (status, changed_at, changed_by) of the call centre.
-pub fn centre(
-    conn: &mut DbConnection,
-) -> QueryResult<(String, chrono::NaiveDateTime, Option<String>)> {
+/// The call centre's switch: taking calls or not, since when, and by whom.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = call_centre)]
+pub struct Centre {
+    pub status: CentreStatus,
+    pub changed_at: chrono::NaiveDateTime,
+    pub changed_by: Option<String>,
+}
+
+pub fn centre(conn: &mut DbConnection) -> QueryResult<Centre> {
     call_centre::table
         .find(1)
-        .select((
-            call_centre::status,
-            call_centre::changed_at,
-            call_centre::changed_by,
-        ))
+        .select(Centre::as_select())
         .first(conn)
 }
 
 pub fn set_centre(
     conn: &mut DbConnection,
-    status: &str,
+    status: CentreStatus,
     at: chrono::NaiveDateTime,
     by: Option<&str>,
 ) -> QueryResult<()> {

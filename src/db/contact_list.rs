@@ -9,13 +9,16 @@ use diesel::prelude::*;
 
 use super::schema::{appointments, patients};
 use super::DbConnection;
+use crate::domain::answer::Answer;
+use crate::domain::appointment::{ContactOutcome, Kind, Status};
+use crate::domain::patient::Language;
 
 /// One line of the list, with the contract's columns.
 #[derive(Debug, Clone, Queryable)]
 pub struct ContactRow {
     pub appointment_id: String,
     pub priority: i32,
-    pub kind: String,
+    pub kind: Kind,
     pub service: String,
     pub label: String,
     pub original_scheduled_at: chrono::NaiveDateTime,
@@ -24,16 +27,16 @@ pub struct ContactRow {
     pub birth_date: chrono::NaiveDate,
     pub phone: Option<String>,
     pub email: Option<String>,
-    pub language: String,
+    pub language: Language,
     pub attempts: i32,
-    pub last_outcome: Option<String>,
+    pub last_outcome: Option<ContactOutcome>,
     pub last_attempt_at: Option<chrono::NaiveDateTime>,
     /// The day a committed plan proposes (not a CSV column: the contract fixes those).
     pub proposed_at: Option<chrono::NaiveDate>,
     /// What the patient asked by email (`other_date`, `call_back`), still to act on.
-    pub patient_request: Option<String>,
+    pub patient_request: Option<Answer>,
     /// `postponed`, or `rescheduled` for a patient who asked for a call about the new date.
-    pub status: String,
+    pub status: Status,
     /// The date booked now (the original one while postponed).
     pub scheduled_at: chrono::NaiveDateTime,
 }
@@ -42,7 +45,7 @@ pub struct ContactRow {
 pub struct ContactFilter {
     pub site: String,
     pub service: Option<String>,
-    pub kind: Option<String>,
+    pub kind: Option<Kind>,
     /// Only these services (a secretary's).
     pub services: Option<Vec<String>>,
     /// Only the rows whose patient asked something by email (the secretaries' page's filter).
@@ -116,7 +119,7 @@ macro_rules! contact_query {
             q = q.filter(appointments::service_code.eq(service.clone()));
         }
         if let Some(kind) = &f.kind {
-            q = q.filter(appointments::kind.eq(kind.clone()));
+            q = q.filter(appointments::kind.eq(*kind));
         }
         if let Some(services) = &f.services {
             q = q.filter(appointments::service_code.eq_any(services.clone()));
@@ -139,7 +142,7 @@ pub fn count(conn: &mut DbConnection, filter: &ContactFilter) -> QueryResult<i64
         q = q.filter(appointments::service_code.eq(service.clone()));
     }
     if let Some(kind) = &filter.kind {
-        q = q.filter(appointments::kind.eq(kind.clone()));
+        q = q.filter(appointments::kind.eq(*kind));
     }
     if filter.requests_only {
         q = q.filter(appointments::patient_request.is_not_null());
@@ -226,7 +229,7 @@ mod tests {
             },
             ContactFilter {
                 site: "ARL".into(),
-                kind: Some("operation".into()),
+                kind: Some(Kind::Operation),
                 services: Some(vec!["ARL-ORTHO".into()]),
                 ..Default::default()
             },

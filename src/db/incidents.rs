@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::schema::{appointments, incident_sites, incidents, sites};
 use super::DbConnection;
 use crate::domain::appointment::Status;
+use crate::domain::site::SiteStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = incidents)]
@@ -129,7 +130,7 @@ pub fn apply(
 
     diesel::update(sites::table.filter(sites::code.eq_any(site_codes)))
         .set((
-            sites::status.eq("closed"),
+            sites::status.eq(SiteStatus::Closed),
             sites::programme.eq(None::<String>),
         ))
         .execute(conn)?;

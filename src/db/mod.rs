@@ -32,6 +32,7 @@ pub mod planning;
 pub mod schema;
 pub mod sessions;
 pub mod sites;
+mod text;
 pub mod users;
 mod writer;
 

@@ -9,6 +9,9 @@ use diesel::sql_types::{Text, Timestamp};
 
 use super::schema::notifications;
 use super::DbConnection;
+use crate::domain::appointment::{Kind, Status};
+use crate::domain::notification::{NotificationStatus, Template};
+use crate::domain::patient::Language;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = notifications)]
@@ -16,10 +19,10 @@ pub struct NotificationRow {
     pub id: String,
     pub patient_id: String,
     pub appointment_id: Option<String>,
-    pub template: String,
-    pub language: String,
+    pub template: Template,
+    pub language: Language,
     pub to_address: String,
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub next_attempt_at: chrono::NaiveDateTime,
@@ -96,8 +99,8 @@ pub fn record_postponed_as_sent(
     use super::schema::appointments;
     diesel::update(
         notifications::table
-            .filter(notifications::template.eq("appointment_postponed"))
-            .filter(notifications::status.eq("queued"))
+            .filter(notifications::template.eq(Template::AppointmentPostponed))
+            .filter(notifications::status.eq(NotificationStatus::Queued))
             .filter(
                 notifications::appointment_id.eq_any(
                     appointments::table
@@ -107,7 +110,7 @@ pub fn record_postponed_as_sent(
             ),
     )
     .set((
-        notifications::status.eq("sent"),
+        notifications::status.eq(NotificationStatus::Sent),
         notifications::sent_at.eq(Some(at)),
         notifications::attempts.eq(1),
         notifications::last_error.eq(None::<String>),
@@ -150,7 +153,7 @@ pub fn count_reopened(conn: &mut DbConnection, site: &str) -> QueryResult<i64> {
             p::id.eq_any(
                 a::table
                     .filter(a::site_code.eq(site))
-                    .filter(a::status.eq("postponed"))
+                    .filter(a::status.eq(Status::Postponed))
                     .filter(a::reached_at.is_null())
                     .select(a::patient_id),
             ),
@@ -170,8 +173,8 @@ pub fn queue_rescheduled(
     diesel::update(
         notifications::table
             .filter(notifications::appointment_id.eq(appointment_id))
-            .filter(notifications::template.eq("appointment_rescheduled"))
-            .filter(notifications::status.eq("queued"))
+            .filter(notifications::template.eq(Template::AppointmentRescheduled))
+            .filter(notifications::status.eq(NotificationStatus::Queued))
             .filter(
                 notifications::scheduled_for.ne(super::schema::appointments::table
                     .filter(super::schema::appointments::id.eq(appointment_id))
@@ -180,7 +183,7 @@ pub fn queue_rescheduled(
             ),
     )
     .set((
-        notifications::status.eq("failed"),
+        notifications::status.eq(NotificationStatus::Failed),
         notifications::last_error.eq("superseded: the appointment moved again before it was sent"),
     ))
     .execute(conn)?;
@@ -201,7 +204,7 @@ pub fn queue_rescheduled(
 
 #[derive(Debug, Default, Clone)]
 pub struct NotificationFilter {
-    pub status: Option<String>,
+    pub status: Option<NotificationStatus>,
     pub patient_id: Option<String>,
     /// Keyset cursor: ids after this one.
     pub after_id: Option<String>,
@@ -218,7 +221,7 @@ pub fn list(
         .limit(limit)
         .into_boxed();
     if let Some(s) = &f.status {
-        q = q.filter(notifications::status.eq(s.clone()));
+        q = q.filter(notifications::status.eq(*s));
     }
     if let Some(p) = &f.patient_id {
         q = q.filter(notifications::patient_id.eq(p.clone()));
@@ -272,7 +275,7 @@ pub struct Care {
     pub appointment_id: String,
     pub service: String,
     pub service_phone: Option<String>,
-    pub kind: String,
+    pub kind: Kind,
     pub label: String,
     pub original_scheduled_at: chrono::NaiveDateTime,
     /// The day a committed plan proposes.
@@ -294,16 +297,19 @@ pub struct LinkTerms {
 
 /// Whether emails of this template carry answer links: those that ask the patient about a
 /// date (`site_reopened`, `appointment_rescheduled`).
-pub fn carries_links(template: &str) -> bool {
-    matches!(template, "site_reopened" | "appointment_rescheduled")
+pub fn carries_links(template: Template) -> bool {
+    matches!(
+        template,
+        Template::SiteReopened | Template::AppointmentRescheduled
+    )
 }
 
 /// A claimed notification with everything its email says.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub id: String,
-    pub template: String,
-    pub language: String,
+    pub template: Template,
+    pub language: Language,
     pub to_address: String,
     pub attempts: i32,
     pub first_name: String,
@@ -327,7 +333,7 @@ struct CareRow {
     service: String,
     #[diesel(select_expression = super::schema::services::secretariat_phone)]
     service_phone: Option<String>,
-    kind: String,
+    kind: Kind,
     label: String,
     original_scheduled_at: chrono::NaiveDateTime,
     proposed_at: Option<chrono::NaiveDate>,
@@ -372,7 +378,7 @@ fn care_to_rebook(
         .inner_join(s::table)
         .filter(a::patient_id.eq_any(patients))
         .filter(a::site_code.eq_any(sites))
-        .filter(a::status.eq("postponed"))
+        .filter(a::status.eq(Status::Postponed))
         .filter(a::reached_at.is_null())
         .select(CareRow::as_select())
         .order((a::original_scheduled_at, a::id))
@@ -382,8 +388,8 @@ fn care_to_rebook(
 #[derive(Queryable)]
 struct Head {
     id: String,
-    template: String,
-    language: String,
+    template: Template,
+    language: Language,
     to_address: String,
     attempts: i32,
     first_name: String,
@@ -482,7 +488,7 @@ pub fn outgoing(
     if let Some(terms) = links {
         let wanted: Vec<super::answers::Wanted> = emails
             .iter()
-            .filter(|n| carries_links(&n.template))
+            .filter(|n| carries_links(n.template))
             .flat_map(|n| {
                 n.care.iter().map(|c| super::answers::Wanted {
                     notification_id: n.id.clone(),
@@ -532,7 +538,7 @@ pub fn record(
     let held = n::notifications
         .filter(n::id.eq(id))
         .filter(n::claimed_by.eq(owner))
-        .filter(n::status.eq("queued"));
+        .filter(n::status.eq(NotificationStatus::Queued));
     let attempts = n::attempts.eq(n::attempts + 1);
     let released = (
         n::claimed_by.eq(None::<String>),
@@ -541,7 +547,7 @@ pub fn record(
     let changed = per_backend!(conn, |c| match delivery {
         Delivery::Sent => diesel::update(held)
             .set((
-                n::status.eq("sent"),
+                n::status.eq(NotificationStatus::Sent),
                 n::sent_at.eq(Some(now)),
                 attempts,
                 released,
@@ -558,7 +564,7 @@ pub fn record(
             .execute(c),
         Delivery::Failed { error } => diesel::update(held)
             .set((
-                n::status.eq("failed"),
+                n::status.eq(NotificationStatus::Failed),
                 n::last_error.eq(Some(error.as_str())),
                 attempts,
                 released,
@@ -584,7 +590,7 @@ pub fn record_sent(
         .filter(n::claimed_by.eq(owner));
     per_backend!(conn, |c| diesel::update(held)
         .set((
-            n::status.eq("sent"),
+            n::status.eq(NotificationStatus::Sent),
             n::sent_at.eq(Some(now)),
             n::attempts.eq(n::attempts + 1),
             n::claimed_by.eq(None::<String>),
@@ -599,7 +605,7 @@ pub fn release(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
     use notifications::dsl as n;
     let held = n::notifications
         .filter(n::claimed_by.eq(owner))
-        .filter(n::status.eq("queued"));
+        .filter(n::status.eq(NotificationStatus::Queued));
     per_backend!(conn, |c| diesel::update(held)
         .set((
             n::claimed_by.eq(None::<String>),
@@ -620,7 +626,7 @@ pub fn census(conn: &mut DbConnection) -> QueryResult<Census> {
             .select((n::status, diesel::dsl::count_star()))
             .load(c)?;
         let oldest = n::notifications
-            .filter(n::status.eq("queued"))
+            .filter(n::status.eq(NotificationStatus::Queued))
             .select(diesel::dsl::min(n::created_at))
             .first(c)?;
         Ok((by_status, oldest))

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::{appointments, patients};
 use super::{DbBackend, DbConnection};
-use crate::domain::patient::{search_key, NameProbe, NewPatient, PatientQuery};
+use crate::domain::patient::{search_key, Language, NameProbe, NewPatient, PatientQuery};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = patients)]
@@ -17,7 +17,7 @@ pub struct PatientRow {
     pub birth_date: chrono::NaiveDate,
     pub phone: Option<String>,
     pub email: Option<String>,
-    pub language: String,
+    pub language: Language,
     pub email_consent: bool,
     pub last_name_key: String,
     pub first_name_key: String,
@@ -43,7 +43,7 @@ impl PatientRow {
             birth_date: p.birth_date,
             phone: p.phone.as_ref().map(|x| x.as_str().to_string()),
             email: p.email.as_ref().map(|x| x.as_str().to_string()),
-            language: p.language.as_str().to_string(),
+            language: p.language,
             email_consent: p.email_consent,
             import_id,
             created_at: now,

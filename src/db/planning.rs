@@ -7,13 +7,14 @@ use super::schema::{
     appointments, operation_durations, patients, services, site_capacity_days, sites,
 };
 use super::DbConnection;
+use crate::domain::appointment::{Kind, Status};
 
 /// A postponed appointment as the planner sees it, in contract order.
 #[derive(Debug, Clone, Queryable)]
 pub struct PlanRow {
     pub id: String,
     pub service_code: String,
-    pub kind: String,
+    pub kind: Kind,
     pub label: String,
     pub priority: i32,
     pub original_scheduled_at: chrono::NaiveDateTime,
@@ -24,7 +25,7 @@ pub fn postponed(conn: &mut DbConnection, site: &str) -> QueryResult<Vec<PlanRow
     appointments::table
         .inner_join(patients::table)
         .filter(appointments::site_code.eq(site))
-        .filter(appointments::status.eq("postponed"))
+        .filter(appointments::status.eq(Status::Postponed))
         .order(super::contact_list::CONTRACT_ORDER)
         .select((
             appointments::id,
@@ -224,7 +225,7 @@ pub fn set_proposed(
     diesel::update(
         appointments::table
             .filter(appointments::site_code.eq(site))
-            .filter(appointments::status.eq("postponed"))
+            .filter(appointments::status.eq(Status::Postponed))
             .filter(appointments::proposed_at.is_not_null()),
     )
     .set(appointments::proposed_at.eq(None::<chrono::NaiveDate>))
@@ -241,7 +242,7 @@ pub fn set_proposed(
             diesel::update(
                 appointments::table
                     .filter(appointments::id.eq_any(chunk))
-                    .filter(appointments::status.eq("postponed")),
+                    .filter(appointments::status.eq(Status::Postponed)),
             )
             .set(appointments::proposed_at.eq(day))
             .execute(conn)?;
@@ -268,8 +269,8 @@ pub struct SiteCount {
 /// Postponed consultations per site and service (the deadline view's "remaining").
 pub fn postponed_consultations(conn: &mut DbConnection) -> QueryResult<Vec<ServiceCount>> {
     appointments::table
-        .filter(appointments::status.eq("postponed"))
-        .filter(appointments::kind.eq("consultation"))
+        .filter(appointments::status.eq(Status::Postponed))
+        .filter(appointments::kind.eq(Kind::Consultation))
         .group_by((appointments::site_code, appointments::service_code))
         .select((
             appointments::site_code,
@@ -306,9 +307,9 @@ pub fn consultations_rescheduled_since(
     use super::schema::appointment_events;
     appointment_events::table
         .inner_join(appointments::table)
-        .filter(appointment_events::to_status.eq("rescheduled"))
+        .filter(appointment_events::to_status.eq(Status::Rescheduled))
         .filter(appointment_events::at.ge(since))
-        .filter(appointments::kind.eq("consultation"))
+        .filter(appointments::kind.eq(Kind::Consultation))
         .group_by(appointments::site_code)
         .select((appointments::site_code, diesel::dsl::count_star()))
         .load(conn)

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::schema::{users, web_sessions};
 use super::users::{with_services, Account, UserRow};
 use super::DbConnection;
+use crate::domain::patient::Language;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = web_sessions)]
@@ -13,7 +14,7 @@ pub struct SessionRow {
     pub id: String,
     pub user_id: String,
     pub csrf: String,
-    pub language: String,
+    pub language: Language,
     pub created_at: chrono::NaiveDateTime,
     pub expires_at: chrono::NaiveDateTime,
     /// The last request of the session, as written at most once a minute ([`touch`]).
@@ -62,7 +63,7 @@ pub fn touch(conn: &mut DbConnection, id: &str, now: chrono::NaiveDateTime) -> Q
         .map(drop)
 }
 
-pub fn set_language(conn: &mut DbConnection, id: &str, language: &str) -> QueryResult<()> {
+pub fn set_language(conn: &mut DbConnection, id: &str, language: Language) -> QueryResult<()> {
     diesel::update(web_sessions::table.filter(web_sessions::id.eq(id)))
         .set(web_sessions::language.eq(language))
         .execute(conn)

@@ -4,6 +4,8 @@ use diesel::prelude::*;
 
 use super::schema::{appointments, services, sites};
 use super::DbConnection;
+use crate::domain::appointment::{Programme, Status};
+use crate::domain::site::{SiteKind, SiteStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sites)]
@@ -11,10 +13,10 @@ use super::DbConnection;
 pub struct SiteRow {
     pub code: String,
     pub name: String,
-    pub kind: String,
+    pub kind: SiteKind,
     pub operating_rooms: i32,
-    pub status: String,
-    pub programme: Option<String>,
+    pub status: SiteStatus,
+    pub programme: Option<Programme>,
     pub reopened_at: Option<chrono::NaiveDateTime>,
     pub reopening_rank: Option<i32>,
     pub created_at: chrono::NaiveDateTime,
@@ -106,7 +108,7 @@ pub fn reopen(
 ) -> QueryResult<()> {
     diesel::update(sites::table.find(code))
         .set((
-            sites::status.eq("open"),
+            sites::status.eq(SiteStatus::Open),
             sites::programme.eq(Some(programme)),
             sites::operating_rooms_open.eq(Some(rooms_open)),
             sites::reopened_at.eq(Some(at)),
@@ -158,7 +160,7 @@ pub fn list_services(
 }
 
 /// Appointments an incident postponed, per site and present status (the crisis board).
-pub fn postponed_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, String, i64)>> {
+pub fn postponed_by_status(conn: &mut DbConnection) -> QueryResult<Vec<StatusCount>> {
     appointments::table
         .filter(appointments::postponed_at.is_not_null())
         .group_by((appointments::site_code, appointments::status))
@@ -170,8 +172,24 @@ pub fn postponed_by_status(conn: &mut DbConnection) -> QueryResult<Vec<(String, 
         .load(conn)
 }
 
+/// How many appointments of a site have a status.
+#[derive(Debug, Clone, Queryable)]
+pub struct StatusCount {
+    pub site: String,
+    pub status: Status,
+    pub count: i64,
+}
+
+/// How many appointments of a site are to contact at a priority.
+#[derive(Debug, Clone, Queryable)]
+pub struct PriorityCount {
+    pub site: String,
+    pub priority: i32,
+    pub count: i64,
+}
+
 /// The contact lists' size per site and priority (the board's backlog).
-pub fn backlog_by_priority(conn: &mut DbConnection) -> QueryResult<Vec<(String, i32, i64)>> {
+pub fn backlog_by_priority(conn: &mut DbConnection) -> QueryResult<Vec<PriorityCount>> {
     appointments::table
         .filter(super::contact_list::to_contact())
         .group_by((appointments::site_code, appointments::priority))

@@ -11,7 +11,7 @@ use crate::domain::{Role, ServiceCode};
 pub struct UserRow {
     pub id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub created_at: chrono::NaiveDateTime,
     pub expires_at: Option<chrono::NaiveDateTime>,
     pub last_used_at: Option<chrono::NaiveDateTime>,
@@ -23,7 +23,7 @@ pub struct UserRow {
 struct NewUserRow<'a> {
     id: &'a str,
     name: &'a str,
-    role: &'a str,
+    role: Role,
     token_hash: Option<&'a str>,
     created_at: chrono::NaiveDateTime,
     expires_at: Option<chrono::NaiveDateTime>,
@@ -50,13 +50,9 @@ impl Account {
     }
 }
 
-fn role_of(raw: &str) -> QueryResult<Role> {
-    Role::parse(raw).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
-}
-
 fn account(row: UserRow, services: Vec<String>) -> QueryResult<Account> {
     Ok(Account {
-        role: role_of(&row.role)?,
+        role: row.role,
         id: row.id,
         name: row.name,
         services,
@@ -110,7 +106,7 @@ pub fn insert(
         .values(NewUserRow {
             id,
             name,
-            role: role.as_str(),
+            role,
             token_hash: Some(token_hash),
             created_at: now,
             expires_at,
@@ -235,7 +231,7 @@ pub fn find_live(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRo
 pub fn count_live_admins(conn: &mut DbConnection) -> QueryResult<i64> {
     users::table
         .filter(users::deleted_at.is_null())
-        .filter(users::role.eq(Role::Admin.as_str()))
+        .filter(users::role.eq(Role::Admin))
         .count()
         .get_result(conn)
 }

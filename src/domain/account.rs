@@ -43,11 +43,7 @@ pub fn parse_name(raw: &str) -> Result<String, Invalid> {
 
 impl NewAccount {
     /// Checks every field and returns all the faults at once, by field name.
-    pub fn parse(
-        name: &str,
-        role: &str,
-        services: &[String],
-    ) -> Result<Self, Vec<(&'static str, Invalid)>> {
+    pub fn parse(name: &str, role: &str, services: &[String]) -> Result<Self, Faults> {
         let mut faults = Faults::default();
         let name = faults.check("name", parse_name(name));
         let role = faults.check("role", Role::parse(role));
@@ -68,15 +64,13 @@ impl NewAccount {
             }
             _ => {}
         }
-        match (name, role) {
-            (Some(name), Some(role)) if faults.is_empty() => Ok(Self {
-                name,
-                role,
-                services: codes,
-                expires_in_days: None,
-            }),
-            _ => Err(faults.0),
-        }
+        let account = name.zip(role).map(|(name, role)| Self {
+            name,
+            role,
+            services: codes,
+            expires_in_days: None,
+        });
+        faults.finish(account)
     }
 }
 
@@ -95,7 +89,7 @@ mod tests {
     #[test]
     fn every_fault_is_reported() {
         let faults = NewAccount::parse("  ", "boss", &["x".into()]).expect_err("bad");
-        let fields: Vec<_> = faults.iter().map(|(f, _)| *f).collect();
+        let fields: Vec<_> = faults.iter().map(|(f, _)| f.as_ref()).collect();
         assert_eq!(fields, ["name", "role", "services"]);
     }
 

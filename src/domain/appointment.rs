@@ -92,12 +92,6 @@ impl Status {
     }
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// What can happen to an appointment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {

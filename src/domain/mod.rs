@@ -32,7 +32,26 @@ macro_rules! text_enum {
                 }
             }
         }
+
+        serialized_by_name!($name);
     };
+}
+
+/// Serializes an enum with an `as_str` as that name (in JSON answers and audit details).
+macro_rules! serialized_by_name {
+    ($($name:ty),*) => {$(
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
 }
 
 pub mod account;
@@ -41,7 +60,9 @@ pub mod appointment;
 pub mod call;
 pub mod code;
 pub mod contact;
+pub mod incident;
 pub mod national_number;
+pub mod notification;
 pub mod patient;
 pub mod plan;
 pub mod role;
@@ -53,6 +74,14 @@ pub use contact::{Email, PhoneE164};
 pub use national_number::NationalNumber;
 pub use role::{Action, Role};
 pub use site::SiteKind;
+
+serialized_by_name!(
+    appointment::Status,
+    appointment::Kind,
+    site::SiteKind,
+    patient::Language,
+    role::Role
+);
 
 use std::fmt;
 
@@ -71,22 +100,25 @@ impl std::error::Error for Invalid {}
 /// The faults found while checking a whole input, by field name, so that one answer lists
 /// them all.
 #[derive(Debug, Default)]
-pub struct Faults(pub Vec<(&'static str, Invalid)>);
+pub struct Faults(pub Vec<(Field, Invalid)>);
+
+/// A field's name as the client wrote it: fixed (`name`) or built (`days[3].date`).
+pub type Field = std::borrow::Cow<'static, str>;
 
 impl Faults {
     /// Keeps the value, or records why `field` was refused.
-    pub fn check<T>(&mut self, field: &'static str, result: Result<T, Invalid>) -> Option<T> {
-        result.map_err(|e| self.0.push((field, e))).ok()
+    pub fn check<T>(&mut self, field: impl Into<Field>, result: Result<T, Invalid>) -> Option<T> {
+        result.map_err(|e| self.0.push((field.into(), e))).ok()
     }
 
-    pub fn push(&mut self, field: &'static str, message: impl Into<String>) {
-        self.0.push((field, Invalid(message.into())));
+    pub fn push(&mut self, field: impl Into<Field>, message: impl Into<String>) {
+        self.0.push((field.into(), Invalid(message.into())));
     }
 
     /// Checks a value that may be absent: `Some(None)` when it is.
     pub fn check_opt<I, T>(
         &mut self,
-        field: &'static str,
+        field: impl Into<Field>,
         raw: Option<I>,
         parse: impl FnOnce(I) -> Result<T, Invalid>,
     ) -> Option<Option<T>> {
@@ -96,8 +128,17 @@ impl Faults {
         }
     }
 
+    /// Keeps the value of a parse that collects its own faults, or records all of them.
+    pub fn include<T>(&mut self, result: Result<T, Faults>) -> Option<T> {
+        result.map_err(|faults| self.0.extend(faults.0)).ok()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(Field, Invalid)> {
+        self.0.iter()
     }
 
     /// The value when every check passed (then it is `Some`), else the faults.
@@ -105,11 +146,20 @@ impl Faults {
         match value {
             Some(v) if self.0.is_empty() => Ok(v),
             _ if self.0.is_empty() => Err(Faults(vec![(
-                "input",
+                "input".into(),
                 Invalid("was refused without a reason".into()),
             )])),
             _ => Err(self),
         }
+    }
+}
+
+impl IntoIterator for Faults {
+    type Item = (Field, Invalid);
+    type IntoIter = std::vec::IntoIter<(Field, Invalid)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

@@ -187,10 +187,7 @@ fn present(raw: Option<&str>) -> Option<&str> {
 
 impl NewPatient {
     /// Checks every field; returns all faults by field name.
-    pub fn parse(
-        input: &PatientInput<'_>,
-        today: NaiveDate,
-    ) -> Result<Self, Vec<(&'static str, Invalid)>> {
+    pub fn parse(input: &PatientInput<'_>, today: NaiveDate) -> Result<Self, Faults> {
         let mut f = Faults::default();
         let national_number = present(input.national_number)
             .map(|raw| f.check("national_number", NationalNumber::parse(raw)));
@@ -206,11 +203,8 @@ impl NewPatient {
         if let (Some(Some(nn)), Some(born)) = (&national_number, birth_date) {
             f.check("national_number", nn.agrees_with(born));
         }
-        if !f.is_empty() {
-            return Err(f.0);
-        }
-        match (last_name, first_name, birth_date, language) {
-            (Some(last_name), Some(first_name), Some(birth_date), Some(language)) => Ok(Self {
+        let complete = match (last_name, first_name, birth_date, language) {
+            (Some(last_name), Some(first_name), Some(birth_date), Some(language)) => Some(Self {
                 national_number: national_number.flatten(),
                 last_name,
                 first_name,
@@ -220,8 +214,9 @@ impl NewPatient {
                 language,
                 email_consent: input.email_consent,
             }),
-            _ => Err(vec![("body", Invalid("incomplete patient".into()))]),
-        }
+            _ => None,
+        };
+        f.finish(complete)
     }
 }
 
@@ -251,7 +246,7 @@ mod tests {
             ..Default::default()
         };
         let faults = NewPatient::parse(&input, today()).expect_err("mismatch");
-        assert_eq!(faults[0].0, "national_number");
+        assert_eq!(faults.0[0].0, "national_number");
         let ok = PatientInput {
             birth_date: "1985-07-30",
             ..input
@@ -273,7 +268,7 @@ mod tests {
             email_consent: true,
         };
         let faults = NewPatient::parse(&input, today()).expect_err("bad");
-        let fields: Vec<_> = faults.iter().map(|(f, _)| *f).collect();
+        let fields: Vec<_> = faults.iter().map(|(f, _)| f.as_ref()).collect();
         assert_eq!(
             fields,
             [

@@ -25,6 +25,14 @@ impl SiteKind {
     }
 }
 
+text_enum!(
+    /// Whether a site is working (`open`) or shut by an incident (`closed`).
+    SiteStatus {
+        Open => "open",
+        Closed => "closed",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

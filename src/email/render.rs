@@ -12,28 +12,13 @@ use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, Singl
 use lettre::Message;
 
 use crate::db::notifications::{Care, Outgoing};
+use crate::domain::appointment;
 use crate::domain::contact::phone_text;
 use crate::domain::patient::Language;
 use crate::domain::time::brussels;
 
 /// The three emails of CONTRACT §4.7.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    AppointmentPostponed,
-    SiteReopened,
-    AppointmentRescheduled,
-}
-
-impl Kind {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "appointment_postponed" => Some(Self::AppointmentPostponed),
-            "site_reopened" => Some(Self::SiteReopened),
-            "appointment_rescheduled" => Some(Self::AppointmentRescheduled),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::notification::Template as Kind;
 
 /// What every template may say. Nothing here is looked up while rendering.
 #[derive(Debug, Clone)]
@@ -98,8 +83,8 @@ pub fn belgian_date(lang: Language, at: NaiveDateTime) -> String {
 }
 
 /// `operation` or `consultation` in the patient's language.
-pub fn kind_word(lang: Language, kind: &str) -> &'static str {
-    let operation = kind == "operation";
+pub fn kind_word(lang: Language, kind: appointment::Kind) -> &'static str {
+    let operation = kind == appointment::Kind::Operation;
     match (lang, operation) {
         (Language::Fr, true) => "opération",
         (Language::Fr, false) => "consultation",
@@ -138,7 +123,7 @@ fn item(lang: Language, care: &Care, links: Option<&Links>) -> Item {
         answer_url: links
             .zip(care.link.as_deref())
             .map(|(l, token)| l.url(token)),
-        kind: kind_word(lang, &care.kind),
+        kind: kind_word(lang, care.kind),
         service: care.service.clone(),
         phone_uri: phone
             .as_ref()
@@ -151,7 +136,7 @@ fn item(lang: Language, care: &Care, links: Option<&Links>) -> Item {
 
 impl View {
     pub fn new(n: &Outgoing, kind: Kind, links: Option<&Links>) -> Self {
-        let lang = Language::parse(&n.language).unwrap_or(Language::Fr);
+        let lang = n.language;
         let site = n.site.clone().unwrap_or_default();
         let care: Vec<Item> = n.care.iter().map(|c| item(lang, c, links)).collect();
         Self {
@@ -245,8 +230,6 @@ pub fn ics(view: &View, appointment_id: &str, start: NaiveDateTime, operation: b
 /// Why a notification cannot become an email (a permanent failure).
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("unknown template {0:?}")]
-    Template(String),
     #[error("the appointment of this email no longer exists")]
     NoAppointment,
     #[error("the address is not valid: {0}")]
@@ -263,11 +246,11 @@ pub fn message(
     domain: &str,
     links: Option<&Links>,
 ) -> Result<Message, RenderError> {
-    let kind = Kind::parse(&n.template).ok_or_else(|| RenderError::Template(n.template.clone()))?;
+    let kind = n.template;
     if kind != Kind::SiteReopened && n.care.is_empty() {
         return Err(RenderError::NoAppointment);
     }
-    let lang = Language::parse(&n.language).unwrap_or(Language::Fr);
+    let lang = n.language;
     let view = View::new(n, kind, links);
     let (text, html) = bodies(lang, kind, &view).map_err(|e| RenderError::Render(e.to_string()))?;
     let to: Mailbox = n
@@ -279,7 +262,12 @@ pub fn message(
         .singlepart(SinglePart::html(html));
     let body = match (kind, n.care.first(), n.scheduled_for) {
         (Kind::AppointmentRescheduled, Some(care), Some(start)) => {
-            let calendar = ics(&view, &care.appointment_id, start, care.kind == "operation");
+            let calendar = ics(
+                &view,
+                &care.appointment_id,
+                start,
+                care.kind == appointment::Kind::Operation,
+            );
             let name = match lang {
                 Language::Fr => "rendez-vous.ics",
                 Language::Nl => "afspraak.ics",
@@ -316,11 +304,11 @@ mod tests {
             .expect("a valid date")
     }
 
-    fn outgoing(template: &str, language: &str) -> Outgoing {
+    fn outgoing(template: Kind, language: Language) -> Outgoing {
         Outgoing {
             id: "n1".into(),
-            template: template.into(),
-            language: language.into(),
+            template,
+            language,
             to_address: "marie.dubois@example.be".into(),
             attempts: 0,
             first_name: "Marie".into(),
@@ -331,7 +319,7 @@ mod tests {
                 appointment_id: "a1".into(),
                 service: "Orthopédie".into(),
                 service_phone: Some("+3263553000".into()),
-                kind: "operation".into(),
+                kind: appointment::Kind::Operation,
                 label: "Prothèse de hanche".into(),
                 original_scheduled_at: at(2022, 5, 14, 7, 30),
                 proposed_at: None,
@@ -370,8 +358,8 @@ mod tests {
             "appointment_rescheduled",
         ] {
             for (lang, hello) in greeting {
-                let n = outgoing(template, lang);
                 let kind = Kind::parse(template).expect("known");
+                let n = outgoing(kind, Language::parse(lang).expect("lang"));
                 let view = View::new(&n, kind, None);
                 let (text, html) =
                     bodies(Language::parse(lang).expect("lang"), kind, &view).expect("renders");
@@ -395,7 +383,7 @@ mod tests {
 
     #[test]
     fn html_escapes_what_comes_from_the_database() {
-        let mut n = outgoing("appointment_postponed", "en");
+        let mut n = outgoing(Kind::AppointmentPostponed, Language::En);
         n.last_name = "<script>alert(1)</script>".into();
         let view = View::new(&n, Kind::AppointmentPostponed, None);
         let (text, html) =
@@ -407,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_rescheduled_email_carries_the_new_date_as_icalendar() {
-        let mut n = outgoing("appointment_rescheduled", "nl");
+        let mut n = outgoing(Kind::AppointmentRescheduled, Language::Nl);
         n.scheduled_for = Some(at(2022, 6, 20, 12, 0));
         let message = message(
             &n,
@@ -427,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_postponed_email_has_no_attachment_and_a_missing_appointment_is_refused() {
-        let n = outgoing("appointment_postponed", "fr");
+        let n = outgoing(Kind::AppointmentPostponed, Language::Fr);
         let from: Mailbox = "Reprise <no-reply@localhost>".parse().expect("from");
         let raw = String::from_utf8(
             message(&n, &from, "localhost", None)

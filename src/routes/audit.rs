@@ -4,10 +4,12 @@ use actix_web::{get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{parse_instant, utc, ApiQuery, Fields, Page, PageRequest};
+use super::{parse_instant, utc, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
-use crate::db::{self, audit::AuditFilter};
-use crate::error::{AppError, AppResult, Problem};
+use crate::db::audit::{AuditFilter, AuditRow};
+use crate::domain::Faults;
+use crate::error::{AppResult, Problem};
+use crate::service::audit;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -64,7 +66,7 @@ pub async fn list(
 ) -> AppResult<web::Json<Page<AuditEntry>>> {
     let q = query.parse()?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
-    let mut fields = Fields::new();
+    let mut fields = Faults::default();
     let from = fields.check_opt("from", q.from.as_deref(), parse_instant);
     let to = fields.check_opt("to", q.to.as_deref(), parse_instant);
     let before_id = fields.check_opt("cursor", page.cursor.as_deref(), |c| {
@@ -83,15 +85,17 @@ pub async fn list(
                     before_id,
                 }),
         )?;
-    let fetch = page.fetch();
-    let rows = state
-        .db
-        .read(move |conn| db::audit::list(conn, &filter, fetch).map_err(AppError::from))
-        .await?;
+    let rows = audit::list(&state, filter, page.fetch()).await?;
     Ok(web::Json(page.page(
         rows,
         |r| r.id.to_string(),
-        |r| AuditEntry {
+        AuditEntry::from,
+    )))
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        Self {
             id: r.id,
             at: utc(r.at),
             actor: r.actor_id,
@@ -103,6 +107,6 @@ pub async fn list(
             address: r.address,
             user_agent: r.user_agent,
             count: r.occurrences,
-        },
-    )))
+        }
+    }
 }

@@ -5,10 +5,11 @@ use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{parse_instant, utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
+use super::{parse_instant, utc, ApiJson, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
 use crate::db::{calls::CallFilter, calls::CallRow};
 use crate::domain::call::{Bucket, CallInput, CentreStatus, IdempotencyKey, NewCall, Reason};
+use crate::domain::Faults;
 use crate::domain::Invalid;
 use crate::error::{AppError, AppResult, Problem};
 use crate::service::calls::{self, Logged};
@@ -65,8 +66,8 @@ impl From<CallRow> for CallResponse {
             caller_phone: r.caller_phone,
             patient_id: r.patient_id,
             appointment_id: r.appointment_id,
-            reason: r.reason,
-            outcome: r.outcome,
+            reason: r.reason.to_string(),
+            outcome: r.outcome.to_string(),
             duration_seconds: r.duration_seconds,
             notes: r.notes,
             callback_requested: r.callback_requested,
@@ -181,7 +182,7 @@ pub async fn list(
 ) -> AppResult<web::Json<Page<CallResponse>>> {
     let q = query.parse()?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
-    let mut f = Fields::new();
+    let mut f = Faults::default();
     let from = f.check_opt("from", q.from.as_deref(), parse_instant);
     let to = f.check_opt("to", q.to.as_deref(), parse_instant);
     let reason = f.check_opt("reason", q.reason.as_deref(), Reason::parse);
@@ -190,7 +191,7 @@ pub async fn list(
         Some(CallFilter {
             from: from?,
             to: to?,
-            reason: reason?.map(|r| r.as_str().to_string()),
+            reason: reason?,
             patient_id: q.patient_id.clone(),
             callback_requested: q.callback_requested,
             before: before?,
@@ -253,7 +254,7 @@ pub async fn stats(
     query: ApiQuery<StatsQuery>,
 ) -> AppResult<web::Json<CallStats>> {
     let q = query.parse()?;
-    let mut f = Fields::new();
+    let mut f = Faults::default();
     let from = f.check_opt("from", q.from.as_deref(), parse_instant);
     let to = f.check_opt("to", q.to.as_deref(), parse_instant);
     let bucket = f.check_opt("bucket", q.bucket.as_deref(), Bucket::parse);

@@ -1,5 +1,5 @@
 //! CSV imports over HTTP: the body is spooled to a temporary file as it arrives (memory stays
-//! flat), then imported on a blocking thread by `crate::imports`.
+//! flat), then imported on a blocking thread by `crate::service::imports`.
 
 use std::io::{Seek, Write};
 

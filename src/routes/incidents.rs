@@ -4,13 +4,12 @@ use actix_web::{post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{utc, ApiJson, Fields};
-use crate::auth::{perm, Caller, Granted};
-use crate::db::{self, incidents::IncidentRow, incidents::Postponement, DbConnection};
-use crate::domain::appointment::parse_text;
+use super::{utc, ApiJson};
+use crate::auth::{perm, Granted};
+use crate::domain::incident::{IncidentInput, NewIncident};
 use crate::domain::time::parse_instant;
-use crate::domain::SiteCode;
 use crate::error::{AppError, AppResult, Problem};
+use crate::service::incidents::{self, Applied};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,38 +51,21 @@ pub struct IncidentResponse {
     pub notifications_queued: i64,
 }
 
-fn response(row: IncidentRow, sites: Vec<String>, p: Postponement) -> IncidentResponse {
-    IncidentResponse {
-        id: row.id,
-        title: row.title,
-        started_at: utc(row.started_at),
-        postpone_until: utc(row.postpone_until),
-        sites,
-        postponed: p.postponed,
-        kept_urgent: p.kept_urgent,
-        kept_essential: p.kept_essential,
-        notifications_queued: p.notifications_queued,
+impl From<Applied> for IncidentResponse {
+    fn from(a: Applied) -> Self {
+        let (row, p) = (a.incident, a.done);
+        Self {
+            id: row.id,
+            title: row.title,
+            started_at: utc(row.started_at),
+            postpone_until: utc(row.postpone_until),
+            sites: a.sites,
+            postponed: p.postponed,
+            kept_urgent: p.kept_urgent,
+            kept_essential: p.kept_essential,
+            notifications_queued: p.notifications_queued,
+        }
     }
-}
-
-fn audit(
-    conn: &mut DbConnection,
-    caller: &Caller,
-    action: &str,
-    row: &IncidentRow,
-    sites: &[String],
-    p: Postponement,
-) -> diesel::QueryResult<()> {
-    crate::audit::record(
-        conn,
-        caller,
-        action,
-        Some(&format!("incident:{}", row.id)),
-        serde_json::json!({
-            "sites": sites, "postpone_until": utc(row.postpone_until),
-            "rows": p.postponed, "kept_urgent": p.kept_urgent, "kept_essential": p.kept_essential,
-        }),
-    )
 }
 
 /// Declare an incident: every scheduled, non-urgent, non-essential appointment at its sites in
@@ -105,62 +87,14 @@ pub async fn create(
     body: ApiJson<CreateIncident>,
 ) -> AppResult<HttpResponse> {
     let b = body.parse().await?;
-    let mut f = Fields::new();
-    let title = f.check("title", parse_text(&b.title, 200));
-    let started = f.check("started_at", parse_instant(&b.started_at));
-    let until = f.check("postpone_until", parse_instant(&b.postpone_until));
-    if let (Some(s), Some(u)) = (started, until) {
-        if u <= s {
-            f.push("postpone_until", "must be after started_at");
-        }
-    }
-    let mut codes: Vec<String> = Vec::new();
-    for raw in &b.sites {
-        if let Some(code) = f.check("sites", SiteCode::parse(raw)) {
-            if !codes.contains(&code.to_string()) {
-                codes.push(code.into_string());
-            }
-        }
-    }
-    if b.sites.is_empty() {
-        f.push("sites", "name at least one site");
-    }
-    let now = crate::domain::now();
-    let row = f.finish((|| {
-        Some(IncidentRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            title: title?,
-            started_at: started?,
-            postpone_until: until?,
-            created_at: now,
-            created_by: caller.id.clone(),
-        })
-    })())?;
-    let caller = caller.caller;
-    let (row, codes, done) = state
-        .db
-        .write(move |conn| {
-            let mut f = Fields::new();
-            for code in &codes {
-                if !db::sites::site_exists(conn, code)? {
-                    f.push("sites", format!("unknown site {code}"));
-                }
-            }
-            f.finish(Some(()))?;
-            db::incidents::insert(conn, &row, &codes)?;
-            let done = db::incidents::apply(
-                conn,
-                &row.id,
-                &codes,
-                row.started_at,
-                row.postpone_until,
-                now,
-            )?;
-            audit(conn, &caller, "incident.create", &row, &codes, done)?;
-            Ok::<_, AppError>((row, codes, done))
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(response(row, codes, done)))
+    let new = NewIncident::parse(IncidentInput {
+        title: &b.title,
+        started_at: &b.started_at,
+        postpone_until: &b.postpone_until,
+        sites: &b.sites,
+    })?;
+    let applied = incidents::declare(&state, caller.caller, new).await?;
+    Ok(HttpResponse::Created().json(IncidentResponse::from(applied)))
 }
 
 /// Extend an incident to a later end: the same postponement over the longer window.
@@ -187,34 +121,6 @@ pub async fn extend(
     let b = body.parse().await?;
     let until = parse_instant(&b.postpone_until)
         .map_err(|e| AppError::validation("postpone_until", e.0))?;
-    let id = id.into_inner();
-    let caller = caller.caller;
-    let now = crate::domain::now();
-    let (row, codes, done) = state
-        .db
-        .write(move |conn| {
-            let (mut row, codes) = db::incidents::find(conn, &id)?
-                .ok_or_else(|| AppError::NotFound("no such incident".into()))?;
-            if until < row.postpone_until {
-                return Err(AppError::validation(
-                    "postpone_until",
-                    "cannot be earlier than the current end; postponed care stays postponed",
-                ));
-            }
-            db::incidents::set_postpone_until(conn, &id, until)?;
-            row.postpone_until = until;
-            // A site reopened since is not shut again by a longer window.
-            let mut still_closed = Vec::new();
-            for code in codes {
-                if db::sites::find_site(conn, &code)?.is_some_and(|s| s.status == "closed") {
-                    still_closed.push(code);
-                }
-            }
-            let codes = still_closed;
-            let done = db::incidents::apply(conn, &id, &codes, row.started_at, until, now)?;
-            audit(conn, &caller, "incident.extend", &row, &codes, done)?;
-            Ok::<_, AppError>((row, codes, done))
-        })
-        .await?;
-    Ok(web::Json(response(row, codes, done)))
+    let applied = incidents::extend(&state, caller.caller, id.into_inner(), until).await?;
+    Ok(web::Json(applied.into()))
 }

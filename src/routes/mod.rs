@@ -22,8 +22,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use extract::{ApiJson, ApiQuery};
 
-use crate::domain::Invalid;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
 
 /// Routes outside `/api/v1` (no token).
 pub fn root(cfg: &mut ServiceConfig) {
@@ -124,55 +123,6 @@ impl PageRequest {
         Page {
             items: rows.into_iter().map(map).collect(),
             next_cursor,
-        }
-    }
-}
-
-/// Collects every field fault of a request, so that one 422 lists them all.
-#[derive(Debug, Default)]
-pub struct Fields(Vec<FieldError>);
-
-impl Fields {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Keeps the value, or records why `field` was refused.
-    pub fn check<T>(&mut self, field: &str, result: Result<T, Invalid>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.0.push(FieldError::new(field, e.0));
-                None
-            }
-        }
-    }
-
-    /// Like `check` for an optional input.
-    pub fn check_opt<I, T>(
-        &mut self,
-        field: &str,
-        raw: Option<I>,
-        parse: impl FnOnce(I) -> Result<T, Invalid>,
-    ) -> Option<Option<T>> {
-        match raw {
-            None => Some(None),
-            Some(raw) => self.check(field, parse(raw)).map(Some),
-        }
-    }
-
-    pub fn push(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError::new(field, message));
-    }
-
-    /// `Ok(value)` when every check passed (then `value` is `Some`), else the 422.
-    pub fn finish<T>(self, value: Option<T>) -> AppResult<T> {
-        match value {
-            Some(v) if self.0.is_empty() => Ok(v),
-            _ if self.0.is_empty() => Err(AppError::Internal(
-                "a field check failed without a reason".into(),
-            )),
-            _ => Err(AppError::Validation(self.0)),
         }
     }
 }

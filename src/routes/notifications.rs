@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{utc, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
 use crate::db::{self, notifications::NotificationFilter, notifications::NotificationRow};
+use crate::domain::notification::NotificationStatus;
 use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
 
@@ -44,10 +45,10 @@ impl From<NotificationRow> for NotificationResponse {
             id: r.id,
             patient_id: r.patient_id,
             appointment_id: r.appointment_id,
-            template: r.template,
-            language: r.language,
+            template: r.template.to_string(),
+            language: r.language.to_string(),
             to: r.to_address,
-            status: r.status,
+            status: r.status.to_string(),
             attempts: r.attempts,
             last_error: r.last_error,
             sent_at: r.sent_at.map(utc),
@@ -74,17 +75,15 @@ pub async fn list(
     query: ApiQuery<NotificationQuery>,
 ) -> AppResult<web::Json<Page<NotificationResponse>>> {
     let q = query.parse()?;
-    if let Some(s) = &q.status {
-        if !matches!(s.as_str(), "queued" | "sent" | "failed") {
-            return Err(AppError::validation(
-                "status",
-                "must be queued, sent or failed",
-            ));
-        }
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(NotificationStatus::parse)
+        .transpose()
+        .map_err(|_| AppError::validation("status", "must be queued, sent or failed"))?;
     let page = PageRequest::parse(q.limit, q.cursor)?;
     let filter = NotificationFilter {
-        status: q.status,
+        status,
         patient_id: q.patient_id,
         after_id: page.cursor.clone(),
     };

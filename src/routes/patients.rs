@@ -57,7 +57,7 @@ impl From<PatientRow> for PatientResponse {
             birth_date: r.birth_date,
             phone: r.phone,
             email: r.email,
-            language: r.language,
+            language: r.language.to_string(),
             email_consent: r.email_consent,
             created_at: utc(r.created_at),
         }
@@ -101,8 +101,7 @@ pub async fn create(
         language: b.language.as_deref(),
         email_consent: b.email_consent,
     };
-    let new = NewPatient::parse(&input, crate::domain::now().date())
-        .map_err(|faults| AppError::from(crate::domain::Faults(faults)))?;
+    let new = NewPatient::parse(&input, crate::domain::now().date())?;
     let row = patients::create(&state, caller.caller, new).await?;
     Ok(HttpResponse::Created().json(PatientResponse::from(row)))
 }

@@ -8,11 +8,12 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, ApiQuery, Fields};
+use super::{ApiJson, ApiQuery};
 use crate::auth::{perm, Granted};
 use crate::db::planning::CapacityDay;
 use crate::domain::appointment::parse_text;
 use crate::domain::plan::{in_range, parse_day};
+use crate::domain::Faults;
 use crate::error::{AppError, AppResult, Problem};
 use crate::service::planning::{self as service, ServiceCapacity, SiteCapacity};
 use crate::state::AppState;
@@ -70,7 +71,7 @@ impl From<SiteCapacity> for SiteCapacityResponse {
     fn from(c: SiteCapacity) -> Self {
         SiteCapacityResponse {
             site: c.site,
-            programme: c.programme,
+            programme: c.programme.map(|p| p.to_string()),
             fraction: c.days.fraction,
             operating_rooms_open: c.days.rooms,
             session_minutes: c.days.session_minutes,
@@ -149,7 +150,7 @@ pub async fn set_site_capacity(
     body: ApiJson<SetSiteCapacity>,
 ) -> AppResult<web::Json<SiteCapacityResponse>> {
     let b = body.parse().await?;
-    let mut f = Fields::new();
+    let mut f = Faults::default();
     let session = f.check_opt("session_minutes", b.session_minutes, |m| {
         in_range(m, 0, 1440)
     });
@@ -159,13 +160,13 @@ pub async fn set_site_capacity(
     let code = code.into_inner();
     let mut days = Vec::new();
     for (i, d) in b.days.iter().enumerate() {
-        let date = f.check(&format!("days[{i}].date"), parse_day(&d.date));
+        let date = f.check(format!("days[{i}].date"), parse_day(&d.date));
         let rooms = f.check(
-            &format!("days[{i}].rooms_open"),
+            format!("days[{i}].rooms_open"),
             in_range(d.rooms_open, 0, 1000),
         );
         let minutes = f.check(
-            &format!("days[{i}].session_minutes"),
+            format!("days[{i}].session_minutes"),
             in_range(d.session_minutes, 0, 1440),
         );
         if let (Some(day), Some(rooms_open), Some(session_minutes)) = (date, rooms, minutes) {
@@ -215,7 +216,7 @@ pub async fn set_service_capacity(
     body: ApiJson<SetServiceCapacity>,
 ) -> AppResult<web::Json<ServiceCapacityResponse>> {
     let b = body.parse().await?;
-    let mut f = Fields::new();
+    let mut f = Faults::default();
     let slots = f.check_opt("consultation_slots", b.consultation_slots, |n| {
         in_range(n, 0, 10_000)
     });
@@ -334,7 +335,7 @@ pub async fn plan(
 ) -> AppResult<web::Json<PlanResponse>> {
     let commit = query.parse()?.commit.unwrap_or(false);
     let b = body.parse().await?;
-    let mut f = Fields::new();
+    let mut f = Faults::default();
     let from = f.check("from", parse_day(&b.from));
     let until = f.check("until", parse_day(&b.until));
     let (from, until) = f.finish(from.zip(until))?;
@@ -370,7 +371,7 @@ impl From<service::SitePlan> for PlanResponse {
             .zip(&p.plan.proposals)
             .map(|(r, proposal)| PlanItem {
                 appointment_id: r.id,
-                kind: r.kind,
+                kind: r.kind.to_string(),
                 service: r.service_code,
                 priority: r.priority,
                 original_scheduled_at: super::utc(r.original_scheduled_at),
@@ -465,7 +466,7 @@ pub async fn deadline(
 ) -> AppResult<web::Json<DeadlineResponse>> {
     let q = query.parse()?;
     let now = crate::domain::now();
-    let mut f = Fields::new();
+    let mut f = Faults::default();
     let date = f.check("date", parse_day(&q.date));
     let from = f.check_opt("from", q.from.as_deref(), parse_day);
     let (date, from) = f.finish(date.zip(from))?;

@@ -4,10 +4,12 @@ use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
+use super::{utc, ApiJson, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
 use crate::db::{self, sites::ServiceRow, sites::SiteRow};
 use crate::domain::appointment::Programme;
+use crate::domain::site::SiteStatus;
+use crate::domain::Faults;
 use crate::domain::{
     account::parse_name, Email, Invalid, PhoneE164, ServiceCode, SiteCode, SiteKind,
 };
@@ -55,10 +57,10 @@ impl SiteResponse {
         Self {
             code: r.code,
             name: r.name,
-            kind: r.kind,
+            kind: r.kind.to_string(),
             operating_rooms: r.operating_rooms,
-            status: r.status,
-            programme: r.programme,
+            status: r.status.to_string(),
+            programme: r.programme.map(|p| p.to_string()),
             reopened_at: r.reopened_at.map(utc),
             reopening_rank: r.reopening_rank,
             operating_rooms_open: r.operating_rooms_open,
@@ -155,7 +157,7 @@ pub async fn create_site(
     body: ApiJson<CreateSite>,
 ) -> AppResult<HttpResponse> {
     let b = body.parse().await?;
-    let mut f = Fields::new();
+    let mut f = Faults::default();
     let code = f.check("code", SiteCode::parse(&b.code));
     let name = f.check("name", parse_name(&b.name));
     let kind = f.check("kind", SiteKind::parse(&b.kind));
@@ -165,9 +167,9 @@ pub async fn create_site(
         Some(SiteRow {
             code: code?.into_string(),
             name: name?,
-            kind: kind?.as_str().to_string(),
+            kind: kind?,
             operating_rooms: rooms?,
-            status: "open".into(),
+            status: SiteStatus::Open,
             programme: None,
             reopened_at: None,
             reopening_rank: rank?,
@@ -175,27 +177,7 @@ pub async fn create_site(
             operating_rooms_open: None,
         })
     })())?;
-    let caller = caller.caller;
-    let row = state
-        .db
-        .write(move |conn| {
-            if db::sites::site_exists(conn, &row.code)? {
-                return Err(AppError::Conflict(format!(
-                    "site {} already exists",
-                    row.code
-                )));
-            }
-            db::sites::insert_site(conn, &row)?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "site.create",
-                Some(&format!("site:{}", row.code)),
-                serde_json::json!({ "kind": row.kind, "operating_rooms": row.operating_rooms }),
-            )?;
-            Ok::<_, AppError>(row)
-        })
-        .await?;
+    let row = sites::create_site(&state, caller.caller, row).await?;
     Ok(HttpResponse::Created().json(SiteResponse::new(row, 0)))
 }
 
@@ -298,7 +280,7 @@ pub async fn create_service(
     body: ApiJson<CreateService>,
 ) -> AppResult<HttpResponse> {
     let b = body.parse().await?;
-    let mut f = Fields::new();
+    let mut f = Faults::default();
     let code = f.check("code", ServiceCode::parse(&b.code));
     let name = f.check("name", parse_name(&b.name));
     let site = f.check("site", SiteCode::parse(&b.site));
@@ -322,33 +304,7 @@ pub async fn create_service(
             created_at: crate::domain::now(),
         })
     })())?;
-    let caller = caller.caller;
-    let row = state
-        .db
-        .write(move |conn| {
-            if !db::sites::site_exists(conn, &row.site_code)? {
-                return Err(AppError::validation(
-                    "site",
-                    format!("unknown site {}", row.site_code),
-                ));
-            }
-            if db::sites::service_exists(conn, &row.code)? {
-                return Err(AppError::Conflict(format!(
-                    "service {} already exists",
-                    row.code
-                )));
-            }
-            db::sites::insert_service(conn, &row)?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "service.create",
-                Some(&format!("service:{}", row.code)),
-                serde_json::json!({ "site": row.site_code }),
-            )?;
-            Ok::<_, AppError>(row)
-        })
-        .await?;
+    let row = sites::create_service(&state, caller.caller, row).await?;
     Ok(HttpResponse::Created().json(ServiceResponse::from(row)))
 }
 

@@ -4,10 +4,11 @@ use actix_web::{delete, get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{utc, ApiJson, ApiQuery, Fields, Page, PageRequest};
+use super::{utc, ApiJson, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
 use crate::db::{self, users::Account};
 use crate::domain::account::NewAccount;
+use crate::domain::Faults;
 use crate::domain::Role;
 use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
@@ -93,16 +94,8 @@ pub async fn create(
     body: ApiJson<CreateUser>,
 ) -> AppResult<HttpResponse> {
     let body = body.parse().await?;
-    let mut fields = Fields::new();
-    let new = match NewAccount::parse(&body.name, &body.role, &body.services) {
-        Ok(new) => Some(new),
-        Err(faults) => {
-            for (field, e) in faults {
-                fields.push(field, e.0);
-            }
-            None
-        }
-    };
+    let mut fields = Faults::default();
+    let new = fields.include(NewAccount::parse(&body.name, &body.role, &body.services));
     let expires = fields.check_opt(
         "expires_in_days",
         body.expires_in_days,
@@ -193,7 +186,7 @@ pub async fn delete(
             db::lock_for_write(conn, "users")?;
             let user = db::users::find_live(conn, &id)?
                 .ok_or_else(|| AppError::NotFound("no such account".into()))?;
-            if user.role == Role::Admin.as_str() && db::users::count_live_admins(conn)? <= 1 {
+            if user.role == Role::Admin && db::users::count_live_admins(conn)? <= 1 {
                 return Err(AppError::Conflict(
                     "the last admin account cannot be deleted".into(),
                 ));

@@ -29,14 +29,14 @@ pub async fn create(
         patient_id: new.patient_id,
         site_code: new.site.into_string(),
         service_code: new.service.into_string(),
-        kind: new.kind.as_str().into(),
+        kind: new.kind,
         label: new.label,
         original_scheduled_at: new.scheduled_at,
         scheduled_at: new.scheduled_at,
         priority: new.priority.get(),
         urgent: new.urgent,
         essential: new.essential,
-        status: Status::Scheduled.as_str().into(),
+        status: Status::Scheduled,
         incident_id: None,
         postponed_at: None,
         import_id: None,
@@ -179,8 +179,7 @@ fn move_appointment(
     m: Move<'_>,
 ) -> AppResult<AppointmentRow> {
     let row = changeable(conn, caller, id)?;
-    let from = Status::parse(&row.status)
-        .map_err(|_| AppError::Internal(format!("unknown status {}", row.status)))?;
+    let from = row.status;
     let to = from
         .apply(m.transition)
         .map_err(|e| AppError::Conflict(e.to_string()))?;
@@ -189,8 +188,8 @@ fn move_appointment(
         &db::appointments::NewEvent {
             appointment_id: id,
             at: crate::domain::now(),
-            from_status: from.as_str(),
-            to_status: to.as_str(),
+            from_status: from,
+            to_status: to,
             scheduled_at: m.scheduled_at,
             reason: m.reason,
             note: m.note,
@@ -287,8 +286,8 @@ pub async fn attempt(
         id: uuid::Uuid::now_v7().to_string(),
         appointment_id: id.clone(),
         at: crate::domain::now(),
-        channel: new.channel.as_str().into(),
-        outcome: new.outcome.as_str().into(),
+        channel: new.channel,
+        outcome: new.outcome,
         note: new.note,
         actor_id: caller.id.clone(),
         answer: None,
@@ -297,7 +296,7 @@ pub async fn attempt(
         .db
         .write(move |conn| {
             let row = changeable(conn, &caller, &id)?;
-            if row.status == Status::Cancelled.as_str() {
+            if row.status == Status::Cancelled {
                 return Err(AppError::Conflict(
                     "the appointment is cancelled: there is no one to contact about it".into(),
                 ));
@@ -359,7 +358,7 @@ pub fn answer_by_link(
         }
         refused => return Ok(Answered::Refused(refused, Box::new(found))),
     }
-    if !db::answers::use_up(conn, &found.id, answer.as_str(), now)? {
+    if !db::answers::use_up(conn, &found.id, answer, now)? {
         // It expired this very moment (two answers at once wait for each other on the lock).
         return Ok(Answered::Refused(Standing::Expired, Box::new(found)));
     }
@@ -371,8 +370,8 @@ pub fn answer_by_link(
             id: uuid::Uuid::now_v7().to_string(),
             appointment_id: id.clone(),
             at: now,
-            channel: Channel::Email.as_str().into(),
-            outcome: outcome.as_str().into(),
+            channel: Channel::Email,
+            outcome,
             note: None,
             actor_id: None,
             answer: Some(answer.as_str().into()),

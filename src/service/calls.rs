@@ -43,8 +43,8 @@ fn call_row(call: NewCall, now: chrono::NaiveDateTime) -> CallRow {
         caller_phone: call.caller_phone.map(|p| p.as_str().to_string()),
         patient_id: call.patient_id,
         appointment_id: call.appointment_id,
-        reason: call.reason.as_str().into(),
-        outcome: call.outcome.as_str().into(),
+        reason: call.reason,
+        outcome: call.outcome,
         duration_seconds: call.duration_seconds,
         notes: call.notes,
         callback_requested: call.callback_requested,
@@ -104,8 +104,7 @@ fn check_references(conn: &mut DbConnection, row: &CallRow) -> AppResult<()> {
 }
 
 fn check_centre(conn: &mut DbConnection) -> AppResult<()> {
-    let (status, _, _) = db::calls::centre(conn)?;
-    if status != CentreStatus::Active.as_str() {
+    if db::calls::centre(conn)?.status != CentreStatus::Active {
         return Err(AppError::Conflict(
             "the call centre is deactivated: calls are not being logged".into(),
         ));
@@ -239,12 +238,8 @@ pub async fn stats(
         Outcome::ALL.iter().map(|o| (o.as_str(), 0)).collect();
     let (mut total, mut duration_sum, mut durations) = (0i64, 0i64, 0i64);
     for g in &groups {
-        if let Ok(reason) = Reason::parse(&g.reason) {
-            *by_reason.entry(reason.as_str()).or_default() += g.calls;
-        }
-        if let Ok(outcome) = Outcome::parse(&g.outcome) {
-            *by_outcome.entry(outcome.as_str()).or_default() += g.calls;
-        }
+        *by_reason.entry(g.reason.as_str()).or_default() += g.calls;
+        *by_outcome.entry(g.outcome.as_str()).or_default() += g.calls;
         total += g.calls;
         duration_sum += g.duration_sum.unwrap_or(0);
         durations += g.durations;
@@ -280,9 +275,11 @@ pub struct Centre {
 }
 
 pub fn centre_of(conn: &mut DbConnection) -> AppResult<Centre> {
-    let (status, changed_at, _) = db::calls::centre(conn)?;
+    let db::calls::Centre {
+        status, changed_at, ..
+    } = db::calls::centre(conn)?;
     Ok(Centre {
-        status: CentreStatus::parse(&status).map_err(|e| AppError::Internal(e.0))?,
+        status,
         changed_at,
         calls_total: db::calls::count(conn)?,
     })
@@ -301,20 +298,15 @@ pub async fn set_centre(
     state
         .db
         .write(move |conn| {
-            let (before, _, _) = db::calls::centre(conn)?;
-            if before != status.as_str() {
-                db::calls::set_centre(
-                    conn,
-                    status.as_str(),
-                    crate::domain::now(),
-                    caller.id.as_deref(),
-                )?;
+            let before = db::calls::centre(conn)?.status;
+            if before != status {
+                db::calls::set_centre(conn, status, crate::domain::now(), caller.id.as_deref())?;
                 crate::audit::record(
                     conn,
                     &caller,
                     "call_centre.update",
                     Some("call_centre"),
-                    serde_json::json!({ "from": before, "to": status.as_str() }),
+                    serde_json::json!({ "from": before, "to": status }),
                 )?;
             }
             centre_of(conn)

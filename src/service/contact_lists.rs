@@ -19,6 +19,7 @@ use crate::domain::appointment::Kind;
 use crate::domain::patient::Language;
 use crate::domain::time::brussels;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// Bytes gathered before a chunk is sent.
 const CHUNK: usize = 64 * 1024;
@@ -134,7 +135,7 @@ pub fn cells(r: &ContactRow, format: Format) -> [Cow<'_, str>; 15] {
     [
         cell(&r.appointment_id),
         Cow::Owned(r.priority.to_string()),
-        cell(&r.kind),
+        Cow::Borrowed(r.kind.as_str()),
         cell(&r.service),
         cell(&r.label),
         Cow::Owned(local(r.original_scheduled_at)),
@@ -148,9 +149,9 @@ pub fn cells(r: &ContactRow, format: Format) -> [Cow<'_, str>; 15] {
         },
         phone,
         opt(&r.email),
-        cell(&r.language),
+        Cow::Borrowed(r.language.as_str()),
         Cow::Owned(r.attempts.to_string()),
-        opt(&r.last_outcome),
+        Cow::Borrowed(r.last_outcome.map_or("", |o| o.as_str())),
         r.last_attempt_at
             .map(local)
             .map(Cow::Owned)
@@ -251,8 +252,7 @@ impl Writer {
                 item.insert(
                     "patient_request".into(),
                     r.patient_request
-                        .as_deref()
-                        .map_or(serde_json::Value::Null, Into::into),
+                        .map_or(serde_json::Value::Null, |a| a.as_str().into()),
                 );
                 out.extend(serde_json::to_vec(&item).unwrap_or_default());
             }
@@ -322,7 +322,7 @@ pub fn checked_filter(
     Ok(ContactFilter {
         site,
         service,
-        kind: kind.map(|k| k.as_str().to_string()),
+        kind,
         services: caller
             .role
             .is_service_scoped()
@@ -500,4 +500,139 @@ mod tests {
         );
         assert_eq!(csv_line(&["a;b", "c"], b';'), b"\"a;b\";c\r\n".to_vec());
     }
+}
+
+/// The sites and services a caller may choose a contact list from: all of them, or for a
+/// secretary her services and their sites.
+#[derive(Debug, Clone)]
+pub struct Choices {
+    pub sites: Vec<db::sites::SiteRow>,
+    pub services: Vec<db::sites::ServiceRow>,
+}
+
+pub async fn choices(state: &AppState, caller: Caller) -> AppResult<Choices> {
+    state
+        .db
+        .read(move |conn| {
+            let mut sites = db::sites::list_sites(conn, None, 1000)?;
+            let mut services = db::sites::list_services(conn, None, None, 1000)?;
+            services.retain(|s| caller.may_access_service(&s.code));
+            if caller.role.is_service_scoped() {
+                sites.retain(|site| services.iter().any(|s| s.site_code == site.code));
+            }
+            Ok(Choices { sites, services })
+        })
+        .await
+}
+
+/// The list a page shows: which one, and which page of it.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub site: String,
+    pub service: Option<String>,
+    pub kind: Option<Kind>,
+    /// Only the patients who asked something by email.
+    pub requests_only: bool,
+    /// From 0.
+    pub page: i64,
+    pub rows: i64,
+}
+
+/// One page of a contact list, with the list's length and how many of its patients asked
+/// something by email.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub total: i64,
+    pub requests: i64,
+    pub rows: Vec<ContactRow>,
+}
+
+/// Reads one page of a contact list (checked as an export is), audited as
+/// `contact_list.read`.
+pub async fn page(state: &AppState, caller: Caller, r: PageRequest) -> AppResult<ListPage> {
+    state
+        .db
+        .write(move |conn| {
+            let mut filter = checked_filter(conn, &caller, r.site, r.service, r.kind)?;
+            let requests = db::contact_list::count(
+                conn,
+                &ContactFilter {
+                    requests_only: true,
+                    ..filter.clone()
+                },
+            )?;
+            filter.requests_only = r.requests_only;
+            let total = db::contact_list::count(conn, &filter)?;
+            let rows = db::contact_list::page(conn, &filter, r.rows, r.page * r.rows)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "contact_list.read",
+                Some(&format!("site:{}", filter.site)),
+                serde_json::json!({
+                    "site": filter.site, "service": filter.service, "kind": filter.kind,
+                    "requests": filter.requests_only, "page": r.page, "rows": rows.len(),
+                }),
+            )?;
+            Ok(ListPage {
+                total,
+                requests,
+                rows,
+            })
+        })
+        .await
+}
+
+/// A contact list for paper: its names for the heading, its length, and up to `max` rows.
+#[derive(Debug, Clone)]
+pub struct Printed {
+    pub site_name: String,
+    pub service_name: Option<String>,
+    pub total: i64,
+    pub rows: Vec<ContactRow>,
+}
+
+/// Reads a contact list to print (checked and audited as an export, format `print`).
+pub async fn printed(
+    state: &AppState,
+    caller: Caller,
+    site: String,
+    service: Option<String>,
+    kind: Option<Kind>,
+    max: i64,
+) -> AppResult<Printed> {
+    state
+        .db
+        .write(move |conn| {
+            let filter = checked_filter(conn, &caller, site, service, kind)?;
+            let site_name = db::sites::find_site(conn, &filter.site)?
+                .map(|s| s.name)
+                .unwrap_or_default();
+            let service_name = match &filter.service {
+                Some(code) => db::sites::list_services(conn, Some(&filter.site), None, 1000)?
+                    .into_iter()
+                    .find(|s| &s.code == code)
+                    .map(|s| s.name),
+                None => None,
+            };
+            let total = db::contact_list::count(conn, &filter)?;
+            let rows = db::contact_list::page(conn, &filter, max, 0)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "contact_list.export",
+                Some(&format!("site:{}", filter.site)),
+                serde_json::json!({
+                    "site": filter.site, "service": filter.service, "kind": filter.kind,
+                    "format": "print", "rows": rows.len(),
+                }),
+            )?;
+            Ok(Printed {
+                site_name,
+                service_name,
+                total,
+                rows,
+            })
+        })
+        .await
 }

@@ -159,7 +159,7 @@ impl Report {
 pub fn read_csv<T, const N: usize>(
     input: impl Read,
     header: &[&str; N],
-    mut check: impl FnMut(u64, [&str; N]) -> Result<T, Vec<(&'static str, String)>>,
+    mut check: impl FnMut(u64, [&str; N]) -> Result<T, Faults>,
 ) -> Result<Vec<T>, Vec<FieldError>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -236,8 +236,8 @@ pub fn read_csv<T, const N: usize>(
         match check(line, fields) {
             Ok(parsed) => lines.push(parsed),
             Err(faults) => {
-                for (field, message) in faults {
-                    report.add(line, field, message);
+                for (field, e) in faults {
+                    report.add(line, &field, e.0);
                 }
             }
         }
@@ -270,15 +270,10 @@ fn check_line(
     fields: [&str; 16],
     service_sites: &HashMap<String, String>,
     today: chrono::NaiveDate,
-) -> Result<AppointmentLine, Vec<(&'static str, String)>> {
-    let mut faults: Vec<(&'static str, String)> = Vec::new();
+) -> Result<AppointmentLine, Faults> {
+    let mut f = Faults::default();
     let [nn, last, first, birth, phone, email, language, consent, site, service, kind, label, at, priority, urgent, essential] =
         fields;
-    let mut check = |field: &'static str, r: Result<(), Invalid>| {
-        if let Err(e) = r {
-            faults.push((field, e.0));
-        }
-    };
     let email_consent = parse_flag(consent);
     let patient = NewPatient::parse(
         &PatientInput {
@@ -293,46 +288,22 @@ fn check_line(
         },
         today,
     );
-    check("email_consent", email_consent.map(drop));
-    let patient = match patient {
-        Ok(p) => Some(p),
-        Err(errors) => {
-            for (field, e) in errors {
-                check(field, Err(e));
-            }
-            None
-        }
-    };
+    f.check("email_consent", email_consent);
+    let patient = f.include(patient);
     let site = site.trim();
     let service = service.trim();
     match service_sites.get(service) {
-        None => check(
-            "service",
-            Err(Invalid(format!("unknown service {service:?}"))),
-        ),
-        Some(s) if s != site => check(
-            "site",
-            Err(Invalid(format!("service {service} belongs to site {s}"))),
-        ),
+        None => f.push("service", format!("unknown service {service:?}")),
+        Some(s) if s != site => f.push("site", format!("service {service} belongs to site {s}")),
         Some(_) => {}
     }
-    let kind = Kind::parse(kind.trim())
-        .map_err(|e| check("kind", Err(e)))
-        .ok();
-    let label = parse_text(label, 200)
-        .map_err(|e| check("label", Err(e)))
-        .ok();
-    let at = parse_instant_or_local(at)
-        .map_err(|e| check("scheduled_at", Err(e)))
-        .ok();
-    let priority = Priority::parse(priority)
-        .map_err(|e| check("priority", Err(e)))
-        .ok();
-    let urgent = parse_flag(urgent).map_err(|e| check("urgent", Err(e))).ok();
-    let essential = parse_flag(essential)
-        .map_err(|e| check("essential", Err(e)))
-        .ok();
-    match (patient, kind, label, at, priority, urgent, essential) {
+    let kind = f.check("kind", Kind::parse(kind.trim()));
+    let label = f.check("label", parse_text(label, 200));
+    let at = f.check("scheduled_at", parse_instant_or_local(at));
+    let priority = f.check("priority", Priority::parse(priority));
+    let urgent = f.check("urgent", parse_flag(urgent));
+    let essential = f.check("essential", parse_flag(essential));
+    let checked = match (patient, kind, label, at, priority, urgent, essential) {
         (
             Some(patient),
             Some(kind),
@@ -341,7 +312,7 @@ fn check_line(
             Some(priority),
             Some(urgent),
             Some(essential),
-        ) if faults.is_empty() => Ok(AppointmentLine {
+        ) => Some(AppointmentLine {
             line,
             patient,
             site: site.to_string(),
@@ -353,8 +324,9 @@ fn check_line(
             urgent,
             essential,
         }),
-        _ => Err(faults),
-    }
+        _ => None,
+    };
+    f.finish(checked)
 }
 
 /// Stores checked lines in the caller's transaction: patients matched on national number
@@ -409,14 +381,14 @@ pub fn store_appointments(
             patient_id,
             site_code: l.site,
             service_code: l.service,
-            kind: l.kind.as_str().into(),
+            kind: l.kind,
             label: l.label,
             original_scheduled_at: l.scheduled_at,
             scheduled_at: l.scheduled_at,
             priority: l.priority.get(),
             urgent: l.urgent,
             essential: l.essential,
-            status: Status::Scheduled.as_str().into(),
+            status: Status::Scheduled,
             incident_id: None,
             postponed_at: None,
             import_id: Some(import_id.clone()),
@@ -535,7 +507,7 @@ pub fn parse_calls<R: Read>(
                     Some(outcome),
                     Some(duration_seconds),
                     Some(notes),
-                ) if f.is_empty() => Ok(CallLine {
+                ) => f.finish(Some(CallLine {
                     received_at,
                     caller_phone,
                     national_number,
@@ -543,8 +515,8 @@ pub fn parse_calls<R: Read>(
                     outcome,
                     duration_seconds,
                     notes,
-                }),
-                _ => Err(f.0.into_iter().map(|(field, e)| (field, e.0)).collect()),
+                })),
+                _ => f.finish(None),
             }
         },
     )
@@ -584,8 +556,8 @@ pub fn store_calls(
                 caller_phone: l.caller_phone,
                 patient_id,
                 appointment_id: None,
-                reason: l.reason.as_str().into(),
-                outcome: l.outcome.as_str().into(),
+                reason: l.reason,
+                outcome: l.outcome,
                 duration_seconds: l.duration_seconds,
                 notes: l.notes,
                 callback_requested: l.outcome == Outcome::CallbackScheduled,

@@ -6,10 +6,13 @@
 //! access decision that depends on data, its audit entry and its outbox row.
 
 pub mod appointments;
+pub mod audit;
 pub mod calls;
 pub mod contact_lists;
 pub mod imports;
+pub mod incidents;
 pub mod patients;
 pub mod planning;
+pub mod sessions;
 pub mod sites;
 pub mod users;

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 
 use crate::auth::Caller;
 use crate::db::{self, planning::CapacityDay, DbConnection};
-use crate::domain::appointment::{Kind, Programme};
+use crate::domain::appointment::Programme;
 use crate::domain::plan::{self, Backlog, Outlook, Plan, ServiceDay, SiteDays, Waiting};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -26,7 +26,7 @@ pub struct ServiceCapacity {
 #[derive(Debug, Clone)]
 pub struct SiteCapacity {
     pub site: String,
-    pub programme: Option<String>,
+    pub programme: Option<Programme>,
     pub days: SiteDays,
     pub own_days: Vec<CapacityDay>,
     pub services: Vec<ServiceCapacity>,
@@ -44,9 +44,7 @@ fn site_days(
     let days = SiteDays::new(
         site.operating_rooms_open.unwrap_or(site.operating_rooms),
         db::planning::session_minutes(conn, code)?,
-        site.programme
-            .as_deref()
-            .and_then(|p| Programme::parse(p).ok()),
+        site.programme,
         planning,
         own.iter()
             .map(|d| (d.day, (d.rooms_open, d.session_minutes)))
@@ -231,7 +229,7 @@ pub async fn plan(
     let waiting: Vec<Waiting> = rows
         .iter()
         .map(|r| Waiting {
-            kind: Kind::parse(&r.kind).unwrap_or(Kind::Consultation),
+            kind: r.kind,
             service: r.service_code.clone(),
             label: r.label.clone(),
             priority: r.priority,

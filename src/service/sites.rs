@@ -1,8 +1,9 @@
 //! Sites: reopening one, after a person has seen what it will do.
 
 use crate::auth::Caller;
-use crate::db;
+use crate::db::{self, sites::ServiceRow, sites::SiteRow};
 use crate::domain::appointment::Programme;
+use crate::domain::site::SiteStatus;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -22,7 +23,7 @@ pub async fn reopen_preview(state: &AppState, code: String) -> AppResult<ReopenP
         .read(move |conn| {
             let site = db::sites::find_site(conn, &code)?
                 .ok_or_else(|| AppError::NotFound("no such site".into()))?;
-            if site.status == "open" {
+            if site.status == SiteStatus::Open {
                 return Err(AppError::Conflict(format!("site {code} is already open")));
             }
             let to_contact = db::sites::postponed_counts(conn, std::slice::from_ref(&code))?
@@ -63,7 +64,7 @@ pub async fn reopen(
         .write(move |conn| {
             let site = db::sites::find_site(conn, &code)?
                 .ok_or_else(|| AppError::NotFound("no such site".into()))?;
-            if site.status == "open" {
+            if site.status == SiteStatus::Open {
                 return Err(AppError::Conflict(format!("site {code} is already open")));
             }
             let rooms = operating_rooms_open.unwrap_or(site.operating_rooms);
@@ -106,4 +107,96 @@ pub async fn reopen(
         to_contact,
         notifications_queued: i64::try_from(queued).unwrap_or(i64::MAX),
     })
+}
+
+/// Creates a site (open); a code already taken is a 409.
+pub async fn create_site(state: &AppState, caller: Caller, row: SiteRow) -> AppResult<SiteRow> {
+    state
+        .db
+        .write(move |conn| {
+            if db::sites::site_exists(conn, &row.code)? {
+                return Err(AppError::Conflict(format!(
+                    "site {} already exists",
+                    row.code
+                )));
+            }
+            db::sites::insert_site(conn, &row)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "site.create",
+                Some(&format!("site:{}", row.code)),
+                serde_json::json!({ "kind": row.kind, "operating_rooms": row.operating_rooms }),
+            )?;
+            Ok(row)
+        })
+        .await
+}
+
+/// Creates a service of an existing site (else a 422); a code already taken is a 409.
+pub async fn create_service(
+    state: &AppState,
+    caller: Caller,
+    row: ServiceRow,
+) -> AppResult<ServiceRow> {
+    state
+        .db
+        .write(move |conn| {
+            if !db::sites::site_exists(conn, &row.site_code)? {
+                return Err(AppError::validation(
+                    "site",
+                    format!("unknown site {}", row.site_code),
+                ));
+            }
+            if db::sites::service_exists(conn, &row.code)? {
+                return Err(AppError::Conflict(format!(
+                    "service {} already exists",
+                    row.code
+                )));
+            }
+            db::sites::insert_service(conn, &row)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "service.create",
+                Some(&format!("service:{}", row.code)),
+                serde_json::json!({ "site": row.site_code }),
+            )?;
+            Ok(row)
+        })
+        .await
+}
+
+/// What the coordinators' board shows: every site, its appointments by status and its
+/// contact list by priority, the call centre, and the calls of every hour there were calls.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub sites: Vec<SiteRow>,
+    pub by_status: Vec<db::sites::StatusCount>,
+    pub backlog: Vec<db::sites::PriorityCount>,
+    pub centre: crate::service::calls::Centre,
+    pub hours: Vec<db::calls::HourCount>,
+}
+
+/// The board's figures, read in one go.
+pub async fn overview(state: &AppState) -> AppResult<Overview> {
+    state
+        .db
+        .read(|conn| {
+            let (first, last) = db::calls::hour_range(conn)?;
+            let hours = match first.zip(last) {
+                Some((first, last)) => {
+                    db::calls::stats(conn, first, last + chrono::Duration::hours(1))?.1
+                }
+                None => Vec::new(),
+            };
+            Ok(Overview {
+                sites: db::sites::list_sites(conn, None, 1000)?,
+                by_status: db::sites::postponed_by_status(conn)?,
+                backlog: db::sites::backlog_by_priority(conn)?,
+                centre: crate::service::calls::centre_of(conn)?,
+                hours,
+            })
+        })
+        .await
 }

@@ -10,7 +10,8 @@ use super::{
     ReadPatients, Session, Signed, Submitted,
 };
 use crate::db::{self, appointments::AppointmentRow, patients::PatientRow};
-use crate::domain::call::{CallInput, IdempotencyKey, NewCall};
+use crate::domain::appointment::Status;
+use crate::domain::call::{CallInput, CentreStatus, IdempotencyKey, NewCall};
 use crate::domain::patient::PatientQuery;
 use crate::domain::Action;
 use crate::error::AppError;
@@ -52,9 +53,9 @@ pub struct AppointmentView {
 
 fn appointment_view(t: &'static Texts, a: AppointmentRow) -> AppointmentView {
     AppointmentView {
-        kind: t.word(&a.kind).to_string(),
-        status: t.word(&a.status).to_string(),
-        new_date: if a.status == "rescheduled" {
+        kind: t.word(a.kind.as_str()).to_string(),
+        status: t.word(a.status.as_str()).to_string(),
+        new_date: if a.status == Status::Rescheduled {
             local(a.scheduled_at)
         } else {
             String::new()
@@ -64,7 +65,7 @@ fn appointment_view(t: &'static Texts, a: AppointmentRow) -> AppointmentView {
         label: a.label,
         service: a.service_code,
         site: a.site_code,
-        status_code: a.status,
+        status_code: a.status.to_string(),
     }
 }
 
@@ -107,11 +108,11 @@ impl AgentPage {
 }
 
 async fn centre_off(state: &AppState) -> Result<bool, PageError> {
-    let (status, _, _) = state
+    let centre = state
         .db
         .read(|conn| db::calls::centre(conn).map_err(AppError::from))
         .await?;
-    Ok(status != "active")
+    Ok(centre.status != CentreStatus::Active)
 }
 
 /// The search form is the agents' page's: it needs `LogCalls` as well as the `ReadPatients`

@@ -14,6 +14,7 @@ use crate::auth::Caller;
 use crate::db;
 use crate::domain::answer::{Answer, Standing};
 use crate::domain::appointment::Status;
+use crate::domain::notification::Template as Email;
 use crate::domain::patient::Language;
 use crate::email::render::{belgian_date, kind_word};
 use crate::error::AppError;
@@ -283,19 +284,19 @@ fn invalid() -> HttpResponse {
 }
 
 fn page(found: &db::answers::Found, standing: &Standing, shown: Option<Shown>) -> AnswerPage {
-    let lang = Language::parse(&found.language).unwrap_or(Language::Fr);
+    let lang = found.language;
     let t = answer_texts(lang);
     let a = &found.appointment;
     let care = t
         .care
-        .replace("{kind}", kind_word(lang, &a.kind))
+        .replace("{kind}", kind_word(lang, a.kind))
         .replace("{service}", &found.service)
         .replace("{site}", &found.site)
         .replace("{date}", &belgian_date(lang, a.original_scheduled_at));
     let date_of = |at| belgian_date(lang, at);
     let date = match standing {
         Standing::Open { date: Some(at), .. } => Some((
-            if a.status == Status::Rescheduled.as_str() {
+            if a.status == Status::Rescheduled {
                 t.new_date
             } else {
                 t.proposed
@@ -437,8 +438,45 @@ pub struct AnswerForm {
     confirm: Option<String>,
 }
 
+/// The page that asks to confirm a withdrawal, if the link still offers it.
+async fn confirm_withdrawal(state: &AppState, hash: String) -> HttpResponse {
+    match load(state, hash).await {
+        Ok(Some(found)) => {
+            let standing = standing_of(&found, crate::domain::now());
+            let shown = matches!(&standing, Standing::Open { choices, .. } if choices.contains(&Answer::Withdraw))
+                .then_some(Shown::ConfirmWithdraw);
+            let status = if shown.is_some() {
+                StatusCode::OK
+            } else {
+                refused(&standing)
+            };
+            with_status(render(&page(&found, &standing, shown)), status)
+        }
+        Ok(None) => invalid(),
+        Err(e) => actix_web::ResponseError::error_response(&PageError::app(e)),
+    }
+}
+
+/// What follows an answer, in the patient's words.
+fn done_text(found: &db::answers::Found, chosen: Answer) -> String {
+    let lang = found.language;
+    let t = answer_texts(lang);
+    let row = &found.appointment;
+    let date = belgian_date(lang, row.scheduled_at);
+    match chosen {
+        Answer::Keep
+            if row.status == Status::Rescheduled && found.template == Email::SiteReopened =>
+        {
+            t.done_rebooked.replace("{date}", &date)
+        }
+        Answer::Keep => t.done_confirmed.replace("{date}", &date),
+        Answer::OtherDate | Answer::CallBack => t.done_call.into(),
+        Answer::Withdraw => t.done_withdrawn.into(),
+    }
+}
+
 /// `POST /answer/{token}` (`answer=keep|other_date|call_back|withdraw`; a withdrawal asks for
-/// `confirm=yes` first): records the answer (`routes::appointments::answer_by_link`) and says
+/// `confirm=yes` first): records the answer (`service::appointments::answer_by_link`) and says
 /// what follows.
 pub async fn answer(
     req: HttpRequest,
@@ -462,21 +500,7 @@ pub async fn answer(
     let confirmed = form.and_then(|f| f.confirm).is_some_and(|c| c == "yes");
     if chosen == Answer::Withdraw && !confirmed {
         // A cancellation is final: one more step, nothing recorded yet.
-        return match load(&state, hash).await {
-            Ok(Some(found)) => {
-                let standing = standing_of(&found, crate::domain::now());
-                let shown = matches!(&standing, Standing::Open { choices, .. } if choices.contains(&Answer::Withdraw))
-                    .then_some(Shown::ConfirmWithdraw);
-                let status = if shown.is_some() {
-                    StatusCode::OK
-                } else {
-                    refused(&standing)
-                };
-                with_status(render(&page(&found, &standing, shown)), status)
-            }
-            Ok(None) => invalid(),
-            Err(e) => actix_web::ResponseError::error_response(&PageError::app(e)),
-        };
+        return confirm_withdrawal(&state, hash).await;
     }
     let origin = crate::auth::origin(&req);
     let now = crate::domain::now();
@@ -496,21 +520,7 @@ pub async fn answer(
     };
     match answered {
         Answered::Done(found) => {
-            let lang = Language::parse(&found.language).unwrap_or(Language::Fr);
-            let t = answer_texts(lang);
-            let row = &found.appointment;
-            let date = belgian_date(lang, row.scheduled_at);
-            let text = match chosen {
-                Answer::Keep
-                    if row.status == Status::Rescheduled.as_str()
-                        && found.template == "site_reopened" =>
-                {
-                    t.done_rebooked.replace("{date}", &date)
-                }
-                Answer::Keep => t.done_confirmed.replace("{date}", &date),
-                Answer::OtherDate | Answer::CallBack => t.done_call.into(),
-                Answer::Withdraw => t.done_withdrawn.into(),
-            };
+            let text = done_text(&found, chosen);
             let standing = Standing::Used(chosen, now);
             with_status(
                 render(&page(

@@ -11,10 +11,11 @@ use super::{
     chart, flash, local, render, see_other, Chrome, ManageCallCentre, ManageSites, PageError,
     Signed, Submitted,
 };
-use crate::db;
-use crate::domain::appointment::Programme;
+use crate::db::sites::SiteRow;
+use crate::domain::appointment::{Programme, Status};
 use crate::domain::call::CentreStatus;
 use crate::domain::call::{busiest_days, per_day as calls_per_day};
+use crate::domain::site::SiteStatus;
 use crate::error::AppError;
 use crate::i18n::{Texts, PROGRAMMES};
 use crate::service::calls;
@@ -124,99 +125,65 @@ impl BoardQuery {
     }
 }
 
-/// `GET /board`.
-pub async fn page(
-    signed: Signed<ManageSites>,
-    state: web::Data<AppState>,
-    query: web::Query<BoardQuery>,
-) -> Result<HttpResponse, PageError> {
-    let session = signed.session;
-    let (lang, t) = (session.lang, session.t());
-    let err = |e| PageError::App(e, lang);
-    let (sites, by_status, backlog, centre, hours) = state
-        .db
-        .read(|conn| {
-            let (first, last) = db::calls::hour_range(conn)?;
-            let hours = match first.zip(last) {
-                Some((first, last)) => {
-                    db::calls::stats(conn, first, last + chrono::Duration::hours(1))?.1
-                }
-                None => Vec::new(),
-            };
-            Ok::<_, AppError>((
-                db::sites::list_sites(conn, None, 1000)?,
-                db::sites::postponed_by_status(conn)?,
-                db::sites::backlog_by_priority(conn)?,
-                calls::centre_of(conn)?,
-                hours,
-            ))
-        })
-        .await
-        .map_err(err)?;
-    let per_day = calls_per_day(
-        &hours
-            .into_iter()
-            .map(|h| (h.hour, h.calls))
-            .collect::<Vec<_>>(),
-    );
-    // The days the coordinator chose, else the busiest stretch of the calls.
-    let period = query
-        .period()
-        .map_err(|e| PageError::App(e, lang))?
-        .or_else(|| busiest_days(&per_day, CHART_DAYS));
-    let mut counts: HashMap<(String, String), i64> = HashMap::new();
-    for (site, status, n) in by_status {
-        counts.insert((site, status), n);
-    }
-    let mut queues: HashMap<String, [i64; 4]> = HashMap::new();
-    for (site, priority, n) in backlog {
-        if let Some(slot) = usize::try_from(priority - 1).ok().filter(|p| *p < 4) {
-            queues.entry(site).or_default()[slot] += n;
+/// The sites in the order they reopen (the crisis plan), then by code, with their figures;
+/// and the totals of their backlogs (four priorities, then all).
+fn site_views(t: &'static Texts, o: &sites::Overview) -> (Vec<SiteView>, [i64; 5]) {
+    let count = |site: &str, status: Status| {
+        o.by_status
+            .iter()
+            .filter(|c| c.site == site && c.status == status)
+            .map(|c| c.count)
+            .sum::<i64>()
+    };
+    let mut queues: HashMap<&str, [i64; 4]> = HashMap::new();
+    for c in &o.backlog {
+        if let Some(slot) = usize::try_from(c.priority - 1).ok().filter(|p| *p < 4) {
+            queues.entry(&c.site).or_default()[slot] += c.count;
         }
     }
-    let count = |site: &str, status: &str| {
-        counts
-            .get(&(site.to_string(), status.to_string()))
-            .copied()
-            .unwrap_or(0)
-    };
     let mut totals = [0i64; 5];
-    // In the order the sites reopen (the crisis plan), then by code.
-    let mut sites = sites;
-    sites.sort_by_key(|s| (s.reopening_rank.unwrap_or(i32::MAX), s.code.clone()));
-    let sites: Vec<SiteView> = sites
+    let mut rows: Vec<&SiteRow> = o.sites.iter().collect();
+    rows.sort_by_key(|s| (s.reopening_rank.unwrap_or(i32::MAX), s.code.clone()));
+    let views = rows
         .into_iter()
         .map(|s| {
-            let backlog = queues.get(&s.code).copied().unwrap_or_default();
+            let backlog = queues.get(s.code.as_str()).copied().unwrap_or_default();
             for (i, n) in backlog.iter().enumerate() {
                 totals[i] += n;
             }
             totals[4] += backlog.iter().sum::<i64>();
             SiteView {
-                open: s.status == "open",
-                status: t.word(&s.status).to_string(),
+                open: s.status == SiteStatus::Open,
+                status: t.word(s.status.as_str()).to_string(),
                 programme: s
                     .programme
-                    .as_deref()
-                    .map(|p| t.word(p).to_string())
+                    .map(|p| t.word(p.as_str()).to_string())
                     .unwrap_or_default(),
-                rooms_open: match (s.status.as_str(), s.operating_rooms_open) {
-                    ("open", Some(n)) => format!("{n} / {}", s.operating_rooms),
-                    ("open", None) => format!("{0} / {0}", s.operating_rooms),
+                rooms_open: match (s.status, s.operating_rooms_open) {
+                    (SiteStatus::Open, Some(n)) => format!("{n} / {}", s.operating_rooms),
+                    (SiteStatus::Open, None) => format!("{0} / {0}", s.operating_rooms),
                     _ => format!("0 / {}", s.operating_rooms),
                 },
                 rooms: s.operating_rooms,
                 reopened_at: s.reopened_at.map(local).unwrap_or_default(),
                 to_contact: backlog.iter().sum(),
-                rescheduled: count(&s.code, "rescheduled"),
-                cancelled: count(&s.code, "cancelled"),
+                rescheduled: count(&s.code, Status::Rescheduled),
+                cancelled: count(&s.code, Status::Cancelled),
                 backlog,
-                code: s.code,
-                name: s.name,
+                code: s.code.clone(),
+                name: s.name.clone(),
             }
         })
         .collect();
-    let days: Vec<(String, i64)> = period
+    (views, totals)
+}
+
+/// Each day of the period with its calls (`dd/mm/yyyy`).
+fn chart_days(
+    period: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    per_day: &std::collections::BTreeMap<chrono::NaiveDate, i64>,
+) -> Vec<(String, i64)> {
+    period
         .map(|(from, to)| {
             from.iter_days()
                 .take_while(|d| *d <= to)
@@ -228,28 +195,49 @@ pub async fn page(
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// `GET /board`.
+pub async fn page(
+    signed: Signed<ManageSites>,
+    state: web::Data<AppState>,
+    query: web::Query<BoardQuery>,
+) -> Result<HttpResponse, PageError> {
+    let session = signed.session;
+    let (lang, t) = (session.lang, session.t());
+    let o = sites::overview(&state)
+        .await
+        .map_err(|e| PageError::App(e, lang))?;
+    let hours: Vec<_> = o.hours.iter().map(|h| (h.hour, h.calls)).collect();
+    let per_day = calls_per_day(&hours);
+    // The days the coordinator chose, else the busiest stretch of the calls.
+    let period = query
+        .period()
+        .map_err(|e| PageError::App(e, lang))?
+        .or_else(|| busiest_days(&per_day, CHART_DAYS));
+    let (sites, totals) = site_views(t, &o);
+    let days = chart_days(period, &per_day);
     let short: Vec<(String, i64)> = days
         .iter()
         .map(|(d, n)| (d.get(..5).unwrap_or(d).to_string(), *n))
         .collect();
+    let summary = query.summary(t, &sites);
     let page = BoardPage {
         chrome: Chrome::new(
             &session,
             t.board_title,
             "/board",
-            query
-                .summary(t, &sites)
-                .or_else(|| flash(t, query.done.as_deref())),
+            summary.or_else(|| flash(t, query.done.as_deref())),
         ),
         t,
         sites,
         totals,
         programmes: PROGRAMMES.iter().map(|p| (*p, t.word(p))).collect(),
-        centre_active: centre.status == CentreStatus::Active,
-        centre_status: t.word(centre.status.as_str()).to_string(),
-        centre_since: local(centre.changed_at),
-        calls_total: centre.calls_total,
+        centre_active: o.centre.status == CentreStatus::Active,
+        centre_status: t.word(o.centre.status.as_str()).to_string(),
+        centre_since: local(o.centre.changed_at),
+        calls_total: o.centre.calls_total,
         chart: chart::bars(t.calls_per_day, &short),
         days,
         chart_from: period.map(|p| p.0.to_string()).unwrap_or_default(),

@@ -8,16 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     day, flash, local, render, see_other, ChangeAppointments, Chrome, ContactLists, PageError,
-    Signed, Submitted,
+    Session, Signed, Submitted,
 };
-use crate::db::{self, contact_list::ContactRow};
-use crate::domain::appointment::ContactOutcome;
-use crate::domain::appointment::Kind;
+use crate::db::contact_list::ContactRow;
+use crate::domain::answer::Answer;
+use crate::domain::appointment::{ContactOutcome, Kind, Status};
 use crate::domain::time::parse_instant_or_local;
 use crate::error::AppError;
 use crate::i18n::{Texts, CONTACT_OUTCOMES};
 use crate::service::appointments::{self, NewAttempt};
-use crate::service::contact_lists::{self, checked_filter, Format};
+use crate::service::contact_lists::{self, Choices, Format, ListPage};
 use crate::state::AppState;
 
 /// Rows per page: a morning's calls for one secretary; the download has them all.
@@ -104,13 +104,15 @@ pub struct Row {
 fn row(t: &'static Texts, r: ContactRow) -> Row {
     // The answer to an email is recorded as an attempt "declined" (not reached): the row says
     // what the patient asked instead, and when.
-    let answered = r.patient_request.is_some() && r.last_outcome.as_deref() == Some("declined");
+    let answered = r.patient_request.is_some() && r.last_outcome == Some(ContactOutcome::Declined);
     let last_attempt = r.last_attempt_at.map(local).unwrap_or_default();
     Row {
-        kind: t.word(&r.kind).to_string(),
-        last_outcome: match (answered, r.last_outcome.as_deref()) {
+        kind: t.word(r.kind.as_str()).to_string(),
+        last_outcome: match (answered, r.last_outcome) {
             (true, _) => t.answered_by_email.replace("{date}", &last_attempt),
-            (false, outcome) => outcome.map(|o| t.word(o).to_string()).unwrap_or_default(),
+            (false, outcome) => outcome
+                .map(|o| t.word(o.as_str()).to_string())
+                .unwrap_or_default(),
         },
         last_attempt: if answered {
             String::new()
@@ -118,15 +120,15 @@ fn row(t: &'static Texts, r: ContactRow) -> Row {
             last_attempt
         },
         proposed: r.proposed_at.map(day).unwrap_or_default(),
-        booked: if r.status == "postponed" {
+        booked: if r.status == Status::Postponed {
             String::new()
         } else {
             local(r.scheduled_at)
         },
-        request: match r.patient_request.as_deref() {
-            Some("call_back") => t.request_call_back.to_string(),
-            Some("other_date") => t.request_other_date.to_string(),
-            Some(other) => t.word(other).to_string(),
+        request: match r.patient_request {
+            Some(Answer::CallBack) => t.request_call_back.to_string(),
+            Some(Answer::OtherDate) => t.request_other_date.to_string(),
+            Some(other) => t.word(other.as_str()).to_string(),
             None => String::new(),
         },
         original: local(r.original_scheduled_at),
@@ -142,10 +144,7 @@ fn row(t: &'static Texts, r: ContactRow) -> Row {
             .map(super::phone_for_people)
             .unwrap_or_default(),
         email: r.email.unwrap_or_default(),
-        language: crate::domain::patient::Language::parse(&r.language)
-            .map(super::language_name)
-            .unwrap_or_default()
-            .to_string(),
+        language: super::language_name(r.language).to_string(),
         attempts: r.attempts,
         next: String::new(),
         notice_before: None,
@@ -255,7 +254,6 @@ pub async fn page(
 ) -> Result<HttpResponse, PageError> {
     let session = signed.session;
     let lang = session.lang;
-    let t = session.t();
     let q = query.into_inner();
     let mut list = q.list();
     let kind = some(&list.kind)
@@ -263,74 +261,77 @@ pub async fn page(
         .transpose()
         .map_err(|e| PageError::App(AppError::validation("kind", e.0), lang))?;
     let caller = session.caller.clone();
-    let page_no = list.page.clamp(0, MAX_PAGE);
-    let (sites, services) = state
-        .db
-        .read({
-            let caller = caller.clone();
-            move |conn| {
-                let mut sites = db::sites::list_sites(conn, None, 1000)?;
-                let mut services = db::sites::list_services(conn, None, None, 1000)?;
-                services.retain(|s| caller.may_access_service(&s.code));
-                // A secretary sees the sites of her own services only.
-                if caller.role.is_service_scoped() {
-                    sites.retain(|site| services.iter().any(|s| s.site_code == site.code));
-                }
-                Ok::<_, AppError>((sites, services))
-            }
-        })
+    let choices = contact_lists::choices(&state, caller.clone())
         .await
         .map_err(|e| PageError::App(e, lang))?;
+    // A secretary of one service sees its list at once.
     if list.site.is_empty() && caller.role.is_service_scoped() {
-        if let [only] = services.as_slice() {
+        if let [only] = choices.services.as_slice() {
             list.site = only.site_code.clone();
             list.service = only.code.clone();
         }
     }
-    let chosen = list.clone();
-    let listed = match some(&chosen.site) {
-        None => None,
-        Some(site) => Some(
-            state
-                .db
-                .write(move |conn| {
-                    let mut filter =
-                        checked_filter(conn, &caller, site, some(&chosen.service), kind)?;
-                    let requests = db::contact_list::count(
-                        conn,
-                        &db::contact_list::ContactFilter {
-                            requests_only: true,
-                            ..filter.clone()
-                        },
-                    )?;
-                    filter.requests_only = chosen.requests;
-                    let total = db::contact_list::count(conn, &filter)?;
-                    let rows =
-                        db::contact_list::page(conn, &filter, PAGE_ROWS, page_no * PAGE_ROWS)?;
-                    crate::audit::record(
-                        conn,
-                        &caller,
-                        "contact_list.read",
-                        Some(&format!("site:{}", filter.site)),
-                        serde_json::json!({
-                            "site": filter.site, "service": filter.service, "kind": filter.kind,
-                            "requests": filter.requests_only, "page": page_no, "rows": rows.len(),
-                        }),
-                    )?;
-                    Ok::<_, AppError>((total, requests, rows))
-                })
-                .await
-                .map_err(|e| PageError::App(e, lang))?,
-        ),
+    list.page = list.page.clamp(0, MAX_PAGE);
+    let listed = match some(&list.site) {
+        None => ListPage {
+            total: 0,
+            requests: 0,
+            rows: Vec::new(),
+        },
+        Some(site) => contact_lists::page(
+            &state,
+            caller,
+            contact_lists::PageRequest {
+                site,
+                service: some(&list.service),
+                kind,
+                requests_only: list.requests,
+                page: list.page,
+                rows: PAGE_ROWS,
+            },
+        )
+        .await
+        .map_err(|e| PageError::App(e, lang))?,
     };
-    let site_name = sites
+    render(&contacts_page(&session, &q, list, choices, listed))
+}
+
+/// The services by site, in the sites' order; only the chosen site's once one is chosen.
+fn services_by_site(list: &ListQuery, choices: &Choices) -> Vec<SiteServices> {
+    choices
+        .sites
+        .iter()
+        .filter(|site| list.site.is_empty() || site.code == list.site)
+        .map(|site| {
+            let of_site: Vec<(String, String, bool)> = choices
+                .services
+                .iter()
+                .filter(|s| s.site_code == site.code)
+                .map(|s| (s.code.clone(), s.name.clone(), s.code == list.service))
+                .collect();
+            (site.code.clone(), site.name.clone(), of_site)
+        })
+        .filter(|(_, _, of_site)| !of_site.is_empty())
+        .collect()
+}
+
+fn contacts_page(
+    session: &Session,
+    q: &PageQuery,
+    list: ListQuery,
+    choices: Choices,
+    listed: ListPage,
+) -> ContactsPage {
+    let t = session.t();
+    let page_no = list.page;
+    let site_name = choices
+        .sites
         .iter()
         .find(|s| s.code == list.site)
         .map(|s| s.name.clone())
         .unwrap_or_default();
-    let (total, requests_total, rows) = listed.unwrap_or((0, 0, Vec::new()));
-    let shown = i64::try_from(rows.len()).unwrap_or(0);
-    let mut rows: Vec<Row> = rows.into_iter().map(|r| row(t, r)).collect();
+    let shown = i64::try_from(listed.rows.len()).unwrap_or(0);
+    let mut rows: Vec<Row> = listed.rows.into_iter().map(|r| row(t, r)).collect();
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     for (row, next) in rows.iter_mut().zip(ids.iter().skip(1)) {
         row.next = next.clone();
@@ -342,28 +343,23 @@ pub async fn page(
             top = None;
         }
     }
-    // The services by site, in the sites' order; only the chosen site's once one is chosen.
-    let services = sites
-        .iter()
-        .filter(|site| list.site.is_empty() || site.code == list.site)
-        .map(|site| {
-            let of_site: Vec<(String, String, bool)> = services
-                .iter()
-                .filter(|s| s.site_code == site.code)
-                .map(|s| (s.code.clone(), s.name.clone(), s.code == list.service))
-                .collect();
-            (site.code.clone(), site.name.clone(), of_site)
-        })
-        .filter(|(_, _, of_site)| !of_site.is_empty())
-        .collect();
-    let page = ContactsPage {
-        chrome: Chrome::new(&session, t.contacts_title, "/contacts", top),
+    let query_of = |page: i64, requests: bool| {
+        ListQuery {
+            page,
+            requests,
+            ..list.clone()
+        }
+        .to_query()
+    };
+    ContactsPage {
+        chrome: Chrome::new(session, t.contacts_title, "/contacts", top),
         t,
-        sites: sites
+        services: services_by_site(&list, &choices),
+        sites: choices
+            .sites
             .into_iter()
             .map(|s| (s.code.clone(), s.name, s.code == list.site))
             .collect(),
-        services,
         kinds: ["operation", "consultation"]
             .into_iter()
             .map(|k| (k, t.word(k), k == list.kind))
@@ -371,34 +367,18 @@ pub async fn page(
         outcomes: CONTACT_OUTCOMES.iter().map(|c| (*c, t.word(c))).collect(),
         chosen: !list.site.is_empty(),
         site_name,
-        total,
+        total: listed.total,
         rows,
         back: list.to_query(),
-        export_query: ListQuery {
-            page: 0,
-            requests: false,
-            ..list.clone()
-        }
-        .to_query(),
+        export_query: query_of(0, false),
         previous: (page_no > 0).then(|| list.with_page(page_no - 1)),
-        next: (page_no * PAGE_ROWS + shown < total).then(|| list.with_page(page_no + 1)),
+        next: (page_no * PAGE_ROWS + shown < listed.total).then(|| list.with_page(page_no + 1)),
         printed_at: local(crate::domain::now()),
-        requests_total,
+        requests_total: listed.requests,
         requests_only: list.requests,
-        requests_query: ListQuery {
-            page: 0,
-            requests: true,
-            ..list.clone()
-        }
-        .to_query(),
-        whole_query: ListQuery {
-            page: 0,
-            requests: false,
-            ..list.clone()
-        }
-        .to_query(),
-    };
-    render(&page)
+        requests_query: query_of(0, true),
+        whole_query: query_of(0, false),
+    }
 }
 
 /// Back to the list after a form, saying what was done beside the row it was done to (`at`,
@@ -526,38 +506,18 @@ pub async fn print(
         .transpose()
         .map_err(|e| err(AppError::validation("kind", e.0)))?;
     let caller = session.caller.clone();
-    let (site, service) = (q.site.clone(), some(&q.service));
-    let (site_name, service_name, total, rows) = state
-        .db
-        .write(move |conn| {
-            let filter = checked_filter(conn, &caller, site, service, kind)?;
-            let site_name = db::sites::find_site(conn, &filter.site)?
-                .map(|s| s.name)
-                .unwrap_or_default();
-            let service_name = match &filter.service {
-                Some(code) => db::sites::list_services(conn, Some(&filter.site), None, 1000)?
-                    .into_iter()
-                    .find(|s| &s.code == code)
-                    .map(|s| s.name),
-                None => None,
-            };
-            let total = db::contact_list::count(conn, &filter)?;
-            let rows = db::contact_list::page(conn, &filter, PRINT_ROWS, 0)?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "contact_list.export",
-                Some(&format!("site:{}", filter.site)),
-                serde_json::json!({
-                    "site": filter.site, "service": filter.service, "kind": filter.kind,
-                    "format": "print", "rows": rows.len(),
-                }),
-            )?;
-            Ok::<_, AppError>((site_name, service_name, total, rows))
-        })
-        .await
-        .map_err(err)?;
-    let heading = match service_name {
+    let p = contact_lists::printed(
+        &state,
+        caller,
+        q.site.clone(),
+        some(&q.service),
+        kind,
+        PRINT_ROWS,
+    )
+    .await
+    .map_err(err)?;
+    let (site_name, total) = (p.site_name, p.total);
+    let heading = match p.service_name {
         Some(service) => format!("{site_name} · {service} · {} : {total}", t.to_contact),
         None => format!("{site_name} · {} : {total}", t.to_contact),
     };
@@ -565,7 +525,7 @@ pub async fn print(
         chrome: Chrome::new(&session, t.print_title, "/contacts", None),
         t,
         heading,
-        rows: rows.into_iter().map(|r| row(t, r)).collect(),
+        rows: p.rows.into_iter().map(|r| row(t, r)).collect(),
         printed_at: local(crate::domain::now()),
         too_long: (total > PRINT_ROWS).then(|| {
             t.too_long_to_print

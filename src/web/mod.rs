@@ -137,7 +137,7 @@ impl Session {
         let session = Session {
             id,
             csrf: row.csrf,
-            lang: Language::parse(&row.language).unwrap_or(Language::Fr),
+            lang: row.language,
             caller: Caller::of(account, crate::auth::origin(req)),
         };
         req.extensions_mut().insert(session.caller.clone());

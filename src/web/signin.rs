@@ -10,11 +10,12 @@ use super::{
     landing, language_name, read_form, render, see_other, AnySigned, PageError, Session,
     SESSION_COOKIE, SESSION_HOURS, SIGN_IN_COOKIE,
 };
-use crate::auth::{token_hash, Caller};
+use crate::auth::token_hash;
 use crate::db;
 use crate::domain::patient::Language;
 use crate::error::AppError;
 use crate::i18n::{texts, Texts};
+use crate::service::sessions;
 use crate::state::AppState;
 
 fn random_hex() -> String {
@@ -132,46 +133,15 @@ pub async fn sign_in(
         id: token_hash(&value),
         user_id: String::new(),
         csrf: random_hex(),
-        language: lang.as_str().to_string(),
+        language: lang,
         created_at: now,
         expires_at: now + chrono::Duration::hours(SESSION_HOURS),
         last_seen_at: now,
     };
-    let idle_since = now - state.settings.session_idle;
-    let hash = token_hash(&token);
     // A session this browser already had ends with the new one.
     let previous = req.cookie(SESSION_COOKIE).map(|c| token_hash(c.value()));
     let origin = crate::auth::origin(&req);
-    let account = state
-        .db
-        .write(move |conn| {
-            let Some(account) = db::users::find_by_token_hash(conn, &hash, now)? else {
-                return Ok(None);
-            };
-            db::sessions::purge_expired(conn, now, idle_since)?;
-            db::users::touch(conn, &account.id, now)?;
-            if let Some(previous) = &previous {
-                db::sessions::delete(conn, previous)?;
-            }
-            db::sessions::insert(
-                conn,
-                &db::sessions::SessionRow {
-                    user_id: account.id.clone(),
-                    ..row
-                },
-            )?;
-            let target = format!("user:{}", account.id);
-            let caller = Caller::of(account, origin);
-            crate::audit::record(
-                conn,
-                &caller,
-                "auth.sign_in",
-                Some(&target),
-                serde_json::json!({ "language": lang.as_str() }),
-            )?;
-            Ok::<_, AppError>(Some(caller))
-        })
-        .await?;
+    let account = sessions::sign_in(&state, token, row, previous, origin).await?;
     let Some(caller) = account else {
         return sign_in_page(&state, lang, Some(texts(lang).bad_token), true);
     };
@@ -242,9 +212,7 @@ pub async fn language(
     let id = session.id.clone();
     state
         .db
-        .write(move |conn| {
-            db::sessions::set_language(conn, &id, lang.as_str()).map_err(AppError::from)
-        })
+        .write(move |conn| db::sessions::set_language(conn, &id, lang).map_err(AppError::from))
         .await
         .map_err(|e| PageError::App(e, session.lang))?;
     Ok(see_other(&back))

@@ -4,6 +4,7 @@
 mod access;
 mod answers;
 mod appointments;
+mod architecture;
 mod audit;
 mod backup;
 mod browser;

@@ -161,7 +161,7 @@ fn day(d: chrono::NaiveDate) -> Cell {
 fn value(column: Column, r: &ContactRow, t: &'static Texts) -> Cell {
     match column {
         Column::Priority => Cell::Number(f64::from(r.priority)),
-        Column::Kind => text(t.word(&r.kind)),
+        Column::Kind => text(t.word(r.kind.as_str())),
         Column::Service => text(&r.service),
         Column::Label => text(&r.label),
         Column::Original => local(r.original_scheduled_at),
@@ -176,12 +176,9 @@ fn value(column: Column, r: &ContactRow, t: &'static Texts) -> Cell {
             None => Cell::Empty,
         },
         Column::Email => text(r.email.as_deref().unwrap_or_default()),
-        Column::Language => match Language::parse(&r.language) {
-            Ok(lang) => text(crate::i18n::language_name(lang)),
-            Err(_) => text(&r.language),
-        },
+        Column::Language => text(crate::i18n::language_name(r.language)),
         Column::Attempts => Cell::Number(f64::from(r.attempts)),
-        Column::LastOutcome => text(r.last_outcome.as_deref().map_or("", |o| t.word(o))),
+        Column::LastOutcome => text(r.last_outcome.map_or("", |o| t.word(o.as_str()))),
         Column::LastAttempt => r.last_attempt_at.map_or(Cell::Empty, local),
         Column::AppointmentId => text(&r.appointment_id),
     }
@@ -343,6 +340,7 @@ pub(super) fn send(sheet: Sheet, send: &mut impl FnMut(Vec<u8>) -> bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::appointment::{Kind, Status};
 
     fn row(last_name: &str) -> ContactRow {
         let at = chrono::NaiveDate::from_ymd_opt(2022, 5, 16)
@@ -351,7 +349,7 @@ mod tests {
         ContactRow {
             appointment_id: "0196c3a0-0000-7000-8000-000000000001".into(),
             priority: 2,
-            kind: "operation".into(),
+            kind: Kind::Operation,
             service: "ARL-ORTHO".into(),
             label: "Prothèse de hanche".into(),
             original_scheduled_at: at,
@@ -360,13 +358,13 @@ mod tests {
             birth_date: chrono::NaiveDate::from_ymd_opt(1950, 2, 3).unwrap_or_default(),
             phone: Some("+3261234567".into()),
             email: None,
-            language: "nl".into(),
+            language: Language::Nl,
             attempts: 0,
             last_outcome: None,
             last_attempt_at: None,
             proposed_at: None,
             patient_request: None,
-            status: "postponed".into(),
+            status: Status::Postponed,
             scheduled_at: at,
         }
     }
