@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{fast_delivery, settings_for, spawn_app, TestApp};
+use crate::helpers::{fast_delivery, spawn_app, TestApp};
+use reprise::config::Settings;
 use reprise::demo::{DemoReport, DemoSize};
 
 const SMALL: DemoSize = DemoSize {
@@ -160,7 +161,7 @@ async fn the_first_start_on_the_demo_sends_no_email_until_someone_acts() {
 
     // The first `reprise serve` on the demo database: an instance with its outbox worker.
     let outbox = tempfile::tempdir().expect("outbox");
-    let mut settings = settings_for(app.database.clone(), outbox.path());
+    let mut settings = Settings::for_local(app.database.clone(), outbox.path());
     settings.delivery = Some(fast_delivery());
     let served = reprise::startup::Application::build(settings)
         .await

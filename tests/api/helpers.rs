@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reprise::auth::Caller;
-use reprise::config::{LogFormat, Settings};
+use reprise::config::Settings;
 use reprise::db::{Backend, DatabaseUrl};
 use reprise::domain::account::NewAccount;
 use serde_json::Value;
@@ -70,34 +70,6 @@ impl Drop for TestDb {
     }
 }
 
-pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
-    Settings {
-        database: url,
-        db_pool: 8,
-        bind: "127.0.0.1:0".parse().expect("address"),
-        smtp: None,
-        outbox_dir: outbox.to_path_buf(),
-        mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
-        public_url: "http://127.0.0.1:8080".parse().expect("url"),
-        // As given: tests that follow the bound address say so (tests/api/answers.rs).
-        public_url_given: true,
-        log_format: LogFormat::Pretty,
-        // No outbox worker unless a test asks for one (see `spawn_app_with`).
-        delivery: None,
-        // No per-account limits unless a test asks for them (tests/api/ratelimit.rs).
-        rate_writes: None,
-        rate_reads: None,
-        planning: Default::default(),
-        answer_link_ttl: chrono::Duration::days(30),
-        legacy_link_key: None,
-        trusted_proxies: Default::default(),
-        // No anonymous or disclosure limits unless a test asks for them (tests/api/security.rs).
-        rate_anonymous: None,
-        patients_per_hour: None,
-        session_idle: chrono::Duration::minutes(30),
-    }
-}
-
 /// Outbox delivery with short delays, so that sending and retries happen within a test.
 pub fn fast_delivery() -> reprise::email::DeliverySettings {
     use std::time::Duration;
@@ -139,7 +111,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("database created");
     let outbox = tempfile::tempdir().expect("outbox folder");
-    let mut settings = settings_for(url.clone(), outbox.path());
+    // No outbox worker and no limits unless a test asks for them (see `spawn_app_with`,
+    // tests/api/ratelimit.rs, tests/api/security.rs).
+    let mut settings = Settings::for_local(url.clone(), outbox.path());
     configure(&mut settings);
     let app = reprise::startup::Application::build(settings)
         .await

@@ -6,12 +6,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use reprise::config::Settings;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    assert_problem, create_account_directly, settings_for, spawn_app_with, TestApp,
-};
+use crate::helpers::{assert_problem, create_account_directly, spawn_app_with, TestApp};
 use crate::web::WebClient;
 
 /// A client whose requests come through a trusted proxy on behalf of `address`.
@@ -371,7 +370,7 @@ async fn the_audit_says_where_sign_ins_denials_exports_and_answers_came_from() {
 /// A second instance of the service on the test's database.
 async fn second_instance(app: &TestApp, patients_per_hour: u32) -> String {
     let outbox = tempfile::tempdir().expect("outbox");
-    let mut settings = settings_for(app.database.clone(), outbox.path());
+    let mut settings = Settings::for_local(app.database.clone(), outbox.path());
     settings.patients_per_hour = Some(patients_per_hour);
     let other = reprise::startup::Application::build(settings)
         .await

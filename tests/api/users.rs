@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, settings_for, spawn_app, TestApp};
+use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 #[tokio::test]
 async fn an_admin_creates_an_account_whose_token_is_shown_once_and_works() {
@@ -104,10 +104,12 @@ async fn a_deleted_accounts_token_fails_at_once() {
 async fn a_deleted_accounts_token_fails_on_another_instance_within_a_second() {
     let app = spawn_app().await;
     let outbox = tempfile::tempdir().expect("outbox");
-    let other =
-        reprise::startup::Application::build(settings_for(app.database.clone(), outbox.path()))
-            .await
-            .expect("a second instance starts");
+    let other = reprise::startup::Application::build(reprise::config::Settings::for_local(
+        app.database.clone(),
+        outbox.path(),
+    ))
+    .await
+    .expect("a second instance starts");
     let other_url = format!("http://127.0.0.1:{}/api/v1/users", other.port());
     tokio::spawn(other.run_until_stopped());
 
