@@ -45,7 +45,7 @@ async fn a_backup_taken_while_calls_are_logged_holds_every_call_acknowledged_bef
         let (client, url, token) = (
             app.client.clone(),
             app.url("/api/v1/calls"),
-            app.admin_token.clone(),
+            app.admin().token().to_string(),
         );
         agents.push(tokio::spawn(async move {
             let mut i = 0;
@@ -128,10 +128,8 @@ async fn a_backup_taken_while_calls_are_logged_holds_every_call_acknowledged_bef
 
     // The backup is audited; a second one never overwrites the first.
     let audit = app
-        .get_json(
-            "/api/v1/audit?action=database.backup",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/audit?action=database.backup")
         .await;
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
     let again = reprise()

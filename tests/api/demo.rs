@@ -71,7 +71,7 @@ async fn the_scenario_is_the_vivalia_case() {
     let app = spawn_app().await;
     let report = load(&app, 2022).await.expect("loads");
     let admin = report.tokens["admin"].clone();
-    let sites: Value = app.get_json("/api/v1/sites", Some(&admin)).await;
+    let sites: Value = app.user(&admin).get_json("/api/v1/sites").await;
     let items = sites["items"].as_array().expect("items");
     let arlon = items.iter().find(|s| s["code"] == "ARL").expect("Arlon");
     assert_eq!(arlon["operating_rooms"], 4);
@@ -88,7 +88,8 @@ async fn the_scenario_is_the_vivalia_case() {
 
     // The calls start on 14 May 2022, peak in the first days and then decline.
     let stats: Value = app
-        .get_json("/api/v1/calls/stats?bucket=day", Some(&admin))
+        .user(&admin)
+        .get_json("/api/v1/calls/stats?bucket=day")
         .await;
     assert_eq!(stats["total"], SMALL.calls as u64);
     let series = stats["series"].as_array().expect("series");
@@ -100,22 +101,22 @@ async fn the_scenario_is_the_vivalia_case() {
 
     // The demo accounts work, each with its role.
     assert_eq!(
-        app.get("/api/v1/calls", Some(&report.tokens["agent"]))
+        app.user(&report.tokens["agent"])
+            .get("/api/v1/calls")
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.get("/api/v1/users", Some(&report.tokens["agent"]))
+        app.user(&report.tokens["agent"])
+            .get("/api/v1/users")
             .await
             .status(),
         403
     );
     let mine: Value = app
-        .get_json(
-            "/api/v1/appointments?status=postponed",
-            Some(&report.tokens["secretary"]),
-        )
+        .user(&report.tokens["secretary"])
+        .get_json("/api/v1/appointments?status=postponed")
         .await;
     assert!(mine["items"]
         .as_array()
