@@ -57,11 +57,10 @@ fn on_path(name: &str) -> Option<PathBuf> {
 async fn browser() -> Option<Browser> {
     let found = on_path("chromedriver").zip(on_path("chromium"));
     let Some((driver_bin, chromium)) = found else {
-        assert!(
-            std::env::var_os("REPRISE_REQUIRE_BROWSER").is_none(),
-            "REPRISE_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+        crate::helpers::missing_tool(
+            "REPRISE_REQUIRE_BROWSER",
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver); .ci/run installs them",
         );
-        crate::helpers::skipped("chromium and chromedriver are not installed (apt-get install chromium chromium-driver); .ci/run installs them");
         return None;
     };
     let port = free_port();
@@ -599,11 +598,10 @@ fn pdf_text(pdf: &std::path::Path) -> Option<String> {
     {
         Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
         _ => {
-            assert!(
-                std::env::var_os("REPRISE_REQUIRE_BROWSER").is_none(),
-                "pdftotext (poppler-utils) is required with REPRISE_REQUIRE_BROWSER"
+            crate::helpers::missing_tool(
+                "REPRISE_REQUIRE_BROWSER",
+                "the printed text: pdftotext is not installed (poppler-utils)",
             );
-            crate::helpers::skipped("the printed text: pdftotext is not installed (poppler-utils)");
             None
         }
     }

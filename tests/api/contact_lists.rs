@@ -311,7 +311,10 @@ async fn an_excel_export_reads_back_cell_for_cell_in_libreoffice() {
             .output()
             .is_ok_and(|o| o.status.success())
     }) else {
-        crate::helpers::skipped("LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it");
+        crate::helpers::missing_tool(
+            "REPRISE_REQUIRE_LIBREOFFICE",
+            "LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it",
+        );
         return;
     };
     let app = spawn_app().await;
@@ -583,7 +586,10 @@ async fn an_xlsx_export_reads_back_cell_for_cell_in_libreoffice() {
             .output()
             .is_ok_and(|o| o.status.success())
     }) else {
-        eprintln!("SKIPPED: LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it");
+        crate::helpers::missing_tool(
+            "REPRISE_REQUIRE_LIBREOFFICE",
+            "LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it",
+        );
         return;
     };
     let resaved = dir.path().join("libreoffice");

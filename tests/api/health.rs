@@ -17,7 +17,9 @@ async fn health_names_the_database_backend() {
 async fn health_is_503_when_the_database_is_gone() {
     let app = spawn_app().await;
     if app.backend != reprise::db::Backend::Postgres {
-        eprintln!("skipped on SQLite: a local file cannot become unreachable; runs on PostgreSQL");
+        crate::helpers::skipped(
+            "on SQLite: a local file cannot become unreachable; runs on PostgreSQL",
+        );
         return;
     }
     // Drop the test's database under the running service.

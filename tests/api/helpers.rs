@@ -443,6 +443,17 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A test (or a part of one) cannot run because a tool is not installed: it fails where
+/// `variable` (`REPRISE_REQUIRE_BROWSER`, `REPRISE_REQUIRE_LIBREOFFICE`) is set, as `.ci/run`
+/// sets them after installing the tools, and is otherwise [`skipped`], `why` being its reason.
+pub fn missing_tool(variable: &str, why: &str) {
+    assert!(
+        std::env::var_os(variable).is_none(),
+        "{variable} is set, but {why}"
+    );
+    skipped(why);
+}
+
 /// Says that a test (or a part of one) did not run, and why: on stderr, and as a line of the
 /// file `REPRISE_SKIP_LOG` names, which `.ci/run` counts and prints after each run, so that a
 /// skipped test is seen in CI's summary and not only with `--nocapture`.
