@@ -483,6 +483,38 @@ fn legacy_link_key() -> Result<Option<LegacyKey>, ConfigError> {
 }
 
 impl Settings {
+    /// For the tests and benches only (not the service: it reads [`Settings::from_args`]):
+    /// the service on `127.0.0.1:0` against `database`, emails written to `outbox_dir`, with no
+    /// SMTP server, no outbox worker and none of the per-account, anonymous or disclosure
+    /// limits. A test or bench changes what it needs afterwards (`delivery`, `rate_*`…).
+    #[doc(hidden)]
+    pub fn for_local(database: DatabaseUrl, outbox_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            database,
+            db_pool: 8,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            smtp: None,
+            outbox_dir: outbox_dir.into(),
+            mail_from: "Reprise <no-reply@localhost>"
+                .parse()
+                .expect("a literal mailbox parses"),
+            public_url: url::Url::parse("http://127.0.0.1:8080").expect("a literal URL parses"),
+            // As given: tests that follow the bound address say so (tests/api/answers.rs).
+            public_url_given: true,
+            log_format: LogFormat::Pretty,
+            delivery: None,
+            rate_writes: None,
+            rate_reads: None,
+            planning: Default::default(),
+            answer_link_ttl: chrono::Duration::days(30),
+            legacy_link_key: None,
+            trusted_proxies: Default::default(),
+            rate_anonymous: None,
+            patients_per_hour: None,
+            session_idle: chrono::Duration::minutes(30),
+        }
+    }
+
     pub fn from_args(config: &ConfigArgs) -> Result<Self, ConfigError> {
         let args = &config.values;
         let database = DATABASE

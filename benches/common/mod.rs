@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use diesel::connection::SimpleConnection;
-use reprise::config::{LogFormat, Settings};
+use reprise::config::Settings;
 use reprise::db::{Backend, DatabaseUrl, Db};
 
 /// `n` times `BENCH_SCALE` (default 1), at least `min`: `BENCH_SCALE=0.1` for a quick look.
@@ -109,30 +109,14 @@ impl BenchDb {
         pool: u32,
         configure: impl FnOnce(&mut Settings),
     ) -> (String, actix_web::web::Data<reprise::startup::AppState>) {
-        let mut settings = Settings {
-            database: self.url.clone(),
-            db_pool: pool,
-            bind: "127.0.0.1:0".parse().expect("addr"),
-            smtp: None,
-            outbox_dir: self.dir.path().join("outbox"),
-            mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
-            public_url: "http://127.0.0.1:8080".parse().expect("url"),
-            public_url_given: true,
-            log_format: LogFormat::Pretty,
-            delivery: None,
-            // The benchmarks measure the service's capacity, not its limits.
-            rate_writes: None,
-            rate_reads: None,
-            planning: Default::default(),
-            answer_link_ttl: chrono::Duration::days(30),
-            legacy_link_key: None,
-            trusted_proxies: Default::default(),
-            // As in production: valid requests spend nothing, but each one asks.
-            rate_anonymous: Some(60),
-            // Counted as in production (one account searches all the bench long), never reached.
-            patients_per_hour: Some(1_000_000),
-            session_idle: chrono::Duration::minutes(30),
-        };
+        let mut settings = Settings::for_local(self.url.clone(), self.dir.path().join("outbox"));
+        settings.db_pool = pool;
+        // The benchmarks measure the service's capacity, not its limits; but as in production,
+        // valid anonymous requests spend nothing, yet each one asks...
+        settings.rate_anonymous = Some(60);
+        // ...and the disclosure budget is counted (one account searches all the bench long),
+        // never reached.
+        settings.patients_per_hour = Some(1_000_000);
         configure(&mut settings);
         let app = reprise::startup::Application::build(settings)
             .await

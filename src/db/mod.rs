@@ -147,6 +147,8 @@ impl DatabaseUrl {
     }
 
     /// The full URL, password included: for handing to a child process, never for a log.
+    /// Only the tests and benches use it (they start `reprise` on their databases).
+    #[doc(hidden)]
     pub fn expose(&self) -> String {
         match self.backend {
             Backend::Sqlite => format!("sqlite://{}", self.target),
@@ -154,7 +156,9 @@ impl DatabaseUrl {
         }
     }
 
-    /// For PostgreSQL, the same server with another database name (tests, tooling).
+    /// For PostgreSQL, the same server with another database name: for the tests and benches
+    /// only, which make a database of their own on the server they are given.
+    #[doc(hidden)]
     pub fn with_database(&self, name: &str) -> Option<Self> {
         let mut u = url::Url::parse(&self.target).ok()?;
         u.set_path(name);

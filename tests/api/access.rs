@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{create_account_directly, spawn_app, unique_code, TestApp};
+use crate::helpers::{spawn_app, unique_code, TestApp};
 
 /// Expected statuses for: admin, coordinator, secretary, agent, no token.
 type Expect = [u16; 5];
@@ -74,9 +74,7 @@ async fn fixtures(app: &TestApp, site: &str, service: &str) -> Fixtures {
     let (other_site, _) = app.create_site_and_service().await;
     let body = json!({"title": "x", "started_at": "2030-01-01T00:00:00Z",
         "postpone_until": "2030-01-02T00:00:00Z", "sites": [other_site]});
-    let r = app
-        .post_json("/api/v1/incidents", Some(&app.admin_token), &body)
-        .await;
+    let r = app.admin().post("/api/v1/incidents", &body).await;
     assert_eq!(r.status(), 201);
     let incident: Value = r.json().await.expect("json");
     Fixtures {
@@ -154,7 +152,7 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
 
 async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
     if path.starts_with("/api/v1/users/") {
-        let (id, _) = create_account_directly(&app.state, "Victim", "agent", &[]).await;
+        let id = app.agent().await.id().to_string();
         path.replace("{id}", &id)
     } else if path == "/api/v1/planning/deadline" {
         format!("{path}?date=2030-06-30")
@@ -165,9 +163,7 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
         let (site, _) = app.create_site_and_service().await;
         let body = json!({"title": "x", "started_at": "2030-01-01T00:00:00Z",
             "postpone_until": "2030-01-02T00:00:00Z", "sites": [site]});
-        let r = app
-            .post_json("/api/v1/incidents", Some(&app.admin_token), &body)
-            .await;
+        let r = app.admin().post("/api/v1/incidents", &body).await;
         assert_eq!(r.status(), 201);
         path.replace("{code}", &site)
     } else if path == "/api/v1/appointments/{id}/cancel" {
@@ -200,7 +196,8 @@ async fn every_route_answers_each_role_as_the_contract_says() {
 
     // Every documented route has a row, and every row is documented.
     let spec: Value = app
-        .get("/api/openapi.json", None)
+        .anonymous()
+        .get("/api/openapi.json")
         .await
         .json()
         .await
@@ -302,7 +299,8 @@ async fn authorisation_is_decided_before_the_input_is_read() {
     // second POST of each caller counts in the first's entry, added a moment later).
     reprise::startup::flush_denials(&app.state).await;
     let page: Value = app
-        .get_json("/api/v1/audit?action=auth.denied", Some(&app.admin_token))
+        .admin()
+        .get_json("/api/v1/audit?action=auth.denied")
         .await;
     let items = page["items"].as_array().expect("items");
     let count: i64 = items

@@ -37,19 +37,17 @@ async fn ok(r: reqwest::Response) -> Value {
 pub async fn scene(app: &TestApp) -> Scene {
     let site = unique_code("ANS");
     let service = format!("{site}-ORT");
-    let admin = Some(app.admin_token.as_str());
-    ok(app
-        .post_json(
+    let admin = app.admin();
+    ok(admin
+        .post(
             "/api/v1/sites",
-            admin,
             &json!({"code": site, "name": "Arlon", "kind": "hospital", "operating_rooms": 2}),
         )
         .await)
     .await;
-    ok(app
-        .post_json(
+    ok(admin
+        .post(
             "/api/v1/services",
-            admin,
             &json!({"code": service, "name": "Orthopédie", "site": site,
                     "secretariat_phone": "+3263553000"}),
         )
@@ -98,27 +96,24 @@ pub async fn scene(app: &TestApp) -> Scene {
         .await;
     app.postpone(&site, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")
         .await;
-    ok(app
-        .put_json(
+    ok(admin
+        .put(
             &format!("/api/v1/services/{service}/capacity"),
-            admin,
             &json!({"consultation_slots": 3, "operation_minutes": 120,
                     "durations": {"Hanche": 600}}),
         )
         .await)
     .await;
-    ok(app
-        .post_json(
+    ok(admin
+        .post(
             &format!("/api/v1/sites/{site}/plan?commit=true"),
-            admin,
             &json!({"from": "2030-03-04", "until": "2030-03-04"}),
         )
         .await)
     .await;
-    ok(app
-        .post_json(
+    ok(admin
+        .post(
             &format!("/api/v1/sites/{site}/reopen"),
-            admin,
             &json!({"programme": "full", "notify_patients": true}),
         )
         .await)
@@ -139,10 +134,8 @@ async fn email_text(app: &TestApp, patient: &str, template: &str, nth: usize) ->
     let started = std::time::Instant::now();
     loop {
         let all = app
-            .get_json(
-                &format!("/api/v1/notifications?patient_id={patient}"),
-                Some(&app.admin_token),
-            )
+            .admin()
+            .get_json(&format!("/api/v1/notifications?patient_id={patient}"))
             .await;
         let sent: Vec<&Value> = all["items"]
             .as_array()
@@ -198,30 +191,24 @@ async fn answer(app: &TestApp, path: &str, choice: &str) -> (u16, String) {
 }
 
 pub async fn appointment(app: &TestApp, id: &str) -> Value {
-    app.get_json(
-        &format!("/api/v1/appointments/{id}"),
-        Some(&app.admin_token),
-    )
-    .await
+    app.admin()
+        .get_json(&format!("/api/v1/appointments/{id}"))
+        .await
 }
 
 async fn audit(app: &TestApp, action: &str) -> Vec<Value> {
-    app.get_json(
-        &format!("/api/v1/audit?action={action}"),
-        Some(&app.admin_token),
-    )
-    .await["items"]
+    app.admin()
+        .get_json(&format!("/api/v1/audit?action={action}"))
+        .await["items"]
         .as_array()
         .expect("items")
         .clone()
 }
 
 async fn contact_list(app: &TestApp, site: &str) -> Vec<Value> {
-    app.get_json(
-        &format!("/api/v1/contact-list?site={site}"),
-        Some(&app.admin_token),
-    )
-    .await["items"]
+    app.admin()
+        .get_json(&format!("/api/v1/contact-list?site={site}"))
+        .await["items"]
         .as_array()
         .expect("items")
         .clone()
@@ -230,9 +217,9 @@ async fn contact_list(app: &TestApp, site: &str) -> Vec<Value> {
 /// A new committed plan on 5 March 2030 (Anne's planned operation moves there).
 async fn replan_on_5_march(app: &TestApp, s: &Scene) {
     ok(app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/sites/{}/plan?commit=true", s.site),
-            Some(&app.admin_token),
             &json!({"from": "2030-03-05", "until": "2030-03-05"}),
         )
         .await)
@@ -436,10 +423,7 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
     // A secretary's call that does not reach the patient leaves the request standing.
     let path = format!("/api/v1/appointments/{}/contact-attempts", s.unplanned);
     let no_answer = json!({"channel": "phone", "outcome": "no_answer"});
-    ok(app
-        .post_json(&path, Some(&app.admin_token), &no_answer)
-        .await)
-    .await;
+    ok(app.admin().post(&path, &no_answer).await).await;
     let list = contact_list(&app, &s.site).await;
     let call = list
         .iter()
@@ -459,7 +443,7 @@ async fn asking_for_a_call_or_another_date_keeps_the_patient_on_the_list_with_th
 
     // Reached: the request is dealt with, and the appointment leaves the list.
     let reached = json!({"channel": "phone", "outcome": "reached"});
-    ok(app.post_json(&path, Some(&app.admin_token), &reached).await).await;
+    ok(app.admin().post(&path, &reached).await).await;
     let list = contact_list(&app, &s.site).await;
     assert!(list
         .iter()
@@ -494,7 +478,7 @@ async fn a_call_asked_from_a_rescheduling_email_puts_the_appointment_back_on_the
         (&json!("rescheduled"), &json!("2030-03-04T09:00:00+01:00"))
     );
     // The site's count is the list's length.
-    let sites = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
+    let sites = app.admin().get_json("/api/v1/sites").await;
     let site = sites["items"]
         .as_array()
         .expect("items")
@@ -507,9 +491,9 @@ async fn a_call_asked_from_a_rescheduling_email_puts_the_appointment_back_on_the
     assert!(html.contains("Fixé au : 04/03/2030 09:00"), "{html}");
     // The secretary gives another date: the request is answered, the list is done with it.
     ok(app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{}/reschedule", s.kept),
-            Some(&app.admin_token),
             &json!({"scheduled_at": "2030-03-11T08:00:00Z"}),
         )
         .await)
@@ -831,9 +815,9 @@ async fn forged_expired_and_outdated_links_say_so_and_change_nothing() {
 
     // Outdated: a secretary gave the planned operation a date after the email.
     ok(app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{}/reschedule", s.kept),
-            Some(&app.admin_token),
             &json!({"scheduled_at": "2030-03-05T08:00:00Z"}),
         )
         .await)
@@ -1046,9 +1030,9 @@ async fn a_secretarys_move_waits_for_an_answer_in_flight_and_respects_it() {
     let s = scene(&app).await;
     let patient = in_flight(&app, &s.kept, "status = 'cancelled', proposed_at = NULL").await;
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{}/reschedule", s.kept),
-            Some(&app.admin_token),
             &json!({"scheduled_at": "2030-03-05T08:00:00Z"}),
         )
         .await;

@@ -1,19 +1,14 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, create_account_directly, spawn_app};
+use crate::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn a_new_appointment_is_scheduled_and_keeps_its_original_date() {
     let app = spawn_app().await;
     let (site, service) = app.create_site_and_service().await;
     let patient = app.create_patient("Dupont", "Marie").await;
-    let r = app
-        .post_json(
-            "/api/v1/appointments",
-            Some(&app.admin_token),
-            &json!({"patient_id": patient, "site": site, "service": service, "kind": "operation",
-                    "label": "Prothèse de hanche", "scheduled_at": "2022-05-16T09:30:00+02:00", "priority": 1}),
-        )
+    let r = app.admin().post("/api/v1/appointments", &json!({"patient_id": patient, "site": site, "service": service, "kind": "operation",
+                    "label": "Prothèse de hanche", "scheduled_at": "2022-05-16T09:30:00+02:00", "priority": 1}))
         .await;
     assert_eq!(r.status(), 201);
     let a: Value = r.json().await.expect("json");
@@ -24,10 +19,8 @@ async fn a_new_appointment_is_scheduled_and_keeps_its_original_date() {
     assert_eq!(a["essential"], false);
     let id = a["id"].as_str().expect("id");
     let detail: Value = app
-        .get_json(
-            &format!("/api/v1/appointments/{id}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/appointments/{id}"))
         .await;
     assert_eq!(detail["history"][0]["status"], "scheduled");
     assert_eq!(detail["history"].as_array().expect("history").len(), 1);
@@ -62,12 +55,7 @@ async fn bad_appointments_are_refused_naming_the_field() {
         (with("urgent", json!("yes")), "urgent"),
     ];
     for (body, field) in cases {
-        let p = assert_problem(
-            app.post_json("/api/v1/appointments", Some(&app.admin_token), &body)
-                .await,
-            422,
-        )
-        .await;
+        let p = assert_problem(app.admin().post("/api/v1/appointments", &body).await, 422).await;
         let fields: Vec<&str> = p["errors"]
             .as_array()
             .expect("errors")
@@ -76,9 +64,7 @@ async fn bad_appointments_are_refused_naming_the_field() {
             .collect();
         assert!(fields.contains(&field), "{body}: {fields:?}");
     }
-    let list: Value = app
-        .get_json("/api/v1/appointments", Some(&app.admin_token))
-        .await;
+    let list: Value = app.admin().get_json("/api/v1/appointments").await;
     assert!(list["items"].as_array().expect("items").is_empty());
 }
 
@@ -100,14 +86,11 @@ async fn the_list_filters_and_pages() {
     app.create_appointment_with(json!({"patient_id": patient, "site": other_site, "service": other_service,
         "kind": "consultation", "label": "x", "scheduled_at": "2030-01-01T09:00:00Z", "priority": 4})).await;
 
-    let t = app.admin_token.clone();
+    let admin = app.admin();
     let get = |q: String| {
-        let app = &app;
-        let t = t.clone();
+        let admin = admin.clone();
         async move {
-            let page: Value = app
-                .get_json(&format!("/api/v1/appointments{q}"), Some(&t))
-                .await;
+            let page: Value = admin.get_json(&format!("/api/v1/appointments{q}")).await;
             page
         }
     };
@@ -160,8 +143,7 @@ async fn the_list_filters_and_pages() {
     seen.dedup();
     assert_eq!(seen.len(), 5);
     assert_problem(
-        app.get("/api/v1/appointments?status=lost", Some(&app.admin_token))
-            .await,
+        app.admin().get("/api/v1/appointments?status=lost").await,
         422,
     )
     .await;
@@ -179,9 +161,9 @@ async fn secretaries_list_and_read_only_their_services() {
     let foreign = app
         .create_appointment(&patient, &other_site, &theirs, "2030-01-01T09:00:00Z")
         .await;
-    let (_, sec) = create_account_directly(&app.state, "Sec", "secretary", &[&mine]).await;
+    let sec = app.secretary(&[&mine]).await;
 
-    let page: Value = app.get_json("/api/v1/appointments", Some(&sec)).await;
+    let page: Value = sec.get_json("/api/v1/appointments").await;
     let ids: Vec<&str> = page["items"]
         .as_array()
         .expect("items")
@@ -190,24 +172,20 @@ async fn secretaries_list_and_read_only_their_services() {
         .collect();
     assert_eq!(ids, [own.as_str()]);
     assert_problem(
-        app.get(
-            &format!("/api/v1/appointments?service={theirs}"),
-            Some(&sec),
-        )
-        .await,
+        sec.get(&format!("/api/v1/appointments?service={theirs}"))
+            .await,
         403,
     )
     .await;
     assert_eq!(
-        app.get(&format!("/api/v1/appointments/{own}"), Some(&sec))
+        sec.get(&format!("/api/v1/appointments/{own}"))
             .await
             .status(),
         200
     );
     // By id, an appointment of another service is as unknown as one that does not exist.
     assert_problem(
-        app.get(&format!("/api/v1/appointments/{foreign}"), Some(&sec))
-            .await,
+        sec.get(&format!("/api/v1/appointments/{foreign}")).await,
         404,
     )
     .await;

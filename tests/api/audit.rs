@@ -3,9 +3,7 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_problem, spawn_app, unique_code};
 
 async fn audit(app: &crate::helpers::TestApp, query: &str) -> Vec<Value> {
-    let r = app
-        .get(&format!("/api/v1/audit{query}"), Some(&app.admin_token))
-        .await;
+    let r = app.admin().get(&format!("/api/v1/audit{query}")).await;
     assert_eq!(r.status(), 200);
     let page: Value = r.json().await.expect("json");
     page["items"].as_array().expect("items").clone()
@@ -16,12 +14,7 @@ async fn every_change_is_audited_with_its_actor_and_target() {
     let app = spawn_app().await;
     let code = unique_code("C");
     let body = json!({"code": code, "name": "Libramont", "kind": "hospital", "operating_rooms": 3});
-    assert_eq!(
-        app.post_json("/api/v1/sites", Some(&app.admin_token), &body)
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(app.admin().post("/api/v1/sites", &body).await.status(), 201);
     let entries = audit(&app, "?action=site.create").await;
     assert_eq!(entries.len(), 1);
     let e = &entries[0];
@@ -31,12 +24,7 @@ async fn every_change_is_audited_with_its_actor_and_target() {
     assert!(e["at"].as_str().expect("at").ends_with('Z'));
 
     // A refused change writes no audit entry of its own.
-    assert_eq!(
-        app.post_json("/api/v1/sites", Some(&app.admin_token), &body)
-            .await
-            .status(),
-        409
-    );
+    assert_eq!(app.admin().post("/api/v1/sites", &body).await.status(), 409);
     assert_eq!(audit(&app, "?action=site.create").await.len(), 1);
 }
 
@@ -47,9 +35,9 @@ async fn refused_requests_are_audited() {
     let tokens = app.tokens_by_role(&service).await;
     let agent = &tokens.iter().find(|(r, _)| *r == "agent").expect("agent").1;
 
-    assert_problem(app.get("/api/v1/users", None).await, 401).await;
-    assert_problem(app.get("/api/v1/users", Some("rp_forged")).await, 401).await;
-    assert_problem(app.get("/api/v1/audit", Some(agent)).await, 403).await;
+    assert_problem(app.anonymous().get("/api/v1/users").await, 401).await;
+    assert_problem(app.user("rp_forged").get("/api/v1/users").await, 401).await;
+    assert_problem(app.user(agent).get("/api/v1/audit").await, 403).await;
 
     let denied = audit(&app, "?action=auth.denied").await;
     assert_eq!(denied.len(), 3);
@@ -80,9 +68,7 @@ async fn the_audit_log_filters_by_actor_and_time_and_pages_newest_first() {
     assert!(audit(&app, "?from=2100-01-01T00:00:00Z").await.is_empty());
     assert!(audit(&app, "?to=2000-01-01T00:00:00Z").await.is_empty());
 
-    let first: Value = app
-        .get_json("/api/v1/audit?limit=2", Some(&app.admin_token))
-        .await;
+    let first: Value = app.admin().get_json("/api/v1/audit?limit=2").await;
     let ids: Vec<i64> = first["items"]
         .as_array()
         .expect("items")
@@ -92,25 +78,13 @@ async fn the_audit_log_filters_by_actor_and_time_and_pages_newest_first() {
     assert!(ids[0] > ids[1], "newest first");
     let cursor = first["next_cursor"].as_str().expect("more");
     let second: Value = app
-        .get_json(
-            &format!("/api/v1/audit?limit=2&cursor={cursor}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/audit?limit=2&cursor={cursor}"))
         .await;
     assert!(second["items"][0]["id"].as_i64().expect("id") < ids[1]);
 
-    assert_problem(
-        app.get("/api/v1/audit?from=yesterday", Some(&app.admin_token))
-            .await,
-        422,
-    )
-    .await;
-    assert_problem(
-        app.get("/api/v1/audit?cursor=abc", Some(&app.admin_token))
-            .await,
-        422,
-    )
-    .await;
+    assert_problem(app.admin().get("/api/v1/audit?from=yesterday").await, 422).await;
+    assert_problem(app.admin().get("/api/v1/audit?cursor=abc").await, 422).await;
 }
 
 #[tokio::test]

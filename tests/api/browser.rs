@@ -13,7 +13,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
 use crate::answers;
-use crate::helpers::{create_account_directly, free_port, spawn_app, TestApp};
+use crate::helpers::{free_port, spawn_app, TestApp};
 use crate::web::crisis;
 
 const ENTER: &str = "\u{e007}";
@@ -57,11 +57,10 @@ fn on_path(name: &str) -> Option<PathBuf> {
 async fn browser() -> Option<Browser> {
     let found = on_path("chromedriver").zip(on_path("chromium"));
     let Some((driver_bin, chromium)) = found else {
-        assert!(
-            std::env::var_os("REPRISE_REQUIRE_BROWSER").is_none(),
-            "REPRISE_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+        crate::helpers::missing_tool(
+            "REPRISE_REQUIRE_BROWSER",
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver); .ci/run installs them",
         );
-        crate::helpers::skipped("chromium and chromedriver are not installed (apt-get install chromium chromium-driver); .ci/run installs them");
         return None;
     };
     let port = free_port();
@@ -223,7 +222,7 @@ async fn sign_in(c: &Client, app: &TestApp, token: &str) {
 }
 
 async fn calls(app: &TestApp) -> Vec<Value> {
-    app.get_json("/api/v1/calls", Some(&app.admin_token)).await["items"]
+    app.admin().get_json("/api/v1/calls").await["items"]
         .as_array()
         .expect("items")
         .clone()
@@ -274,8 +273,8 @@ async fn an_agent_logs_a_call_from_the_keyboard() {
     let c = &b.client;
     let app = spawn_app().await;
     let crisis = crisis(&app).await;
-    let (_, token) = create_account_directly(&app.state, "Agent Anne", "agent", &[]).await;
-    sign_in(c, &app, &token).await;
+    let agent = app.account("Agent Anne", "agent", &[]).await;
+    sign_in(c, &app, agent.token()).await;
     assert_eq!(active_id(c).await, "q", "the search has the focus");
     c.active_element()
         .await
@@ -368,14 +367,10 @@ async fn a_secretary_works_through_a_contact_list() {
     let c = &b.client;
     let app = spawn_app().await;
     let crisis = crisis(&app).await;
-    let (_, token) = create_account_directly(
-        &app.state,
-        "Secrétariat chirurgie",
-        "secretary",
-        &[&crisis.service],
-    )
-    .await;
-    sign_in(c, &app, &token).await;
+    let secretary = app
+        .account("Secrétariat chirurgie", "secretary", &[&crisis.service])
+        .await;
+    sign_in(c, &app, secretary.token()).await;
     // The site, the service, then *Afficher*.
     select(c, "#site", &crisis.site).await;
     select(c, "#service", &crisis.service).await;
@@ -456,10 +451,8 @@ async fn a_secretary_works_through_a_contact_list() {
         .starts_with("Nouvelle date enregistrée"));
     assert_eq!(text(c, "#total").await, "1");
     let moved = app
-        .get_json(
-            &format!("/api/v1/appointments/{second}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/appointments/{second}"))
         .await;
     assert_eq!(moved["status"], "rescheduled");
     assert_eq!(moved["scheduled_at"], "2030-03-04T08:30:00Z");
@@ -478,10 +471,8 @@ async fn a_secretary_works_through_a_contact_list() {
         .contains("La nouvelle date est passée"));
     c.back().await.expect("back");
     let third_now = app
-        .get_json(
-            &format!("/api/v1/appointments/{third}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/appointments/{third}"))
         .await;
     assert_eq!(third_now["status"], "postponed");
 
@@ -607,11 +598,10 @@ fn pdf_text(pdf: &std::path::Path) -> Option<String> {
     {
         Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
         _ => {
-            assert!(
-                std::env::var_os("REPRISE_REQUIRE_BROWSER").is_none(),
-                "pdftotext (poppler-utils) is required with REPRISE_REQUIRE_BROWSER"
+            crate::helpers::missing_tool(
+                "REPRISE_REQUIRE_BROWSER",
+                "the printed text: pdftotext is not installed (poppler-utils)",
             );
-            crate::helpers::skipped("the printed text: pdftotext is not installed (poppler-utils)");
             None
         }
     }
@@ -626,17 +616,12 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
     let days = [("2022-05-14", 3), ("2022-05-15", 1), ("2022-05-17", 5)];
     for (day, n) in days {
         for i in 0..n {
-            let r = app
-                .post_json(
-                    "/api/v1/calls",
-                    Some(&app.admin_token),
-                    &json!({"received_at": format!("{day}T1{i}:00:00+02:00"), "reason": "other", "outcome": "informed"}),
-                )
+            let r = app.admin().post("/api/v1/calls", &json!({"received_at": format!("{day}T1{i}:00:00+02:00"), "reason": "other", "outcome": "informed"}))
                 .await;
             assert_eq!(r.status(), 201);
         }
     }
-    let (_, token) = create_account_directly(&app.state, "Coordination", "coordinator", &[]).await;
+    let coordinator = app.account("Coordination", "coordinator", &[]).await;
     // A call logged today, years later, and one with a wrong year: neither moves the chart
     // off the days of the crisis.
     for at in [
@@ -644,21 +629,20 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         "1922-05-14T10:00:00+02:00".to_string(),
     ] {
         let r = app
-            .post_json(
+            .admin()
+            .post(
                 "/api/v1/calls",
-                Some(&app.admin_token),
                 &json!({"received_at": at, "reason": "other", "outcome": "informed"}),
             )
             .await;
         assert_eq!(r.status(), 201, "{at}");
     }
-    sign_in(c, &app, &token).await;
+    sign_in(c, &app, coordinator.token()).await;
     assert_eq!(path(c).await, "/board", "a coordinator lands on the board");
     // One bar per day from the first call to the last (the 16th has none), as the API says.
-    let stats = app
+    let stats = coordinator
         .get_json(
             "/api/v1/calls/stats?from=2022-05-14T00:00:00%2B02:00&to=2022-05-18T00:00:00%2B02:00",
-            Some(&token),
         )
         .await;
     let expected: Vec<i64> = stats["series"]
@@ -741,13 +725,13 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
     shot(c, "board-confirm-reopen").await;
     click(c, "#confirm-cancel").await;
     arrive(c, "/board").await;
-    let sites = app.get_json("/api/v1/sites", Some(&token)).await;
+    let sites = coordinator.get_json("/api/v1/sites").await;
     assert!(sites["items"]
         .as_array()
         .expect("sites")
         .iter()
         .any(|s| s["code"] == crisis.site.as_str() && s["status"] == "closed"));
-    let sent = app.get_json("/api/v1/notifications", Some(&token)).await;
+    let sent = coordinator.get_json("/api/v1/notifications").await;
     assert!(!sent["items"]
         .as_array()
         .expect("items")
@@ -784,7 +768,7 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         .await
         .expect("class");
     assert_eq!(class.as_deref(), Some("open"));
-    let sites = app.get_json("/api/v1/sites", Some(&token)).await;
+    let sites = coordinator.get_json("/api/v1/sites").await;
     let site = sites["items"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["code"] == crisis.site.as_str()))
@@ -890,7 +874,8 @@ async fn the_demo_scenario_reads_at_a_glance() {
         .expect("rows");
     assert_eq!(rows.len(), report.sites);
     let sites = app
-        .get_json("/api/v1/sites", Some(&report.tokens["coordinator"]))
+        .user(&report.tokens["coordinator"])
+        .get_json("/api/v1/sites")
         .await;
     let waiting: i64 = sites["items"]
         .as_array()
@@ -905,7 +890,8 @@ async fn the_demo_scenario_reads_at_a_glance() {
         "the board's backlog is the API's"
     );
     let stats = app
-        .get_json("/api/v1/calls/stats", Some(&report.tokens["coordinator"]))
+        .user(&report.tokens["coordinator"])
+        .get_json("/api/v1/calls/stats")
         .await;
     let days = stats["series"].as_array().expect("series").len();
     assert!(days >= 21, "three weeks of calls: {days}");
@@ -921,10 +907,8 @@ async fn the_demo_scenario_reads_at_a_glance() {
         .await
         .expect("list");
     let list = app
-        .get_json(
-            "/api/v1/contact-list?site=ARL&service=ARL-CHIR",
-            Some(&report.tokens["secretary"]),
-        )
+        .user(&report.tokens["secretary"])
+        .get_json("/api/v1/contact-list?site=ARL&service=ARL-CHIR")
         .await;
     let total = list["items"].as_array().expect("items").len();
     assert_eq!(text(c, "#total").await, total.to_string());
@@ -958,7 +942,7 @@ async fn the_api_page_works_under_its_content_policy() {
             .any(|p| p == "/api/v1/patients/search"),
         "{paths:?}"
     );
-    let policy = app.get("/docs/", None).await;
+    let policy = app.anonymous().get("/docs/").await;
     assert!(policy.headers().contains_key("content-security-policy"));
     shot(c, "docs").await;
     c.clone().close().await.expect("closed");
@@ -981,18 +965,13 @@ async fn a_printed_list_has_every_row_on_numbered_portrait_pages() {
         ));
     }
     let r = app
-        .client
-        .post(app.url("/api/v1/appointments/import"))
-        .bearer_auth(&app.admin_token)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .expect("imported");
+        .admin()
+        .post_csv("/api/v1/appointments/import", csv)
+        .await;
     assert_eq!(r.status(), 200);
     app.postpone(&site, "2022-05-01T00:00:00Z", "2022-07-01T00:00:00Z")
         .await;
-    sign_in(c, &app, &app.admin_token).await;
+    sign_in(c, &app, app.admin().token()).await;
     c.goto(&app.url(&format!("/contacts?site={site}")))
         .await
         .expect("list");
@@ -1053,7 +1032,7 @@ async fn the_service_list_follows_the_site_chosen() {
     let app = spawn_app().await;
     let (site_a, service_a) = app.create_site_and_service().await;
     let (site_b, service_b) = app.create_site_and_service().await;
-    sign_in(c, &app, &app.admin_token).await;
+    sign_in(c, &app, app.admin().token()).await;
     c.goto(&app.url("/contacts")).await.expect("contacts");
     let shown = |c: &Client| {
         let c = c.clone();

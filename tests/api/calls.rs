@@ -5,9 +5,8 @@ use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 async fn log(app: &TestApp, key: Option<&str>, body: &Value) -> reqwest::Response {
     let mut req = app
-        .client
-        .post(app.url("/api/v1/calls"))
-        .bearer_auth(&app.admin_token)
+        .admin()
+        .request(reqwest::Method::POST, "/api/v1/calls")
         .json(body);
     if let Some(k) = key {
         req = req.header("Idempotency-Key", k);
@@ -25,9 +24,7 @@ async fn logged_at(app: &TestApp, received_at: Option<&str>) {
 }
 
 async fn all_calls(app: &TestApp) -> Vec<Value> {
-    let page: Value = app
-        .get_json("/api/v1/calls?limit=1000", Some(&app.admin_token))
-        .await;
+    let page: Value = app.admin().get_json("/api/v1/calls?limit=1000").await;
     page["items"].as_array().expect("items").clone()
 }
 
@@ -49,7 +46,7 @@ async fn a_call_is_logged_with_its_fields() {
     assert_eq!(call["received_at"], "2022-05-16T07:15:00Z");
     assert_eq!(call["callback_requested"], true);
     assert!(call["agent_id"].is_string());
-    let metrics = app.get("/metrics", None).await.text().await.expect("text");
+    let metrics = app.anonymous().text("/metrics").await;
     assert!(
         metrics.contains("reprise_calls_logged_total 1"),
         "{metrics}"
@@ -155,7 +152,7 @@ async fn the_same_key_on_parallel_connections_creates_one_call() {
             let client = reqwest::Client::new();
             let r = client
                 .post(app.url("/api/v1/calls"))
-                .bearer_auth(&app.admin_token)
+                .bearer_auth(app.admin().token())
                 .header("Idempotency-Key", format!("k-{}", i % 10))
                 .json(&json!({"reason": "results", "outcome": "informed", "notes": format!("n{}", i % 10)}))
                 .send()
@@ -177,9 +174,7 @@ async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
     for minute in 0..5 {
         logged_at(&app, Some(&format!("2022-05-16T09:0{minute}:00+02:00"))).await;
     }
-    let first: Value = app
-        .get_json("/api/v1/calls?limit=2", Some(&app.admin_token))
-        .await;
+    let first: Value = app.admin().get_json("/api/v1/calls?limit=2").await;
     let times: Vec<&str> = first["items"]
         .as_array()
         .expect("items")
@@ -193,10 +188,8 @@ async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
     }
     let cursor = first["next_cursor"].as_str().expect("more");
     let second: Value = app
-        .get_json(
-            &format!("/api/v1/calls?limit=10&cursor={cursor}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/calls?limit=10&cursor={cursor}"))
         .await;
     let times: Vec<&str> = second["items"]
         .as_array()
@@ -214,24 +207,12 @@ async fn the_list_is_newest_first_and_stable_while_calls_arrive() {
     );
 
     let filtered: Value = app
-        .get_json(
-            "/api/v1/calls?from=2022-05-16T07:01:00Z&to=2022-05-16T07:03:00Z&reason=other",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/calls?from=2022-05-16T07:01:00Z&to=2022-05-16T07:03:00Z&reason=other")
         .await;
     assert_eq!(filtered["items"].as_array().expect("items").len(), 2);
-    assert_problem(
-        app.get("/api/v1/calls?cursor=garbage", Some(&app.admin_token))
-            .await,
-        422,
-    )
-    .await;
-    assert_problem(
-        app.get("/api/v1/calls?reason=nope", Some(&app.admin_token))
-            .await,
-        422,
-    )
-    .await;
+    assert_problem(app.admin().get("/api/v1/calls?cursor=garbage").await, 422).await;
+    assert_problem(app.admin().get("/api/v1/calls?reason=nope").await, 422).await;
 }
 
 #[tokio::test]
@@ -260,8 +241,7 @@ async fn statistics_follow_belgian_days() {
         }
         assert_eq!(log(&app, None, &body).await.status(), 201);
     }
-    let stats: Value = app
-        .get_json("/api/v1/calls/stats?from=2022-05-13T00:00:00%2B02:00&to=2022-05-16T00:00:00%2B02:00&bucket=day", Some(&app.admin_token)).await;
+    let stats: Value = app.admin().get_json("/api/v1/calls/stats?from=2022-05-13T00:00:00%2B02:00&to=2022-05-16T00:00:00%2B02:00&bucket=day").await;
     assert_eq!(stats["total"], 4);
     assert_eq!(stats["avg_duration_seconds"], 70.0);
     assert_eq!(stats["by_reason"]["appointment_status"], 2);
@@ -286,8 +266,7 @@ async fn statistics_follow_belgian_days() {
             ("2022-05-15T00:00:00+02:00".to_string(), 1),
         ]
     );
-    let hourly: Value = app
-        .get_json("/api/v1/calls/stats?from=2022-05-14T12:00:00%2B02:00&to=2022-05-14T14:00:00%2B02:00&bucket=hour", Some(&app.admin_token)).await;
+    let hourly: Value = app.admin().get_json("/api/v1/calls/stats?from=2022-05-14T12:00:00%2B02:00&to=2022-05-14T14:00:00%2B02:00&bucket=hour").await;
     let counts: Vec<i64> = hourly["series"]
         .as_array()
         .expect("series")
@@ -300,9 +279,7 @@ async fn statistics_follow_belgian_days() {
     logged_at(&app, None).await;
     let ahead = (chrono::Utc::now() + chrono::Duration::minutes(3)).to_rfc3339();
     logged_at(&app, Some(&ahead)).await;
-    let all: Value = app
-        .get_json("/api/v1/calls/stats", Some(&app.admin_token))
-        .await;
+    let all: Value = app.admin().get_json("/api/v1/calls/stats").await;
     assert_eq!(all["total"], 6);
     assert_eq!(all["by_reason"]["other"], 3);
     let days: i64 = all["series"]
@@ -313,8 +290,7 @@ async fn statistics_follow_belgian_days() {
         .sum();
     assert_eq!(days, 6, "the series holds every call too");
     assert_problem(
-        app.get("/api/v1/calls/stats?bucket=week", Some(&app.admin_token))
-            .await,
+        app.admin().get("/api/v1/calls/stats?bucket=week").await,
         422,
     )
     .await;
@@ -323,14 +299,11 @@ async fn statistics_follow_belgian_days() {
 #[tokio::test]
 async fn a_deactivated_call_centre_refuses_calls_and_the_change_is_audited() {
     let app = spawn_app().await;
-    let state: Value = app
-        .get_json("/api/v1/call-centre", Some(&app.admin_token))
-        .await;
+    let state: Value = app.admin().get_json("/api/v1/call-centre").await;
     assert_eq!(state["status"], "active");
     let put = |status: &str| {
-        app.client
-            .put(app.url("/api/v1/call-centre"))
-            .bearer_auth(&app.admin_token)
+        app.admin()
+            .request(reqwest::Method::PUT, "/api/v1/call-centre")
             .json(&json!({ "status": status }))
             .send()
     };
@@ -389,15 +362,11 @@ async fn a_deactivated_call_centre_refuses_calls_and_the_change_is_audited() {
         .status(),
         201
     );
-    let state: Value = app
-        .get_json("/api/v1/call-centre", Some(&app.admin_token))
-        .await;
+    let state: Value = app.admin().get_json("/api/v1/call-centre").await;
     assert_eq!(state["calls_total"], 2);
     let audit: Value = app
-        .get_json(
-            "/api/v1/audit?action=call_centre.update",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/audit?action=call_centre.update")
         .await;
     let changes: Vec<&str> = audit["items"]
         .as_array()
@@ -413,9 +382,7 @@ async fn call_imports_match_patients_and_are_all_or_nothing() {
     let app = spawn_app().await;
     let known = json!({"national_number": "85073003328", "last_name": "Dupont", "first_name": "Marie", "birth_date": "1985-07-30"});
     assert_eq!(
-        app.post_json("/api/v1/patients", Some(&app.admin_token), &known)
-            .await
-            .status(),
+        app.admin().post("/api/v1/patients", &known).await.status(),
         201
     );
     let header = reprise::service::imports::CALL_HEADER.join(",");
@@ -425,9 +392,8 @@ async fn call_imports_match_patients_and_are_all_or_nothing() {
     );
     let bad = format!("{header}\n2022-05-16 09:00,x,,appointment_status,informed,60,\n2022-05-16 09:00,,,nope,informed,-1,\n");
     let send = |body: String| {
-        app.client
-            .post(app.url("/api/v1/calls/import"))
-            .bearer_auth(&app.admin_token)
+        app.admin()
+            .request(reqwest::Method::POST, "/api/v1/calls/import")
             .header("content-type", "text/csv")
             .body(body)
             .send()

@@ -14,7 +14,7 @@ async fn a_hundred_concurrent_writes_all_succeed() {
             } else {
                 ("/api/v1/users", json!({"name": format!("Agent {i}"), "role": "agent"}))
             };
-            let r = app.post_json(path, Some(&app.admin_token), &body).await;
+            let r = app.admin().post(path, &body).await;
             let status = r.status().as_u16();
             let text = r.text().await.unwrap_or_default();
             (status, text)
@@ -25,12 +25,8 @@ async fn a_hundred_concurrent_writes_all_succeed() {
         assert_eq!(status, 201, "{text}");
         assert!(!text.contains("locked"));
     }
-    let sites: serde_json::Value = app
-        .get_json("/api/v1/sites?limit=1000", Some(&app.admin_token))
-        .await;
+    let sites: serde_json::Value = app.admin().get_json("/api/v1/sites?limit=1000").await;
     assert_eq!(sites["items"].as_array().expect("items").len(), 50);
-    let users: serde_json::Value = app
-        .get_json("/api/v1/users?limit=1000", Some(&app.admin_token))
-        .await;
+    let users: serde_json::Value = app.admin().get_json("/api/v1/users?limit=1000").await;
     assert_eq!(users["items"].as_array().expect("items").len(), 51);
 }

@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 
 use crate::cli::reprise;
-use crate::helpers::{assert_problem, create_account_directly, spawn_app, TestApp};
+use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 struct Setup {
     site: String,
@@ -14,9 +14,9 @@ async fn setup(app: &TestApp) -> Setup {
     let (site, service) = app.create_site_and_service().await;
     let other_service = format!("{site}-B");
     let r = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/services",
-            Some(&app.admin_token),
             &json!({"code": other_service, "name": "B", "site": site}),
         )
         .await;
@@ -29,11 +29,8 @@ async fn setup(app: &TestApp) -> Setup {
         ("Adam", "Eve", "+33 1 23 45 67 89"),
     ] {
         let r = app
-            .post_json(
-                "/api/v1/patients",
-                Some(&app.admin_token),
-                &patient(last, first, phone),
-            )
+            .admin()
+            .post("/api/v1/patients", &patient(last, first, phone))
             .await;
         ids.push(
             r.json::<Value>().await.expect("json")["id"]
@@ -86,26 +83,21 @@ async fn setup(app: &TestApp) -> Setup {
             "Moved",
         ))
         .await;
-    let r = app
-        .post_json(
-            "/api/v1/incidents",
-            Some(&app.admin_token),
-            &json!({"title": "x", "started_at": "2022-05-14T00:00:00+02:00", "postpone_until": "2022-06-04T00:00:00+02:00", "sites": [site]}),
-        )
+    let r = app.admin().post("/api/v1/incidents", &json!({"title": "x", "started_at": "2022-05-14T00:00:00+02:00", "postpone_until": "2022-06-04T00:00:00+02:00", "sites": [site]}))
         .await;
     assert_eq!(r.status(), 201);
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{reached}/contact-attempts"),
-            Some(&app.admin_token),
             &json!({"channel": "phone", "outcome": "reached"}),
         )
         .await;
     assert_eq!(r.status(), 201);
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{moved}/reschedule"),
-            Some(&app.admin_token),
             &json!({"scheduled_at": "2030-06-10T09:00:00+02:00"}),
         )
         .await;
@@ -118,7 +110,8 @@ async fn setup(app: &TestApp) -> Setup {
 }
 
 async fn fetch(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
-    app.get(&format!("/api/v1/contact-list?{query}"), Some(token))
+    app.user(token)
+        .get(&format!("/api/v1/contact-list?{query}"))
         .await
 }
 
@@ -126,7 +119,7 @@ async fn fetch(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
 async fn the_list_has_the_contract_rows_order_and_columns() {
     let app = spawn_app().await;
     let s = setup(&app).await;
-    let r = fetch(&app, &app.admin_token, &format!("site={}", s.site)).await;
+    let r = fetch(&app, app.admin().token(), &format!("site={}", s.site)).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.expect("json");
     let items = body["items"].as_array().expect("items");
@@ -160,7 +153,7 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
 
     let csv = fetch(
         &app,
-        &app.admin_token,
+        app.admin().token(),
         &format!("site={}&format=csv", s.site),
     )
     .await;
@@ -189,7 +182,7 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
 
     let excel = fetch(
         &app,
-        &app.admin_token,
+        app.admin().token(),
         &format!("site={}&format=excel&service={}", s.site, s.service),
     )
     .await;
@@ -213,10 +206,9 @@ async fn the_list_has_the_contract_rows_order_and_columns() {
 async fn secretaries_get_only_their_services_and_exports_are_audited() {
     let app = spawn_app().await;
     let s = setup(&app).await;
-    let (_, secretary) =
-        create_account_directly(&app.state, "Sec", "secretary", &[&s.service]).await;
-    let (_, agent) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let body: Value = fetch(&app, &secretary, &format!("site={}", s.site))
+    let secretary = app.account("Sec", "secretary", &[&s.service]).await;
+    let agent = app.agent().await;
+    let body: Value = fetch(&app, secretary.token(), &format!("site={}", s.site))
         .await
         .json()
         .await
@@ -231,32 +223,34 @@ async fn secretaries_get_only_their_services_and_exports_are_audited() {
     assert_problem(
         fetch(
             &app,
-            &secretary,
+            secretary.token(),
             &format!("site={}&service={}", s.site, s.other_service),
         )
         .await,
         403,
     )
     .await;
-    assert_problem(fetch(&app, &agent, &format!("site={}", s.site)).await, 403).await;
-    assert_problem(fetch(&app, &app.admin_token, "site=NOPE").await, 404).await;
+    assert_problem(
+        fetch(&app, agent.token(), &format!("site={}", s.site)).await,
+        403,
+    )
+    .await;
+    assert_problem(fetch(&app, app.admin().token(), "site=NOPE").await, 404).await;
     assert_problem(
         fetch(
             &app,
-            &app.admin_token,
+            app.admin().token(),
             &format!("site={}&format=pdf", s.site),
         )
         .await,
         422,
     )
     .await;
-    assert_problem(fetch(&app, &app.admin_token, "format=csv").await, 422).await;
+    assert_problem(fetch(&app, app.admin().token(), "format=csv").await, 422).await;
 
     let audit: Value = app
-        .get_json(
-            "/api/v1/audit?action=contact_list.export",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/audit?action=contact_list.export")
         .await;
     let entry = &audit["items"][0];
     assert_eq!(entry["details"]["rows"], 2);
@@ -270,7 +264,7 @@ async fn the_command_line_exports_the_same_list() {
     let s = setup(&app).await;
     let http = fetch(
         &app,
-        &app.admin_token,
+        app.admin().token(),
         &format!("site={}&format=csv", s.site),
     )
     .await
@@ -317,14 +311,17 @@ async fn an_excel_export_reads_back_cell_for_cell_in_libreoffice() {
             .output()
             .is_ok_and(|o| o.status.success())
     }) else {
-        crate::helpers::skipped("LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it");
+        crate::helpers::missing_tool(
+            "REPRISE_REQUIRE_LIBREOFFICE",
+            "LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it",
+        );
         return;
     };
     let app = spawn_app().await;
     let s = setup(&app).await;
     let bytes = fetch(
         &app,
-        &app.admin_token,
+        app.admin().token(),
         &format!("site={}&format=excel", s.site),
     )
     .await
@@ -458,7 +455,7 @@ fn check_cells(read: &[Vec<calamine::Data>], want: &[Vec<Want>]) {
 
 /// The setup's list as the French workbook must hold it, cell for cell and type for type.
 async fn expected_workbook(app: &TestApp, s: &Setup) -> Vec<Vec<Want>> {
-    let json: Value = fetch(app, &app.admin_token, &format!("site={}", s.site))
+    let json: Value = fetch(app, app.admin().token(), &format!("site={}", s.site))
         .await
         .json()
         .await
@@ -547,7 +544,7 @@ async fn an_xlsx_export_reads_back_cell_for_cell_in_libreoffice() {
     let s = setup(&app).await;
     let r = fetch(
         &app,
-        &app.admin_token,
+        app.admin().token(),
         &format!("site={}&format=xlsx", s.site),
     )
     .await;
@@ -571,10 +568,8 @@ async fn an_xlsx_export_reads_back_cell_for_cell_in_libreoffice() {
     check_cells(&written, &want);
 
     let audit: Value = app
-        .get_json(
-            "/api/v1/audit?action=contact_list.export",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/audit?action=contact_list.export")
         .await;
     let entry = audit["items"]
         .as_array()
@@ -591,7 +586,10 @@ async fn an_xlsx_export_reads_back_cell_for_cell_in_libreoffice() {
             .output()
             .is_ok_and(|o| o.status.success())
     }) else {
-        eprintln!("SKIPPED: LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it");
+        crate::helpers::missing_tool(
+            "REPRISE_REQUIRE_LIBREOFFICE",
+            "LibreOffice is not installed (apt-get install libreoffice-calc-nogui); .ci/run installs it",
+        );
         return;
     };
     let resaved = dir.path().join("libreoffice");
@@ -619,14 +617,10 @@ async fn an_xlsx_export_reads_back_cell_for_cell_in_libreoffice() {
 async fn the_xlsx_download_of_a_dutch_page_has_dutch_headers() {
     let app = spawn_app().await;
     let s = setup(&app).await;
-    let (_, secretary) = create_account_directly(
-        &app.state,
-        "Sec",
-        "secretary",
-        &[&s.service, &s.other_service],
-    )
-    .await;
-    let web = crate::web::WebClient::try_sign_in(&app, &secretary, "nl")
+    let secretary = app
+        .account("Sec", "secretary", &[&s.service, &s.other_service])
+        .await;
+    let web = crate::web::WebClient::try_sign_in(&app, secretary.token(), "nl")
         .await
         .expect("signed in");
     let html = web
@@ -673,10 +667,8 @@ async fn the_xlsx_download_of_a_dutch_page_has_dutch_headers() {
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[1][1].to_string(), "Operatie");
     let audit: Value = app
-        .get_json(
-            "/api/v1/audit?action=contact_list.export",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/audit?action=contact_list.export")
         .await;
     assert_eq!(audit["items"][0]["details"]["format"], "xlsx");
 }

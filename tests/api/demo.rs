@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{fast_delivery, settings_for, spawn_app, TestApp};
+use crate::helpers::{fast_delivery, spawn_app, TestApp};
+use reprise::config::Settings;
 use reprise::demo::{DemoReport, DemoSize};
 
 const SMALL: DemoSize = DemoSize {
@@ -70,7 +71,7 @@ async fn the_scenario_is_the_vivalia_case() {
     let app = spawn_app().await;
     let report = load(&app, 2022).await.expect("loads");
     let admin = report.tokens["admin"].clone();
-    let sites: Value = app.get_json("/api/v1/sites", Some(&admin)).await;
+    let sites: Value = app.user(&admin).get_json("/api/v1/sites").await;
     let items = sites["items"].as_array().expect("items");
     let arlon = items.iter().find(|s| s["code"] == "ARL").expect("Arlon");
     assert_eq!(arlon["operating_rooms"], 4);
@@ -87,7 +88,8 @@ async fn the_scenario_is_the_vivalia_case() {
 
     // The calls start on 14 May 2022, peak in the first days and then decline.
     let stats: Value = app
-        .get_json("/api/v1/calls/stats?bucket=day", Some(&admin))
+        .user(&admin)
+        .get_json("/api/v1/calls/stats?bucket=day")
         .await;
     assert_eq!(stats["total"], SMALL.calls as u64);
     let series = stats["series"].as_array().expect("series");
@@ -99,22 +101,22 @@ async fn the_scenario_is_the_vivalia_case() {
 
     // The demo accounts work, each with its role.
     assert_eq!(
-        app.get("/api/v1/calls", Some(&report.tokens["agent"]))
+        app.user(&report.tokens["agent"])
+            .get("/api/v1/calls")
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.get("/api/v1/users", Some(&report.tokens["agent"]))
+        app.user(&report.tokens["agent"])
+            .get("/api/v1/users")
             .await
             .status(),
         403
     );
     let mine: Value = app
-        .get_json(
-            "/api/v1/appointments?status=postponed",
-            Some(&report.tokens["secretary"]),
-        )
+        .user(&report.tokens["secretary"])
+        .get_json("/api/v1/appointments?status=postponed")
         .await;
     assert!(mine["items"]
         .as_array()
@@ -160,7 +162,7 @@ async fn the_first_start_on_the_demo_sends_no_email_until_someone_acts() {
 
     // The first `reprise serve` on the demo database: an instance with its outbox worker.
     let outbox = tempfile::tempdir().expect("outbox");
-    let mut settings = settings_for(app.database.clone(), outbox.path());
+    let mut settings = Settings::for_local(app.database.clone(), outbox.path());
     settings.delivery = Some(fast_delivery());
     let served = reprise::startup::Application::build(settings)
         .await

@@ -26,19 +26,14 @@ async fn arlon(app: &TestApp) -> (String, String) {
     let site = unique_code("ARL");
     let service = format!("{site}-ORTHO");
     let r = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/sites",
-            Some(&app.admin_token),
             &json!({"code": site, "name": "Arlon", "kind": "hospital", "operating_rooms": 4}),
         )
         .await;
     assert_eq!(r.status(), 201);
-    let r = app
-        .post_json(
-            "/api/v1/services",
-            Some(&app.admin_token),
-            &json!({"code": service, "name": "Orthopédie", "site": site, "secretariat_phone": "063 55 30 00"}),
-        )
+    let r = app.admin().post("/api/v1/services", &json!({"code": service, "name": "Orthopédie", "site": site, "secretariat_phone": "063 55 30 00"}))
         .await;
     assert_eq!(r.status(), 201);
     (site, service)
@@ -52,9 +47,9 @@ async fn patient(app: &TestApp, first: &str, email: &str, consent: bool, languag
 
 async fn incident(app: &TestApp, site: &str) -> Value {
     let r = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/incidents",
-            Some(&app.admin_token),
             &json!({"title": "Cyberattaque", "started_at": "2022-03-20T00:00:00+01:00",
                 "postpone_until": "2022-12-31T00:00:00+01:00", "sites": [site]}),
         )
@@ -65,10 +60,8 @@ async fn incident(app: &TestApp, site: &str) -> Value {
 
 async fn notifications(app: &TestApp, query: &str) -> Vec<Value> {
     let page = app
-        .get_json(
-            &format!("/api/v1/notifications?limit=1000{query}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/notifications?limit=1000{query}"))
         .await;
     page["items"].as_array().expect("items").clone()
 }
@@ -221,9 +214,9 @@ async fn each_patient_gets_the_right_email_in_their_language_and_local_time() {
 
     // A new date for Jan: an email with the date in Dutch and an iCalendar file.
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{nl_appointment}/reschedule"),
-            Some(&app.admin_token),
             &json!({"scheduled_at": "2030-10-31T10:00:00+01:00"}),
         )
         .await;
@@ -249,9 +242,9 @@ async fn each_patient_gets_the_right_email_in_their_language_and_local_time() {
 
     // Reopening: one email per patient still waiting (Jan has his date), listing their care.
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/sites/{site}/reopen"),
-            Some(&app.admin_token),
             &json!({"programme": "moderate", "notify_patients": true}),
         )
         .await;
@@ -295,14 +288,9 @@ async fn queue_postponed(app: &TestApp, count: usize, email: impl Fn(usize) -> S
         ));
     }
     let r = app
-        .client
-        .post(app.url("/api/v1/appointments/import"))
-        .bearer_auth(&app.admin_token)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .expect("sent");
+        .admin()
+        .post_csv("/api/v1/appointments/import", csv)
+        .await;
     assert_eq!(r.status(), 200);
     let r = incident(app, &site).await;
     assert_eq!(r["notifications_queued"], count);
@@ -458,7 +446,7 @@ async fn metrics_count_the_outbox_by_status_with_the_oldest_queued_age() {
     let app = spawn_app_with(|_| {}).await;
     queue_postponed(&app, 3, |i| format!("m{i}@example.be")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let text = app.get("/metrics", None).await.text().await.expect("text");
+    let text = app.anonymous().text("/metrics").await;
     assert!(
         text.contains("reprise_notifications{status=\"queued\"} 3"),
         "{text}"

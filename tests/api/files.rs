@@ -219,19 +219,14 @@ async fn eml_files_and_the_outbox_folder_are_private_whatever_the_umask_of_the_p
         reprise::service::imports::APPOINTMENT_HEADER.join(",")
     );
     let r = app
-        .client
-        .post(app.url("/api/v1/appointments/import"))
-        .bearer_auth(&app.admin_token)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .expect("sent");
+        .admin()
+        .post_csv("/api/v1/appointments/import", csv)
+        .await;
     assert_eq!(r.status(), 200);
     let r = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/incidents",
-            Some(&app.admin_token),
             &json!({"title": "Cyberattaque", "started_at": "2022-03-20T00:00:00+01:00",
                 "postpone_until": "2022-12-31T00:00:00+01:00", "sites": [site]}),
         )

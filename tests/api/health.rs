@@ -5,7 +5,7 @@ use crate::helpers::{assert_problem, spawn_app};
 #[tokio::test]
 async fn health_names_the_database_backend() {
     let app = spawn_app().await;
-    let r = app.get("/health", None).await;
+    let r = app.anonymous().get("/health").await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["status"], "ok");
@@ -17,7 +17,9 @@ async fn health_names_the_database_backend() {
 async fn health_is_503_when_the_database_is_gone() {
     let app = spawn_app().await;
     if app.backend != reprise::db::Backend::Postgres {
-        eprintln!("skipped on SQLite: a local file cannot become unreachable; runs on PostgreSQL");
+        crate::helpers::skipped(
+            "on SQLite: a local file cannot become unreachable; runs on PostgreSQL",
+        );
         return;
     }
     // Drop the test's database under the running service.
@@ -38,7 +40,7 @@ async fn health_is_503_when_the_database_is_gone() {
     .await
     .expect("joined");
     let started = std::time::Instant::now();
-    assert_problem(app.get("/health", None).await, 503).await;
+    assert_problem(app.anonymous().get("/health").await, 503).await;
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "answered quickly"
@@ -48,11 +50,9 @@ async fn health_is_503_when_the_database_is_gone() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_pattern() {
     let app = spawn_app().await;
-    let _ = app.get("/api/v1/users", Some(&app.admin_token)).await;
-    let _ = app
-        .delete("/api/v1/users/some-id-123", Some(&app.admin_token))
-        .await;
-    let text = app.get("/metrics", None).await.text().await.expect("text");
+    let _ = app.admin().get("/api/v1/users").await;
+    let _ = app.admin().delete("/api/v1/users/some-id-123").await;
+    let text = app.anonymous().text("/metrics").await;
     assert!(
         text.contains(
             r#"reprise_http_requests_total{method="GET",route="/api/v1/users",status="200"} 1"#
@@ -69,7 +69,7 @@ async fn metrics_count_requests_by_route_pattern() {
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let app = spawn_app().await;
-    let r = app.get("/api/openapi.json", None).await;
+    let r = app.anonymous().get("/api/openapi.json").await;
     assert_eq!(r.status(), 200);
     let spec: Value = r.json().await.expect("json");
     assert!(spec["openapi"]
@@ -152,7 +152,7 @@ async fn the_openapi_document_describes_every_route() {
 #[tokio::test]
 async fn the_docs_page_works_offline() {
     let app = spawn_app().await;
-    let page = app.get("/docs/", None).await;
+    let page = app.anonymous().get("/docs/").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains("swagger"), "a Swagger UI page");
@@ -163,7 +163,7 @@ async fn the_docs_page_works_offline() {
         "swagger-initializer.js",
     ] {
         assert!(html.contains(asset) || asset == "swagger-initializer.js");
-        let r = app.get(&format!("/docs/{asset}"), None).await;
+        let r = app.anonymous().get(&format!("/docs/{asset}")).await;
         assert_eq!(r.status(), 200, "{asset}");
     }
     assert!(

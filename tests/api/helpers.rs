@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reprise::auth::Caller;
-use reprise::config::{LogFormat, Settings};
+use reprise::config::Settings;
 use reprise::db::{Backend, DatabaseUrl};
 use reprise::domain::account::NewAccount;
 use serde_json::Value;
@@ -70,34 +70,6 @@ impl Drop for TestDb {
     }
 }
 
-pub fn settings_for(url: DatabaseUrl, outbox: &std::path::Path) -> Settings {
-    Settings {
-        database: url,
-        db_pool: 8,
-        bind: "127.0.0.1:0".parse().expect("address"),
-        smtp: None,
-        outbox_dir: outbox.to_path_buf(),
-        mail_from: "Reprise <no-reply@localhost>".parse().expect("mailbox"),
-        public_url: "http://127.0.0.1:8080".parse().expect("url"),
-        // As given: tests that follow the bound address say so (tests/api/answers.rs).
-        public_url_given: true,
-        log_format: LogFormat::Pretty,
-        // No outbox worker unless a test asks for one (see `spawn_app_with`).
-        delivery: None,
-        // No per-account limits unless a test asks for them (tests/api/ratelimit.rs).
-        rate_writes: None,
-        rate_reads: None,
-        planning: Default::default(),
-        answer_link_ttl: chrono::Duration::days(30),
-        legacy_link_key: None,
-        trusted_proxies: Default::default(),
-        // No anonymous or disclosure limits unless a test asks for them (tests/api/security.rs).
-        rate_anonymous: None,
-        patients_per_hour: None,
-        session_idle: chrono::Duration::minutes(30),
-    }
-}
-
 /// Outbox delivery with short delays, so that sending and retries happen within a test.
 pub fn fast_delivery() -> reprise::email::DeliverySettings {
     use std::time::Duration;
@@ -116,8 +88,8 @@ pub fn fast_delivery() -> reprise::email::DeliverySettings {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    /// Token of an admin account created for the test.
-    pub admin_token: String,
+    /// An admin account created for the test: [`TestApp::admin`].
+    admin: User,
     pub state: actix_web::web::Data<reprise::startup::AppState>,
     pub backend: Backend,
     /// The test's database, for a second process's worth of handles.
@@ -139,7 +111,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("database created");
     let outbox = tempfile::tempdir().expect("outbox folder");
-    let mut settings = settings_for(url.clone(), outbox.path());
+    // No outbox worker and no limits unless a test asks for them (see `spawn_app_with`,
+    // tests/api/ratelimit.rs, tests/api/security.rs).
+    let mut settings = Settings::for_local(url.clone(), outbox.path());
     configure(&mut settings);
     let app = reprise::startup::Application::build(settings)
         .await
@@ -147,11 +121,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
-    let admin = create_account_directly(&state, "Test Admin", "admin", &[]).await;
+    let client = reqwest::Client::new();
+    let (id, token) = create_account_directly(&state, "Test Admin", "admin", &[]).await;
+    let admin = User {
+        id: Some(id),
+        token: Some(token),
+        client: client.clone(),
+        address: address.clone(),
+    };
     TestApp {
         address,
-        client: reqwest::Client::new(),
-        admin_token: admin.1,
+        client,
+        admin,
         state,
         backend: db.backend(),
         database: url,
@@ -193,62 +174,53 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+    /// The admin account every test app starts with.
+    pub fn admin(&self) -> &User {
+        &self.admin
+    }
+
+    /// A caller without a token.
+    pub fn anonymous(&self) -> User {
+        self.caller(None)
+    }
+
+    /// A caller with this token (one a test got from the API, the command line, a report…).
+    pub fn user(&self, token: &str) -> User {
+        self.caller(Some(token))
+    }
+
+    /// A caller with this token, or without one.
+    pub fn caller(&self, token: Option<&str>) -> User {
+        User {
+            id: None,
+            token: token.map(str::to_string),
+            client: self.client.clone(),
+            address: self.address.clone(),
         }
-        req.send().await.expect("request sent")
     }
 
-    /// GET and parse the JSON answer, whatever the status (callers assert what they expect).
-    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
-        self.get(path, token)
-            .await
-            .json()
-            .await
-            .expect("a JSON answer")
-    }
-
-    pub async fn post_json(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> reqwest::Response {
-        self.send_json(self.client.post(self.url(path)), token, body)
-            .await
-    }
-
-    pub async fn put_json(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> reqwest::Response {
-        self.send_json(self.client.put(self.url(path)), token, body)
-            .await
-    }
-
-    async fn send_json(
-        &self,
-        req: reqwest::RequestBuilder,
-        token: Option<&str>,
-        body: &Value,
-    ) -> reqwest::Response {
-        let mut req = req.json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+    /// A new account with this name, role and services (a secretary's), made without HTTP.
+    pub async fn account(&self, name: &str, role: &str, services: &[&str]) -> User {
+        let (id, token) = create_account_directly(&self.state, name, role, services).await;
+        User {
+            id: Some(id),
+            ..self.user(&token)
         }
-        req.send().await.expect("request sent")
     }
 
-    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.delete(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.expect("request sent")
+    /// A new agent account, "Agent".
+    pub async fn agent(&self) -> User {
+        self.account("Agent", "agent", &[]).await
+    }
+
+    /// A new coordinator account, "Coordinator".
+    pub async fn coordinator(&self) -> User {
+        self.account("Coordinator", "coordinator", &[]).await
+    }
+
+    /// A new secretary account of these services, "Secretary".
+    pub async fn secretary(&self, services: &[&str]) -> User {
+        self.account("Secretary", "secretary", services).await
     }
 
     /// Creates a site and one service there as admin; returns (site, service) codes.
@@ -256,17 +228,17 @@ impl TestApp {
         let site = unique_code("S");
         let service = format!("{site}-SVC");
         let r = self
-            .post_json(
+            .admin()
+            .post(
                 "/api/v1/sites",
-                Some(&self.admin_token),
                 &serde_json::json!({"code": site, "name": "Site", "kind": "hospital", "operating_rooms": 2}),
             )
             .await;
         assert_eq!(r.status(), 201);
         let r = self
-            .post_json(
+            .admin()
+            .post(
                 "/api/v1/services",
-                Some(&self.admin_token),
                 &serde_json::json!({"code": service, "name": "Service", "site": site}),
             )
             .await;
@@ -277,9 +249,9 @@ impl TestApp {
     /// Creates a patient as admin (no national number); returns its id.
     pub async fn create_patient(&self, last_name: &str, first_name: &str) -> String {
         let r = self
-            .post_json(
+            .admin()
+            .post(
                 "/api/v1/patients",
-                Some(&self.admin_token),
                 &serde_json::json!({"last_name": last_name, "first_name": first_name, "birth_date": "1960-05-04"}),
             )
             .await;
@@ -290,9 +262,7 @@ impl TestApp {
 
     /// Creates a patient as admin from a full body; returns its id.
     pub async fn create_patient_with(&self, body: Value) -> String {
-        let r = self
-            .post_json("/api/v1/patients", Some(&self.admin_token), &body)
-            .await;
+        let r = self.admin().post("/api/v1/patients", &body).await;
         let status = r.status();
         let body: Value = r.json().await.expect("json");
         assert_eq!(status, 201, "{body}");
@@ -315,9 +285,7 @@ impl TestApp {
     }
 
     pub async fn create_appointment_with(&self, body: Value) -> String {
-        let r = self
-            .post_json("/api/v1/appointments", Some(&self.admin_token), &body)
-            .await;
+        let r = self.admin().post("/api/v1/appointments", &body).await;
         let status = r.status();
         let body: Value = r.json().await.expect("json");
         assert_eq!(status, 201, "{body}");
@@ -328,9 +296,9 @@ impl TestApp {
     /// postponed and the site closes.
     pub async fn postpone(&self, site: &str, from: &str, until: &str) {
         let r = self
-            .post_json(
+            .admin()
+            .post(
                 "/api/v1/incidents",
-                Some(&self.admin_token),
                 &serde_json::json!({"title": "Incident", "started_at": from,
                                     "postpone_until": until, "sites": [site]}),
             )
@@ -348,6 +316,103 @@ impl TestApp {
             out.push((role, token));
         }
         out
+    }
+}
+
+/// Someone calling the API in a test: an account's token (or none) and the test's client.
+/// Each request answers the response whatever its status: the test asserts what it expects.
+#[derive(Clone)]
+pub struct User {
+    id: Option<String>,
+    token: Option<String>,
+    client: reqwest::Client,
+    address: String,
+}
+
+impl User {
+    /// The account's id (a user of [`TestApp::account`] and its shorthands, or the admin).
+    pub fn id(&self) -> &str {
+        self.id
+            .as_deref()
+            .expect("an account the test created, whose id it knows")
+    }
+
+    /// The token, for what takes one itself (a page's sign-in, a form).
+    pub fn token(&self) -> &str {
+        self.token.as_deref().expect("a user with a token")
+    }
+
+    /// A request with this user's token, for a test that sets more (headers, a body).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path).sent().await
+    }
+
+    /// GET and parse the JSON answer, whatever the status (callers assert what they expect).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.expect("a JSON answer")
+    }
+
+    /// GET and read the answer as text, whatever the status (`/metrics`, a CSV export).
+    pub async fn text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("a text answer")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path)
+            .json(body)
+            .sent()
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::PUT, path)
+            .json(body)
+            .sent()
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::DELETE, path).sent().await
+    }
+
+    /// POST a CSV file (the imports).
+    pub async fn post_csv(&self, path: &str, csv: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.post_raw(path, "text/csv", csv).await
+    }
+
+    /// POST a body as it is, with this content type (malformed or unexpected bodies).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path)
+            .header("content-type", content_type)
+            .body(body)
+            .sent()
+            .await
+    }
+}
+
+/// `.sent().await` sends a request a test built and expects an answer (any status).
+pub trait Sent {
+    fn sent(self) -> impl std::future::Future<Output = reqwest::Response> + Send;
+}
+
+impl Sent for reqwest::RequestBuilder {
+    async fn sent(self) -> reqwest::Response {
+        self.send().await.expect("request sent")
     }
 }
 
@@ -376,6 +441,17 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A test (or a part of one) cannot run because a tool is not installed: it fails where
+/// `variable` (`REPRISE_REQUIRE_BROWSER`, `REPRISE_REQUIRE_LIBREOFFICE`) is set, as `.ci/run`
+/// sets them after installing the tools, and is otherwise [`skipped`], `why` being its reason.
+pub fn missing_tool(variable: &str, why: &str) {
+    assert!(
+        std::env::var_os(variable).is_none(),
+        "{variable} is set, but {why}"
+    );
+    skipped(why);
 }
 
 /// Says that a test (or a part of one) did not run, and why: on stderr, and as a line of the

@@ -8,19 +8,15 @@ fn header() -> String {
 }
 
 async fn import(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/v1/appointments/import"))
-        .bearer_auth(&app.admin_token)
-        .header("content-type", "text/csv")
-        .body(body)
-        .send()
+    app.admin()
+        .post_csv("/api/v1/appointments/import", body)
         .await
-        .expect("sent")
 }
 
 async fn count_appointments(app: &TestApp) -> usize {
     let page: Value = app
-        .get_json("/api/v1/appointments?limit=1000", Some(&app.admin_token))
+        .admin()
+        .get_json("/api/v1/appointments?limit=1000")
         .await;
     page["items"].as_array().expect("items").len()
 }
@@ -31,9 +27,7 @@ async fn an_import_matches_patients_on_national_number() {
     let (site, service) = app.create_site_and_service().await;
     // Already known: reused, not duplicated.
     let known = serde_json::json!({"national_number": "85073003328", "last_name": "Dupont", "first_name": "Marie", "birth_date": "1985-07-30"});
-    let r = app
-        .post_json("/api/v1/patients", Some(&app.admin_token), &known)
-        .await;
+    let r = app.admin().post("/api/v1/patients", &known).await;
     let known_id = r.json::<Value>().await.expect("json")["id"]
         .as_str()
         .expect("id")
@@ -53,10 +47,8 @@ async fn an_import_matches_patients_on_national_number() {
     assert_eq!(report["patients_created"], 2);
 
     let detail: Value = app
-        .get_json(
-            &format!("/api/v1/patients/{known_id}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/patients/{known_id}"))
         .await;
     assert_eq!(detail["appointments"][0]["label"], "Hanche");
     assert_eq!(
@@ -64,9 +56,9 @@ async fn an_import_matches_patients_on_national_number() {
         "2022-05-16T07:30:00Z"
     );
     let found: Value = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/patients/search",
-            Some(&app.admin_token),
             &serde_json::json!({"q": "17020100178"}),
         )
         .await
@@ -75,10 +67,8 @@ async fn an_import_matches_patients_on_national_number() {
         .expect("json");
     assert_eq!(found["items"].as_array().expect("items").len(), 1);
     let audit: Value = app
-        .get_json(
-            "/api/v1/audit?action=appointment.import",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/audit?action=appointment.import")
         .await;
     assert_eq!(audit["items"][0]["details"]["rows"], 4);
 }
@@ -156,14 +146,9 @@ async fn malformed_files_get_a_4xx_and_store_nothing() {
         assert_problem(r, status).await;
     }
     let r = app
-        .client
-        .post(app.url("/api/v1/appointments/import"))
-        .bearer_auth(&app.admin_token)
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .expect("sent");
+        .admin()
+        .post_raw("/api/v1/appointments/import", "application/json", "{}")
+        .await;
     assert_problem(r, 415).await;
     assert_eq!(count_appointments(&app).await, 0);
 }

@@ -3,19 +3,13 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 async fn appointment(app: &TestApp, id: &str) -> Value {
-    app.get_json(
-        &format!("/api/v1/appointments/{id}"),
-        Some(&app.admin_token),
-    )
-    .await
+    app.admin()
+        .get_json(&format!("/api/v1/appointments/{id}"))
+        .await
 }
 
 async fn declare(app: &TestApp, sites: &[&str], from: &str, until: &str) -> reqwest::Response {
-    app.post_json(
-        "/api/v1/incidents",
-        Some(&app.admin_token),
-        &json!({"title": "Ransomware", "started_at": from, "postpone_until": until, "sites": sites}),
-    )
+    app.admin().post("/api/v1/incidents", &json!({"title": "Ransomware", "started_at": from, "postpone_until": until, "sites": sites}))
     .await
 }
 
@@ -81,7 +75,7 @@ async fn an_incident_postpones_only_non_urgent_non_essential_care_in_its_window(
         assert_eq!(appointment(&app, id).await["status"], "scheduled");
     }
 
-    let sites: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
+    let sites: Value = app.admin().get_json("/api/v1/sites").await;
     for s in sites["items"].as_array().expect("items") {
         let expected = if s["code"] == site.as_str() {
             "closed"
@@ -91,10 +85,8 @@ async fn an_incident_postpones_only_non_urgent_non_essential_care_in_its_window(
         assert_eq!(s["status"], expected, "{s}");
     }
     let audit: Value = app
-        .get_json(
-            "/api/v1/audit?action=incident.create",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/audit?action=incident.create")
         .await;
     assert_eq!(audit["items"][0]["details"]["rows"], 1);
 }
@@ -145,7 +137,7 @@ async fn applying_an_incident_again_changes_nothing_more_and_extending_widens_it
     let extend = |until: &str| {
         let body = json!({ "postpone_until": until });
         let (app, path) = (&app, &path);
-        async move { app.post_json(path, Some(&app.admin_token), &body).await }
+        async move { app.admin().post(path, &body).await }
     };
     let r = extend("2022-06-11T00:00:00+02:00").await;
     assert_eq!(r.status(), 200);
@@ -162,20 +154,18 @@ async fn applying_an_incident_again_changes_nothing_more_and_extending_widens_it
 
     assert_problem(extend("2022-06-01T00:00:00+02:00").await, 422).await;
     assert_problem(
-        app.post_json(
-            "/api/v1/incidents/nope/extend",
-            Some(&app.admin_token),
-            &json!({"postpone_until": "2022-07-01T00:00:00Z"}),
-        )
-        .await,
+        app.admin()
+            .post(
+                "/api/v1/incidents/nope/extend",
+                &json!({"postpone_until": "2022-07-01T00:00:00Z"}),
+            )
+            .await,
         404,
     )
     .await;
     let page: Value = app
-        .get_json(
-            "/api/v1/appointments?status=postponed",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/appointments?status=postponed")
         .await;
     assert_eq!(page["items"].as_array().expect("items").len(), 4);
 }
@@ -200,7 +190,7 @@ async fn a_bad_incident_is_refused_and_changes_nothing() {
         assert_eq!(problem["errors"][0]["field"], field);
     }
     assert_eq!(appointment(&app, &a).await["status"], "scheduled");
-    let sites: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
+    let sites: Value = app.admin().get_json("/api/v1/sites").await;
     assert!(sites["items"]
         .as_array()
         .expect("items")

@@ -4,10 +4,8 @@ use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 async fn notifications(app: &TestApp, query: &str) -> Vec<Value> {
     let r = app
-        .get(
-            &format!("/api/v1/notifications{query}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get(&format!("/api/v1/notifications{query}"))
         .await;
     assert_eq!(r.status(), 200);
     let page: Value = r.json().await.expect("json");
@@ -44,7 +42,8 @@ async fn emails_are_queued_with_their_change_and_only_with_consent() {
     }
     let incident = json!({"title": "x", "started_at": "2022-05-14T00:00:00+02:00", "postpone_until": "2022-06-04T00:00:00+02:00", "sites": [site]});
     let r: Value = app
-        .post_json("/api/v1/incidents", Some(&app.admin_token), &incident)
+        .admin()
+        .post("/api/v1/incidents", &incident)
         .await
         .json()
         .await
@@ -63,7 +62,8 @@ async fn emails_are_queued_with_their_change_and_only_with_consent() {
             && n["to"] == "oui@example.be"));
     // Applying the incident again queues nothing more.
     let again: Value = app
-        .post_json("/api/v1/incidents", Some(&app.admin_token), &incident)
+        .admin()
+        .post("/api/v1/incidents", &incident)
         .await
         .json()
         .await
@@ -72,9 +72,9 @@ async fn emails_are_queued_with_their_change_and_only_with_consent() {
 
     // Reopening: one site_reopened email per consenting patient, not per appointment.
     let r: Value = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/sites/{site}/reopen"),
-            Some(&app.admin_token),
             &json!({"programme": "moderate", "notify_patients": true}),
         )
         .await
@@ -86,9 +86,9 @@ async fn emails_are_queued_with_their_change_and_only_with_consent() {
     // Rescheduling: one email for the new date; nothing for the patient who refused.
     for id in [&appointments[0], &appointments[2]] {
         let r = app
-            .post_json(
+            .admin()
+            .post(
                 &format!("/api/v1/appointments/{id}/reschedule"),
-                Some(&app.admin_token),
                 &json!({"scheduled_at": "2030-06-13T10:00:00+02:00"}),
             )
             .await;
@@ -117,8 +117,7 @@ async fn emails_are_queued_with_their_change_and_only_with_consent() {
         .await
         .is_empty());
     assert_problem(
-        app.get("/api/v1/notifications?status=lost", Some(&app.admin_token))
-            .await,
+        app.admin().get("/api/v1/notifications?status=lost").await,
         422,
     )
     .await;
@@ -133,18 +132,18 @@ async fn a_failed_change_queues_nothing() {
         .create_appointment(&p, &site, &service, "2022-05-16T09:00:00+02:00")
         .await;
     let cancel = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{a}/cancel"),
-            Some(&app.admin_token),
             &json!({"reason": "other"}),
         )
         .await;
     assert_eq!(cancel.status(), 200);
     // A refused reschedule (cancelled is final) leaves no email behind.
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{a}/reschedule"),
-            Some(&app.admin_token),
             &json!({"scheduled_at": "2030-06-13T10:00:00+02:00"}),
         )
         .await;
@@ -167,9 +166,9 @@ async fn an_unsent_email_about_an_older_date_is_not_sent() {
         "2030-06-20T10:00:00+02:00",
     ] {
         let r = app
-            .post_json(
+            .admin()
+            .post(
                 &format!("/api/v1/appointments/{a}/reschedule"),
-                Some(&app.admin_token),
                 &json!({ "scheduled_at": date }),
             )
             .await;

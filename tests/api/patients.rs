@@ -1,10 +1,11 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, create_account_directly, spawn_app, TestApp};
+use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 async fn search(app: &TestApp, token: &str, q: &str) -> Vec<Value> {
     let r = app
-        .post_json("/api/v1/patients/search", Some(token), &json!({ "q": q }))
+        .user(token)
+        .post("/api/v1/patients/search", &json!({ "q": q }))
         .await;
     assert_eq!(r.status(), 200, "search {q:?}");
     let body: Value = r.json().await.expect("json");
@@ -27,13 +28,8 @@ fn names(items: &[Value]) -> Vec<String> {
 #[tokio::test]
 async fn a_patient_is_stored_with_normalised_numbers() {
     let app = spawn_app().await;
-    let r = app
-        .post_json(
-            "/api/v1/patients",
-            Some(&app.admin_token),
-            &json!({"national_number": "85.07.30-033.28", "last_name": "Dupont", "first_name": "Marie",
-                    "birth_date": "1985-07-30", "phone": "061 23 45 67", "email": "marie@example.be"}),
-        )
+    let r = app.admin().post("/api/v1/patients", &json!({"national_number": "85.07.30-033.28", "last_name": "Dupont", "first_name": "Marie",
+                    "birth_date": "1985-07-30", "phone": "061 23 45 67", "email": "marie@example.be"}))
         .await;
     assert_eq!(r.status(), 201);
     let p: Value = r.json().await.expect("json");
@@ -44,7 +40,8 @@ async fn a_patient_is_stored_with_normalised_numbers() {
     assert_eq!(p["birth_date"], "1985-07-30");
     let id = p["id"].as_str().expect("id");
     let detail: Value = app
-        .get_json(&format!("/api/v1/patients/{id}"), Some(&app.admin_token))
+        .admin()
+        .get_json(&format!("/api/v1/patients/{id}"))
         .await;
     assert_eq!(detail["last_name"], "Dupont");
     assert_eq!(detail["appointments"], json!([]));
@@ -89,12 +86,7 @@ async fn bad_patient_fields_are_422_naming_them_and_store_nothing() {
         ),
     ];
     for (body, field) in cases {
-        let p = assert_problem(
-            app.post_json("/api/v1/patients", Some(&app.admin_token), &body)
-                .await,
-            422,
-        )
-        .await;
+        let p = assert_problem(app.admin().post("/api/v1/patients", &body).await, 422).await;
         let fields: Vec<&str> = p["errors"]
             .as_array()
             .expect("errors")
@@ -103,7 +95,7 @@ async fn bad_patient_fields_are_422_naming_them_and_store_nothing() {
             .collect();
         assert!(fields.contains(&field), "{body}: {fields:?}");
     }
-    assert!(search(&app, &app.admin_token, "dxz").await.is_empty());
+    assert!(search(&app, app.admin().token(), "dxz").await.is_empty());
 }
 
 #[tokio::test]
@@ -111,19 +103,12 @@ async fn a_known_national_number_is_a_conflict() {
     let app = spawn_app().await;
     let body = json!({"national_number": "85073003328", "last_name": "Dupont", "first_name": "Marie", "birth_date": "1985-07-30"});
     assert_eq!(
-        app.post_json("/api/v1/patients", Some(&app.admin_token), &body)
-            .await
-            .status(),
+        app.admin().post("/api/v1/patients", &body).await.status(),
         201
     );
     let again = json!({"national_number": "85.07.30 033 28", "last_name": "Other", "first_name": "X", "birth_date": "1985-07-30"});
-    assert_problem(
-        app.post_json("/api/v1/patients", Some(&app.admin_token), &again)
-            .await,
-        409,
-    )
-    .await;
-    assert_eq!(search(&app, &app.admin_token, "other").await.len(), 0);
+    assert_problem(app.admin().post("/api/v1/patients", &again).await, 409).await;
+    assert_eq!(search(&app, app.admin().token(), "other").await.len(), 0);
 }
 
 #[tokio::test]
@@ -137,28 +122,35 @@ async fn search_finds_name_prefixes_ignoring_case_and_accents() {
     ] {
         app.create_patient(last, first).await;
     }
-    let t = app.admin_token.clone();
-    assert_eq!(names(&search(&app, &t, "prenom").await), ["Éloïse Prénom"]);
-    assert_eq!(names(&search(&app, &t, "ELO").await), ["Éloïse Prénom"]);
+    let admin = app.admin();
     assert_eq!(
-        names(&search(&app, &t, "dup").await),
+        names(&search(&app, admin.token(), "prenom").await),
+        ["Éloïse Prénom"]
+    );
+    assert_eq!(
+        names(&search(&app, admin.token(), "ELO").await),
+        ["Éloïse Prénom"]
+    );
+    assert_eq!(
+        names(&search(&app, admin.token(), "dup").await),
         ["Marie Dupont", "Jean-Pierre Dupuis", "Dupont Martin"]
     );
     assert_eq!(
-        names(&search(&app, &t, "dupont marie").await),
+        names(&search(&app, admin.token(), "dupont marie").await),
         ["Marie Dupont"]
     );
     assert_eq!(
-        names(&search(&app, &t, "Marie Dupont").await),
+        names(&search(&app, admin.token(), "Marie Dupont").await),
         ["Marie Dupont"]
     );
     assert_eq!(
-        names(&search(&app, &t, "jean-p").await),
+        names(&search(&app, admin.token(), "jean-p").await),
         ["Jean-Pierre Dupuis"]
     );
-    assert!(search(&app, &t, "zzz").await.is_empty());
+    assert!(search(&app, admin.token(), "zzz").await.is_empty());
     assert_problem(
-        app.post_json("/api/v1/patients/search", Some(&t), &json!({"q": "  "}))
+        admin
+            .post("/api/v1/patients/search", &json!({"q": "  "}))
             .await,
         422,
     )
@@ -171,13 +163,11 @@ async fn search_finds_phones_in_any_format_and_national_numbers() {
     let body = json!({"national_number": "85073003328", "last_name": "Dupont", "first_name": "Marie",
                       "birth_date": "1985-07-30", "phone": "0470 12 34 56"});
     assert_eq!(
-        app.post_json("/api/v1/patients", Some(&app.admin_token), &body)
-            .await
-            .status(),
+        app.admin().post("/api/v1/patients", &body).await.status(),
         201
     );
     app.create_patient("Other", "Person").await;
-    let t = app.admin_token.clone();
+    let admin = app.admin();
     for q in [
         "0470 12 34 56",
         "+32470123456",
@@ -185,12 +175,14 @@ async fn search_finds_phones_in_any_format_and_national_numbers() {
         "85.07.30-033.28",
         "85073003328",
     ] {
-        assert_eq!(names(&search(&app, &t, q).await), ["Marie Dupont"], "{q}");
+        assert_eq!(
+            names(&search(&app, admin.token(), q).await),
+            ["Marie Dupont"],
+            "{q}"
+        );
     }
     // The search was audited without the query itself.
-    let audit: Value = app
-        .get_json("/api/v1/audit?action=patient.search", Some(&t))
-        .await;
+    let audit: Value = admin.get_json("/api/v1/audit?action=patient.search").await;
     let text = audit.to_string();
     assert!(!text.contains("85073003328") && !text.contains("470123456"));
     assert_eq!(audit["items"][0]["details"]["by"], "national_number");
@@ -201,18 +193,19 @@ async fn reading_a_patient_is_audited() {
     let app = spawn_app().await;
     let id = app.create_patient("Lecture", "Audit").await;
     assert_eq!(
-        app.get(&format!("/api/v1/patients/{id}"), Some(&app.admin_token))
+        app.admin()
+            .get(&format!("/api/v1/patients/{id}"))
             .await
             .status(),
         200
     );
     let audit: Value = app
-        .get_json("/api/v1/audit?action=patient.read", Some(&app.admin_token))
+        .admin()
+        .get_json("/api/v1/audit?action=patient.read")
         .await;
     assert_eq!(audit["items"][0]["target"], format!("patient:{id}"));
     assert_problem(
-        app.get("/api/v1/patients/does-not-exist", Some(&app.admin_token))
-            .await,
+        app.admin().get("/api/v1/patients/does-not-exist").await,
         404,
     )
     .await;
@@ -235,34 +228,34 @@ async fn secretaries_see_only_their_services_patients() {
         .await;
     app.create_appointment(&both, &other_site, &theirs, "2030-01-03T09:00:00Z")
         .await;
-    let (_, secretary) = create_account_directly(&app.state, "Sec", "secretary", &[&mine]).await;
+    let secretary = app.secretary(&[&mine]).await;
 
-    let found: Vec<String> = search(&app, &secretary, "patou")
+    let found: Vec<String> = search(&app, secretary.token(), "patou")
         .await
         .iter()
         .map(|p| p["id"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(found, std::slice::from_ref(&ours));
-    let found = search(&app, &secretary, "patb").await;
+    let found = search(&app, secretary.token(), "patb").await;
     assert_eq!(found.len(), 1);
     // Patother is in another service: searched for, not found.
-    assert!(search(&app, &secretary, "patot").await.is_empty());
-    assert_eq!(search(&app, &secretary, "pat").await.len(), 2);
+    assert!(search(&app, secretary.token(), "patot").await.is_empty());
+    assert_eq!(search(&app, secretary.token(), "pat").await.len(), 2);
     assert_eq!(
-        app.get(&format!("/api/v1/patients/{ours}"), Some(&secretary))
+        secretary
+            .get(&format!("/api/v1/patients/{ours}"))
             .await
             .status(),
         200
     );
     // Read by id, a patient outside her services is as unknown as one that does not exist.
     assert_problem(
-        app.get(&format!("/api/v1/patients/{other}"), Some(&secretary))
-            .await,
+        secretary.get(&format!("/api/v1/patients/{other}")).await,
         404,
     )
     .await;
-    let detail: Value = app
-        .get_json(&format!("/api/v1/patients/{both}"), Some(&secretary))
+    let detail: Value = secretary
+        .get_json(&format!("/api/v1/patients/{both}"))
         .await;
     let services: Vec<&str> = detail["appointments"]
         .as_array()

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
 use crate::helpers::{assert_problem, TestApp};
+use crate::helpers::{spawn_app, Sent};
 
 struct Scene {
     site: String,
@@ -65,24 +65,19 @@ async fn scene(app: &TestApp) -> Scene {
 }
 
 async fn appointment(app: &TestApp, id: &str) -> Value {
-    app.get_json(
-        &format!("/api/v1/appointments/{id}"),
-        Some(&app.admin_token),
-    )
-    .await
+    app.admin()
+        .get_json(&format!("/api/v1/appointments/{id}"))
+        .await
 }
 
 async fn put(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
-    app.put_json(path, Some(&app.admin_token), body).await
+    app.admin().put(path, body).await
 }
 
 async fn plan(app: &TestApp, site: &str, query: &str, body: &Value) -> reqwest::Response {
-    app.post_json(
-        &format!("/api/v1/sites/{site}/plan{query}"),
-        Some(&app.admin_token),
-        body,
-    )
-    .await
+    app.admin()
+        .post(&format!("/api/v1/sites/{site}/plan{query}"), body)
+        .await
 }
 
 #[tokio::test]
@@ -99,7 +94,7 @@ async fn capacity_is_set_read_checked_and_audited() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let capacity: Value = app.get_json(&path, Some(&app.admin_token)).await;
+    let capacity: Value = app.admin().get_json(&path).await;
     assert_eq!(capacity["session_minutes"], 240);
     assert_eq!(capacity["fraction"], 0.5, "moderate until the site reopens");
     assert_eq!(
@@ -127,7 +122,7 @@ async fn capacity_is_set_read_checked_and_audited() {
             r.status()
         );
     }
-    let again: Value = app.get_json(&path, Some(&app.admin_token)).await;
+    let again: Value = app.admin().get_json(&path).await;
     assert_eq!(again, capacity);
     let r = put(
         &app,
@@ -142,14 +137,13 @@ async fn capacity_is_set_read_checked_and_audited() {
     )
     .await;
     let audit = app
-        .get_json("/api/v1/audit?action=site.capacity", Some(&app.admin_token))
+        .admin()
+        .get_json("/api/v1/audit?action=site.capacity")
         .await;
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
     let audit = app
-        .get_json(
-            "/api/v1/audit?action=service.capacity",
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json("/api/v1/audit?action=service.capacity")
         .await;
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
 }
@@ -279,9 +273,9 @@ async fn a_plan_fills_each_day_in_contract_order_and_never_beyond_its_capacity()
 
     // A full programme doubles the operating minutes.
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/sites/{}/reopen", s.site),
-            Some(&app.admin_token),
             &json!({"programme": "full", "notify_patients": false}),
         )
         .await;
@@ -327,9 +321,7 @@ async fn a_committed_plan_proposes_days_and_keeps_the_status() {
     );
     let last = appointment(&app, &s.appointments[8]).await;
     assert!(last["proposed_at"].is_null(), "no room for it: no day");
-    let audit = app
-        .get_json("/api/v1/audit?action=site.plan", Some(&app.admin_token))
-        .await;
+    let audit = app.admin().get_json("/api/v1/audit?action=site.plan").await;
     assert_eq!(audit["items"][0]["details"]["planned"], 5);
     // A plan without commit stores nothing: a longer window leaves the days as they were.
     plan(
@@ -353,10 +345,8 @@ async fn a_committed_plan_proposes_days_and_keeps_the_status() {
     assert_eq!(last["proposed_at"], "2030-03-06");
     // The contact list (JSON) shows the proposals; a new date ends one.
     let list = app
-        .get_json(
-            &format!("/api/v1/contact-list?site={}", s.site),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/contact-list?site={}", s.site))
         .await;
     let proposed: Vec<&Value> = list["items"]
         .as_array()
@@ -366,9 +356,9 @@ async fn a_committed_plan_proposes_days_and_keeps_the_status() {
         .collect();
     assert_eq!(proposed[0], "2030-03-04");
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{}/reschedule", s.appointments[0]),
-            Some(&app.admin_token),
             &json!({"scheduled_at": "2030-03-04T09:00:00+01:00"}),
         )
         .await;
@@ -427,11 +417,11 @@ async fn the_deadline_view_says_what_remains_and_when_it_will_be_done() {
     let view = |date: &'static str| {
         let app = &app;
         async move {
-            app.get_json(
-                &format!("/api/v1/planning/deadline?date={date}&from=2030-03-04"),
-                Some(&app.admin_token),
-            )
-            .await
+            app.admin()
+                .get_json(&format!(
+                    "/api/v1/planning/deadline?date={date}&from=2030-03-04"
+                ))
+                .await
         }
     };
     let site = |v: &Value| -> Value {
@@ -458,9 +448,9 @@ async fn the_deadline_view_says_what_remains_and_when_it_will_be_done() {
     // One consultation rebooked today: a pace of 1 a week, three left: 21 days.
     let consultation = &s.appointments[3];
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &format!("/api/v1/appointments/{consultation}/reschedule"),
-            Some(&app.admin_token),
             &json!({"scheduled_at": "2030-03-04T09:00:00+01:00"}),
         )
         .await;
@@ -481,9 +471,9 @@ async fn the_deadline_view_says_what_remains_and_when_it_will_be_done() {
     // whatever the first service's slots.
     let other = format!("{}-B", s.site);
     let r = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/services",
-            Some(&app.admin_token),
             &json!({"code": other, "name": "Autre", "site": s.site}),
         )
         .await;
@@ -508,10 +498,8 @@ async fn the_deadline_view_says_what_remains_and_when_it_will_be_done() {
         "from=2030-03-04",
     ] {
         let r = app
-            .get(
-                &format!("/api/v1/planning/deadline?{bad}"),
-                Some(&app.admin_token),
-            )
+            .admin()
+            .get(&format!("/api/v1/planning/deadline?{bad}"))
             .await;
         assert!(
             r.status() == 422 || r.status() == 400,
@@ -532,14 +520,10 @@ async fn purging_calls_removes_notes_and_numbers_but_keeps_the_statistics() {
     let recent = json!({"caller_phone": "0470 12 34 56", "notes": "Rappeler demain",
                         "reason": "other", "outcome": "informed"});
     for body in [&old, &recent] {
-        let r = app
-            .post_json("/api/v1/calls", Some(&app.admin_token), body)
-            .await;
+        let r = app.admin().post("/api/v1/calls", body).await;
         assert_eq!(r.status(), 201);
     }
-    let stats_before = app
-        .get_json("/api/v1/calls/stats", Some(&app.admin_token))
-        .await;
+    let stats_before = app.admin().get_json("/api/v1/calls/stats").await;
     let purge = || {
         crate::cli::reprise()
             .env("REPRISE_DATABASE_URL", app.database.expose())
@@ -552,13 +536,11 @@ async fn purging_calls_removes_notes_and_numbers_but_keeps_the_statistics() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("deactivate it first"));
     let r = app
-        .client
-        .put(app.url("/api/v1/call-centre"))
-        .bearer_auth(&app.admin_token)
+        .admin()
+        .request(reqwest::Method::PUT, "/api/v1/call-centre")
         .json(&json!({"status": "deactivated"}))
-        .send()
-        .await
-        .expect("sent");
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
     let out = purge();
     assert!(
@@ -568,7 +550,7 @@ async fn purging_calls_removes_notes_and_numbers_but_keeps_the_statistics() {
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["calls_purged"], 1);
-    let calls = app.get_json("/api/v1/calls", Some(&app.admin_token)).await;
+    let calls = app.admin().get_json("/api/v1/calls").await;
     let items = calls["items"].as_array().expect("items");
     assert_eq!(items.len(), 2, "no call is deleted");
     let (newer, older) = (&items[0], &items[1]);
@@ -582,12 +564,11 @@ async fn purging_calls_removes_notes_and_numbers_but_keeps_the_statistics() {
     );
     assert_eq!(newer["notes"], "Rappeler demain");
     assert_eq!(newer["caller_phone"], "+32470123456");
-    let stats_after = app
-        .get_json("/api/v1/calls/stats", Some(&app.admin_token))
-        .await;
+    let stats_after = app.admin().get_json("/api/v1/calls/stats").await;
     assert_eq!(stats_after, stats_before, "the statistics are kept");
     let audit = app
-        .get_json("/api/v1/audit?action=call.purge", Some(&app.admin_token))
+        .admin()
+        .get_json("/api/v1/audit?action=call.purge")
         .await;
     assert_eq!(audit["items"][0]["details"]["rows"], 1);
     // Again: nothing left to purge.

@@ -5,16 +5,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, create_account_directly, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, spawn_app_with, Sent, TestApp};
 
 async fn log_call(app: &TestApp, token: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/v1/calls"))
-        .bearer_auth(token)
+    app.user(token)
+        .request(reqwest::Method::POST, "/api/v1/calls")
         .json(&json!({"reason": "appointment_status", "outcome": "informed"}))
-        .send()
+        .sent()
         .await
-        .expect("sent")
 }
 
 #[tokio::test]
@@ -25,11 +23,11 @@ async fn an_account_over_its_budget_gets_429_with_retry_after_and_changes_nothin
         s.rate_reads = Some(60);
     })
     .await;
-    let (_, agent) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
+    let agent = app.agent().await;
     for _ in 0..10 {
-        assert_eq!(log_call(&app, &agent).await.status(), 201);
+        assert_eq!(log_call(&app, agent.token()).await.status(), 201);
     }
-    let refused = log_call(&app, &agent).await;
+    let refused = log_call(&app, agent.token()).await;
     let retry_after: u64 = refused
         .headers()
         .get("retry-after")
@@ -46,15 +44,13 @@ async fn an_account_over_its_budget_gets_429_with_retry_after_and_changes_nothin
         .contains("retry"));
 
     // Nothing stored by the refused request; another account writes and reads as usual.
-    let calls = app
-        .get_json("/api/v1/calls?limit=100", Some(&app.admin_token))
-        .await;
+    let calls = app.admin().get_json("/api/v1/calls?limit=100").await;
     assert_eq!(calls["items"].as_array().map(Vec::len), Some(10));
-    assert_eq!(log_call(&app, &app.admin_token).await.status(), 201);
+    assert_eq!(log_call(&app, app.admin().token()).await.status(), 201);
 
     // After the wait, the agent may log again.
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
-    assert_eq!(log_call(&app, &agent).await.status(), 201);
+    assert_eq!(log_call(&app, agent.token()).await.status(), 201);
 }
 
 #[tokio::test]
@@ -65,34 +61,26 @@ async fn reads_of_personal_data_have_their_own_budget() {
     })
     .await;
     let patient = app.create_patient("Dupont", "Marie").await;
-    let (_, coordinator) = create_account_directly(&app.state, "Coord", "coordinator", &[]).await;
+    let coordinator = app.coordinator().await;
     // Lists of sites carry no personal data: not counted.
     for _ in 0..30 {
-        assert_eq!(
-            app.get("/api/v1/sites", Some(&coordinator)).await.status(),
-            200
-        );
+        assert_eq!(coordinator.get("/api/v1/sites").await.status(), 200);
     }
     for _ in 0..10 {
-        let r = app
-            .get(&format!("/api/v1/patients/{patient}"), Some(&coordinator))
+        let r = coordinator
+            .get(&format!("/api/v1/patients/{patient}"))
             .await;
         assert_eq!(r.status(), 200);
     }
     // A search is a POST, and a read: the same budget, now spent.
-    let r = app
-        .post_json(
-            "/api/v1/patients/search",
-            Some(&coordinator),
-            &json!({"q": "dupont"}),
-        )
+    let r = coordinator
+        .post("/api/v1/patients/search", &json!({"q": "dupont"}))
         .await;
     assert_problem(r, 429).await;
     // The writes budget is untouched.
-    let r = app
-        .post_json(
+    let r = coordinator
+        .post(
             "/api/v1/patients",
-            Some(&coordinator),
             &json!({"last_name": "Martin", "first_name": "Luc", "birth_date": "1950-01-01"}),
         )
         .await;

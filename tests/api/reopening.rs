@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, create_account_directly, spawn_app, TestApp};
+use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 /// A site with a service and two postponed appointments (and their patient).
 async fn closed_site(app: &TestApp) -> (String, String, Vec<String>) {
@@ -10,19 +10,14 @@ async fn closed_site(app: &TestApp) -> (String, String, Vec<String>) {
     for at in ["2022-05-16T09:00:00+02:00", "2022-05-18T09:00:00+02:00"] {
         ids.push(app.create_appointment(&patient, &site, &service, at).await);
     }
-    let r = app
-        .post_json(
-            "/api/v1/incidents",
-            Some(&app.admin_token),
-            &json!({"title": "x", "started_at": "2022-05-14T00:00:00+02:00", "postpone_until": "2022-06-04T00:00:00+02:00", "sites": [site]}),
-        )
+    let r = app.admin().post("/api/v1/incidents", &json!({"title": "x", "started_at": "2022-05-14T00:00:00+02:00", "postpone_until": "2022-06-04T00:00:00+02:00", "sites": [site]}))
         .await;
     assert_eq!(r.status(), 201);
     (site, service, ids)
 }
 
 async fn site(app: &TestApp, code: &str) -> Value {
-    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
+    let list: Value = app.admin().get_json("/api/v1/sites").await;
     list["items"]
         .as_array()
         .expect("items")
@@ -33,11 +28,9 @@ async fn site(app: &TestApp, code: &str) -> Value {
 }
 
 async fn appointment(app: &TestApp, id: &str) -> Value {
-    app.get_json(
-        &format!("/api/v1/appointments/{id}"),
-        Some(&app.admin_token),
-    )
-    .await
+    app.admin()
+        .get_json(&format!("/api/v1/appointments/{id}"))
+        .await
 }
 
 #[tokio::test]
@@ -46,31 +39,28 @@ async fn reopening_a_site_opens_it_with_its_programme() {
     let (code, _, _) = closed_site(&app).await;
     let path = format!("/api/v1/sites/{code}/reopen");
     assert_problem(
-        app.post_json(
-            &path,
-            Some(&app.admin_token),
-            &json!({"programme": "partial"}),
-        )
-        .await,
+        app.admin()
+            .post(&path, &json!({"programme": "partial"}))
+            .await,
         422,
     )
     .await;
     assert_problem(
-        app.post_json(
-            &path,
-            Some(&app.admin_token),
-            &json!({"programme": "full", "operating_rooms_open": 9}),
-        )
-        .await,
+        app.admin()
+            .post(
+                &path,
+                &json!({"programme": "full", "operating_rooms_open": 9}),
+            )
+            .await,
         422,
     )
     .await;
     assert_eq!(site(&app, &code).await["status"], "closed");
 
     let r = app
-        .post_json(
+        .admin()
+        .post(
             &path,
-            Some(&app.admin_token),
             &json!({"programme": "moderate", "operating_rooms_open": 1}),
         )
         .await;
@@ -85,23 +75,20 @@ async fn reopening_a_site_opens_it_with_its_programme() {
     assert!(listed["reopened_at"].is_string());
 
     assert_problem(
-        app.post_json(&path, Some(&app.admin_token), &json!({"programme": "full"}))
-            .await,
+        app.admin().post(&path, &json!({"programme": "full"})).await,
         409,
     )
     .await;
     assert_problem(
-        app.post_json(
-            "/api/v1/sites/NOPE/reopen",
-            Some(&app.admin_token),
-            &json!({"programme": "full"}),
-        )
-        .await,
+        app.admin()
+            .post("/api/v1/sites/NOPE/reopen", &json!({"programme": "full"}))
+            .await,
         404,
     )
     .await;
     let audit: Value = app
-        .get_json("/api/v1/audit?action=site.reopen", Some(&app.admin_token))
+        .admin()
+        .get_json("/api/v1/audit?action=site.reopen")
         .await;
     assert_eq!(audit["items"].as_array().expect("items").len(), 1);
 }
@@ -112,11 +99,8 @@ async fn rescheduling_keeps_the_original_date_and_follows_the_status_machine() {
     let (_, _, ids) = closed_site(&app).await;
     let path = format!("/api/v1/appointments/{}/reschedule", ids[0]);
     let r = app
-        .post_json(
-            &path,
-            Some(&app.admin_token),
-            &json!({"scheduled_at": "2030-06-13T10:00:00+02:00"}),
-        )
+        .admin()
+        .post(&path, &json!({"scheduled_at": "2030-06-13T10:00:00+02:00"}))
         .await;
     assert_eq!(r.status(), 200);
     let a = appointment(&app, &ids[0]).await;
@@ -132,22 +116,16 @@ async fn rescheduling_keeps_the_original_date_and_follows_the_status_machine() {
     assert_eq!(steps, ["scheduled", "postponed", "rescheduled"]);
     // Moved again: still allowed.
     assert_eq!(
-        app.post_json(
-            &path,
-            Some(&app.admin_token),
-            &json!({"scheduled_at": "2030-06-20T10:00:00+02:00"})
-        )
-        .await
-        .status(),
+        app.admin()
+            .post(&path, &json!({"scheduled_at": "2030-06-20T10:00:00+02:00"}))
+            .await
+            .status(),
         200
     );
     assert_problem(
-        app.post_json(
-            &path,
-            Some(&app.admin_token),
-            &json!({"scheduled_at": "next week"}),
-        )
-        .await,
+        app.admin()
+            .post(&path, &json!({"scheduled_at": "next week"}))
+            .await,
         422,
     )
     .await;
@@ -155,34 +133,29 @@ async fn rescheduling_keeps_the_original_date_and_follows_the_status_machine() {
     // Cancelled is final: no move changes it.
     let cancel = format!("/api/v1/appointments/{}/cancel", ids[0]);
     assert_problem(
-        app.post_json(&cancel, Some(&app.admin_token), &json!({"reason": "bored"}))
-            .await,
+        app.admin().post(&cancel, &json!({"reason": "bored"})).await,
         422,
     )
     .await;
     assert_eq!(
-        app.post_json(
-            &cancel,
-            Some(&app.admin_token),
-            &json!({"reason": "patient_request", "note": "Opéré ailleurs"})
-        )
-        .await
-        .status(),
+        app.admin()
+            .post(
+                &cancel,
+                &json!({"reason": "patient_request", "note": "Opéré ailleurs"})
+            )
+            .await
+            .status(),
         200
     );
     assert_problem(
-        app.post_json(&cancel, Some(&app.admin_token), &json!({"reason": "other"}))
-            .await,
+        app.admin().post(&cancel, &json!({"reason": "other"})).await,
         409,
     )
     .await;
     assert_problem(
-        app.post_json(
-            &path,
-            Some(&app.admin_token),
-            &json!({"scheduled_at": "2030-06-27T10:00:00+02:00"}),
-        )
-        .await,
+        app.admin()
+            .post(&path, &json!({"scheduled_at": "2030-06-27T10:00:00+02:00"}))
+            .await,
         409,
     )
     .await;
@@ -202,10 +175,8 @@ async fn rescheduling_keeps_the_original_date_and_follows_the_status_machine() {
     assert_eq!(last["note"], "Opéré ailleurs");
     for action in ["appointment.reschedule", "appointment.cancel"] {
         let audit: Value = app
-            .get_json(
-                &format!("/api/v1/audit?action={action}"),
-                Some(&app.admin_token),
-            )
+            .admin()
+            .get_json(&format!("/api/v1/audit?action={action}"))
             .await;
         assert!(
             !audit["items"].as_array().expect("items").is_empty(),
@@ -222,7 +193,7 @@ async fn a_reached_patient_leaves_the_contact_list() {
         let path = format!("/api/v1/appointments/{id}/contact-attempts");
         let body = json!({"channel": "phone", "outcome": outcome});
         let app = &app;
-        async move { app.post_json(&path, Some(&app.admin_token), &body).await }
+        async move { app.admin().post(&path, &body).await }
     };
     assert_eq!(attempt(&ids[0], "no_answer").await.status(), 201);
     assert_eq!(site(&app, &code).await["postponed_to_contact"], 2);
@@ -244,13 +215,10 @@ async fn a_reached_patient_leaves_the_contact_list() {
 
     let cancel = format!("/api/v1/appointments/{}/cancel", ids[1]);
     assert_eq!(
-        app.post_json(
-            &cancel,
-            Some(&app.admin_token),
-            &json!({"reason": "duplicate"})
-        )
-        .await
-        .status(),
+        app.admin()
+            .post(&cancel, &json!({"reason": "duplicate"}))
+            .await
+            .status(),
         200
     );
     assert_problem(attempt(&ids[1], "reached").await, 409).await;
@@ -262,29 +230,23 @@ async fn secretaries_act_only_on_their_services() {
     let app = spawn_app().await;
     let (_, service, ids) = closed_site(&app).await;
     let (_, other_service) = app.create_site_and_service().await;
-    let (_, mine) = create_account_directly(&app.state, "Sec A", "secretary", &[&service]).await;
-    let (_, theirs) =
-        create_account_directly(&app.state, "Sec B", "secretary", &[&other_service]).await;
+    let mine = app.secretary(&[&service]).await;
+    let theirs = app.secretary(&[&other_service]).await;
     let path = format!("/api/v1/appointments/{}/contact-attempts", ids[0]);
     let body = json!({"channel": "phone", "outcome": "voicemail"});
     // Another service's appointment, by id: 404, as an unknown one (no existence oracle).
-    assert_problem(app.post_json(&path, Some(&theirs), &body).await, 404).await;
-    assert_eq!(app.post_json(&path, Some(&mine), &body).await.status(), 201);
+    assert_problem(theirs.post(&path, &body).await, 404).await;
+    assert_eq!(mine.post(&path, &body).await.status(), 201);
     let cancel = format!("/api/v1/appointments/{}/cancel", ids[0]);
-    assert_problem(
-        app.post_json(&cancel, Some(&theirs), &json!({"reason": "other"}))
-            .await,
-        404,
-    )
-    .await;
+    assert_problem(theirs.post(&cancel, &json!({"reason": "other"})).await, 404).await;
     let reschedule = format!("/api/v1/appointments/{}/reschedule", ids[0]);
     assert_problem(
-        app.post_json(
-            &reschedule,
-            Some(&theirs),
-            &json!({"scheduled_at": "2031-01-01T09:00:00Z"}),
-        )
-        .await,
+        theirs
+            .post(
+                &reschedule,
+                &json!({"scheduled_at": "2031-01-01T09:00:00Z"}),
+            )
+            .await,
         404,
     )
     .await;

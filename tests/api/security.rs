@@ -6,12 +6,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use reprise::config::Settings;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    assert_problem, create_account_directly, settings_for, spawn_app_with, TestApp,
-};
+use crate::helpers::{assert_problem, spawn_app_with, TestApp};
 use crate::web::WebClient;
 
 /// A client whose requests come through a trusted proxy on behalf of `address`.
@@ -40,7 +39,7 @@ async fn until_refused(
 ) -> (reqwest::Response, usize) {
     let mut unauthorized = 0;
     loop {
-        let r = app.get(path, token).await;
+        let r = app.caller(token).get(path).await;
         match r.status().as_u16() {
             401 => unauthorized += 1,
             429 => return (r, unauthorized),
@@ -56,10 +55,8 @@ async fn audit(app: &TestApp, action: &str) -> Vec<Value> {
     reprise::startup::flush_denials(&app.state).await;
     loop {
         let r = app
-            .get(
-                &format!("/api/v1/audit?action={action}&limit=1000"),
-                Some(&app.admin_token),
-            )
+            .admin()
+            .get(&format!("/api/v1/audit?action={action}&limit=1000"))
             .await;
         if r.status() == 429 {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -96,12 +93,7 @@ async fn an_address_over_its_anonymous_budget_is_refused_before_any_lookup() {
     assert_problem(refused, 429).await;
     // Refused before the token is looked up: a valid one from that address waits too, and so
     // do the sign-in form and an answer link. Probes of the service still answer.
-    assert_eq!(
-        app.get("/api/v1/sites", Some(&app.admin_token))
-            .await
-            .status(),
-        429
-    );
+    assert_eq!(app.admin().get("/api/v1/sites").await.status(), 429);
     assert_eq!(status_of(app.client.post(app.url("/sign-in"))).await, 429);
     assert_eq!(
         status_of(
@@ -111,18 +103,13 @@ async fn an_address_over_its_anonymous_budget_is_refused_before_any_lookup() {
         .await,
         429
     );
-    assert_eq!(app.get("/health", None).await.status(), 200);
-    assert_eq!(app.get("/metrics", None).await.status(), 200);
+    assert_eq!(app.anonymous().get("/health").await.status(), 200);
+    assert_eq!(app.anonymous().get("/metrics").await.status(), 200);
     // Requests with a valid credential spend nothing: once the budget is back, the admin's
     // many requests do not block the address again.
     tokio::time::sleep(Duration::from_secs(wait)).await;
     for _ in 0..30 {
-        assert_eq!(
-            app.get("/api/v1/sites", Some(&app.admin_token))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(app.admin().get("/api/v1/sites").await.status(), 200);
     }
     let limited = audit(&app, "auth.denied").await;
     let reasons: HashSet<&str> = limited
@@ -266,7 +253,7 @@ async fn a_flood_of_made_up_tokens_leaves_a_few_audit_rows_while_an_agent_logs_c
         s.trusted_proxies = reprise::client::TrustedProxies::parse("127.0.0.1").expect("ok");
     })
     .await;
-    let (_, agent) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
+    let agent = app.agent().await;
     let rows_before = audit_rows(&app).await;
     let bytes_before = database_bytes(&app).await;
     let flood: Vec<_> = (0..CLIENTS)
@@ -292,10 +279,9 @@ async fn a_flood_of_made_up_tokens_leaves_a_few_audit_rows_while_an_agent_logs_c
     // Meanwhile an agent logs calls from the call centre's own address.
     let mut logged = 0;
     while logged < 100 {
-        let r = app
-            .post_json(
+        let r = agent
+            .post(
                 "/api/v1/calls",
-                Some(&agent),
                 &json!({"reason": "appointment_status", "outcome": "informed"}),
             )
             .await;
@@ -337,7 +323,7 @@ async fn the_audit_says_where_sign_ins_denials_exports_and_answers_came_from() {
     let mut headers = HeaderMap::new();
     headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
     headers.insert("user-agent", HeaderValue::from_static("Desk 12 browser"));
-    let web = WebClient::sign_in_as(&app, &app.admin_token, headers).await;
+    let web = WebClient::sign_in_as(&app, app.admin().token(), headers).await;
     let export = web
         .get(&format!(
             "/contacts/export?site={site}&service={service}&format=csv"
@@ -371,7 +357,7 @@ async fn the_audit_says_where_sign_ins_denials_exports_and_answers_came_from() {
 /// A second instance of the service on the test's database.
 async fn second_instance(app: &TestApp, patients_per_hour: u32) -> String {
     let outbox = tempfile::tempdir().expect("outbox");
-    let mut settings = settings_for(app.database.clone(), outbox.path());
+    let mut settings = Settings::for_local(app.database.clone(), outbox.path());
     settings.patients_per_hour = Some(patients_per_hour);
     let other = reprise::startup::Application::build(settings)
         .await
@@ -397,7 +383,7 @@ async fn a_crawler_with_one_token_gets_no_more_patients_than_the_budget_on_any_i
             ids.push(app.create_patient(&format!("{prefix}x{n}"), "Test").await);
         }
     }
-    let (_, crawler) = create_account_directly(&app.state, "Leaked", "agent", &[]).await;
+    let crawler = app.account("Leaked", "agent", &[]).await;
     // Searches and reads, alternating instances, honouring every 429.
     let mut seen = HashSet::new();
     let mut refused = 0;
@@ -409,7 +395,7 @@ async fn a_crawler_with_one_token_gets_no_more_patients_than_the_budget_on_any_i
         let r = app
             .client
             .post(format!("{}/api/v1/patients/search", bases[i % 2]))
-            .bearer_auth(&crawler)
+            .bearer_auth(crawler.token())
             .json(&json!({ "q": q }))
             .send()
             .await
@@ -437,7 +423,7 @@ async fn a_crawler_with_one_token_gets_no_more_patients_than_the_budget_on_any_i
         let r = app
             .client
             .get(format!("{}/api/v1/patients/{id}", bases[i % 2]))
-            .bearer_auth(&crawler)
+            .bearer_auth(crawler.token())
             .send()
             .await
             .expect("sent");
@@ -453,9 +439,7 @@ async fn a_crawler_with_one_token_gets_no_more_patients_than_the_budget_on_any_i
     assert!(refused > 0);
     // What was shown stays readable; the limit is audited and in the metrics.
     let shown = seen.iter().next().expect("one");
-    let again = app
-        .get(&format!("/api/v1/patients/{shown}"), Some(&crawler))
-        .await;
+    let again = crawler.get(&format!("/api/v1/patients/{shown}")).await;
     assert_eq!(again.status(), 200);
     // Each instance adds what it counted to the same entries (the other one within seconds).
     let started = Instant::now();
@@ -466,19 +450,15 @@ async fn a_crawler_with_one_token_gets_no_more_patients_than_the_budget_on_any_i
     }
     assert_eq!(total(&limit), refused);
     assert!(limit.iter().all(|e| e["actor_name"] == "Leaked"));
-    let metrics = app.get("/metrics", None).await.text().await.expect("text");
+    let metrics = app.anonymous().text("/metrics").await;
     assert!(
         metrics.contains("reprise_refusals_total{reason=\"disclosure_limit\"}"),
         "{metrics}"
     );
     // Another account has its own budget.
-    let (_, agent) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let r = app
-        .post_json(
-            "/api/v1/patients/search",
-            Some(&agent),
-            &json!({"q": "aar"}),
-        )
+    let agent = app.agent().await;
+    let r = agent
+        .post("/api/v1/patients/search", &json!({"q": "aar"}))
         .await;
     assert_eq!(r.status(), 200);
 }
@@ -489,21 +469,15 @@ async fn short_searches_are_refused() {
     app.create_patient("Dupont", "Marie").await;
     for q in ["du", "d m", "0470", "12345", "85.07.30", "85.07.30-033.29"] {
         let r = app
-            .post_json(
-                "/api/v1/patients/search",
-                Some(&app.admin_token),
-                &json!({ "q": q }),
-            )
+            .admin()
+            .post("/api/v1/patients/search", &json!({ "q": q }))
             .await;
         let problem = assert_problem(r, 422).await;
         assert_eq!(problem["errors"][0]["field"], "q", "{q}");
     }
     let r = app
-        .post_json(
-            "/api/v1/patients/search",
-            Some(&app.admin_token),
-            &json!({"q": "dup"}),
-        )
+        .admin()
+        .post("/api/v1/patients/search", &json!({"q": "dup"}))
         .await;
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["items"].as_array().map(Vec::len), Some(1));
@@ -518,22 +492,20 @@ async fn every_answer_says_nosniff_and_personal_data_is_never_stored_by_caches()
     let app = spawn_app_with(|_| {}).await;
     let (site, _) = app.create_site_and_service().await;
     let patient = app.create_patient("Dupont", "Marie").await;
-    let admin = Some(app.admin_token.as_str());
+    let admin = app.admin();
     let private = [
-        app.get(&format!("/api/v1/patients/{patient}"), admin).await,
-        app.get(
-            &format!("/api/v1/contact-list?site={site}&format=csv"),
-            admin,
-        )
-        .await,
-        app.get(
-            &format!("/api/v1/contact-list?site={site}&format=excel"),
-            admin,
-        )
-        .await,
-        app.get("/api/v1/sites", None).await,
-        app.get("/sign-in", None).await,
-        app.get(&format!("/answer/{}", "c".repeat(64)), None).await,
+        admin.get(&format!("/api/v1/patients/{patient}")).await,
+        admin
+            .get(&format!("/api/v1/contact-list?site={site}&format=csv"))
+            .await,
+        admin
+            .get(&format!("/api/v1/contact-list?site={site}&format=excel"))
+            .await,
+        app.anonymous().get("/api/v1/sites").await,
+        app.anonymous().get("/sign-in").await,
+        app.anonymous()
+            .get(&format!("/answer/{}", "c".repeat(64)))
+            .await,
     ];
     for r in &private {
         assert_eq!(
@@ -549,7 +521,7 @@ async fn every_answer_says_nosniff_and_personal_data_is_never_stored_by_caches()
             "http: no HSTS"
         );
     }
-    let docs = app.get("/docs/", None).await;
+    let docs = app.anonymous().get("/docs/").await;
     let csp = header(&docs, "content-security-policy").expect("a policy on /docs");
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"));
     assert_eq!(header(&docs, "x-frame-options"), Some("DENY"));
@@ -560,7 +532,7 @@ async fn every_answer_says_nosniff_and_personal_data_is_never_stored_by_caches()
         "/metrics",
         "/api/openapi.json",
     ] {
-        let r = app.get(path, None).await;
+        let r = app.anonymous().get(path).await;
         assert_eq!(
             header(&r, "x-content-type-options"),
             Some("nosniff"),
@@ -573,7 +545,7 @@ async fn every_answer_says_nosniff_and_personal_data_is_never_stored_by_caches()
         spawn_app_with(|s| s.public_url = "https://reprise.vivalia.test".parse().expect("url"))
             .await;
     for path in ["/health", "/sign-in", "/api/v1/sites"] {
-        let r = app.get(path, None).await;
+        let r = app.anonymous().get(path).await;
         assert_eq!(
             header(&r, "strict-transport-security"),
             Some("max-age=31536000"),
@@ -602,8 +574,8 @@ async fn idle_for(app: &TestApp, minutes: i64) {
 #[tokio::test]
 async fn a_page_session_ends_after_its_idle_minutes_and_each_request_keeps_it_alive() {
     let app = spawn_app_with(|s| s.session_idle = chrono::Duration::minutes(30)).await;
-    let (_, agent) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let web = WebClient::sign_in(&app, &agent).await;
+    let agent = app.agent().await;
+    let web = WebClient::sign_in(&app, agent.token()).await;
     // 29 minutes without a request: still open, and this request restarts the clock.
     idle_for(&app, 29).await;
     assert_eq!(web.get("/agent").await.status(), 200);
@@ -631,22 +603,20 @@ async fn a_page_session_ends_after_its_idle_minutes_and_each_request_keeps_it_al
 #[tokio::test]
 async fn tokens_may_expire_and_say_when_they_were_last_used() {
     let app = spawn_app_with(|_| {}).await;
-    let admin = Some(app.admin_token.as_str());
+    let admin = app.admin();
     for bad in [0, -1, 3651] {
-        let r = app
-            .post_json(
+        let r = admin
+            .post(
                 "/api/v1/users",
-                admin,
                 &json!({"name": "Temp", "role": "agent", "expires_in_days": bad}),
             )
             .await;
         let problem = assert_problem(r, 422).await;
         assert_eq!(problem["errors"][0]["field"], "expires_in_days");
     }
-    let created: Value = app
-        .post_json(
+    let created: Value = admin
+        .post(
             "/api/v1/users",
-            admin,
             &json!({"name": "Temp", "role": "agent", "expires_in_days": 7}),
         )
         .await
@@ -664,11 +634,11 @@ async fn tokens_may_expire_and_say_when_they_were_last_used() {
         .expect("time");
     let in_a_week = chrono::Utc::now() + chrono::Duration::days(7);
     assert!((in_a_week - expires).num_seconds().abs() < 60);
-    assert_eq!(app.get("/api/v1/calls", Some(&token)).await.status(), 200);
+    assert_eq!(app.user(&token).get("/api/v1/calls").await.status(), 200);
     // Its use is noted (off the request's path, within a moment).
     let started = Instant::now();
     loop {
-        let users = app.get_json("/api/v1/users", admin).await;
+        let users = admin.get_json("/api/v1/users").await;
         let me = users["items"]
             .as_array()
             .expect("items")
@@ -699,7 +669,7 @@ async fn tokens_may_expire_and_say_when_they_were_last_used() {
         .await
         .expect("expired");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_problem(app.get("/api/v1/calls", Some(&token)).await, 401).await;
+    assert_problem(app.user(&token).get("/api/v1/calls").await, 401).await;
     assert!(WebClient::try_sign_in(&app, &token, "fr").await.is_err());
 }
 
@@ -712,15 +682,12 @@ async fn a_secretary_cannot_tell_another_services_record_from_a_missing_one() {
     let foreign = app
         .create_appointment(&patient, &other_site, &theirs, "2030-01-01T09:00:00Z")
         .await;
-    let (_, secretary) = create_account_directly(&app.state, "Sec", "secretary", &[&mine]).await;
+    let secretary = app.secretary(&[&mine]).await;
     let unknown = uuid::Uuid::now_v7().to_string();
     let read = |id: String| {
-        let app = &app;
         let secretary = secretary.clone();
         async move {
-            let r = app
-                .get(&format!("/api/v1/appointments/{id}"), Some(&secretary))
-                .await;
+            let r = secretary.get(&format!("/api/v1/appointments/{id}")).await;
             (r.status().as_u16(), r.json::<Value>().await.expect("json"))
         }
     };
@@ -729,23 +696,17 @@ async fn a_secretary_cannot_tell_another_services_record_from_a_missing_one() {
     assert_eq!(a.1["detail"], b.1["detail"], "the same answer");
     assert_eq!(a.1["title"], b.1["title"]);
     let patient_of = |id: String| {
-        let app = &app;
         let secretary = secretary.clone();
         async move {
-            let r = app
-                .get(&format!("/api/v1/patients/{id}"), Some(&secretary))
-                .await;
+            let r = secretary.get(&format!("/api/v1/patients/{id}")).await;
             (r.status().as_u16(), r.json::<Value>().await.expect("json"))
         }
     };
     let (a, b) = (patient_of(patient).await, patient_of(unknown).await);
     assert_eq!((a.0, &a.1["detail"]), (404, &b.1["detail"]));
     // A filter naming a service outside hers stays a 403: it names no record.
-    let filter = app
-        .get(
-            &format!("/api/v1/appointments?service={theirs}"),
-            Some(&secretary),
-        )
+    let filter = secretary
+        .get(&format!("/api/v1/appointments?service={theirs}"))
         .await;
     assert_problem(filter, 403).await;
     let _ = site;

@@ -6,12 +6,7 @@ use crate::helpers::{assert_problem, spawn_app, unique_code};
 async fn a_new_site_is_open_and_listed() {
     let app = spawn_app().await;
     let code = unique_code("A");
-    let r = app
-        .post_json(
-            "/api/v1/sites",
-            Some(&app.admin_token),
-            &json!({"code": code, "name": "Arlon", "kind": "hospital", "operating_rooms": 4, "reopening_rank": 1}),
-        )
+    let r = app.admin().post("/api/v1/sites", &json!({"code": code, "name": "Arlon", "kind": "hospital", "operating_rooms": 4, "reopening_rank": 1}))
         .await;
     assert_eq!(r.status(), 201);
     let site: Value = r.json().await.expect("json");
@@ -20,7 +15,7 @@ async fn a_new_site_is_open_and_listed() {
     assert_eq!(site["programme"], Value::Null);
     assert_eq!(site["postponed_to_contact"], 0);
 
-    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
+    let list: Value = app.admin().get_json("/api/v1/sites").await;
     let listed = &list["items"][0];
     for field in [
         "code",
@@ -42,21 +37,11 @@ async fn a_new_site_is_open_and_listed() {
 async fn a_duplicate_site_code_is_a_conflict_that_changes_nothing() {
     let app = spawn_app().await;
     let body = json!({"code": "MAR", "name": "Marche", "kind": "hospital", "operating_rooms": 3});
-    assert_eq!(
-        app.post_json("/api/v1/sites", Some(&app.admin_token), &body)
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(app.admin().post("/api/v1/sites", &body).await.status(), 201);
     let again =
         json!({"code": "MAR", "name": "Other", "kind": "nursing_home", "operating_rooms": 0});
-    assert_problem(
-        app.post_json("/api/v1/sites", Some(&app.admin_token), &again)
-            .await,
-        409,
-    )
-    .await;
-    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
+    assert_problem(app.admin().post("/api/v1/sites", &again).await, 409).await;
+    let list: Value = app.admin().get_json("/api/v1/sites").await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
     assert_eq!(list["items"][0]["name"], "Marche");
 }
@@ -95,12 +80,7 @@ async fn site_fields_are_checked_and_named() {
         ),
     ];
     for (body, field) in cases {
-        let problem = assert_problem(
-            app.post_json("/api/v1/sites", Some(&app.admin_token), &body)
-                .await,
-            422,
-        )
-        .await;
+        let problem = assert_problem(app.admin().post("/api/v1/sites", &body).await, 422).await;
         let fields: Vec<&str> = problem["errors"]
             .as_array()
             .expect("errors")
@@ -112,7 +92,7 @@ async fn site_fields_are_checked_and_named() {
             "{body} should name {field}, named {fields:?}"
         );
     }
-    let list: Value = app.get_json("/api/v1/sites", Some(&app.admin_token)).await;
+    let list: Value = app.admin().get_json("/api/v1/sites").await;
     assert!(list["items"].as_array().expect("items").is_empty());
 }
 
@@ -121,19 +101,14 @@ async fn services_belong_to_a_known_site_and_keep_phones_in_e164() {
     let app = spawn_app().await;
     let site = unique_code("B");
     let r = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/sites",
-            Some(&app.admin_token),
             &json!({"code": site, "name": "Bastogne", "kind": "hospital", "operating_rooms": 2}),
         )
         .await;
     assert_eq!(r.status(), 201);
-    let r = app
-        .post_json(
-            "/api/v1/services",
-            Some(&app.admin_token),
-            &json!({"code": "BAS-ORTHO", "name": "Orthopédie", "site": site, "secretariat_phone": "061 23 45 67", "secretariat_email": "ortho@example.be"}),
-        )
+    let r = app.admin().post("/api/v1/services", &json!({"code": "BAS-ORTHO", "name": "Orthopédie", "site": site, "secretariat_phone": "061 23 45 67", "secretariat_email": "ortho@example.be"}))
         .await;
     assert_eq!(r.status(), 201);
     let service: Value = r.json().await.expect("json");
@@ -141,35 +116,18 @@ async fn services_belong_to_a_known_site_and_keep_phones_in_e164() {
     assert_eq!(service["site"], site.as_str());
 
     let dup = json!({"code": "BAS-ORTHO", "name": "Again", "site": site});
-    assert_problem(
-        app.post_json("/api/v1/services", Some(&app.admin_token), &dup)
-            .await,
-        409,
-    )
-    .await;
+    assert_problem(app.admin().post("/api/v1/services", &dup).await, 409).await;
     let nowhere = json!({"code": "NOWHERE-X", "name": "x", "site": "NOPE"});
-    let problem = assert_problem(
-        app.post_json("/api/v1/services", Some(&app.admin_token), &nowhere)
-            .await,
-        422,
-    )
-    .await;
+    let problem = assert_problem(app.admin().post("/api/v1/services", &nowhere).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "site");
     let bad_phone =
         json!({"code": "BAS-X", "name": "x", "site": site, "secretariat_phone": "not a phone"});
-    let problem = assert_problem(
-        app.post_json("/api/v1/services", Some(&app.admin_token), &bad_phone)
-            .await,
-        422,
-    )
-    .await;
+    let problem = assert_problem(app.admin().post("/api/v1/services", &bad_phone).await, 422).await;
     assert_eq!(problem["errors"][0]["field"], "secretariat_phone");
 
     let list: Value = app
-        .get_json(
-            &format!("/api/v1/services?site={site}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/services?site={site}"))
         .await;
     let codes: Vec<&str> = list["items"]
         .as_array()
@@ -186,23 +144,14 @@ async fn the_site_list_pages_by_code() {
     for code in ["AA", "BB", "CC"] {
         let body =
             json!({"code": code, "name": code, "kind": "nursing_home", "operating_rooms": 0});
-        assert_eq!(
-            app.post_json("/api/v1/sites", Some(&app.admin_token), &body)
-                .await
-                .status(),
-            201
-        );
+        assert_eq!(app.admin().post("/api/v1/sites", &body).await.status(), 201);
     }
-    let first: Value = app
-        .get_json("/api/v1/sites?limit=2", Some(&app.admin_token))
-        .await;
+    let first: Value = app.admin().get_json("/api/v1/sites?limit=2").await;
     assert_eq!(first["items"].as_array().expect("items").len(), 2);
     let cursor = first["next_cursor"].as_str().expect("a next page");
     let second: Value = app
-        .get_json(
-            &format!("/api/v1/sites?limit=2&cursor={cursor}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/sites?limit=2&cursor={cursor}"))
         .await;
     assert_eq!(second["items"][0]["code"], "CC");
     assert_eq!(second["next_cursor"], Value::Null);

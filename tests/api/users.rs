@@ -1,14 +1,14 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, settings_for, spawn_app, TestApp};
+use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 #[tokio::test]
 async fn an_admin_creates_an_account_whose_token_is_shown_once_and_works() {
     let app = spawn_app().await;
     let r = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/users",
-            Some(&app.admin_token),
             &json!({"name": "Coco", "role": "coordinator"}),
         )
         .await;
@@ -19,9 +19,9 @@ async fn an_admin_creates_an_account_whose_token_is_shown_once_and_works() {
     assert_eq!(created["role"], "coordinator");
 
     // The token works for what a coordinator may do...
-    assert_eq!(app.get("/api/v1/sites", Some(&token)).await.status(), 200);
+    assert_eq!(app.user(&token).get("/api/v1/sites").await.status(), 200);
     // ...and the list never shows it again.
-    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
+    let list: Value = app.admin().get_json("/api/v1/users").await;
     assert!(!list.to_string().contains(&token));
     assert!(list["items"]
         .as_array()
@@ -35,7 +35,7 @@ async fn tokens_are_stored_only_as_hashes() {
     use diesel::prelude::*;
     use reprise::db::schema::users;
     let app = spawn_app().await;
-    let token = app.admin_token.clone();
+    let admin = app.admin();
     let stored: Vec<Option<String>> = app
         .state
         .db
@@ -49,19 +49,19 @@ async fn tokens_are_stored_only_as_hashes() {
         .expect("read");
     assert!(!stored.is_empty());
     for hash in stored.into_iter().flatten() {
-        assert!(!hash.contains(&token[3..]), "the token itself is stored");
-        assert_eq!(hash, reprise::auth::token_hash(&token));
+        assert!(
+            !hash.contains(&admin.token()[3..]),
+            "the token itself is stored"
+        );
+        assert_eq!(hash, reprise::auth::token_hash(admin.token()));
     }
 }
 
 /// Creates an agent account through the API; returns its (id, token).
 async fn create_agent(app: &TestApp, name: &str) -> (String, String) {
     let created: Value = app
-        .post_json(
-            "/api/v1/users",
-            Some(&app.admin_token),
-            &json!({"name": name, "role": "agent"}),
-        )
+        .admin()
+        .post("/api/v1/users", &json!({"name": name, "role": "agent"}))
         .await
         .json()
         .await
@@ -74,23 +74,23 @@ async fn create_agent(app: &TestApp, name: &str) -> (String, String) {
 async fn a_deleted_accounts_token_fails_at_once() {
     let app = spawn_app().await;
     let (id, token) = &create_agent(&app, "Agent A").await;
-    assert_eq!(app.get("/api/v1/users", Some(token)).await.status(), 403);
+    assert_eq!(app.user(token).get("/api/v1/users").await.status(), 403);
 
     assert_eq!(
-        app.delete(&format!("/api/v1/users/{id}"), Some(&app.admin_token))
+        app.admin()
+            .delete(&format!("/api/v1/users/{id}"))
             .await
             .status(),
         204
     );
-    assert_problem(app.get("/api/v1/users", Some(token)).await, 401).await;
+    assert_problem(app.user(token).get("/api/v1/users").await, 401).await;
     // Deleting again: no such live account.
     assert_problem(
-        app.delete(&format!("/api/v1/users/{id}"), Some(&app.admin_token))
-            .await,
+        app.admin().delete(&format!("/api/v1/users/{id}")).await,
         404,
     )
     .await;
-    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
+    let list: Value = app.admin().get_json("/api/v1/users").await;
     assert!(!list["items"]
         .as_array()
         .expect("items")
@@ -104,10 +104,12 @@ async fn a_deleted_accounts_token_fails_at_once() {
 async fn a_deleted_accounts_token_fails_on_another_instance_within_a_second() {
     let app = spawn_app().await;
     let outbox = tempfile::tempdir().expect("outbox");
-    let other =
-        reprise::startup::Application::build(settings_for(app.database.clone(), outbox.path()))
-            .await
-            .expect("a second instance starts");
+    let other = reprise::startup::Application::build(reprise::config::Settings::for_local(
+        app.database.clone(),
+        outbox.path(),
+    ))
+    .await
+    .expect("a second instance starts");
     let other_url = format!("http://127.0.0.1:{}/api/v1/users", other.port());
     tokio::spawn(other.run_until_stopped());
 
@@ -117,12 +119,13 @@ async fn a_deleted_accounts_token_fails_on_another_instance_within_a_second() {
     assert_eq!(on_other().await.expect("sent").status(), 403);
 
     assert_eq!(
-        app.delete(&format!("/api/v1/users/{id}"), Some(&app.admin_token))
+        app.admin()
+            .delete(&format!("/api/v1/users/{id}"))
             .await
             .status(),
         204
     );
-    assert_problem(app.get("/api/v1/users", Some(token)).await, 401).await;
+    assert_problem(app.user(token).get("/api/v1/users").await, 401).await;
     let deleted = std::time::Instant::now();
     let mut status = on_other().await.expect("sent").status();
     while status != 401 && deleted.elapsed() < std::time::Duration::from_secs(5) {
@@ -136,19 +139,20 @@ async fn a_deleted_accounts_token_fails_on_another_instance_within_a_second() {
 #[tokio::test]
 async fn the_last_admin_cannot_be_deleted() {
     let app = spawn_app().await;
-    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
+    let list: Value = app.admin().get_json("/api/v1/users").await;
     let admin_id = list["items"][0]["id"].as_str().expect("id").to_string();
     assert_problem(
-        app.delete(&format!("/api/v1/users/{admin_id}"), Some(&app.admin_token))
+        app.admin()
+            .delete(&format!("/api/v1/users/{admin_id}"))
             .await,
         409,
     )
     .await;
     // With a second admin, the first can go.
     let second: Value = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/users",
-            Some(&app.admin_token),
             &json!({"name": "Admin 2", "role": "admin"}),
         )
         .await
@@ -157,7 +161,8 @@ async fn the_last_admin_cannot_be_deleted() {
         .expect("json");
     let second_token = second["token"].as_str().expect("token");
     assert_eq!(
-        app.delete(&format!("/api/v1/users/{admin_id}"), Some(second_token))
+        app.user(second_token)
+            .delete(&format!("/api/v1/users/{admin_id}"))
             .await
             .status(),
         204
@@ -169,23 +174,20 @@ async fn secretaries_are_bound_to_existing_services_and_others_to_none() {
     let app = spawn_app().await;
     let (_, service) = app.create_site_and_service().await;
     let body = assert_problem(
-        app.post_json(
-            "/api/v1/users",
-            Some(&app.admin_token),
-            &json!({"name": "S", "role": "secretary"}),
-        )
-        .await,
+        app.admin()
+            .post("/api/v1/users", &json!({"name": "S", "role": "secretary"}))
+            .await,
         422,
     )
     .await;
     assert_eq!(body["errors"][0]["field"], "services");
     let body = assert_problem(
-        app.post_json(
-            "/api/v1/users",
-            Some(&app.admin_token),
-            &json!({"name": "S", "role": "secretary", "services": ["NOPE-X"]}),
-        )
-        .await,
+        app.admin()
+            .post(
+                "/api/v1/users",
+                &json!({"name": "S", "role": "secretary", "services": ["NOPE-X"]}),
+            )
+            .await,
         422,
     )
     .await;
@@ -194,19 +196,19 @@ async fn secretaries_are_bound_to_existing_services_and_others_to_none() {
         .expect("message")
         .contains("NOPE-X"));
     assert_problem(
-        app.post_json(
-            "/api/v1/users",
-            Some(&app.admin_token),
-            &json!({"name": "A", "role": "agent", "services": [service]}),
-        )
-        .await,
+        app.admin()
+            .post(
+                "/api/v1/users",
+                &json!({"name": "A", "role": "agent", "services": [service]}),
+            )
+            .await,
         422,
     )
     .await;
     let r = app
-        .post_json(
+        .admin()
+        .post(
             "/api/v1/users",
-            Some(&app.admin_token),
             &json!({"name": "S", "role": "secretary", "services": [service]}),
         )
         .await;
@@ -214,7 +216,7 @@ async fn secretaries_are_bound_to_existing_services_and_others_to_none() {
     let created: Value = r.json().await.expect("json");
     assert_eq!(created["services"], json!([service]));
     // A refused account left nothing behind: only the admin and this secretary exist.
-    let list: Value = app.get_json("/api/v1/users", Some(&app.admin_token)).await;
+    let list: Value = app.admin().get_json("/api/v1/users").await;
     assert_eq!(list["items"].as_array().expect("items").len(), 2);
 }
 
@@ -222,12 +224,9 @@ async fn secretaries_are_bound_to_existing_services_and_others_to_none() {
 async fn invalid_accounts_list_every_faulty_field() {
     let app = spawn_app().await;
     let body = assert_problem(
-        app.post_json(
-            "/api/v1/users",
-            Some(&app.admin_token),
-            &json!({"name": " ", "role": "boss"}),
-        )
-        .await,
+        app.admin()
+            .post("/api/v1/users", &json!({"name": " ", "role": "boss"}))
+            .await,
         422,
     )
     .await;
@@ -245,9 +244,9 @@ async fn the_user_list_pages_with_a_stable_cursor() {
     let app = spawn_app().await;
     for i in 0..5 {
         let r = app
-            .post_json(
+            .admin()
+            .post(
                 "/api/v1/users",
-                Some(&app.admin_token),
                 &json!({"name": format!("Agent {i}"), "role": "agent"}),
             )
             .await;
@@ -260,7 +259,7 @@ async fn the_user_list_pages_with_a_stable_cursor() {
             Some(c) => format!("/api/v1/users?limit=2&cursor={c}"),
             None => "/api/v1/users?limit=2".to_string(),
         };
-        let page: Value = app.get_json(&path, Some(&app.admin_token)).await;
+        let page: Value = app.admin().get_json(&path).await;
         let items = page["items"].as_array().expect("items");
         assert!(items.len() <= 2);
         seen.extend(

@@ -6,7 +6,7 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-use crate::helpers::{create_account_directly, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 /// A person in a browser, minus the browser: the session cookie and the forms' secret.
 pub struct WebClient {
@@ -202,16 +202,14 @@ pub async fn crisis(app: &TestApp) -> Crisis {
 }
 
 async fn calls_logged(app: &TestApp) -> Vec<Value> {
-    let page = app.get_json("/api/v1/calls", Some(&app.admin_token)).await;
+    let page = app.admin().get_json("/api/v1/calls").await;
     page["items"].as_array().expect("items").clone()
 }
 
 async fn audit_actions(app: &TestApp, action: &str) -> Vec<Value> {
     let page = app
-        .get_json(
-            &format!("/api/v1/audit?action={action}"),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/audit?action={action}"))
         .await;
     page["items"].as_array().expect("items").clone()
 }
@@ -219,14 +217,14 @@ async fn audit_actions(app: &TestApp, action: &str) -> Vec<Value> {
 #[tokio::test]
 async fn signing_in_opens_a_strict_session_that_signing_out_ends() {
     let app = spawn_app().await;
-    let (_, token) = create_account_directly(&app.state, "Agent Anne", "agent", &[]).await;
+    let agent = app.account("Agent Anne", "agent", &[]).await;
     let client = WebClient::plain();
     let form = client.get(app.url("/sign-in")).send().await.expect("page");
     let (pre, _) = cookie_value(&form, "reprise_sign_in").expect("cookie");
     let res = client
         .post(app.url("/sign-in"))
         .header(COOKIE, format!("reprise_sign_in={pre}"))
-        .form(&[("csrf", pre.as_str()), ("token", token.as_str())])
+        .form(&[("csrf", pre.as_str()), ("token", agent.token())])
         .send()
         .await
         .expect("sent");
@@ -237,9 +235,9 @@ async fn signing_in_opens_a_strict_session_that_signing_out_ends() {
         assert!(header.contains(attribute), "{attribute} in {header}");
     }
     assert!(!header.contains("Secure"), "plain http here: {header}");
-    assert!(value.len() >= 64 && !value.contains(&token[3..]));
+    assert!(value.len() >= 64 && !value.contains(&agent.token()[3..]));
 
-    let web = WebClient::sign_in(&app, &token).await;
+    let web = WebClient::sign_in(&app, agent.token()).await;
     let page = web.get("/agent").await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["cache-control"], "no-store");
@@ -279,7 +277,7 @@ async fn an_unknown_token_or_a_forged_form_opens_nothing() {
     let res = WebClient::plain()
         .post(app.url("/sign-in"))
         .header(COOKIE, "reprise_sign_in=aaaa")
-        .form(&[("csrf", "bbbb"), ("token", app.admin_token.as_str())])
+        .form(&[("csrf", "bbbb"), ("token", app.admin().token())])
         .send()
         .await
         .expect("sent");
@@ -290,8 +288,8 @@ async fn an_unknown_token_or_a_forged_form_opens_nothing() {
 #[tokio::test]
 async fn forms_without_the_sessions_secret_change_nothing() {
     let app = spawn_app().await;
-    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let web = WebClient::sign_in(&app, &token).await;
+    let agent = app.agent().await;
+    let web = WebClient::sign_in(&app, agent.token()).await;
     let call = [
         ("key", "k-1"),
         ("reason", "appointment_status"),
@@ -324,7 +322,7 @@ async fn forms_without_the_sessions_secret_change_nothing() {
     assert_eq!(location(&anonymous), "/sign-in");
     assert!(calls_logged(&app).await.is_empty());
     // The secret is the session's: another session's does not fit.
-    let other = WebClient::sign_in(&app, &token).await;
+    let other = WebClient::sign_in(&app, agent.token()).await;
     assert_ne!(other.csrf, web.csrf);
     let mut fields = vec![("csrf", other.csrf.as_str())];
     fields.extend_from_slice(&call);
@@ -352,20 +350,18 @@ async fn pages_and_api_agree_on_who_may_do_what() {
         let pairs: [(reqwest::Response, reqwest::Response); 8] = [
             (
                 web.get("/agent").await,
-                app.post_json(
-                    "/api/v1/calls",
-                    Some(&token),
-                    &json!({"reason": "other", "outcome": "informed"}),
-                )
-                .await,
+                app.user(&token)
+                    .post(
+                        "/api/v1/calls",
+                        &json!({"reason": "other", "outcome": "informed"}),
+                    )
+                    .await,
             ),
             (
                 web.get(&format!("/contacts?site={}", c.site)).await,
-                app.get(
-                    &format!("/api/v1/contact-list?site={}", c.site),
-                    Some(&token),
-                )
-                .await,
+                app.user(&token)
+                    .get(&format!("/api/v1/contact-list?site={}", c.site))
+                    .await,
             ),
             (
                 web.get(&format!(
@@ -373,34 +369,32 @@ async fn pages_and_api_agree_on_who_may_do_what() {
                     other_site, other_service
                 ))
                 .await,
-                app.get(
-                    &format!("/api/v1/contact-list?site={other_site}&service={other_service}"),
-                    Some(&token),
-                )
-                .await,
+                app.user(&token)
+                    .get(&format!(
+                        "/api/v1/contact-list?site={other_site}&service={other_service}"
+                    ))
+                    .await,
             ),
             (
                 web.get("/board").await,
-                app.get("/api/v1/call-centre", Some(&token)).await,
+                app.user(&token).get("/api/v1/call-centre").await,
             ),
             // The confirmation pages and the printed list need what their forms and the
             // export need (the list of sites and the call centre's state: same permissions).
             (
                 web.get(&format!("/board/reopen?site={}&programme=full", c.site))
                     .await,
-                app.get("/api/v1/sites", Some(&token)).await,
+                app.user(&token).get("/api/v1/sites").await,
             ),
             (
                 web.get("/board/call-centre?status=deactivated").await,
-                app.get("/api/v1/call-centre", Some(&token)).await,
+                app.user(&token).get("/api/v1/call-centre").await,
             ),
             (
                 web.get(&format!("/contacts/print?site={}", c.site)).await,
-                app.get(
-                    &format!("/api/v1/contact-list?site={}", c.site),
-                    Some(&token),
-                )
-                .await,
+                app.user(&token)
+                    .get(&format!("/api/v1/contact-list?site={}", c.site))
+                    .await,
             ),
             (
                 web.post(
@@ -411,12 +405,12 @@ async fn pages_and_api_agree_on_who_may_do_what() {
                     ],
                 )
                 .await,
-                app.post_json(
-                    &format!("/api/v1/appointments/{other_appointment}/contact-attempts"),
-                    Some(&token),
-                    &json!({"channel": "phone", "outcome": "no_answer"}),
-                )
-                .await,
+                app.user(&token)
+                    .post(
+                        &format!("/api/v1/appointments/{other_appointment}/contact-attempts"),
+                        &json!({"channel": "phone", "outcome": "no_answer"}),
+                    )
+                    .await,
             ),
         ];
         for (i, (page, api)) in pairs.into_iter().enumerate() {
@@ -450,8 +444,8 @@ async fn pages_and_api_agree_on_who_may_do_what() {
 async fn an_agent_finds_a_patient_and_logs_one_call_per_form() {
     let app = spawn_app().await;
     let c = crisis(&app).await;
-    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let web = WebClient::sign_in(&app, &token).await;
+    let agent = app.agent().await;
+    let web = WebClient::sign_in(&app, agent.token()).await;
     // The search goes in a form body: the name never reaches a URL.
     let found = web.post("/agent/search", &[("q", "dupont")]).await;
     assert_eq!(found.status(), 200);
@@ -527,8 +521,8 @@ type Fields<'a> = &'a [(&'a str, &'a str)];
 #[tokio::test]
 async fn bad_forms_get_a_clear_page_and_change_nothing() {
     let app = spawn_app().await;
-    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let web = WebClient::sign_in(&app, &token).await;
+    let agent = app.agent().await;
+    let web = WebClient::sign_in(&app, agent.token()).await;
     let cases: [(Fields, u16, &str); 5] = [
         (
             &[("key", "k"), ("reason", "gossip"), ("outcome", "informed")],
@@ -627,9 +621,8 @@ async fn bad_forms_get_a_clear_page_and_change_nothing() {
 async fn a_secretary_works_a_contact_list_row_by_row() {
     let app = spawn_app().await;
     let c = crisis(&app).await;
-    let (_, token) =
-        create_account_directly(&app.state, "Secrétaire", "secretary", &[&c.service]).await;
-    let web = WebClient::sign_in(&app, &token).await;
+    let secretary = app.account("Secrétaire", "secretary", &[&c.service]).await;
+    let web = WebClient::sign_in(&app, secretary.token()).await;
     // Her one service: signing in lands on its list at once.
     let landing = web.html("/contacts").await;
     assert!(
@@ -728,18 +721,14 @@ async fn a_secretary_works_a_contact_list_row_by_row() {
     assert!(html.contains(r#"<span id="total">1</span>"#), "{html}");
     assert!(!html.contains(&c.appointments[0]) && !html.contains(&c.appointments[1]));
     let moved = app
-        .get_json(
-            &format!("/api/v1/appointments/{}", c.appointments[1]),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/appointments/{}", c.appointments[1]))
         .await;
     assert_eq!(moved["status"], "rescheduled");
     assert_eq!(moved["scheduled_at"], "2030-03-04T08:30:00Z");
     let attempts = app
-        .get_json(
-            &format!("/api/v1/appointments/{}", c.appointments[0]),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/appointments/{}", c.appointments[0]))
         .await;
     assert_eq!(
         attempts["contact_attempts"].as_array().map(Vec::len),
@@ -792,15 +781,9 @@ async fn a_secretary_works_a_contact_list_row_by_row() {
         .expect("cd")
         .contains(".csv"));
     let body = csv.text().await.expect("csv");
-    let api = app
-        .get(
-            &format!("/api/v1/contact-list?{back}&format=csv"),
-            Some(&token),
-        )
-        .await
-        .text()
-        .await
-        .expect("csv");
+    let api = secretary
+        .text(&format!("/api/v1/contact-list?{back}&format=csv"))
+        .await;
     assert_eq!(body, api);
     assert!(body.starts_with("appointment_id,priority,kind,service,label,original_scheduled_at"));
     assert!(body.contains(&c.appointments[2]));
@@ -833,20 +816,20 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
         "2022-05-16T09:00:00+02:00",
     ] {
         let r = app
-            .post_json(
+            .admin()
+            .post(
                 "/api/v1/calls",
-                Some(&app.admin_token),
                 &json!({"received_at": day, "reason": "other", "outcome": "informed"}),
             )
             .await;
         assert_eq!(r.status(), 201);
     }
-    let (_, token) = create_account_directly(&app.state, "Coordination", "coordinator", &[]).await;
-    let web = WebClient::sign_in(&app, &token).await;
+    let coordinator = app.coordinator().await;
+    let web = WebClient::sign_in(&app, coordinator.token()).await;
     let html = web.html("/board").await;
     assert!(html.contains(&format!(r#"id="site-{}" class="closed""#, c.site)));
     // The chart: one bar per day from the first call to the last, as the API counts them.
-    let stats = app.get_json("/api/v1/calls/stats", Some(&token)).await;
+    let stats = coordinator.get_json("/api/v1/calls/stats").await;
     let series = stats["series"].as_array().expect("series");
     assert_eq!(series.len(), 3, "{stats}");
     assert_eq!(html.matches(r#"<rect class="bar""#).count(), series.len());
@@ -891,7 +874,7 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
                 .count()
         })
     };
-    let notifications = app.get_json("/api/v1/notifications", Some(&token)).await;
+    let notifications = coordinator.get_json("/api/v1/notifications").await;
     assert_eq!(reopened(notifications), 0, "nothing sent");
     let r = web
         .post(
@@ -906,7 +889,7 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
         )
         .await;
     assert_eq!(r.status(), 303);
-    let queued = reopened(app.get_json("/api/v1/notifications", Some(&token)).await);
+    let queued = reopened(coordinator.get_json("/api/v1/notifications").await);
     assert!(queued > 0);
     assert_eq!(
         location(&r),
@@ -915,7 +898,7 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
             c.site
         )
     );
-    let sites = app.get_json("/api/v1/sites", Some(&token)).await;
+    let sites = coordinator.get_json("/api/v1/sites").await;
     let site = sites["items"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["code"] == c.site))
@@ -952,7 +935,7 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
         .post("/board/call-centre", &[("status", "deactivated")])
         .await;
     assert_eq!(r.status(), 422);
-    let centre = app.get_json("/api/v1/call-centre", Some(&token)).await;
+    let centre = coordinator.get_json("/api/v1/call-centre").await;
     assert_eq!(centre["status"], "active", "not without its confirmation");
     let r = web
         .post(
@@ -961,7 +944,7 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
         )
         .await;
     assert_eq!(r.status(), 303);
-    let centre = app.get_json("/api/v1/call-centre", Some(&token)).await;
+    let centre = coordinator.get_json("/api/v1/call-centre").await;
     assert_eq!(centre["status"], "deactivated");
     let agent_page = web.html("/agent").await;
     assert!(agent_page.contains("est désactivé : les appels ne sont plus enregistrés"));
@@ -972,8 +955,9 @@ async fn a_coordinator_reopens_a_site_and_switches_the_call_centre() {
 #[tokio::test]
 async fn pages_speak_the_sessions_language_and_deleted_accounts_sign_out() {
     let app = spawn_app().await;
-    let (id, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let web = WebClient::try_sign_in(&app, &token, "nl")
+    let agent = app.agent().await;
+    let id = agent.id().to_string();
+    let web = WebClient::try_sign_in(&app, agent.token(), "nl")
         .await
         .expect("signed in");
     let html = web.html("/agent").await;
@@ -993,9 +977,7 @@ async fn pages_speak_the_sessions_language_and_deleted_accounts_sign_out() {
     assert_eq!(r.status(), 422);
 
     // Deleting the account ends its sessions at once.
-    let r = app
-        .delete(&format!("/api/v1/users/{id}"), Some(&app.admin_token))
-        .await;
+    let r = app.admin().delete(&format!("/api/v1/users/{id}")).await;
     assert_eq!(r.status(), 204);
     let after = web.get("/agent").await;
     assert_eq!(after.status(), 303);
@@ -1006,7 +988,7 @@ async fn pages_speak_the_sessions_language_and_deleted_accounts_sign_out() {
 async fn hostile_page_requests_get_a_4xx_never_a_5xx() {
     let app = spawn_app().await;
     let c = crisis(&app).await;
-    let web = WebClient::sign_in(&app, &app.admin_token).await;
+    let web = WebClient::sign_in(&app, app.admin().token()).await;
     let long = "A".repeat(5_000);
     let gets = [
         format!("/contacts?site={}&page=9223372036854775807", c.site),
@@ -1082,15 +1064,11 @@ async fn hostile_page_requests_get_a_4xx_never_a_5xx() {
     }
     // Nothing changed: the list is whole, the site closed, the call centre on.
     let list = app
-        .get_json(
-            &format!("/api/v1/contact-list?site={}", c.site),
-            Some(&app.admin_token),
-        )
+        .admin()
+        .get_json(&format!("/api/v1/contact-list?site={}", c.site))
         .await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(3));
-    let centre = app
-        .get_json("/api/v1/call-centre", Some(&app.admin_token))
-        .await;
+    let centre = app.admin().get_json("/api/v1/call-centre").await;
     assert_eq!(centre["status"], "active");
 }
 
@@ -1110,9 +1088,8 @@ async fn a_long_list_is_read_a_hundred_rows_at_a_time() {
     }
     app.postpone(&site, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")
         .await;
-    let (_, token) =
-        create_account_directly(&app.state, "Secrétaire", "secretary", &[&service]).await;
-    let web = WebClient::sign_in(&app, &token).await;
+    let secretary = app.account("Secrétaire", "secretary", &[&service]).await;
+    let web = WebClient::sign_in(&app, secretary.token()).await;
     let first = web
         .html(&format!("/contacts?site={site}&service={service}"))
         .await;
@@ -1165,8 +1142,8 @@ async fn a_long_list_is_read_a_hundred_rows_at_a_time() {
 #[tokio::test]
 async fn sessions_end_when_they_expire_and_a_new_sign_in_replaces_the_old() {
     let app = spawn_app().await;
-    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let web = WebClient::sign_in(&app, &token).await;
+    let agent = app.agent().await;
+    let web = WebClient::sign_in(&app, agent.token()).await;
     assert_eq!(web.get("/agent").await.status(), 200);
     app.state
         .db
@@ -1188,7 +1165,7 @@ async fn sessions_end_when_they_expire_and_a_new_sign_in_replaces_the_old() {
     );
 
     // Signing in again from a browser that has a session ends that one.
-    let first = WebClient::sign_in(&app, &token).await;
+    let first = WebClient::sign_in(&app, agent.token()).await;
     let res = WebClient::plain()
         .get(app.url("/sign-in"))
         .send()
@@ -1198,7 +1175,7 @@ async fn sessions_end_when_they_expire_and_a_new_sign_in_replaces_the_old() {
     let again = WebClient::plain()
         .post(app.url("/sign-in"))
         .header(COOKIE, format!("reprise_sign_in={pre}; {}", first.cookie))
-        .form(&[("csrf", pre.as_str()), ("token", token.as_str())])
+        .form(&[("csrf", pre.as_str()), ("token", agent.token())])
         .send()
         .await
         .expect("sent");
@@ -1213,7 +1190,7 @@ async fn sessions_end_when_they_expire_and_a_new_sign_in_replaces_the_old() {
 #[tokio::test]
 async fn the_language_switch_goes_back_to_pages_only() {
     let app = spawn_app().await;
-    let web = WebClient::sign_in(&app, &app.admin_token).await;
+    let web = WebClient::sign_in(&app, app.admin().token()).await;
     for back in [
         "/\t/evil.example",
         "/agent\r\nSet-Cookie: x=1",
@@ -1252,15 +1229,15 @@ async fn a_call_logged_with_a_wrong_year_leaves_the_board_readable() {
         today.as_str(),
     ] {
         let r = app
-            .post_json(
+            .admin()
+            .post(
                 "/api/v1/calls",
-                Some(&app.admin_token),
                 &json!({"received_at": at, "reason": "other", "outcome": "informed"}),
             )
             .await;
         assert_eq!(r.status(), 201);
     }
-    let web = WebClient::sign_in(&app, &app.admin_token).await;
+    let web = WebClient::sign_in(&app, app.admin().token()).await;
     let html = web.html("/board").await;
     // The chart shows the crisis, the busiest stretch of calls, whatever a single call says.
     assert_eq!(html.matches(r#"<rect class="bar""#).count(), 3, "{html}");
@@ -1282,8 +1259,8 @@ async fn page_reads_of_personal_data_spend_the_accounts_reads_budget() {
     // 18 a minute: a burst of 3 (a sixth), then one every 3.3 s.
     let app = spawn_app_with(|s| s.rate_reads = Some(18)).await;
     let c = crisis(&app).await;
-    let (_, token) = create_account_directly(&app.state, "Agent", "agent", &[]).await;
-    let web = WebClient::sign_in(&app, &token).await;
+    let agent = app.agent().await;
+    let web = WebClient::sign_in(&app, agent.token()).await;
     let page = format!("/agent?patient={}", c.patients[0]);
     let mut statuses = Vec::new();
     for _ in 0..5 {
@@ -1292,8 +1269,8 @@ async fn page_reads_of_personal_data_spend_the_accounts_reads_budget() {
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
     assert_eq!(statuses[4], 429, "{statuses:?}");
     // The budget is the account's: the API refuses it too now.
-    let r = app
-        .get(&format!("/api/v1/patients/{}", c.patients[0]), Some(&token))
+    let r = agent
+        .get(&format!("/api/v1/patients/{}", c.patients[0]))
         .await;
     assert_eq!(r.status(), 429);
 }
