@@ -10,8 +10,6 @@ use clap::{Parser, Subcommand};
 use crate::auth::Caller;
 use crate::config::{ConfigArgs, Settings};
 use crate::db::Db;
-use crate::domain::call::CentreStatus;
-use crate::error::AppError;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -193,28 +191,9 @@ fn purge_calls(settings: &Settings, retention_days: u32) -> Result<(), CliError>
     let before = crate::domain::now() - chrono::Duration::days(i64::from(retention_days));
     let purged = db
         .write_blocking(move |conn| {
-            if crate::db::calls::centre(conn)?.status != CentreStatus::Deactivated {
-                return Err(AppError::Conflict(
-                    "the call centre is still active: deactivate it first (PUT /api/v1/call-centre)"
-                        .into(),
-                ));
-            }
-            let n = crate::db::calls::purge_personal(conn, before)?;
-            crate::audit::record(
-                conn,
-                &Caller::command_line(),
-                "call.purge",
-                None,
-                serde_json::json!({ "before": crate::domain::time::utc(before), "rows": n }),
-            )?;
-            Ok::<_, AppError>(n)
+            crate::service::calls::purge(conn, &Caller::command_line(), before)
         })
-        .map_err(|e| {
-            CliError::Failed(match e {
-                AppError::Conflict(why) => why,
-                other => other.to_string(),
-            })
-        })?;
+        .map_err(failed)?;
     println!(
         "{}",
         serde_json::json!({ "calls_purged": purged, "before": crate::domain::time::utc(before) })
@@ -255,16 +234,8 @@ fn create_token(
         .map(crate::domain::account::parse_expires_in)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--expires-in {e}")))?;
-    let new =
-        crate::domain::account::NewAccount::parse(name, role, services).map_err(|faults| {
-            CliError::Usage(
-                faults
-                    .iter()
-                    .map(|(field, e)| format!("{field}: {e}"))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+    let new = crate::domain::account::NewAccount::parse(name, role, services)
+        .map_err(|faults| refused(faults.into()))?;
     let new = crate::domain::account::NewAccount {
         expires_in_days,
         ..new
@@ -274,18 +245,7 @@ fn create_token(
         .write_blocking(move |conn| {
             crate::service::users::create_account(conn, &Caller::command_line(), new)
         })
-        .map_err(|e| match e {
-            crate::error::AppError::Validation(errors) => CliError::Usage(
-                errors
-                    .iter()
-                    .map(|f| format!("{}: {}", f.field, f.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            crate::error::AppError::Internal(cause)
-            | crate::error::AppError::Unavailable(cause) => CliError::Failed(cause),
-            other => CliError::Failed(other.to_string()),
-        })?;
+        .map_err(refused)?;
     println!("{}", created.token);
     Ok(())
 }
@@ -401,6 +361,22 @@ fn failed(e: crate::error::AppError) -> CliError {
     }
 }
 
+/// A refusal of what the operator typed (exit code 2: an unknown record, invalid values),
+/// else [`failed`].
+fn refused(e: crate::error::AppError) -> CliError {
+    match e {
+        crate::error::AppError::NotFound(m) => CliError::Usage(m),
+        crate::error::AppError::Validation(errors) => CliError::Usage(
+            errors
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        other => failed(other),
+    }
+}
+
 /// Loads the demo scenario and prints what it loaded (with one token per role) as JSON.
 fn demo(settings: &Settings, seed: u64) -> Result<(), CliError> {
     let db = open_database(settings)?;
@@ -432,17 +408,7 @@ fn export_contact_list(
         .read_blocking(|conn| {
             crate::service::contact_lists::checked_filter(conn, &caller, site, service, None)
         })
-        .map_err(|e| match e {
-            crate::error::AppError::NotFound(m) => CliError::Usage(m),
-            crate::error::AppError::Validation(errors) => CliError::Usage(
-                errors
-                    .iter()
-                    .map(|f| format!("{}: {}", f.field, f.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            other => failed(other),
-        })?;
+        .map_err(refused)?;
     let mut sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
             crate::files::create_private(path)

@@ -102,16 +102,6 @@ pub fn ids_by_national_number(
     Ok(found)
 }
 
-/// Whether the patient has an appointment in one of these services.
-pub fn is_in_services(conn: &mut DbConnection, id: &str, services: &[String]) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        appointments::table
-            .filter(appointments::patient_id.eq(id))
-            .filter(appointments::service_code.eq_any(services)),
-    ))
-    .get_result(conn)
-}
-
 type Condition =
     Box<dyn BoxableExpression<patients::table, DbBackend, SqlType = diesel::sql_types::Bool>>;
 

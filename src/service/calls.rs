@@ -313,3 +313,26 @@ pub async fn set_centre(
         })
         .await
 }
+
+/// Anonymises the calls received before `before` (their phone, patient and notes), once the
+/// call centre is off (else a 409), audited as `call.purge`; returns how many.
+pub fn purge(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    before: chrono::NaiveDateTime,
+) -> AppResult<usize> {
+    if db::calls::centre(conn)?.status != CentreStatus::Deactivated {
+        return Err(AppError::Conflict(
+            "the call centre is still active: deactivate it first (PUT /api/v1/call-centre)".into(),
+        ));
+    }
+    let n = db::calls::purge_personal(conn, before)?;
+    crate::audit::record(
+        conn,
+        caller,
+        "call.purge",
+        None,
+        serde_json::json!({ "before": crate::domain::time::utc(before), "rows": n }),
+    )?;
+    Ok(n)
+}
