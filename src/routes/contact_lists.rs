@@ -32,6 +32,7 @@ pub struct ContactListQuery {
 /// The contact list of a site: postponed appointments no attempt has reached, by priority,
 /// then longest waiting, then name. Streamed; every export is audited with its row count.
 #[utoipa::path(
+    operation_id = "contact_list_export",
     tag = "contact lists",
     params(ContactListQuery),
     responses(

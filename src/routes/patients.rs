@@ -74,6 +74,7 @@ pub struct PatientDetail {
 
 /// Create a patient.
 #[utoipa::path(
+    operation_id = "patients_create",
     tag = "patients",
     request_body = CreatePatient,
     responses(
@@ -122,6 +123,7 @@ pub struct PatientList {
 
 /// Search patients by name prefix, phone or national number (at most 50 results).
 #[utoipa::path(
+    operation_id = "patients_search",
     tag = "patients",
     request_body = SearchPatients,
     responses(
@@ -147,6 +149,7 @@ pub async fn search(
 
 /// Read a patient with their appointments.
 #[utoipa::path(
+    operation_id = "patients_read",
     tag = "patients",
     params(("id" = String, Path, description = "patient id")),
     responses(

@@ -76,6 +76,7 @@ pub struct ListQuery {
 
 /// List sites by code.
 #[utoipa::path(
+    operation_id = "sites_list",
     tag = "sites",
     params(ListQuery),
     responses(
@@ -138,6 +139,7 @@ fn parse_rank(n: i32) -> Result<i32, Invalid> {
 
 /// Create a site (open).
 #[utoipa::path(
+    operation_id = "sites_create",
     tag = "sites",
     request_body = CreateSite,
     responses(
@@ -248,6 +250,7 @@ pub struct ServiceListQuery {
 
 /// List services by code.
 #[utoipa::path(
+    operation_id = "services_list",
     tag = "sites",
     params(ServiceListQuery),
     responses(
@@ -281,6 +284,7 @@ pub async fn list_services(
 
 /// Create a service at a site.
 #[utoipa::path(
+    operation_id = "services_create",
     tag = "sites",
     request_body = CreateService,
     responses(
@@ -382,6 +386,7 @@ pub struct ReopenResponse {
 /// Reopen a closed site with its programme; its postponed appointments become its contact
 /// list. Reopening an open site is a 409.
 #[utoipa::path(
+    operation_id = "sites_reopen",
     tag = "sites",
     request_body = ReopenSite,
     params(("code" = String, Path, description = "site code")),

@@ -77,6 +77,7 @@ pub struct UserListQuery {
 
 /// Create an account and its token.
 #[utoipa::path(
+    operation_id = "users_create",
     tag = "users",
     request_body = CreateUser,
     responses(
@@ -132,6 +133,7 @@ pub async fn create(
 
 /// List live accounts, oldest first.
 #[utoipa::path(
+    operation_id = "users_list",
     tag = "users",
     params(UserListQuery),
     responses(
@@ -164,6 +166,7 @@ pub async fn list(
 
 /// Delete an account: its token stops working at once.
 #[utoipa::path(
+    operation_id = "users_delete",
     tag = "users",
     params(("id" = String, Path, description = "account id")),
     responses(
