@@ -17,7 +17,6 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreatePatient {
     /// Belgian national register number; punctuation allowed.
-    #[schema(example = "85.07.30-033.28")]
     pub national_number: Option<String>,
     pub last_name: String,
     pub first_name: String,
