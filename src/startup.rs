@@ -76,7 +76,7 @@ impl Application {
         let limits = crate::ratelimit::RateLimits::new(settings.rate_writes, settings.rate_reads);
         let state_settings_rate_anonymous = settings.rate_anonymous;
         let spec = openapi::openapi();
-        let document = openapi::document();
+        let document = openapi::document_of(&spec);
         let state = web::Data::new(AppState {
             db,
             metrics,

@@ -100,7 +100,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// schema (`NextCursor`). utoipa's types cannot hold a parameter by reference, so this last
 /// step works on the JSON.
 pub fn document() -> Value {
-    let mut doc = serde_json::to_value(openapi()).unwrap_or_else(|_| json!({}));
+    document_of(&openapi())
+}
+
+/// [`document`] from an [`openapi`] already built.
+pub fn document_of(spec: &utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(spec).unwrap_or_else(|_| json!({}));
     shared_pagination(&mut doc);
     doc
 }
