@@ -14,16 +14,20 @@ import sys
 import uuid
 
 from reprise_client import AuthenticatedClient
-from reprise_client.api.appointments import appointments_create, appointments_import, appointments_read
+from reprise_client.api.appointments import (
+    appointments_create,
+    appointments_import,
+    appointments_read,
+)
 from reprise_client.api.calls import calls_create, calls_import, calls_stats
 from reprise_client.api.contact_lists import contact_list_export
 from reprise_client.api.incidents import incidents_create
 from reprise_client.api.patients import patients_create, patients_search
 from reprise_client.api.sites import services_create, sites_create
 from reprise_client.models import (
+    AppointmentDetail,
     AppointmentImport,
     AppointmentResponse,
-    AppointmentDetail,
     CallImport,
     CallResponse,
     CallStats,
