@@ -500,16 +500,18 @@ pub struct DemoReport {
     pub tokens: std::collections::BTreeMap<String, String>,
 }
 
-struct SiteSpec {
-    code: &'static str,
-    name: &'static str,
-    kind: SiteKind,
-    rooms: i32,
-    rank: Option<i32>,
-    phone_zone: &'static str,
+/// One site of the demo (also the examples of the API document, `openapi::examples`).
+pub struct SiteSpec {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub kind: SiteKind,
+    pub rooms: i32,
+    pub rank: Option<i32>,
+    pub phone_zone: &'static str,
 }
 
-const SITES: &[SiteSpec] = &[
+/// The demo's sites: four hospitals, then nursing homes.
+pub const SITES: &[SiteSpec] = &[
     SiteSpec {
         code: "ARL",
         name: "Clinique du Sud-Luxembourg (Arlon)",

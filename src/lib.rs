@@ -19,6 +19,7 @@ pub mod http;
 pub mod i18n;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod secrets;

@@ -1,15 +1,11 @@
 //! Building and running the service: database → migrations → application state → listener →
 //! HTTP server. `Application::build` binds first (port 0 allowed), so tests learn the port.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
-use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Settings;
@@ -17,152 +13,9 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::middleware;
+use crate::openapi;
 use crate::routes;
 pub use crate::state::AppState;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "reprise",
-        description = "Postponed care, call centre, contact lists and patient emails after a hospital IT shutdown."
-    ),
-    modifiers(&BearerAuth),
-    components(schemas(crate::error::Problem, crate::error::FieldError))
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-/// The OpenAPI document of every route, as registered.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut spec = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(routes::root)
-        .service(utoipa_actix_web::scope("/api/v1").configure(routes::api_v1))
-        .split_for_parts()
-        .1;
-    common_responses(&mut spec);
-    problems_as_problem_json(&mut spec);
-    spec
-}
-
-/// The operations of a path item, each with its method.
-fn operations(
-    item: &mut utoipa::openapi::PathItem,
-) -> impl Iterator<Item = (&'static str, &mut utoipa::openapi::path::Operation)> {
-    [
-        ("GET", &mut item.get),
-        ("PUT", &mut item.put),
-        ("POST", &mut item.post),
-        ("DELETE", &mut item.delete),
-        ("PATCH", &mut item.patch),
-        ("HEAD", &mut item.head),
-        ("OPTIONS", &mut item.options),
-        ("TRACE", &mut item.trace),
-    ]
-    .into_iter()
-    .filter_map(|(method, op)| op.as_mut().map(|op| (method, op)))
-}
-
-/// Every error answer is `application/problem+json` (`error::Problem`); utoipa writes
-/// `application/json` for a `body = Problem` unless told otherwise on each response.
-fn problems_as_problem_json(spec: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::RefOr;
-    for item in spec.paths.paths.values_mut() {
-        for (_, operation) in operations(item) {
-            for response in operation.responses.responses.values_mut() {
-                let RefOr::T(response) = response else {
-                    continue;
-                };
-                let is_problem = response.content.get("application/json").is_some_and(|c| {
-                    matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
-                });
-                if is_problem {
-                    if let Some(content) = response.content.shift_remove("application/json") {
-                        response
-                            .content
-                            .insert("application/problem+json".into(), content);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The methods each route pattern answers, for the `Allow` header of a 405.
-pub fn allowed_methods(spec: &utoipa::openapi::OpenApi) -> HashMap<String, String> {
-    let mut spec = spec.clone();
-    spec.paths
-        .paths
-        .iter_mut()
-        .map(|(path, item)| {
-            let methods: Vec<&str> = operations(item).map(|(method, _)| method).collect();
-            (path.clone(), methods.join(", "))
-        })
-        .collect()
-}
-
-/// The answers any `/api/v1` route may give whatever it does, added to every operation once
-/// rather than written on each: 503 when the database is away, 429 when the account is over
-/// its budget (`ratelimit`); 400 and 422 when what it reads (body, query) cannot be parsed or
-/// is invalid; 413 and 415 for a body too large or of another media type.
-fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    let problem = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build()
-    };
-    for (path, item) in spec.paths.paths.iter_mut() {
-        if !path.starts_with("/api/v1/") {
-            continue;
-        }
-        for (_, operation) in operations(item) {
-            let reads_input = operation.request_body.is_some()
-                || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
-            let responses = &mut operation.responses.responses;
-            if reads_input {
-                responses.entry("400".into()).or_insert_with(|| {
-                    problem("The request cannot be read (malformed JSON or query string)").into()
-                });
-                responses
-                    .entry("422".into())
-                    .or_insert_with(|| problem("A field is invalid; `errors` names it").into());
-            }
-            if operation.request_body.is_some() {
-                responses
-                    .entry("413".into())
-                    .or_insert_with(|| problem("The body is over the size limit").into());
-                responses.entry("415".into()).or_insert_with(|| {
-                    problem("The body is not of the documented media type").into()
-                });
-            }
-            responses.entry("429".into()).or_insert_with(|| {
-                problem("Too many requests for this account; see Retry-After").into()
-            });
-            responses
-                .entry("503".into())
-                .or_insert_with(|| problem("The database cannot be reached").into());
-        }
-    }
-}
 
 pub struct Application {
     port: u16,
@@ -222,7 +75,8 @@ impl Application {
         };
         let limits = crate::ratelimit::RateLimits::new(settings.rate_writes, settings.rate_reads);
         let state_settings_rate_anonymous = settings.rate_anonymous;
-        let spec = openapi();
+        let spec = openapi::openapi();
+        let document = openapi::document_of(&spec);
         let state = web::Data::new(AppState {
             db,
             metrics,
@@ -231,7 +85,7 @@ impl Application {
             anonymous: crate::ratelimit::AnonymousLimits::new(state_settings_rate_anonymous),
             denials: Default::default(),
             tokens: Default::default(),
-            allow: allowed_methods(&spec),
+            allow: openapi::allowed_methods(&spec),
             links,
         });
         let app_state = state.clone();
@@ -246,7 +100,10 @@ impl Application {
                     let mut cfg = utoipa_actix_web::service_config::ServiceConfig::new(cfg);
                     routes::api_v1(&mut cfg);
                 }))
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/api/openapi.json", spec.clone()))
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .external_url_unchecked("/api/openapi.json", document.clone()),
+                )
                 .route("/docs", web::get().to(docs_redirect))
                 .configure(crate::web::pages)
                 .default_service(web::to(not_found))

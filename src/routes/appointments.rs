@@ -159,6 +159,7 @@ fn history(a: &AppointmentRow, events: Vec<db::appointments::EventRow>) -> Vec<S
 
 /// Create an appointment (status `scheduled`).
 #[utoipa::path(
+    operation_id = "appointments_create",
     tag = "appointments",
     request_body = CreateAppointment,
     responses(
@@ -223,6 +224,7 @@ fn filter_of(q: AppointmentQuery, after_id: Option<String>) -> AppResult<Appoint
 
 /// List appointments, oldest created first.
 #[utoipa::path(
+    operation_id = "appointments_list",
     tag = "appointments",
     params(AppointmentQuery),
     responses(
@@ -251,6 +253,7 @@ pub async fn list(
 
 /// Read an appointment with its status history.
 #[utoipa::path(
+    operation_id = "appointments_read",
     tag = "appointments",
     params(("id" = String, Path, description = "appointment id")),
     responses(
@@ -289,6 +292,7 @@ pub struct Reschedule {
 
 /// Give an appointment a new date (status `rescheduled`).
 #[utoipa::path(
+    operation_id = "appointments_reschedule",
     tag = "appointments",
     request_body = Reschedule,
     params(("id" = String, Path, description = "appointment id")),
@@ -325,6 +329,7 @@ pub struct Cancel {
 
 /// Cancel an appointment (final).
 #[utoipa::path(
+    operation_id = "appointments_cancel",
     tag = "appointments",
     request_body = Cancel,
     params(("id" = String, Path, description = "appointment id")),
@@ -403,6 +408,7 @@ impl From<db::appointments::AttemptRow> for ContactAttemptResponse {
 /// Record an attempt to contact the patient; one that reaches them takes the appointment off
 /// the contact list.
 #[utoipa::path(
+    operation_id = "contact_attempts_create",
     tag = "appointments",
     request_body = CreateContactAttempt,
     params(("id" = String, Path, description = "appointment id")),

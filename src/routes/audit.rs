@@ -49,6 +49,7 @@ pub struct AuditEntry {
 
 /// Read the audit log.
 #[utoipa::path(
+    operation_id = "audit_list",
     tag = "audit",
     params(AuditQuery),
     responses(

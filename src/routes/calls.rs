@@ -107,6 +107,7 @@ impl CreateCall {
 /// Log a call. With an `Idempotency-Key`, the same request again answers 200 with the same
 /// call, even when the two arrive at once; the same key with another body is a 422.
 #[utoipa::path(
+    operation_id = "calls_create",
     tag = "calls",
     request_body = CreateCall,
     params(("Idempotency-Key" = Option<String>, Header, description = "one call per key")),
@@ -165,6 +166,7 @@ fn decode_cursor(raw: &str) -> Result<(chrono::NaiveDateTime, String), Invalid> 
 
 /// List calls, newest first.
 #[utoipa::path(
+    operation_id = "calls_list",
     tag = "calls",
     params(CallQuery),
     responses(
@@ -238,6 +240,7 @@ pub struct CallStats {
 /// Call statistics, computed by the database: totals by reason and outcome, mean duration,
 /// and calls per Brussels hour or day.
 #[utoipa::path(
+    operation_id = "calls_stats",
     tag = "calls",
     params(StatsQuery),
     responses(
@@ -311,6 +314,7 @@ impl From<calls::Centre> for CallCentreResponse {
 
 /// Whether the call centre is taking calls, and how many it has logged.
 #[utoipa::path(
+    operation_id = "call_centre_read",
     tag = "calls",
     responses(
         (status = 200, body = CallCentreResponse),
@@ -328,6 +332,7 @@ pub async fn centre(
 
 /// Activate or deactivate the call centre (audited).
 #[utoipa::path(
+    operation_id = "call_centre_update",
     tag = "calls",
     request_body = SetCallCentre,
     responses(

@@ -5,7 +5,7 @@
 
 use actix_web::{get, web, HttpResponse};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiQuery;
 use crate::auth::{perm, Granted};
@@ -29,13 +29,58 @@ pub struct ContactListQuery {
     pub format: Option<String>,
 }
 
+/// The contact list as JSON (`format=json`), for the document only: the answer is streamed
+/// row by row by `service::contact_lists`, with these fields (the CSV columns, then more).
+#[derive(ToSchema)]
+pub struct ContactList {
+    pub items: Vec<ContactListItem>,
+}
+
+/// One appointment to call back: the columns of the CSV (CONTRACT §4.5), then the day a
+/// committed plan proposes, the status, the booked date and the patient's answer by email.
+#[derive(ToSchema)]
+pub struct ContactListItem {
+    pub appointment_id: String,
+    /// 1 (most pressing) to 4.
+    pub priority: i64,
+    /// `operation` or `consultation`.
+    pub kind: String,
+    pub service: String,
+    pub label: String,
+    /// Brussels local time with its offset.
+    pub original_scheduled_at: String,
+    pub patient_last_name: String,
+    pub patient_first_name: String,
+    pub birth_date: String,
+    /// E.164.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub language: String,
+    pub attempts: i64,
+    pub last_outcome: Option<String>,
+    /// Brussels local time with its offset.
+    pub last_attempt_at: Option<String>,
+    pub proposed_at: Option<String>,
+    pub status: String,
+    /// Brussels local time with its offset.
+    pub scheduled_at: String,
+    pub patient_request: Option<String>,
+}
+
 /// The contact list of a site: postponed appointments no attempt has reached, by priority,
 /// then longest waiting, then name. Streamed; every export is audited with its row count.
 #[utoipa::path(
+    operation_id = "contact_list_export",
     tag = "contact lists",
     params(ContactListQuery),
     responses(
-        (status = 200, description = "`{items: [...]}` (json), CSV with the header of CONTRACT §4.5 (csv, excel), or an Excel workbook (xlsx: `application/vnd.openxmlformats-officedocument.spreadsheetml.sheet`)"),
+        (status = 200, description = "The list, as an attachment: `{items: [...]}` (json), CSV with the header of CONTRACT §4.5 (csv; excel: semicolons and a BOM), or an Excel workbook (xlsx)",
+            content(
+                (ContactList = "application/json"),
+                (String = "text/csv"),
+                (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+            )
+        ),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem)
     ),

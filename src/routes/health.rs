@@ -19,6 +19,7 @@ pub struct Health {
 
 /// Whether the service and its database answer.
 #[utoipa::path(
+    operation_id = "health_read",
     tag = "operations",
     responses(
         (status = 200, body = Health),
@@ -44,6 +45,7 @@ pub async fn health(state: web::Data<AppState>) -> AppResult<web::Json<Health>> 
 
 /// Prometheus metrics of this process.
 #[utoipa::path(
+    operation_id = "metrics_read",
     tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String))
 )]

@@ -63,6 +63,7 @@ async fn spool(req: &HttpRequest, mut payload: web::Payload) -> AppResult<std::f
 
 /// Import appointments from CSV (header of CONTRACT §4.4), all or nothing.
 #[utoipa::path(
+    operation_id = "appointments_import",
     tag = "appointments",
     path = "/appointments/import",
     request_body(content = String, content_type = "text/csv", description = "national_number,last_name,first_name,birth_date,phone,email,language,email_consent,site,service,kind,label,scheduled_at,priority,urgent,essential"),
@@ -95,6 +96,7 @@ pub async fn appointments(
 /// Import calls from CSV (header of CONTRACT §4.6), all or nothing; callers are matched to
 /// patients by national number.
 #[utoipa::path(
+    operation_id = "calls_import",
     tag = "calls",
     path = "/calls/import",
     request_body(content = String, content_type = "text/csv", description = "received_at,caller_phone,national_number,reason,outcome,duration_seconds,notes"),

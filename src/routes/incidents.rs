@@ -71,6 +71,7 @@ impl From<Applied> for IncidentResponse {
 /// Declare an incident: every scheduled, non-urgent, non-essential appointment at its sites in
 /// its window is postponed (keeping its original date), and the sites close.
 #[utoipa::path(
+    operation_id = "incidents_create",
     tag = "incidents",
     request_body = CreateIncident,
     responses(
@@ -100,6 +101,7 @@ pub async fn create(
 /// Extend an incident to a later end: the same postponement over the longer window.
 /// Extending again to the same date changes nothing more.
 #[utoipa::path(
+    operation_id = "incidents_extend",
     tag = "incidents",
     request_body = ExtendIncident,
     params(("id" = String, Path, description = "incident id")),

@@ -59,6 +59,7 @@ impl From<NotificationRow> for NotificationResponse {
 
 /// List notifications (audited: they carry patients' addresses).
 #[utoipa::path(
+    operation_id = "notifications_list",
     tag = "notifications",
     params(NotificationQuery),
     responses(

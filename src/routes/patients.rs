@@ -17,7 +17,6 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreatePatient {
     /// Belgian national register number; punctuation allowed.
-    #[schema(example = "85.07.30-033.28")]
     pub national_number: Option<String>,
     pub last_name: String,
     pub first_name: String,
@@ -74,6 +73,7 @@ pub struct PatientDetail {
 
 /// Create a patient.
 #[utoipa::path(
+    operation_id = "patients_create",
     tag = "patients",
     request_body = CreatePatient,
     responses(
@@ -121,6 +121,7 @@ pub struct PatientList {
 
 /// Search patients by name prefix, phone or national number (at most 50 results).
 #[utoipa::path(
+    operation_id = "patients_search",
     tag = "patients",
     request_body = SearchPatients,
     responses(
@@ -146,6 +147,7 @@ pub async fn search(
 
 /// Read a patient with their appointments.
 #[utoipa::path(
+    operation_id = "patients_read",
     tag = "patients",
     params(("id" = String, Path, description = "patient id")),
     responses(

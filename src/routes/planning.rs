@@ -93,6 +93,7 @@ impl From<SiteCapacity> for SiteCapacityResponse {
 /// A site's planning capacity: its operating rooms, session length, programme share, the days
 /// that differ, and its services' consultation slots and operation lengths.
 #[utoipa::path(
+    operation_id = "site_capacity_read",
     tag = "planning",
     params(("code" = String, Path, description = "site code")),
     responses(
@@ -132,6 +133,7 @@ pub struct SetSiteCapacity {
 
 /// Set a site's session length and days of their own (audited as `site.capacity`).
 #[utoipa::path(
+    operation_id = "site_capacity_update",
     tag = "planning",
     request_body = SetSiteCapacity,
     params(("code" = String, Path, description = "site code")),
@@ -198,6 +200,7 @@ pub struct SetServiceCapacity {
 
 /// Set a service's consultation slots and operation lengths (audited as `service.capacity`).
 #[utoipa::path(
+    operation_id = "service_capacity_update",
     tag = "planning",
     request_body = SetServiceCapacity,
     params(("code" = String, Path, description = "service code")),
@@ -315,6 +318,7 @@ pub struct PlanResponse {
 /// operating-room minutes, consultations one slot of their service. `?commit=true` stores the
 /// days as `proposed_at` (the status stays `postponed`), for secretaries to confirm.
 #[utoipa::path(
+    operation_id = "sites_plan",
     tag = "planning",
     request_body = PlanRequest,
     params(("code" = String, Path, description = "site code"), PlanQuery),
@@ -450,6 +454,7 @@ pub struct DeadlineResponse {
 /// remains, whether the planned consultation capacity reaches the date, and when the last
 /// would be rebooked at the capacity and at the pace of the last seven days.
 #[utoipa::path(
+    operation_id = "planning_deadline",
     tag = "planning",
     params(DeadlineQuery),
     responses(

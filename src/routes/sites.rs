@@ -78,6 +78,7 @@ pub struct ListQuery {
 
 /// List sites by code.
 #[utoipa::path(
+    operation_id = "sites_list",
     tag = "sites",
     params(ListQuery),
     responses(
@@ -140,6 +141,7 @@ fn parse_rank(n: i32) -> Result<i32, Invalid> {
 
 /// Create a site (open).
 #[utoipa::path(
+    operation_id = "sites_create",
     tag = "sites",
     request_body = CreateSite,
     responses(
@@ -230,6 +232,7 @@ pub struct ServiceListQuery {
 
 /// List services by code.
 #[utoipa::path(
+    operation_id = "services_list",
     tag = "sites",
     params(ServiceListQuery),
     responses(
@@ -263,6 +266,7 @@ pub async fn list_services(
 
 /// Create a service at a site.
 #[utoipa::path(
+    operation_id = "services_create",
     tag = "sites",
     request_body = CreateService,
     responses(
@@ -338,6 +342,7 @@ pub struct ReopenResponse {
 /// Reopen a closed site with its programme; its postponed appointments become its contact
 /// list. Reopening an open site is a 409.
 #[utoipa::path(
+    operation_id = "sites_reopen",
     tag = "sites",
     request_body = ReopenSite,
     params(("code" = String, Path, description = "site code")),

@@ -78,6 +78,7 @@ pub struct UserListQuery {
 
 /// Create an account and its token.
 #[utoipa::path(
+    operation_id = "users_create",
     tag = "users",
     request_body = CreateUser,
     responses(
@@ -125,6 +126,7 @@ pub async fn create(
 
 /// List live accounts, oldest first.
 #[utoipa::path(
+    operation_id = "users_list",
     tag = "users",
     params(UserListQuery),
     responses(
@@ -157,6 +159,7 @@ pub async fn list(
 
 /// Delete an account: its token stops working at once.
 #[utoipa::path(
+    operation_id = "users_delete",
     tag = "users",
     params(("id" = String, Path, description = "account id")),
     responses(

@@ -24,6 +24,7 @@ mod imports;
 mod incidents;
 mod logs;
 mod notifications;
+mod openapi;
 mod operations;
 mod outage;
 mod patients;
