@@ -39,8 +39,14 @@ pub fn insert(
     Ok(())
 }
 
-/// The incident and its site codes.
-pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<(IncidentRow, Vec<String>)>> {
+/// An incident with the codes of the sites it closed.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub row: IncidentRow,
+    pub sites: Vec<String>,
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Incident>> {
     let Some(row) = incidents::table
         .find(id)
         .select(IncidentRow::as_select())
@@ -49,12 +55,12 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<(IncidentRo
     else {
         return Ok(None);
     };
-    let codes = incident_sites::table
+    let sites = incident_sites::table
         .filter(incident_sites::incident_id.eq(id))
         .select(incident_sites::site_code)
         .order(incident_sites::site_code)
         .load(conn)?;
-    Ok(Some((row, codes)))
+    Ok(Some(Incident { row, sites }))
 }
 
 pub fn set_postpone_until(

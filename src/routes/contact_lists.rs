@@ -32,6 +32,7 @@ pub struct ContactListQuery {
 /// The contact list as JSON (`format=json`), for the document only: the answer is streamed
 /// row by row by `service::contact_lists`, with these fields (the CSV columns, then more).
 #[derive(ToSchema)]
+#[allow(dead_code)] // described, never built: the list is streamed
 pub struct ContactList {
     pub items: Vec<ContactListItem>,
 }
@@ -39,6 +40,7 @@ pub struct ContactList {
 /// One appointment to call back: the columns of the CSV (CONTRACT §4.5), then the day a
 /// committed plan proposes, the status, the booked date and the patient's answer by email.
 #[derive(ToSchema)]
+#[allow(dead_code)] // described, never built: the list is streamed
 pub struct ContactListItem {
     pub appointment_id: String,
     /// 1 (most pressing) to 4.

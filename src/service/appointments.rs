@@ -323,6 +323,20 @@ pub enum Answered {
     Refused(Standing, Box<db::answers::Found>),
 }
 
+/// [`answer_by_link`] in a write transaction of its own: the answer page's use case.
+pub async fn answer(
+    state: &AppState,
+    origin: Option<crate::auth::Origin>,
+    token_hash: String,
+    chosen: Answer,
+    now: chrono::NaiveDateTime,
+) -> AppResult<Answered> {
+    state
+        .db
+        .write(move |conn| answer_by_link(conn, origin, &token_hash, chosen, now))
+        .await
+}
+
 /// A patient's answer through an email's link (the public page `/answer/{token}`), in the
 /// caller's transaction: uses the link up, records a contact attempt (channel `email`, the
 /// answer beside its outcome), applies what the answer does (`domain::answer::effect`: a

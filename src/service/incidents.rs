@@ -91,7 +91,10 @@ pub async fn extend(
     state
         .db
         .write(move |conn| {
-            let (mut incident, codes) = db::incidents::find(conn, &id)?
+            let db::incidents::Incident {
+                row: mut incident,
+                sites: codes,
+            } = db::incidents::find(conn, &id)?
                 .ok_or_else(|| AppError::NotFound("no such incident".into()))?;
             if until < incident.postpone_until {
                 return Err(AppError::validation(

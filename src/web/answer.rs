@@ -18,7 +18,7 @@ use crate::domain::notification::Template as Email;
 use crate::domain::patient::Language;
 use crate::email::render::{belgian_date, kind_word};
 use crate::error::AppError;
-use crate::service::appointments::{answer_by_link, Answered};
+use crate::service::appointments::{self, Answered};
 use crate::state::AppState;
 
 /// The words of the answer page, for patients.
@@ -502,14 +502,9 @@ pub async fn answer(
         // A cancellation is final: one more step, nothing recorded yet.
         return confirm_withdrawal(&state, hash).await;
     }
-    let origin = crate::auth::origin(&req);
     let now = crate::domain::now();
-    let link = hash.clone();
-    let done = state
-        .db
-        .write(move |conn| answer_by_link(conn, origin, &link, chosen, now))
-        .await;
-    let answered = match done {
+    let done = appointments::answer(&state, crate::auth::origin(&req), hash.clone(), chosen, now);
+    let answered = match done.await {
         Ok(answered) => answered,
         Err(AppError::NotFound(_)) => return invalid(),
         // The choice is no longer offered (the page was open while things changed).
@@ -518,6 +513,11 @@ pub async fn answer(
         }
         Err(e) => return actix_web::ResponseError::error_response(&PageError::app(e)),
     };
+    answered_page(answered, chosen, now)
+}
+
+/// What follows a recorded answer, or why it was not recorded.
+fn answered_page(answered: Answered, chosen: Answer, now: chrono::NaiveDateTime) -> HttpResponse {
     match answered {
         Answered::Done(found) => {
             let text = done_text(&found, chosen);

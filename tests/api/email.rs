@@ -391,7 +391,9 @@ async fn two_workers_on_one_database_never_send_an_email_twice() {
     // SMTP pool as two processes would have, deliver.
     let app = spawn_app_with(|_| {}).await;
     queue_postponed(&app, 1000, |i| format!("patient{i}@example.be")).await;
-    let mut workers = Vec::new();
+    // Both are ready before either starts: on a loaded machine, a worker that started alone
+    // could send all 1,000 before the other had its pool.
+    let mut ready = Vec::new();
     let mut metrics = Vec::new();
     for _ in 0..2 {
         let url = app.database.clone();
@@ -410,17 +412,15 @@ async fn two_workers_on_one_database_never_send_an_email_twice() {
         );
         let m = reprise::metrics::Metrics::new().expect("metrics");
         metrics.push(m.clone());
-        workers.push(
-            Worker::new(
-                db,
-                transport,
-                "Reprise <no-reply@localhost>".parse().expect("from"),
-                settings,
-                m,
-            )
-            .spawn(),
-        );
+        ready.push(Worker::new(
+            db,
+            transport,
+            "Reprise <no-reply@localhost>".parse().expect("from"),
+            settings,
+            m,
+        ));
     }
+    let workers: Vec<_> = ready.into_iter().map(Worker::spawn).collect();
     let received = sink.wait_for(1000, Duration::from_secs(120)).await;
     let all = wait_until(&app, Duration::from_secs(10), |all| {
         all.iter().all(|n| n["status"] == "sent")
