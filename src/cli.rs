@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::Caller;
 use crate::config::{ConfigArgs, Settings};
 use crate::db::Db;
+use crate::service::database::BackupError;
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -119,18 +120,22 @@ pub enum TokenCommand {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    let settings = match Settings::from_args(&cli.config) {
+    let settings = match Settings::from_args(&cli.config)
+        .map_err(|e| e.to_string())
+        .and_then(|s| crate::telemetry::init(s.log_format).map(|()| s))
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = crate::telemetry::init(settings.log_format) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    exit_code(command(settings, cli.command.unwrap_or(Command::Serve)))
+}
+
+/// Runs one sub-command with the settings.
+fn command(settings: Settings, command: Command) -> Result<(), CliError> {
+    match command {
         Command::Serve => serve(settings),
         Command::Migrate => open_database(&settings).map(|_| ()),
         Command::Token(TokenCommand::Create {
@@ -160,7 +165,11 @@ pub fn run(cli: Cli) -> ExitCode {
                     .map(|r| serde_json::json!(r))
             })
         }
-    };
+    }
+}
+
+/// 0, 2 for what the operator typed wrong, 1 for a failure; the error on stderr.
+fn exit_code(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(e)) => {
@@ -279,21 +288,10 @@ fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), CliError> {
         .into_temp_path();
     let target = partial.to_string_lossy().into_owned();
     let db = open_database(settings)?;
-    // Audited before the copy, so that the copy holds its own audit entry.
-    db.write_blocking(|conn| {
-        crate::audit::record(
-            conn,
-            &Caller::command_line(),
-            "database.backup",
-            None,
-            serde_json::json!({}),
-        )
-        .map_err(crate::error::AppError::from)
-    })
-    .map_err(failed)?;
-    // VACUUM cannot run inside a transaction: a pooled connection, not the writer.
-    db.read_blocking(move |conn| crate::db::backup_into(conn, &target))
-        .map_err(|e| CliError::Failed(format!("the copy failed: {e}")))?;
+    crate::service::database::backup(&db, Caller::command_line(), target).map_err(|e| match e {
+        BackupError::Audit(e) => failed(e),
+        BackupError::Copy(e) => CliError::Failed(format!("the copy failed: {e}")),
+    })?;
     crate::db::check_sqlite_file(&partial).map_err(CliError::Failed)?;
     partial
         .persist_noclobber(file)

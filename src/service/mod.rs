@@ -9,6 +9,7 @@ pub mod appointments;
 pub mod audit;
 pub mod calls;
 pub mod contact_lists;
+pub mod database;
 pub mod imports;
 pub mod incidents;
 pub mod patients;
