@@ -60,6 +60,9 @@ pub enum Command {
         )]
         retention_days: u32,
     },
+    /// Tokens of the telephone systems that push call events (CONTRACT §4.9)
+    #[command(subcommand, name = "cti-token")]
+    CtiToken(CtiTokenCommand),
     /// A consistent copy of the SQLite database, taken while the service runs
     Backup {
         /// The copy to write (must not exist yet)
@@ -116,6 +119,19 @@ pub enum TokenCommand {
         /// Days the token works (1 to 3650); without it, until the account is deleted
         #[arg(long = "expires-in")]
         expires_in: Option<i64>,
+        /// The telephone extension the telephone system names when this person answers
+        #[arg(long)]
+        extension: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtiTokenCommand {
+    /// Create a token for a telephone system (PBX) and print it alone on stdout
+    Create {
+        /// Name of the telephone system
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -143,7 +159,9 @@ fn command(settings: Settings, command: Command) -> Result<(), CliError> {
             role,
             services,
             expires_in,
-        }) => create_token(&settings, &name, &role, &services, expires_in),
+            extension,
+        }) => create_token(&settings, &name, &role, &services, expires_in, extension),
+        Command::CtiToken(CtiTokenCommand::Create { name }) => create_cti_token(&settings, name),
         Command::Demo { seed } => demo(&settings, seed),
         Command::Export(ExportCommand::ContactList {
             site,
@@ -238,7 +256,13 @@ fn create_token(
     role: &str,
     services: &[String],
     expires_in: Option<i64>,
+    extension: Option<String>,
 ) -> Result<(), CliError> {
+    let extension = extension
+        .as_deref()
+        .map(crate::domain::account::parse_extension)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--extension {e}")))?;
     let expires_in_days = expires_in
         .map(crate::domain::account::parse_expires_in)
         .transpose()
@@ -247,6 +271,7 @@ fn create_token(
         .map_err(|faults| refused(faults.into()))?;
     let new = crate::domain::account::NewAccount {
         expires_in_days,
+        extension,
         ..new
     };
     let db = open_database(settings)?;
@@ -357,6 +382,15 @@ fn failed(e: crate::error::AppError) -> CliError {
         }
         other => CliError::Failed(other.to_string()),
     }
+}
+
+/// Prints a new PBX token alone on stdout (stored as its hash).
+fn create_cti_token(settings: &Settings, name: String) -> Result<(), CliError> {
+    let db = open_database(settings)?;
+    let token = crate::service::telephony::create_pbx_token(&db, Caller::command_line(), name)
+        .map_err(refused)?;
+    println!("{token}");
+    Ok(())
 }
 
 /// A refusal of what the operator typed (exit code 2: an unknown record, invalid values),

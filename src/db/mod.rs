@@ -28,6 +28,7 @@ pub mod disclosures;
 pub mod incidents;
 pub mod notifications;
 pub mod patients;
+pub mod phone_calls;
 pub mod planning;
 pub mod schema;
 pub mod sessions;

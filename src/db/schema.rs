@@ -57,6 +57,36 @@ diesel::table! {
         deleted_at -> Nullable<Timestamp>,
         expires_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
+        extension -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    pbx_tokens (id) {
+        id -> Text,
+        name -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    phone_calls (id) {
+        id -> Text,
+        pbx_id -> Text,
+        pbx_call_id -> Text,
+        direction -> Text,
+        from_number -> Text,
+        to_number -> Text,
+        queue -> Nullable<Text>,
+        started_at -> Timestamp,
+        answered_at -> Nullable<Timestamp>,
+        ended_at -> Nullable<Timestamp>,
+        cause -> Nullable<Text>,
+        answered_by -> Nullable<Text>,
+        answering_number -> Nullable<Text>,
+        call_id -> Nullable<Text>,
     }
 }
 
@@ -264,6 +294,7 @@ diesel::table! {
 }
 
 diesel::joinable!(services -> sites (site_code));
+diesel::joinable!(phone_calls -> pbx_tokens (pbx_id));
 diesel::joinable!(notifications -> patients (patient_id));
 diesel::joinable!(calls -> patients (patient_id));
 diesel::joinable!(contact_attempts -> appointments (appointment_id));
@@ -321,4 +352,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     answer_links,
     disclosures,
     disclosure_counts,
+    pbx_tokens,
+    phone_calls,
 );

@@ -60,6 +60,8 @@ stored_as_text! {
     Answer => domain::answer::Answer,
     Template => domain::notification::Template,
     NotificationStatus => domain::notification::NotificationStatus,
+    CtiDirection => domain::cti::Direction,
+    CtiCause => domain::cti::Cause,
 }
 
 #[cfg(test)]

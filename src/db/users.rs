@@ -27,6 +27,7 @@ struct NewUserRow<'a> {
     token_hash: Option<&'a str>,
     created_at: chrono::NaiveDateTime,
     expires_at: Option<chrono::NaiveDateTime>,
+    extension: Option<&'a str>,
 }
 
 /// An account as the rest of the crate sees it.
@@ -87,6 +88,7 @@ pub struct NewUser<'a> {
     pub services: &'a [ServiceCode],
     pub token_hash: &'a str,
     pub expires_at: Option<chrono::NaiveDateTime>,
+    pub extension: Option<&'a str>,
 }
 
 pub fn insert(
@@ -101,6 +103,7 @@ pub fn insert(
         services: service_codes,
         token_hash,
         expires_at,
+        extension,
     } = *new;
     diesel::insert_into(users::table)
         .values(NewUserRow {
@@ -110,6 +113,7 @@ pub fn insert(
             token_hash: Some(token_hash),
             created_at: now,
             expires_at,
+            extension,
         })
         .execute(conn)?;
     for code in service_codes {

@@ -9,6 +9,17 @@ pub struct NewAccount {
     pub services: Vec<ServiceCode>,
     /// Days the token works from its creation; `None`: until the account is deleted.
     pub expires_in_days: Option<u32>,
+    /// The telephone extension the telephone system names when this person answers.
+    pub extension: Option<String>,
+}
+
+/// A telephone extension: 1 to 32 visible characters (`201`, `agent-3`).
+pub fn parse_extension(raw: &str) -> Result<String, Invalid> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.chars().count() > 32 || !raw.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Invalid("must be 1 to 32 visible characters".into()));
+    }
+    Ok(raw.to_string())
 }
 
 /// The longest life a token may be given: ten years.
@@ -69,6 +80,7 @@ impl NewAccount {
             role,
             services: codes,
             expires_in_days: None,
+            extension: None,
         });
         faults.finish(account)
     }

@@ -60,6 +60,7 @@ pub mod appointment;
 pub mod call;
 pub mod code;
 pub mod contact;
+pub mod cti;
 pub mod incident;
 pub mod national_number;
 pub mod notification;

@@ -42,6 +42,7 @@ use crate::routes;
         (name = "patients", description = "Patients: create, search, read"),
         (name = "planning", description = "Capacities, the plan of a reopening site, the deadline outlook"),
         (name = "sites", description = "Sites, their services, reopening"),
+        (name = "telephony", description = "The telephone system's call events and the caller log they make"),
         (name = "users", description = "Accounts and their tokens"),
     ),
     modifiers(&BearerAuth),

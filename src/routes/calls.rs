@@ -10,7 +10,6 @@ use crate::auth::{perm, Granted};
 use crate::db::{calls::CallFilter, calls::CallRow};
 use crate::domain::call::{Bucket, CallInput, CentreStatus, IdempotencyKey, NewCall, Reason};
 use crate::domain::Faults;
-use crate::domain::Invalid;
 use crate::error::{AppError, AppResult, Problem};
 use crate::service::calls::{self, Logged};
 use crate::state::AppState;
@@ -150,18 +149,7 @@ pub struct CallQuery {
 }
 
 fn encode_cursor(r: &CallRow) -> String {
-    format!("{}~{}", r.received_at.and_utc().timestamp_micros(), r.id)
-}
-
-fn decode_cursor(raw: &str) -> Result<(chrono::NaiveDateTime, String), Invalid> {
-    let bad = || Invalid("is not a cursor of this list".into());
-    let (micros, id) = raw.split_once('~').ok_or_else(bad)?;
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    Ok((at.naive_utc(), id.to_string()))
+    super::time_cursor(r.received_at, &r.id)
 }
 
 /// List calls, newest first.
@@ -188,7 +176,7 @@ pub async fn list(
     let from = f.check_opt("from", q.from.as_deref(), parse_instant);
     let to = f.check_opt("to", q.to.as_deref(), parse_instant);
     let reason = f.check_opt("reason", q.reason.as_deref(), Reason::parse);
-    let before = f.check_opt("cursor", page.cursor.as_deref(), decode_cursor);
+    let before = f.check_opt("cursor", page.cursor.as_deref(), super::parse_time_cursor);
     let filter = f.finish((|| {
         Some(CallFilter {
             from: from?,

@@ -6,6 +6,7 @@ pub mod appointments;
 pub mod audit;
 pub mod calls;
 pub mod contact_lists;
+pub mod cti;
 pub mod extract;
 pub mod health;
 pub mod imports;
@@ -61,6 +62,8 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(calls::stats)
         .service(calls::centre)
         .service(calls::set_centre)
+        .service(cti::event)
+        .service(cti::list)
         .service(planning::site_capacity)
         .service(planning::set_site_capacity)
         .service(planning::set_service_capacity)
@@ -128,6 +131,24 @@ impl PageRequest {
 }
 
 pub use crate::domain::time::utc;
+
+/// The cursor of a list ordered by a time and an id, newest first: `micros~id`.
+pub fn time_cursor(at: chrono::NaiveDateTime, id: &str) -> String {
+    format!("{}~{id}", at.and_utc().timestamp_micros())
+}
+
+pub fn parse_time_cursor(
+    raw: &str,
+) -> Result<(chrono::NaiveDateTime, String), crate::domain::Invalid> {
+    let bad = || crate::domain::Invalid("is not a cursor of this list".into());
+    let (micros, id) = raw.split_once('~').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((at.naive_utc(), id.to_string()))
+}
 
 pub use crate::domain::time::parse_instant;
 

@@ -26,6 +26,9 @@ pub struct CreateUser {
     /// Days the token works (1 to 3650); without it, until the account is deleted.
     #[schema(example = 90)]
     pub expires_in_days: Option<i64>,
+    /// The telephone extension the telephone system names when this person answers.
+    #[schema(example = "201")]
+    pub extension: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,9 +105,15 @@ pub async fn create(
         body.expires_in_days,
         crate::domain::account::parse_expires_in,
     );
-    let (new, expires_in_days) = fields.finish(new.zip(expires))?;
+    let extension = fields.check_opt(
+        "extension",
+        body.extension.as_deref(),
+        crate::domain::account::parse_extension,
+    );
+    let ((new, expires_in_days), extension) = fields.finish(new.zip(expires).zip(extension))?;
     let new = NewAccount {
         expires_in_days,
+        extension,
         ..new
     };
     let caller = caller.caller;

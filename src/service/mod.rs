@@ -16,4 +16,5 @@ pub mod patients;
 pub mod planning;
 pub mod sessions;
 pub mod sites;
+pub mod telephony;
 pub mod users;

@@ -42,6 +42,7 @@ pub fn create_account(
             expires_at: new
                 .expires_in_days
                 .map(|days| now + chrono::Duration::days(i64::from(days))),
+            extension: new.extension.as_deref(),
         },
         now,
     )?;

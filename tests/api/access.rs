@@ -48,6 +48,9 @@ const MATRIX: &[Row] = &[
     ("get",    "/api/v1/calls/stats",           [200, 200, 403, 200, 401]),
     ("post",   "/api/v1/calls/import",          [200, 200, 403, 403, 401]),
     ("get",    "/api/v1/call-centre",           MANAGERS_READ),
+    // The telephone system's token is in the path; a bearer token changes nothing.
+    ("post",   "/api/v1/cti/{pbx_token}",       PUBLIC),
+    ("get",    "/api/v1/phone-calls",           [200, 200, 403, 200, 401]),
     ("put",    "/api/v1/call-centre",           [200, 200, 403, 403, 401]),
     ("get",    "/api/v1/sites/{code}/capacity",    MANAGERS_READ),
     ("put",    "/api/v1/sites/{code}/capacity",    [200, 200, 403, 403, 401]),
@@ -127,6 +130,7 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
             )))
         }
         ("put", "/api/v1/call-centre") => json!({"status": "active"}),
+        ("post", "/api/v1/cti/{pbx_token}") => json!({"event": "newCall", "callId": "matrix"}),
         ("put", "/api/v1/sites/{code}/capacity") => json!({"session_minutes": 300}),
         ("put", "/api/v1/services/{code}/capacity") => json!({"consultation_slots": 4}),
         ("post", "/api/v1/sites/{code}/plan") => json!({"from": "2030-03-04", "until": "2030-03-08"}),
@@ -154,6 +158,8 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
     if path.starts_with("/api/v1/users/") {
         let id = app.agent().await.id().to_string();
         path.replace("{id}", &id)
+    } else if path == "/api/v1/cti/{pbx_token}" {
+        path.replace("{pbx_token}", &app.pbx_token().await)
     } else if path == "/api/v1/planning/deadline" {
         format!("{path}?date=2030-06-30")
     } else if path == "/api/v1/contact-list" {

@@ -224,6 +224,21 @@ impl TestApp {
     }
 
     /// Creates a site and one service there as admin; returns (site, service) codes.
+    /// A telephone system's token, made as `reprise cti-token create` makes it.
+    pub async fn pbx_token(&self) -> String {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            reprise::service::telephony::create_pbx_token(
+                &state.db,
+                reprise::auth::Caller::command_line(),
+                "PBX".into(),
+            )
+        })
+        .await
+        .expect("joined")
+        .expect("a PBX token")
+    }
+
     pub async fn create_site_and_service(&self) -> (String, String) {
         let site = unique_code("S");
         let service = format!("{site}-SVC");

@@ -36,5 +36,6 @@ mod security;
 mod sites;
 mod smtp_sink;
 mod soak;
+mod telephony;
 mod users;
 mod web;

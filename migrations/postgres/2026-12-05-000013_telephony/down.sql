@@ -1,0 +1,3 @@
+ALTER TABLE users DROP COLUMN extension;
+DROP TABLE phone_calls;
+DROP TABLE pbx_tokens;
