@@ -235,6 +235,13 @@ pub struct HourCount {
     pub calls: i64,
 }
 
+/// The calls of a period counted by (reason, outcome), and by UTC hour.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub groups: Vec<GroupCount>,
+    pub hours: Vec<HourCount>,
+}
+
 /// Totals by (reason, outcome) and calls per UTC hour for `from <= received_at < to`: whole
 /// hours from `call_hours`, the partial hours at either end from `calls` (index range scans of
 /// under an hour each). Brussels is a whole number of hours from UTC, so local hours and days
@@ -243,11 +250,11 @@ pub fn stats(
     conn: &mut DbConnection,
     from: chrono::NaiveDateTime,
     to: chrono::NaiveDateTime,
-) -> QueryResult<(Vec<GroupCount>, Vec<HourCount>)> {
+) -> QueryResult<Counts> {
     let mut groups = Vec::new();
     let mut hours = Vec::new();
     if to <= from {
-        return Ok((groups, hours));
+        return Ok(Counts { groups, hours });
     }
     let first_full = {
         let h = hour_of(from);
@@ -272,7 +279,7 @@ pub fn stats(
         hours.extend(raw_hours(conn, from, to)?);
     }
     hours.sort_by_key(|h| h.hour);
-    Ok((groups, hours))
+    Ok(Counts { groups, hours })
 }
 
 fn rollup_groups(
@@ -387,16 +394,25 @@ pub fn set_centre(
 }
 
 /// The starts of the first and the last hour with a call (the coordinators' chart).
-pub fn hour_range(
-    conn: &mut DbConnection,
-) -> QueryResult<(Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> {
+pub fn hour_range(conn: &mut DbConnection) -> QueryResult<Option<HourRange>> {
     use super::schema::call_hours;
-    call_hours::table
-        .select((
-            diesel::dsl::min(call_hours::hour),
-            diesel::dsl::max(call_hours::hour),
-        ))
-        .first(conn)
+    let (first, last): (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>) =
+        call_hours::table
+            .select((
+                diesel::dsl::min(call_hours::hour),
+                diesel::dsl::max(call_hours::hour),
+            ))
+            .first(conn)?;
+    Ok(first
+        .zip(last)
+        .map(|(first, last)| HourRange { first, last }))
+}
+
+/// The first and the last hour with a call.
+#[derive(Debug, Clone, Copy)]
+pub struct HourRange {
+    pub first: chrono::NaiveDateTime,
+    pub last: chrono::NaiveDateTime,
 }
 
 /// Removes the notes and the caller's number of calls received before `before`; the counts,

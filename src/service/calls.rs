@@ -228,7 +228,7 @@ pub async fn stats(
         from.unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc()),
         if open { open_end() } else { to },
     );
-    let (groups, hours) = state
+    let db::calls::Counts { groups, hours } = state
         .db
         .read(move |conn| db::calls::stats(conn, start, end).map_err(AppError::from))
         .await?;

@@ -183,10 +183,10 @@ pub async fn overview(state: &AppState) -> AppResult<Overview> {
     state
         .db
         .read(|conn| {
-            let (first, last) = db::calls::hour_range(conn)?;
-            let hours = match first.zip(last) {
-                Some((first, last)) => {
-                    db::calls::stats(conn, first, last + chrono::Duration::hours(1))?.1
+            let hours = match db::calls::hour_range(conn)? {
+                Some(r) => {
+                    let end = r.last + chrono::Duration::hours(1);
+                    db::calls::stats(conn, r.first, end)?.hours
                 }
                 None => Vec::new(),
             };
