@@ -35,21 +35,7 @@ fn now() -> chrono::NaiveDateTime {
 }
 
 fn patient_row(p: &Person, id: String) -> PatientRow {
-    PatientRow {
-        id,
-        national_number: Some(p.national_number.clone()),
-        last_name: p.last_name.clone(),
-        first_name: p.first_name.clone(),
-        birth_date: p.birth_date,
-        phone: p.phone.clone(),
-        email: p.email.clone(),
-        language: p.language,
-        email_consent: p.email_consent,
-        last_name_key: search_key(&p.last_name),
-        first_name_key: search_key(&p.first_name),
-        import_id: None,
-        created_at: now(),
-    }
+    p.patient_row(id, now())
 }
 
 /// The i-th appointment of a data set: spread over the sites, services and three weeks from

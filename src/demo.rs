@@ -228,6 +228,32 @@ pub struct Person {
     pub email_consent: bool,
 }
 
+impl Person {
+    /// The person as a patient row, with its search keys.
+    pub fn patient_row(
+        &self,
+        id: String,
+        created_at: chrono::NaiveDateTime,
+    ) -> crate::db::patients::PatientRow {
+        use crate::domain::patient::search_key;
+        crate::db::patients::PatientRow {
+            id,
+            national_number: Some(self.national_number.clone()),
+            last_name: self.last_name.clone(),
+            first_name: self.first_name.clone(),
+            birth_date: self.birth_date,
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+            language: self.language,
+            email_consent: self.email_consent,
+            last_name_key: search_key(&self.last_name),
+            first_name_key: search_key(&self.first_name),
+            import_id: None,
+            created_at,
+        }
+    }
+}
+
 /// A seeded stream of people with distinct national numbers.
 pub struct People {
     rng: ChaCha8Rng,
@@ -823,8 +849,6 @@ pub fn load(
         patients::PatientRow,
         sites::{ServiceRow, SiteRow},
     };
-    use crate::domain::patient::search_key;
-
     use diesel::prelude::*;
     let is_empty = |conn: &mut crate::db::DbConnection| -> Result<(), crate::error::AppError> {
         let taken: i64 = db::schema::sites::table.count().get_result(conn)?;
@@ -918,21 +942,7 @@ pub fn load(
 
     let patients: Vec<PatientRow> = persons
         .iter()
-        .map(|p| PatientRow {
-            id: seeded_id(rng, created),
-            national_number: Some(p.national_number.clone()),
-            last_name: p.last_name.clone(),
-            first_name: p.first_name.clone(),
-            birth_date: p.birth_date,
-            phone: p.phone.clone(),
-            email: p.email.clone(),
-            language: p.language,
-            email_consent: p.email_consent,
-            last_name_key: search_key(&p.last_name),
-            first_name_key: search_key(&p.first_name),
-            import_id: None,
-            created_at: created,
-        })
+        .map(|p| p.patient_row(seeded_id(rng, created), created))
         .collect();
 
     // Each group's patients: those of its age (and sex) on every day of care.

@@ -86,19 +86,10 @@ impl Story {
     }
 
     fn patient(&self) -> routes::patients::PatientResponse {
-        let p = &self.person;
-        routes::patients::PatientResponse {
-            id: PATIENT_ID.into(),
-            national_number: Some(p.national_number.clone()),
-            last_name: p.last_name.clone(),
-            first_name: p.first_name.clone(),
-            birth_date: p.birth_date,
-            phone: p.phone.clone(),
-            email: p.email.clone(),
-            language: p.language.as_str().into(),
-            email_consent: p.email_consent,
-            created_at: at(2, 8, 12),
-        }
+        let row = self
+            .person
+            .patient_row(PATIENT_ID.into(), at(2, 8, 12).naive_utc());
+        routes::patients::PatientResponse::from(row)
     }
 
     fn appointment(&self) -> routes::appointments::AppointmentResponse {
