@@ -28,6 +28,14 @@ pub fn create_account(
                 .collect(),
         ));
     }
+    // The telephone system names one person by an extension: two would make its calls ambiguous.
+    if let Some(extension) = &new.extension {
+        if db::phone_calls::account_of_extension(conn, std::slice::from_ref(extension))?.is_some() {
+            return Err(AppError::Conflict(format!(
+                "extension {extension} belongs to another account"
+            )));
+        }
+    }
     let (token, hash) = new_token();
     let id = uuid::Uuid::now_v7().to_string();
     let now = crate::domain::now();

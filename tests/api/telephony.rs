@@ -387,3 +387,25 @@ async fn unknown_pbx_tokens_spend_the_anonymous_budget_and_a_known_one_does_not(
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     assert!(statuses.iter().all(|s| [404, 429].contains(s)));
 }
+
+#[tokio::test]
+async fn an_extension_names_one_account_only() {
+    let app = spawn_app().await;
+    agent_with_extension(&app, "201").await;
+    let r = app
+        .admin()
+        .post(
+            "/api/v1/users",
+            &json!({"name": "Other", "role": "agent", "extension": "201"}),
+        )
+        .await;
+    assert_problem(r, 409).await;
+    let r = app
+        .admin()
+        .post(
+            "/api/v1/users",
+            &json!({"name": "Other", "role": "agent", "extension": "2 01"}),
+        )
+        .await;
+    assert_problem(r, 422).await;
+}

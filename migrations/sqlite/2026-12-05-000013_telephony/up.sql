@@ -31,3 +31,6 @@ CREATE INDEX phone_calls_started ON phone_calls (started_at, id);
 CREATE INDEX phone_calls_from ON phone_calls (from_number);
 
 ALTER TABLE users ADD COLUMN extension TEXT;
+-- One live account per extension, also when two instances create accounts at once.
+CREATE UNIQUE INDEX users_extension ON users (extension)
+    WHERE extension IS NOT NULL AND deleted_at IS NULL;
