@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text, Timestamp};
 
-use super::schema::{patients, pbx_tokens, phone_calls, users};
+use super::schema::{calls, patients, pbx_tokens, phone_calls, users};
 use super::DbConnection;
 use crate::domain::cti::{Cause, Direction, Event, EventKind};
 
@@ -109,8 +109,11 @@ pub fn record(
     match conn {
         DbConnection::Sqlite(c) => run!(c, RECORD.replace('$', "?")),
         DbConnection::Pg(c) => run!(c, RECORD),
+    }?;
+    if ended {
+        fill_duration(conn, pbx_id, &event.call_id)?;
     }
-    .map(drop)
+    Ok(())
 }
 
 /// A call as the PBX reported it.
@@ -132,10 +135,59 @@ pub struct PhoneCallRow {
 }
 
 impl PhoneCallRow {
+    /// Seconds from the answer to the hangup, once both happened.
+    pub fn talk_seconds(&self) -> Option<i32> {
+        let talk = self.ended_at? - self.answered_at?;
+        i32::try_from(talk.num_seconds().max(0)).ok()
+    }
+
     /// An inbound call that ended before anyone answered.
     pub fn missed(&self) -> bool {
         self.direction == Direction::In && self.answered_at.is_none() && self.ended_at.is_some()
     }
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<PhoneCallRow>> {
+    phone_calls::table
+        .find(id)
+        .select(PhoneCallRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Links a PBX call to the call an agent logged for it; false if another call already is.
+pub fn link(conn: &mut DbConnection, id: &str, call_id: &str) -> QueryResult<bool> {
+    diesel::update(
+        phone_calls::table
+            .find(id)
+            .filter(phone_calls::call_id.is_null()),
+    )
+    .set(phone_calls::call_id.eq(call_id))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// A hangup after the agent logged the call gives that call its duration, unless it has one.
+fn fill_duration(conn: &mut DbConnection, pbx_id: &str, pbx_call_id: &str) -> QueryResult<()> {
+    let row: Option<PhoneCallRow> = phone_calls::table
+        .filter(phone_calls::pbx_id.eq(pbx_id))
+        .filter(phone_calls::pbx_call_id.eq(pbx_call_id))
+        .filter(phone_calls::call_id.is_not_null())
+        .select(PhoneCallRow::as_select())
+        .first(conn)
+        .optional()?;
+    let Some((call_id, talk)) = row.and_then(|r| Some((r.call_id.clone()?, r.talk_seconds()?)))
+    else {
+        return Ok(());
+    };
+    diesel::update(
+        calls::table
+            .find(call_id)
+            .filter(calls::duration_seconds.is_null()),
+    )
+    .set(calls::duration_seconds.eq(talk))
+    .execute(conn)
+    .map(drop)
 }
 
 #[derive(Debug, Default, Clone)]

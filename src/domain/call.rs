@@ -78,6 +78,8 @@ pub struct CallInput<'a> {
     pub duration_seconds: Option<i64>,
     pub notes: Option<&'a str>,
     pub callback_requested: bool,
+    /// The PBX call this is (`phone_calls.id`): its time, number and duration win.
+    pub phone_call_id: Option<&'a str>,
 }
 
 /// A call to log, every field checked (the references it names are checked when it is
@@ -94,6 +96,8 @@ pub struct NewCall {
     pub duration_seconds: Option<i32>,
     pub notes: Option<String>,
     pub callback_requested: bool,
+    /// The PBX call this is, checked when it is stored.
+    pub phone_call_id: Option<String>,
 }
 
 impl NewCall {
@@ -123,6 +127,7 @@ impl NewCall {
                 duration_seconds: duration?,
                 notes: notes?.flatten(),
                 callback_requested: input.callback_requested,
+                phone_call_id: input.phone_call_id.map(str::to_string),
             })
         })())
     }

@@ -38,6 +38,10 @@ pub struct CreateCall {
     pub notes: Option<String>,
     #[serde(default)]
     pub callback_requested: bool,
+    /// The PBX call this is (an `id` of `GET /phone-calls`, the one the agent answered): the
+    /// time, the caller's number and the duration come from the PBX, not from the body. A
+    /// PBX call is logged once (409).
+    pub phone_call_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,6 +102,7 @@ impl CreateCall {
             duration_seconds: self.duration_seconds,
             notes: self.notes.as_deref(),
             callback_requested: self.callback_requested,
+            phone_call_id: self.phone_call_id.as_deref(),
         };
         Ok(NewCall::parse(&input, crate::domain::now())?)
     }

@@ -32,6 +32,7 @@ fn request_hash(caller: &Caller, call: &NewCall) -> String {
         call.duration_seconds,
         call.notes,
         call.callback_requested,
+        call.phone_call_id,
     ]);
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
@@ -64,13 +65,14 @@ pub async fn log(
     key: Option<IdempotencyKey>,
 ) -> AppResult<Logged> {
     let hash = key.as_ref().map(|_| request_hash(&caller, &call));
+    let phone_call = call.phone_call_id.clone();
     let mut row = call_row(call, crate::domain::now());
     row.request_hash = hash;
     row.idempotency_key = key.map(|k| k.as_str().to_string());
     row.agent_id = caller.id.clone();
     let logged = state
         .db
-        .write(move |conn| insert_call(conn, &caller, row))
+        .write(move |conn| insert_call(conn, &caller, row, phone_call.as_deref()))
         .await?;
     if let Logged::Created(_) = logged {
         state.metrics.calls_logged.inc();
@@ -116,10 +118,18 @@ fn check_centre(conn: &mut DbConnection) -> AppResult<()> {
 /// it, as a new key is the common case. The unique index on the key is what guarantees one
 /// call per key, on both backends: a request that loses the race to another with the same key
 /// answers with the winner (same body) or a 422 (another body).
-fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult<Logged> {
+fn insert_call(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    mut row: CallRow,
+    phone_call: Option<&str>,
+) -> AppResult<Logged> {
     // In the transaction: no call is stored once the switch is off. A replay of a call logged
     // before it went off still answers with that call.
-    if let Err(refused) = check_centre(conn).and_then(|()| check_references(conn, &row)) {
+    let checked = check_centre(conn)
+        .and_then(|()| check_references(conn, &row))
+        .and_then(|()| from_phone_call(conn, &mut row, phone_call));
+    if let Err(refused) = checked {
         // Only a refusal (409, 422) may be a replay; a database error is answered as it is
         // (on PostgreSQL the transaction is aborted and could not read the key anyway).
         if !matches!(refused, AppError::Conflict(_) | AppError::Validation(_)) {
@@ -136,6 +146,13 @@ fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppRes
         })?;
         return replay(existing, &row);
     }
+    if let Some(phone_call) = phone_call {
+        // Two agents logging one PBX call at once: the second finds it linked and stores
+        // nothing (its call is undone with its transaction).
+        if !db::phone_calls::link(conn, phone_call, &row.id)? {
+            return Err(already_logged());
+        }
+    }
     crate::audit::record(
         conn,
         caller,
@@ -144,6 +161,35 @@ fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppRes
         serde_json::json!({ "patient": row.patient_id, "reason": row.reason, "outcome": row.outcome }),
     )?;
     Ok(Logged::Created(row))
+}
+
+fn already_logged() -> AppError {
+    AppError::Conflict("this phone call is already logged".into())
+}
+
+/// A call linked to its PBX call takes the PBX's time, caller's number and duration (talk
+/// time, once the call has ended; a hangup after the call is logged fills it in).
+fn from_phone_call(
+    conn: &mut DbConnection,
+    row: &mut CallRow,
+    phone_call: Option<&str>,
+) -> AppResult<()> {
+    let Some(id) = phone_call else { return Ok(()) };
+    let Some(pbx) = db::phone_calls::find(conn, id)? else {
+        return Err(AppError::validation("phone_call_id", "no such phone call"));
+    };
+    if pbx.call_id.is_some() {
+        return Err(already_logged());
+    }
+    row.received_at = pbx.started_at;
+    // `anonymous`, an extension: no number to keep.
+    if let Ok(phone) = crate::domain::contact::PhoneE164::parse(&pbx.from_number) {
+        row.caller_phone = Some(phone.as_str().to_string());
+    }
+    if let Some(talk) = pbx.talk_seconds() {
+        row.duration_seconds = Some(talk);
+    }
+    Ok(())
 }
 
 /// The call already logged under this request's key, if it has one.

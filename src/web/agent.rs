@@ -215,6 +215,8 @@ pub struct CallForm {
     caller_phone: Option<String>,
     notes: Option<String>,
     callback: Option<String>,
+    /// The PBX call the agent answered, when the page showed one.
+    phone_call_id: Option<String>,
 }
 
 fn filled(v: Option<String>) -> Option<String> {
@@ -246,11 +248,12 @@ pub async fn log(
         .map(|m| minutes(&m))
         .transpose()
         .map_err(err)?;
-    let (phone, patient, appointment, notes) = (
+    let (phone, patient, appointment, notes, phone_call) = (
         filled(form.caller_phone),
         filled(form.patient_id),
         filled(form.appointment_id),
         filled(form.notes),
+        filled(form.phone_call_id),
     );
     let input = CallInput {
         received_at: None,
@@ -262,6 +265,7 @@ pub async fn log(
         duration_seconds,
         notes: notes.as_deref(),
         callback_requested: form.callback.is_some(),
+        phone_call_id: phone_call.as_deref(),
     };
     let call = NewCall::parse(&input, crate::domain::now()).map_err(|f| err(f.into()))?;
     calls::log(&state, session.caller, call, Some(key))

@@ -409,3 +409,102 @@ async fn an_extension_names_one_account_only() {
         .await;
     assert_problem(r, 422).await;
 }
+
+/// Posts one event of the call `call` (its other fields as `fields`).
+async fn event(
+    app: &TestApp,
+    pbx: &str,
+    kind: &str,
+    call: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) {
+    ok(form(app, pbx, &[&[("event", kind)][..], call, extra].concat()).await).await;
+}
+
+#[tokio::test]
+async fn a_logged_call_takes_its_time_number_and_duration_from_the_pbx() {
+    let app = spawn_app().await;
+    let pbx = app.pbx_token().await;
+    let created: Value = app
+        .admin()
+        .post(
+            "/api/v1/users",
+            &json!({"name": "Agent 201", "role": "agent", "extension": "201"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let agent = app.user(created["token"].as_str().expect("token"));
+    let call = [
+        ("callId", "l-1"),
+        ("from", "061 23 45 67"),
+        ("to", "+3263553000"),
+    ];
+    event(&app, &pbx, "newCall", &call, &[]).await;
+    event(&app, &pbx, "answer", &call, &[("answeringNumber", "201")]).await;
+    let pbx_call = phone_calls(&app, "").await[0].clone();
+    let id = pbx_call["id"].as_str().expect("id");
+
+    // Logged while the caller is still on the line: the body's time and number give way to
+    // the PBX's; the duration comes with the hangup.
+    let body = json!({"reason": "appointment_status", "outcome": "informed", "phone_call_id": id,
+        "caller_phone": "+3284212121", "received_at": "2022-05-16T08:00:00Z"});
+    let r = agent.post("/api/v1/calls", &body).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let logged: Value = r.json().await.expect("json");
+    assert_eq!(logged["caller_phone"], "+3261234567");
+    assert_eq!(logged["received_at"], pbx_call["started_at"]);
+    assert!(logged["duration_seconds"].is_null());
+    assert_eq!(phone_calls(&app, "").await[0]["call_id"], logged["id"]);
+
+    // The PBX call is logged once: again, by anyone, is a 409 that stores nothing.
+    let again = agent.post("/api/v1/calls", &body).await;
+    assert_problem(again, 409).await;
+    let unknown = json!({"reason": "other", "outcome": "informed", "phone_call_id": "nope"});
+    let r = agent.post("/api/v1/calls", &unknown).await;
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.expect("json");
+    assert!(problem.to_string().contains("phone_call_id"), "{problem}");
+    let listed = app.coordinator().await.get_json("/api/v1/calls").await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+
+    event(&app, &pbx, "hangup", &call, &[("cause", "normalClearing")]).await;
+    let listed = app.coordinator().await.get_json("/api/v1/calls").await;
+    let duration = &listed["items"][0]["duration_seconds"];
+    assert!(duration.as_i64().is_some_and(|d| d >= 0), "{listed}");
+
+    // Logged after the hangup, with a duration typed wrong: the PBX's wins.
+    let second = [
+        ("callId", "l-2"),
+        ("from", "anonymous"),
+        ("to", "+3263553000"),
+    ];
+    event(&app, &pbx, "newCall", &second, &[]).await;
+    event(&app, &pbx, "answer", &second, &[("answeringNumber", "201")]).await;
+    event(
+        &app,
+        &pbx,
+        "hangup",
+        &second,
+        &[("cause", "normalClearing")],
+    )
+    .await;
+    let pbx_call = phone_calls(&app, "").await[0].clone();
+    assert_eq!(pbx_call["pbx_call_id"], "l-2");
+    let body = json!({"reason": "other", "outcome": "informed", "duration_seconds": 3600,
+        "phone_call_id": pbx_call["id"]});
+    let r = agent.post("/api/v1/calls", &body).await;
+    assert_eq!(r.status(), 201);
+    let logged: Value = r.json().await.expect("json");
+    assert!(
+        logged["caller_phone"].is_null(),
+        "an anonymous caller has no number"
+    );
+    assert!(
+        logged["duration_seconds"]
+            .as_i64()
+            .is_some_and(|d| d < 3600),
+        "{logged}"
+    );
+}
