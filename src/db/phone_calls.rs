@@ -235,6 +235,32 @@ pub fn list(
     q.load(conn)
 }
 
+/// When an inbound call started, was answered and ended.
+pub type InboundTimes = (
+    chrono::NaiveDateTime,
+    Option<chrono::NaiveDateTime>,
+    Option<chrono::NaiveDateTime>,
+);
+
+/// The inbound calls that started in `[from, to)`, oldest first: what the statistics count.
+pub fn inbound_times(
+    conn: &mut DbConnection,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> QueryResult<Vec<InboundTimes>> {
+    phone_calls::table
+        .filter(phone_calls::direction.eq(Direction::In))
+        .filter(phone_calls::started_at.ge(from))
+        .filter(phone_calls::started_at.lt(to))
+        .order(phone_calls::started_at)
+        .select((
+            phone_calls::started_at,
+            phone_calls::answered_at,
+            phone_calls::ended_at,
+        ))
+        .load(conn)
+}
+
 /// A patient whose phone is a number.
 #[derive(Debug, Clone, Queryable)]
 pub struct PhoneMatch {

@@ -5,10 +5,12 @@ use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::calls::StatsQuery;
 use super::{parse_instant, utc, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
 use crate::db::phone_calls::PhoneCallFilter;
 use crate::denials::Refusal;
+use crate::domain::call::Bucket;
 use crate::domain::cti::{Event, EventInput};
 use crate::domain::Faults;
 use crate::error::{AppError, AppResult, Problem};
@@ -238,4 +240,70 @@ pub async fn list(
         encode_cursor,
         PhoneCallResponse::from,
     )))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneCallStats {
+    /// Inbound calls that rang.
+    pub received: i64,
+    pub answered: i64,
+    /// Hung up before anyone answered.
+    pub missed: i64,
+    /// From the first ring to the answer, over the answered calls; none without any.
+    pub median_wait_seconds: Option<f64>,
+    pub series: Vec<PhoneCallSeriesPoint>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneCallSeriesPoint {
+    /// The bucket's start, Brussels time with its offset.
+    #[schema(example = "2022-05-16T00:00:00+02:00")]
+    pub start: String,
+    pub received: i64,
+    pub answered: i64,
+    pub missed: i64,
+}
+
+/// The telephone system's inbound calls: received, answered and missed, the median wait, and
+/// the same per Brussels hour or day.
+#[utoipa::path(
+    operation_id = "phone_calls_stats",
+    tag = "telephony",
+    params(StatsQuery),
+    responses(
+        (status = 200, body = PhoneCallStats),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/phone-calls/stats")]
+pub async fn stats(
+    _caller: Granted<perm::ReadCalls>,
+    state: web::Data<AppState>,
+    query: ApiQuery<StatsQuery>,
+) -> AppResult<web::Json<PhoneCallStats>> {
+    let q = query.parse()?;
+    let mut f = Faults::default();
+    let from = f.check_opt("from", q.from.as_deref(), parse_instant);
+    let to = f.check_opt("to", q.to.as_deref(), parse_instant);
+    let bucket = f.check_opt("bucket", q.bucket.as_deref(), Bucket::parse);
+    let (from, to, bucket) = f.finish((|| Some((from?, to?, bucket?.unwrap_or(Bucket::Day))))())?;
+    let s = telephony::stats(&state, from, to, bucket).await?;
+    Ok(web::Json(PhoneCallStats {
+        received: s.received,
+        answered: s.answered,
+        missed: s.missed,
+        median_wait_seconds: s.median_wait_seconds,
+        series: s
+            .series
+            .into_iter()
+            .map(|p| PhoneCallSeriesPoint {
+                start: p.start.to_rfc3339(),
+                received: p.received,
+                answered: p.answered,
+                missed: p.missed,
+            })
+            .collect(),
+    }))
 }

@@ -64,6 +64,7 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(calls::set_centre)
         .service(cti::event)
         .service(cti::list)
+        .service(cti::stats)
         .service(planning::site_capacity)
         .service(planning::set_site_capacity)
         .service(planning::set_service_capacity)

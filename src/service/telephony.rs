@@ -4,9 +4,11 @@
 use crate::auth::{token_hash, Caller};
 use crate::db::phone_calls::{PbxRow, PhoneCallFilter, PhoneCallRow};
 use crate::db::{self, Db};
+use crate::domain::call::{local_series, Bucket};
 use crate::domain::cti::Event;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use chrono::DurationRound;
 
 /// Makes a PBX token (stored as its hash, audited as `pbx_token.create`); returns the token,
 /// to be shown once.
@@ -95,6 +97,110 @@ pub async fn list(
         .await
 }
 
+/// The inbound calls the telephone system reported: how many rang, were answered and were
+/// missed, the median wait before an answer, and the same per Brussels hour or day.
+#[derive(Debug, Clone)]
+pub struct Statistics {
+    pub received: i64,
+    pub answered: i64,
+    pub missed: i64,
+    pub median_wait_seconds: Option<f64>,
+    pub series: Vec<SeriesPoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeriesPoint {
+    pub start: chrono::DateTime<chrono_tz::Tz>,
+    pub received: i64,
+    pub answered: i64,
+    pub missed: i64,
+}
+
+/// [`Statistics`] of the inbound calls that started from `from` (default: the first) to `to`
+/// (default: now).
+pub async fn stats(
+    state: &AppState,
+    from: Option<chrono::NaiveDateTime>,
+    to: Option<chrono::NaiveDateTime>,
+    bucket: Bucket,
+) -> AppResult<Statistics> {
+    let end = to.unwrap_or_else(|| crate::domain::now() + chrono::Duration::seconds(1));
+    let start = from.unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc());
+    let calls = state
+        .db
+        .read(move |conn| db::phone_calls::inbound_times(conn, start, end).map_err(AppError::from))
+        .await?;
+    let hour =
+        |t: chrono::NaiveDateTime| t.duration_trunc(chrono::TimeDelta::hours(1)).unwrap_or(t);
+    // Per UTC hour, oldest first: each measure's counts.
+    let (mut received, mut answered, mut missed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut waits = Vec::new();
+    for (started, answer, ended) in &calls {
+        let h = hour(*started);
+        count(&mut received, h);
+        match (answer, ended) {
+            (Some(answer), _) => {
+                count(&mut answered, h);
+                waits.push((*answer - *started).num_milliseconds().max(0));
+            }
+            (None, Some(_)) => count(&mut missed, h),
+            (None, None) => {}
+        }
+    }
+    // Without `from` and `to`, the series spans the calls themselves.
+    let series_from = from
+        .or_else(|| received.first().map(|h| h.0))
+        .unwrap_or(end);
+    let series_to = match (to, received.last()) {
+        (None, Some(last)) => last.0 + chrono::Duration::hours(1),
+        _ => end,
+    };
+    let series = |hours: &[(chrono::NaiveDateTime, i64)]| {
+        local_series(hours, bucket, series_from, series_to)
+            .map_err(|e| AppError::validation("from", e.0))
+    };
+    let (r, a, m) = (series(&received)?, series(&answered)?, series(&missed)?);
+    let total = |hours: &[(chrono::NaiveDateTime, i64)]| hours.iter().map(|h| h.1).sum();
+    Ok(Statistics {
+        received: total(&received),
+        answered: total(&answered),
+        missed: total(&missed),
+        median_wait_seconds: median(&mut waits).map(|ms| ms / 1000.0),
+        series: r
+            .into_iter()
+            .zip(a)
+            .zip(m)
+            .map(
+                |(((start, received), (_, answered)), (_, missed))| SeriesPoint {
+                    start,
+                    received,
+                    answered,
+                    missed,
+                },
+            )
+            .collect(),
+    })
+}
+
+/// Adds one to the count of `hour`, the last one or a new one (`hour` never goes back).
+fn count(hours: &mut Vec<(chrono::NaiveDateTime, i64)>, hour: chrono::NaiveDateTime) {
+    match hours.last_mut() {
+        Some((h, n)) if *h == hour => *n += 1,
+        _ => hours.push((hour, 1)),
+    }
+}
+
+/// The median of these values (the mean of the two middle ones for an even count).
+fn median(values: &mut [i64]) -> Option<f64> {
+    values.sort_unstable();
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2] as f64),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) as f64 / 2.0),
+    }
+}
+
 /// Whether a live PBX holds this token (to tell a bad event from an unknown token).
 pub async fn is_pbx_token(state: &AppState, token: &str) -> AppResult<bool> {
     let hash = token_hash(token);
@@ -102,4 +208,26 @@ pub async fn is_pbx_token(state: &AppState, token: &str) -> AppResult<bool> {
         .db
         .read(move |conn| Ok(db::phone_calls::pbx_by_token_hash(conn, &hash)?.is_some()))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_two() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [30, 10, 20]), Some(20.0));
+        assert_eq!(median(&mut [40, 10, 30, 20]), Some(25.0));
+    }
+
+    #[test]
+    fn counts_go_to_their_hour() {
+        let h = |n| chrono::DateTime::UNIX_EPOCH.naive_utc() + chrono::Duration::hours(n);
+        let mut hours = Vec::new();
+        for at in [h(1), h(1), h(3)] {
+            count(&mut hours, at);
+        }
+        assert_eq!(hours, vec![(h(1), 2), (h(3), 1)]);
+    }
 }

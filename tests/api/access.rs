@@ -51,6 +51,7 @@ const MATRIX: &[Row] = &[
     // The telephone system's token is in the path; a bearer token changes nothing.
     ("post",   "/api/v1/cti/{pbx_token}",       PUBLIC),
     ("get",    "/api/v1/phone-calls",           [200, 200, 403, 200, 401]),
+    ("get",    "/api/v1/phone-calls/stats",     [200, 200, 403, 200, 401]),
     ("put",    "/api/v1/call-centre",           [200, 200, 403, 403, 401]),
     ("get",    "/api/v1/sites/{code}/capacity",    MANAGERS_READ),
     ("put",    "/api/v1/sites/{code}/capacity",    [200, 200, 403, 403, 401]),

@@ -508,3 +508,100 @@ async fn a_logged_call_takes_its_time_number_and_duration_from_the_pbx() {
         "{logged}"
     );
 }
+
+#[tokio::test]
+async fn the_stats_count_received_answered_and_missed_calls_per_brussels_day() {
+    let app = spawn_app().await;
+    let pbx = app.pbx_token().await;
+    agent_with_extension(&app, "201").await;
+    let answered = [("callId", "s-1"), ("from", "+3284212121")];
+    event(&app, &pbx, "newCall", &answered, &[]).await;
+    event(
+        &app,
+        &pbx,
+        "answer",
+        &answered,
+        &[("answeringNumber", "201")],
+    )
+    .await;
+    event(
+        &app,
+        &pbx,
+        "hangup",
+        &answered,
+        &[("cause", "normalClearing")],
+    )
+    .await;
+    let missed = [("callId", "s-2"), ("from", "+3284212122")];
+    event(&app, &pbx, "newCall", &missed, &[]).await;
+    event(&app, &pbx, "hangup", &missed, &[("cause", "cancel")]).await;
+    let ringing = [("callId", "s-3"), ("from", "+3284212123")];
+    event(&app, &pbx, "newCall", &ringing, &[]).await;
+    // Outbound calls are not received calls.
+    let out = [
+        ("callId", "s-4"),
+        ("direction", "out"),
+        ("from", "201"),
+        ("to", "+3284212122"),
+    ];
+    event(&app, &pbx, "newCall", &out, &[]).await;
+    event(&app, &pbx, "hangup", &out, &[("cause", "noAnswer")]).await;
+
+    let agent = app.agent().await;
+    let stats = agent.get_json("/api/v1/phone-calls/stats").await;
+    assert_eq!(stats["received"], 3, "{stats}");
+    assert_eq!(stats["answered"], 1);
+    assert_eq!(stats["missed"], 1);
+    assert!(
+        stats["median_wait_seconds"]
+            .as_f64()
+            .is_some_and(|w| w >= 0.0),
+        "{stats}"
+    );
+    let series = stats["series"].as_array().expect("series");
+    let sum = |k: &str| {
+        series
+            .iter()
+            .map(|p| p[k].as_i64().unwrap_or(0))
+            .sum::<i64>()
+    };
+    assert_eq!((sum("received"), sum("answered"), sum("missed")), (3, 1, 1));
+    let start = series[0]["start"].as_str().expect("start");
+    assert!(
+        start.ends_with("T00:00:00+01:00") || start.ends_with("T00:00:00+02:00"),
+        "days start at Brussels midnight: {start}"
+    );
+
+    // A window before any call: nothing, and empty days are in the series.
+    let stats = agent
+        .get_json("/api/v1/phone-calls/stats?from=2022-05-14T00:00:00%2B02:00&to=2022-05-16T00:00:00%2B02:00")
+        .await;
+    assert_eq!(stats["received"], 0);
+    assert!(stats["median_wait_seconds"].is_null());
+    let days: Vec<&str> = stats["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|p| p["start"].as_str())
+        .collect();
+    assert_eq!(
+        days,
+        ["2022-05-14T00:00:00+02:00", "2022-05-15T00:00:00+02:00"]
+    );
+    let hourly = agent
+        .get_json("/api/v1/phone-calls/stats?from=2022-05-14T00:00:00Z&to=2022-05-14T03:00:00Z&bucket=hour")
+        .await;
+    assert_eq!(hourly["series"].as_array().map(Vec::len), Some(3));
+
+    for bad in [
+        "?bucket=week",
+        "?from=yesterday",
+        "?from=2022-05-14T00:00:00Z&to=2040-05-14T00:00:00Z&bucket=hour",
+    ] {
+        assert_problem(
+            agent.get(&format!("/api/v1/phone-calls/stats{bad}")).await,
+            422,
+        )
+        .await;
+    }
+}
