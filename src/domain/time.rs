@@ -48,6 +48,16 @@ pub fn utc(t: NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
     t.and_utc()
 }
 
+/// The instant (UTC) a Brussels day starts.
+pub fn brussels_midnight(day: chrono::NaiveDate) -> NaiveDateTime {
+    use chrono::TimeZone;
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    chrono_tz::Europe::Brussels
+        .from_local_datetime(&midnight)
+        .earliest()
+        .map_or(midnight, |t| t.naive_utc())
+}
+
 /// `14/05/2022 à 09:30`-style parts: the Brussels local date and time of a UTC instant.
 pub fn brussels(t: NaiveDateTime) -> chrono::DateTime<chrono_tz::Tz> {
     Brussels.from_utc_datetime(&t)

@@ -14,12 +14,12 @@ use super::{
 use crate::db::sites::SiteRow;
 use crate::domain::appointment::{Programme, Status};
 use crate::domain::call::CentreStatus;
-use crate::domain::call::{busiest_days, per_day as calls_per_day};
+use crate::domain::call::{busiest_days, per_day as calls_per_day, Bucket};
 use crate::domain::site::SiteStatus;
 use crate::error::AppError;
 use crate::i18n::{Texts, PROGRAMMES};
-use crate::service::calls;
 use crate::service::sites;
+use crate::service::{calls, telephony};
 use crate::state::AppState;
 
 /// Days on the chart when the coordinator chose none: a quarter.
@@ -56,8 +56,10 @@ struct BoardPage {
     centre_since: String,
     calls_total: i64,
     chart: String,
-    /// `(day, calls)` of the chart, for its table.
-    days: Vec<(String, i64)>,
+    /// The chart's days, for its table: calls logged and the telephone system's figures.
+    days: Vec<DayFigures>,
+    /// The telephone system's inbound calls over the chart's period.
+    phone: Option<telephony::Statistics>,
     /// The chart's period for the form's date fields (`YYYY-MM-DD`).
     chart_from: String,
     chart_to: String,
@@ -178,24 +180,57 @@ fn site_views(t: &'static Texts, o: &sites::Overview) -> (Vec<SiteView>, [i64; 5
     (views, totals)
 }
 
-/// Each day of the period with its calls (`dd/mm/yyyy`).
+/// A day of the chart: the calls agents logged, and the inbound calls the telephone system
+/// reported (received, answered, missed).
+struct DayFigures {
+    /// `dd/mm/yyyy`.
+    day: String,
+    calls: i64,
+    phone: [i64; 3],
+}
+
+/// Each day of the period with its calls.
 fn chart_days(
     period: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
     per_day: &std::collections::BTreeMap<chrono::NaiveDate, i64>,
-) -> Vec<(String, i64)> {
+    phone: Option<&telephony::Statistics>,
+) -> Vec<DayFigures> {
+    let phone_on = |d: chrono::NaiveDate| {
+        phone
+            .and_then(|s| s.series.iter().find(|p| p.start.date_naive() == d))
+            .map_or([0; 3], |p| [p.received, p.answered, p.missed])
+    };
     period
         .map(|(from, to)| {
             from.iter_days()
                 .take_while(|d| *d <= to)
-                .map(|d| {
-                    (
-                        d.format("%d/%m/%Y").to_string(),
-                        *per_day.get(&d).unwrap_or(&0),
-                    )
+                .map(|d| DayFigures {
+                    day: d.format("%d/%m/%Y").to_string(),
+                    calls: *per_day.get(&d).unwrap_or(&0),
+                    phone: phone_on(d),
                 })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The telephone system's figures for the chart's days (Brussels midnight to midnight).
+async fn phone_figures(
+    state: &AppState,
+    period: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+) -> Result<Option<telephony::Statistics>, AppError> {
+    let Some((from, to)) = period else {
+        return Ok(None);
+    };
+    let midnight = |d: chrono::NaiveDate| crate::domain::time::brussels_midnight(d);
+    let stats = telephony::stats(
+        state,
+        Some(midnight(from)),
+        Some(midnight(to + chrono::Duration::days(1))),
+        Bucket::Day,
+    )
+    .await?;
+    Ok((stats.received > 0).then_some(stats))
 }
 
 /// `GET /board`.
@@ -217,10 +252,13 @@ pub async fn page(
         .map_err(|e| PageError::App(e, lang))?
         .or_else(|| busiest_days(&per_day, CHART_DAYS));
     let (sites, totals) = site_views(t, &o);
-    let days = chart_days(period, &per_day);
+    let phone = phone_figures(&state, period)
+        .await
+        .map_err(|e| PageError::App(e, lang))?;
+    let days = chart_days(period, &per_day, phone.as_ref());
     let short: Vec<(String, i64)> = days
         .iter()
-        .map(|(d, n)| (d.get(..5).unwrap_or(d).to_string(), *n))
+        .map(|d| (d.day.get(..5).unwrap_or(&d.day).to_string(), d.calls))
         .collect();
     let summary = query.summary(t, &sites);
     let page = BoardPage {
@@ -240,6 +278,7 @@ pub async fn page(
         calls_total: o.centre.calls_total,
         chart: chart::bars(t.calls_per_day, &short),
         days,
+        phone,
         chart_from: period.map(|p| p.0.to_string()).unwrap_or_default(),
         chart_to: period.map(|p| p.1.to_string()).unwrap_or_default(),
     };

@@ -605,3 +605,48 @@ async fn the_stats_count_received_answered_and_missed_calls_per_brussels_day() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn the_board_shows_the_telephone_systems_calls_per_day_beside_the_logged_ones() {
+    let app = spawn_app().await;
+    let pbx = app.pbx_token().await;
+    agent_with_extension(&app, "201").await;
+    for (id, answered) in [("b-1", true), ("b-2", false), ("b-3", false)] {
+        let call = [("callId", id), ("from", "+3284212121")];
+        event(&app, &pbx, "newCall", &call, &[]).await;
+        if answered {
+            event(&app, &pbx, "answer", &call, &[("answeringNumber", "201")]).await;
+        }
+        event(&app, &pbx, "hangup", &call, &[("cause", "normalClearing")]).await;
+    }
+    let logged = json!({"reason": "other", "outcome": "informed"});
+    assert_eq!(
+        app.agent()
+            .await
+            .post("/api/v1/calls", &logged)
+            .await
+            .status(),
+        201
+    );
+
+    let coordinator = app.coordinator().await;
+    let web = crate::web::WebClient::sign_in(&app, coordinator.token()).await;
+    let html = web.html("/board").await;
+    assert!(
+        html.contains("3 appels reçus, 1 répondus, 2 manqués"),
+        "the period's figures: {html}"
+    );
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Brussels)
+        .format("%d/%m/%Y")
+        .to_string();
+    assert!(
+        html.contains(&format!(
+            "<tr><td>{today}</td><td>1</td><td>3</td><td>1</td><td>2</td></tr>"
+        )),
+        "a day: logged, received, answered, missed: {html}"
+    );
+    // A period without PBX calls shows no telephone columns.
+    let html = web.html("/board?from=2022-05-10&to=2022-05-12").await;
+    assert!(!html.contains("phone-summary"));
+}
