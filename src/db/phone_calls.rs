@@ -26,6 +26,38 @@ pub fn insert_pbx(conn: &mut DbConnection, row: &PbxRow) -> QueryResult<()> {
         .map(drop)
 }
 
+/// The PBXs' tokens, revoked ones too, oldest first, after the id `after`.
+pub fn list_pbx(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<PbxRow>> {
+    let mut q = pbx_tokens::table
+        .order(pbx_tokens::id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(pbx_tokens::id.gt(after.to_string()));
+    }
+    q.load(conn)
+}
+
+/// Revokes a live PBX token; false if there is none with this id.
+pub fn revoke_pbx(
+    conn: &mut DbConnection,
+    id: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        pbx_tokens::table
+            .find(id)
+            .filter(pbx_tokens::revoked_at.is_null()),
+    )
+    .set(pbx_tokens::revoked_at.eq(now))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
 /// The id of the PBX whose live token has this hash.
 pub fn pbx_by_token_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<String>> {
     pbx_tokens::table

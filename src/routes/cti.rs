@@ -1,14 +1,14 @@
 //! `/api/v1/cti/{pbx_token}`: the telephone system's call events, and `/api/v1/phone-calls`:
 //! the caller log they make (CONTRACT §4.9).
 
-use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{delete, get, post, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::calls::StatsQuery;
 use super::{parse_instant, utc, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
-use crate::db::phone_calls::PhoneCallFilter;
+use crate::db::phone_calls::{PbxRow, PhoneCallFilter};
 use crate::denials::Refusal;
 use crate::domain::call::Bucket;
 use crate::domain::cti::{Event, EventInput};
@@ -306,4 +306,85 @@ pub async fn stats(
             })
             .collect(),
     }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PbxTokenResponse {
+    pub id: String,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it stopped working, if it did.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<PbxRow> for PbxTokenResponse {
+    fn from(r: PbxRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            created_at: utc(r.created_at),
+            revoked_at: r.revoked_at.map(utc),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PbxTokenQuery {
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The telephone systems' tokens (`reprise cti-token create`), revoked ones too, oldest
+/// first; the tokens themselves are kept only as hashes and never shown again.
+#[utoipa::path(
+    operation_id = "pbx_tokens_list",
+    tag = "telephony",
+    params(PbxTokenQuery),
+    responses(
+        (status = 200, body = Page<PbxTokenResponse>),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[get("/pbx-tokens")]
+pub async fn list_tokens(
+    _caller: Granted<perm::ManageUsers>,
+    state: web::Data<AppState>,
+    query: ApiQuery<PbxTokenQuery>,
+) -> AppResult<web::Json<Page<PbxTokenResponse>>> {
+    let q = query.parse()?;
+    let page = PageRequest::parse(q.limit, q.cursor)?;
+    let rows = telephony::list_pbx_tokens(&state, page.cursor.clone(), page.fetch()).await?;
+    Ok(web::Json(page.page(
+        rows,
+        |r| r.id.clone(),
+        PbxTokenResponse::from,
+    )))
+}
+
+/// Revoke a telephone system's token: its events are refused from now on, as an unknown
+/// token's (404).
+#[utoipa::path(
+    operation_id = "pbx_tokens_delete",
+    tag = "telephony",
+    params(("id" = String, Path, description = "PBX token id")),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/pbx-tokens/{id}")]
+pub async fn revoke_token(
+    caller: Granted<perm::ManageUsers>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    telephony::revoke_pbx_token(&state, caller.caller, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -65,6 +65,8 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(cti::event)
         .service(cti::list)
         .service(cti::stats)
+        .service(cti::list_tokens)
+        .service(cti::revoke_token)
         .service(planning::site_capacity)
         .service(planning::set_site_capacity)
         .service(planning::set_service_capacity)

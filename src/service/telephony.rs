@@ -37,6 +37,41 @@ pub fn create_pbx_token(db: &Db, caller: Caller, name: String) -> AppResult<Stri
     Ok(token)
 }
 
+/// The PBXs' tokens (their names and dates; the tokens themselves are not kept), oldest
+/// first, after the id `after`.
+pub async fn list_pbx_tokens(
+    state: &AppState,
+    after: Option<String>,
+    fetch: i64,
+) -> AppResult<Vec<PbxRow>> {
+    state
+        .db
+        .read(move |conn| Ok(db::phone_calls::list_pbx(conn, after.as_deref(), fetch)?))
+        .await
+}
+
+/// Revokes a PBX's token: its next event is refused as an unknown token (audited as
+/// `pbx_token.revoke`).
+pub async fn revoke_pbx_token(state: &AppState, caller: Caller, id: String) -> AppResult<()> {
+    let now = crate::domain::now();
+    state
+        .db
+        .write(move |conn| {
+            if !db::phone_calls::revoke_pbx(conn, &id, now)? {
+                return Err(AppError::NotFound("no such live PBX token".into()));
+            }
+            crate::audit::record(
+                conn,
+                &caller,
+                "pbx_token.revoke",
+                Some(&format!("pbx:{id}")),
+                serde_json::json!({}),
+            )?;
+            Ok(())
+        })
+        .await
+}
+
 /// Records a PBX's event in one short write (the PBX waits for the answer while the phone
 /// rings): false, and nothing written, when no live PBX token is `token`.
 pub async fn receive(state: &AppState, token: &str, event: Event) -> AppResult<bool> {

@@ -52,6 +52,8 @@ const MATRIX: &[Row] = &[
     ("post",   "/api/v1/cti/{pbx_token}",       PUBLIC),
     ("get",    "/api/v1/phone-calls",           [200, 200, 403, 200, 401]),
     ("get",    "/api/v1/phone-calls/stats",     [200, 200, 403, 200, 401]),
+    ("get",    "/api/v1/pbx-tokens",            ADMIN_ONLY_READ),
+    ("delete", "/api/v1/pbx-tokens/{id}",       [204, 403, 403, 403, 401]),
     ("put",    "/api/v1/call-centre",           [200, 200, 403, 403, 401]),
     ("get",    "/api/v1/sites/{code}/capacity",    MANAGERS_READ),
     ("put",    "/api/v1/sites/{code}/capacity",    [200, 200, 403, 403, 401]),
@@ -159,6 +161,17 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
     if path.starts_with("/api/v1/users/") {
         let id = app.agent().await.id().to_string();
         path.replace("{id}", &id)
+    } else if path == "/api/v1/pbx-tokens/{id}" {
+        // A live token each time: revoking is final.
+        app.pbx_token().await;
+        let tokens = app.admin().get_json("/api/v1/pbx-tokens?limit=1000").await;
+        let live = tokens["items"]
+            .as_array()
+            .and_then(|items| items.iter().rev().find(|t| t["revoked_at"].is_null()))
+            .and_then(|t| t["id"].as_str())
+            .expect("a live PBX token")
+            .to_string();
+        path.replace("{id}", &live)
     } else if path == "/api/v1/cti/{pbx_token}" {
         path.replace("{pbx_token}", &app.pbx_token().await)
     } else if path == "/api/v1/planning/deadline" {

@@ -650,3 +650,37 @@ async fn the_board_shows_the_telephone_systems_calls_per_day_beside_the_logged_o
     let html = web.html("/board?from=2022-05-10&to=2022-05-12").await;
     assert!(!html.contains("phone-summary"));
 }
+
+#[tokio::test]
+async fn an_admin_lists_and_revokes_pbx_tokens_and_a_revoked_one_is_unknown() {
+    let app = spawn_app().await;
+    let pbx = app.pbx_token().await;
+    let call = [("callId", "t-1"), ("from", "+3284212121")];
+    event(&app, &pbx, "newCall", &call, &[]).await;
+    let admin = app.admin();
+    let tokens = admin.get_json("/api/v1/pbx-tokens").await;
+    let items = tokens["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["name"], "PBX");
+    assert!(items[0]["revoked_at"].is_null());
+    assert!(
+        !tokens.to_string().contains(&pbx),
+        "the token is never shown again"
+    );
+    let id = items[0]["id"].as_str().expect("id");
+
+    let r = admin.delete(&format!("/api/v1/pbx-tokens/{id}")).await;
+    assert_eq!(r.status(), 204);
+    let refused = form(&app, &pbx, &[&[("event", "hangup")][..], &call].concat()).await;
+    assert_problem(refused, 404).await;
+    assert_problem(admin.delete(&format!("/api/v1/pbx-tokens/{id}")).await, 404).await;
+    assert_problem(admin.delete("/api/v1/pbx-tokens/nope").await, 404).await;
+    let tokens = admin.get_json("/api/v1/pbx-tokens").await;
+    assert!(tokens["items"][0]["revoked_at"].is_string());
+    let audit = admin
+        .get_json("/api/v1/audit?action=pbx_token.revoke")
+        .await;
+    assert_eq!(audit["items"][0]["target"], format!("pbx:{id}"));
+    // The call it reported stays in the caller log, not ended.
+    assert!(phone_calls(&app, "").await[0]["ended_at"].is_null());
+}
