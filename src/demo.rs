@@ -834,6 +834,122 @@ fn brussels(y: i32, m: u32, d: u32, h: u32, min: u32) -> chrono::NaiveDateTime {
         .unwrap_or(local)
 }
 
+/// The central number patients called.
+const CENTRAL: &str = "+3263553000";
+
+/// The telephone system's history of those weeks: each logged call was a PBX call that an
+/// agent answered after a wait (long in the first days), and beside them the calls nobody
+/// answered. On the first days there were more of those than answered ones; a patient who
+/// could not get through called again, up to five times a day.
+fn pbx_history(
+    rng: &mut ChaCha8Rng,
+    pbx_id: &str,
+    calls: &[crate::db::calls::CallRow],
+    phones: &[String],
+) -> Vec<crate::db::phone_calls::NewPhoneCall> {
+    use crate::db::phone_calls::NewPhoneCall;
+    use crate::domain::cti::{Cause, Direction};
+    let first = NaiveDate::from_ymd_opt(2022, 5, 14).unwrap_or_default();
+    let day_of = |at: chrono::NaiveDateTime| {
+        (crate::domain::time::brussels(at).date_naive() - first)
+            .num_days()
+            .max(0)
+    };
+    let mut serial = 0u64;
+    let mut pbx_call_id = |at: chrono::NaiveDateTime| {
+        serial += 1;
+        format!("{}.{serial}", at.and_utc().timestamp())
+    };
+    let mut rows = Vec::with_capacity(calls.len() * 2);
+    let mut answered_per_day = std::collections::BTreeMap::<i64, usize>::new();
+    for call in calls {
+        let day = day_of(call.received_at);
+        *answered_per_day.entry(day).or_default() += 1;
+        // Minutes of waiting the first days, seconds three weeks later.
+        let longest = (600.0 * (-(day as f64) / 4.0).exp()).max(20.0) as i64;
+        let started = call.received_at - chrono::Duration::seconds(rng.gen_range(3..=longest));
+        rows.push(NewPhoneCall {
+            id: seeded_id(rng, started),
+            pbx_id: pbx_id.to_string(),
+            pbx_call_id: pbx_call_id(started),
+            direction: Direction::In,
+            from_number: call
+                .caller_phone
+                .clone()
+                .unwrap_or_else(|| "anonymous".into()),
+            to_number: CENTRAL.into(),
+            queue: Some("accueil".into()),
+            started_at: started,
+            answered_at: Some(call.received_at),
+            ended_at: Some(
+                call.received_at
+                    + chrono::Duration::seconds(call.duration_seconds.unwrap_or(60).into()),
+            ),
+            cause: Some(Cause::NormalClearing),
+            answered_by: None,
+            answering_number: None,
+            call_id: Some(call.id.clone()),
+        });
+    }
+    for (day, answered) in answered_per_day {
+        // 1.6 missed per answered call on the first day, a few percent after two weeks.
+        let missed =
+            (answered as f64 * (1.6 * (-(day as f64) / 3.0).exp() + 0.04)).round() as usize;
+        let date = first + chrono::Duration::days(day);
+        let mut made = 0;
+        while made < missed {
+            let hour = if rng.gen_bool(0.7) {
+                rng.gen_range(8..12)
+            } else {
+                rng.gen_range(12..19)
+            };
+            let mut at = brussels(
+                date.year(),
+                date.month(),
+                date.day(),
+                hour,
+                rng.gen_range(0..60),
+            );
+            let from = match phones.len() {
+                n if n > 0 && rng.gen_bool(0.85) => phones[rng.gen_range(0..n)].clone(),
+                _ => "anonymous".to_string(),
+            };
+            // Callers who do not get through try again a few minutes later.
+            let tries = if from == "anonymous" {
+                1
+            } else {
+                weighted(rng, &[50, 25, 12, 8, 5]) + 1
+            };
+            for _ in 0..tries.min(missed - made) {
+                let rang = rng.gen_range(15..180);
+                rows.push(NewPhoneCall {
+                    id: seeded_id(rng, at),
+                    pbx_id: pbx_id.to_string(),
+                    pbx_call_id: pbx_call_id(at),
+                    direction: Direction::In,
+                    from_number: from.clone(),
+                    to_number: CENTRAL.into(),
+                    queue: Some("accueil".into()),
+                    started_at: at,
+                    answered_at: None,
+                    ended_at: Some(at + chrono::Duration::seconds(rang)),
+                    cause: Some(if rang > 120 {
+                        Cause::NoAnswer
+                    } else {
+                        Cause::Cancel
+                    }),
+                    answered_by: None,
+                    answering_number: None,
+                    call_id: None,
+                });
+                made += 1;
+                at += chrono::Duration::minutes(rng.gen_range(2..40));
+            }
+        }
+    }
+    rows
+}
+
 /// Loads the Vivalia scenario into an empty database: sites, services, people and their care,
 /// the incident of the night of 13 to 14 May 2022, and the calls of the three weeks after it.
 /// Everything in one transaction; the same seed gives the same data.
@@ -1107,6 +1223,17 @@ pub fn load(
         }
     }
 
+    let pbx = crate::db::phone_calls::PbxRow {
+        id: seeded_id(rng, brussels(2022, 5, 14, 6, 0)),
+        name: "Standard téléphonique Vivalia (démo)".into(),
+        // Nobody holds this token: `reprise cti-token create` makes one to try the events.
+        token_hash: crate::tokens::new_token().1,
+        created_at: brussels(2022, 5, 14, 6, 0),
+        revoked_at: None,
+    };
+    let phones: Vec<String> = persons.iter().filter_map(|p| p.phone.clone()).collect();
+    let phone_calls = pbx_history(rng, &pbx.id, &calls, &phones);
+
     let report_sizes = (
         sites.len(),
         services.len(),
@@ -1146,6 +1273,8 @@ pub fn load(
         // the demo sends none of them (until someone reopens a site or moves a date).
         db::notifications::record_postponed_as_sent(conn, &incident.id, incident.created_at)?;
         db::calls::insert_many(conn, &calls)?;
+        db::phone_calls::insert_pbx(conn, &pbx)?;
+        db::phone_calls::insert_many(conn, &phone_calls)?;
         let caller = crate::auth::Caller::command_line();
         let mut tokens = std::collections::BTreeMap::new();
         for (role, services) in accounts {

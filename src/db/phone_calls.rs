@@ -148,6 +148,38 @@ pub fn record(
     Ok(())
 }
 
+/// A PBX call whole, as the demo writes its history (the events write theirs with
+/// [`record`]).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = phone_calls)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct NewPhoneCall {
+    pub id: String,
+    pub pbx_id: String,
+    pub pbx_call_id: String,
+    pub direction: Direction,
+    pub from_number: String,
+    pub to_number: String,
+    pub queue: Option<String>,
+    pub started_at: chrono::NaiveDateTime,
+    pub answered_at: Option<chrono::NaiveDateTime>,
+    pub ended_at: Option<chrono::NaiveDateTime>,
+    pub cause: Option<Cause>,
+    pub answered_by: Option<String>,
+    pub answering_number: Option<String>,
+    pub call_id: Option<String>,
+}
+
+/// Multi-row inserts, in chunks under SQLite's bound-parameter limit.
+pub fn insert_many(conn: &mut DbConnection, rows: &[NewPhoneCall]) -> QueryResult<()> {
+    for chunk in rows.chunks(super::BULK_ROWS) {
+        per_backend!(&mut *conn, |c| diesel::insert_into(phone_calls::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
 /// A call as the PBX reported it.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = phone_calls)]

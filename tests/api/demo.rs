@@ -292,3 +292,51 @@ async fn each_demo_service_does_its_own_care_for_patients_of_its_age() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_demo_has_the_telephone_systems_may_2022() {
+    let app = spawn_app().await;
+    let report = load(&app, 2022).await.expect("loads");
+    let coordinator = app.user(&report.tokens["coordinator"]);
+    let stats = coordinator
+        .get_json("/api/v1/phone-calls/stats?from=2022-05-14T00:00:00%2B02:00&to=2022-06-04T00:00:00%2B02:00")
+        .await;
+    // Every logged call was answered on the telephone; the others were missed.
+    assert_eq!(stats["answered"], SMALL.calls as i64, "{stats}");
+    let received = stats["received"].as_i64().expect("received");
+    assert_eq!(
+        received,
+        stats["answered"].as_i64().unwrap_or(0) + stats["missed"].as_i64().unwrap_or(0)
+    );
+    let series = stats["series"].as_array().expect("series");
+    assert_eq!(series.len(), 21);
+    let (first, last) = (&series[0], &series[20]);
+    assert!(
+        first["missed"].as_i64() > first["answered"].as_i64(),
+        "the first day, more calls missed than answered: {first}"
+    );
+    assert!(
+        last["missed"].as_i64() < last["answered"].as_i64(),
+        "three weeks later, most are answered: {last}"
+    );
+    assert!(stats["median_wait_seconds"]
+        .as_f64()
+        .is_some_and(|w| w > 0.0));
+    // Answered PBX calls lead to the calls the agents logged.
+    let answered = coordinator
+        .get_json("/api/v1/phone-calls?missed=false&limit=5")
+        .await;
+    for c in answered["items"].as_array().expect("items") {
+        assert!(c["call_id"].is_string(), "{c}");
+    }
+    let missed = coordinator
+        .get_json("/api/v1/phone-calls?missed=true&limit=50")
+        .await;
+    let items = missed["items"].as_array().expect("items");
+    assert!(items
+        .iter()
+        .all(|c| c["call_id"].is_null() && c["answered_at"].is_null()));
+    assert!(items
+        .iter()
+        .any(|c| !c["patient_ids"].as_array().expect("ids").is_empty()));
+}
