@@ -174,6 +174,37 @@ async fn the_agent_who_answered_sees_the_caller_and_nobody_else_does() {
     )));
     assert!(page.contains(r#"value="+3261234567" data-popped="+3261234567""#));
     assert!(page.contains("Appel terminé") && page.contains("Prothèse de hanche"));
+    // The form as the page filled it logs the call at the time it came in.
+    let csrf = crate::web::csrf_in(&page);
+    let key_at = page.find(r#"name="key" value=""#).expect("key") + r#"name="key" value=""#.len();
+    let key = &page[key_at..key_at + 36];
+    let received_at = {
+        let at = page.find(r#"id="received_at" value=""#).expect("time") + 24;
+        page[at..at + page[at..].find('"').expect("end")].to_string()
+    };
+    let sent = anne
+        .post_raw(
+            "/agent/calls",
+            &[
+                ("csrf", csrf.as_str()),
+                ("key", key),
+                ("patient_id", &patient),
+                ("phone_call_id", &phone_call_id),
+                ("received_at", &received_at),
+                ("reason", "other"),
+                ("outcome", "informed"),
+                ("caller_phone", "+3261234567"),
+                ("duration_minutes", "1,5"),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status(), 303);
+    let calls = app.admin().get_json("/api/v1/calls").await;
+    let logged = &calls["items"][0];
+    assert_eq!(logged["patient_id"], patient.as_str());
+    assert_eq!(logged["duration_seconds"], 90);
+    let phone_calls = app.admin().get_json("/api/v1/phone-calls").await;
+    assert_eq!(logged["received_at"], phone_calls["items"][0]["started_at"]);
     let others = bob.html("/agent").await;
     assert!(others.contains(r#"data-since="none" hidden"#));
     assert!(!others.contains("+32 61 23 45 67") && !others.contains("Dubois"));

@@ -47,6 +47,7 @@ document.addEventListener("DOMContentLoaded", () => {
       f.dataset.popped = value;
     };
     const stream = new EventSource("/agent/events?since=" + encodeURIComponent(pop.dataset.since || "none"));
+    stream.addEventListener("open", () => { pop.dataset.live = "1"; });
     stream.addEventListener("pop", (e) => {
       const d = JSON.parse(e.data);
       pop.innerHTML = d.html;
