@@ -20,6 +20,7 @@ pub(crate) mod i18n;
 pub mod metrics;
 pub(crate) mod middleware;
 pub mod openapi;
+pub(crate) mod pops;
 pub(crate) mod ratelimit;
 pub(crate) mod routes;
 pub(crate) mod secrets;

@@ -87,6 +87,7 @@ impl Application {
             tokens: Default::default(),
             allow: openapi::allowed_methods(&spec),
             links,
+            pops: Default::default(),
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -119,6 +120,7 @@ impl Application {
         .run();
         tracing::info!(port, "listening");
         tokio::spawn(housekeeping(state.clone()));
+        tokio::spawn(screen_pops(state.clone()));
         let worker = transport.map(|(transport, delivery)| {
             crate::email::Worker::new(
                 state.db.clone(),
@@ -180,6 +182,21 @@ const DENIALS_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The background chores of a running service: the aggregated refusals written every
 /// [`DENIALS_FLUSH`]; the disclosure counts of past hours purged.
+/// The screen pop's database path: twice a second, the current call of each account with an
+/// agents' page open here (one read, none while no page is open), for the PBX events another
+/// instance received (docs/architecture.md, "The screen pop").
+async fn screen_pops(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(crate::service::screen_pop::POLL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = crate::service::screen_pop::poll(&state).await {
+            // The causes of internal and database errors, never data.
+            e.log();
+        }
+    }
+}
+
 async fn housekeeping(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(DENIALS_FLUSH);
     let mut purged_before = None;

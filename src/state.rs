@@ -24,4 +24,7 @@ pub struct AppState {
     pub allow: HashMap<String, String>,
     /// How answer links are written (`domain::answer`).
     pub links: crate::email::render::Links,
+    /// The call each account with an agents' page open here has now (`pops`): what the
+    /// PBX's events publish and the pages' event streams wait on.
+    pub pops: crate::pops::Pops,
 }

@@ -211,6 +211,7 @@ impl PhoneCallRow {
     }
 }
 
+/// One call by its id.
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<PhoneCallRow>> {
     phone_calls::table
         .find(id)
@@ -345,4 +346,77 @@ pub fn patients_with_phones(
         .select((patients::phone, patients::id))
         .order(patients::id)
         .load(conn)
+}
+
+/// Who has a call now, and in what state: the account that answered it last, whether it has
+/// ended, and whether an agent logged it already.
+#[derive(Debug, Clone, Queryable)]
+pub struct Holder {
+    pub id: String,
+    pub answered_by: Option<String>,
+    pub ended_at: Option<chrono::NaiveDateTime>,
+    pub call_id: Option<String>,
+}
+
+/// The state of the PBX `pbx_id`'s call `pbx_call_id` (after an event was recorded).
+pub fn holder(
+    conn: &mut DbConnection,
+    pbx_id: &str,
+    pbx_call_id: &str,
+) -> QueryResult<Option<Holder>> {
+    phone_calls::table
+        .filter(phone_calls::pbx_id.eq(pbx_id))
+        .filter(phone_calls::pbx_call_id.eq(pbx_call_id))
+        .select((
+            phone_calls::id,
+            phone_calls::answered_by,
+            phone_calls::ended_at,
+            phone_calls::call_id,
+        ))
+        .first(conn)
+        .optional()
+}
+
+/// The current call of each of `accounts`: the latest answered by it since `answered_since`,
+/// not logged yet, and going on or ended after `ended_since`. One query for all of them, by
+/// `phone_calls_answered_by`; the accounts without one are absent.
+pub fn current_of(
+    conn: &mut DbConnection,
+    accounts: &[String],
+    answered_since: chrono::NaiveDateTime,
+    ended_since: chrono::NaiveDateTime,
+) -> QueryResult<Vec<Holder>> {
+    if accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Holder> = phone_calls::table
+        .filter(phone_calls::answered_by.eq_any(accounts))
+        .filter(phone_calls::answered_at.ge(answered_since))
+        .filter(phone_calls::call_id.is_null())
+        .filter(
+            phone_calls::ended_at
+                .is_null()
+                .or(phone_calls::ended_at.ge(ended_since)),
+        )
+        .order((
+            phone_calls::answered_by,
+            phone_calls::answered_at.desc(),
+            phone_calls::id.desc(),
+        ))
+        .select((
+            phone_calls::id,
+            phone_calls::answered_by,
+            phone_calls::ended_at,
+            phone_calls::call_id,
+        ))
+        // A few calls per agent at most, given the windows; a cap all the same.
+        .limit(accounts.len() as i64 * 20)
+        .load(conn)?;
+    let mut latest: Vec<Holder> = Vec::with_capacity(accounts.len());
+    for row in rows {
+        if latest.last().map(|l| &l.answered_by) != Some(&row.answered_by) {
+            latest.push(row);
+        }
+    }
+    Ok(latest)
 }

@@ -14,6 +14,7 @@ pub mod imports;
 pub mod incidents;
 pub mod patients;
 pub mod planning;
+pub mod screen_pop;
 pub mod sessions;
 pub mod sites;
 pub mod telephony;

@@ -39,7 +39,7 @@ pub async fn create(state: &AppState, caller: Caller, new: NewPatient) -> AppRes
 }
 
 /// The services a caller is limited to, if any (secretaries).
-fn scope(caller: &Caller) -> Option<Vec<String>> {
+pub(super) fn scope(caller: &Caller) -> Option<Vec<String>> {
     caller
         .role
         .is_service_scoped()
@@ -50,7 +50,7 @@ fn scope(caller: &Caller) -> Option<Vec<String>> {
 /// (`limit`), in the transaction that shows them: over it, a 429 and nothing shown (the
 /// transaction rolls back). Patients the account was already shown this hour are free; the
 /// command line has no account and no limit.
-fn disclose(
+pub(super) fn disclose(
     conn: &mut db::DbConnection,
     caller: &Caller,
     limit: Option<u32>,

@@ -5,7 +5,7 @@ use crate::auth::{token_hash, Caller};
 use crate::db::phone_calls::{PbxRow, PhoneCallFilter, PhoneCallRow};
 use crate::db::{self, Db};
 use crate::domain::call::{local_series, Bucket};
-use crate::domain::cti::Event;
+use crate::domain::cti::{Event, EventKind};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use chrono::DurationRound;
@@ -73,21 +73,36 @@ pub async fn revoke_pbx_token(state: &AppState, caller: Caller, id: String) -> A
 }
 
 /// Records a PBX's event in one short write (the PBX waits for the answer while the phone
-/// rings): false, and nothing written, when no live PBX token is `token`.
+/// rings): false, and nothing written, when no live PBX token is `token`. Once an `answer` or
+/// a `hangup` has committed, the pages of the agent who has the call are told (the screen
+/// pop, `screen_pop::announce`: ids only, never waiting on a page).
 pub async fn receive(state: &AppState, token: &str, event: Event) -> AppResult<bool> {
     let hash = token_hash(token);
     let now = crate::domain::now();
-    state
+    let recorded = state
         .db
         .write(move |conn| {
             let Some(pbx) = db::phone_calls::pbx_by_token_hash(conn, &hash)? else {
-                return Ok(false);
+                return Ok(None);
             };
             let agent = db::phone_calls::account_of_extension(conn, &event.answered_by)?;
             db::phone_calls::record(conn, &pbx, &event, agent, now)?;
-            Ok(true)
+            let pops = matches!(event.kind, EventKind::Answer | EventKind::Hangup);
+            let holder = if pops {
+                db::phone_calls::holder(conn, &pbx, &event.call_id)?
+            } else {
+                None
+            };
+            Ok::<_, AppError>(Some(holder))
         })
-        .await
+        .await?;
+    let Some(holder) = recorded else {
+        return Ok(false);
+    };
+    if let Some(holder) = holder {
+        super::screen_pop::announce(state, holder, now);
+    }
+    Ok(true)
 }
 
 /// A PBX call with the patients whose phone is its caller's number.

@@ -51,7 +51,7 @@ pub struct AppointmentView {
     pub new_date: String,
 }
 
-fn appointment_view(t: &'static Texts, a: AppointmentRow) -> AppointmentView {
+pub(super) fn appointment_view(t: &'static Texts, a: AppointmentRow) -> AppointmentView {
     AppointmentView {
         kind: t.word(a.kind.as_str()).to_string(),
         status: t.word(a.status.as_str()).to_string(),
@@ -85,6 +85,8 @@ struct AgentPage {
     reasons: Vec<(&'static str, &'static str)>,
     outcomes: Vec<(&'static str, &'static str)>,
     centre_off: bool,
+    /// The call the agent has now (the screen pop), also without script.
+    pop: Option<super::pop::PopView>,
 }
 
 impl AgentPage {
@@ -103,6 +105,7 @@ impl AgentPage {
             reasons: REASONS.iter().map(|c| (*c, t.word(c))).collect(),
             outcomes: OUTCOMES.iter().map(|c| (*c, t.word(c))).collect(),
             centre_off,
+            pop: None,
         }
     }
 }
@@ -144,6 +147,7 @@ pub async fn page(
 ) -> Result<HttpResponse, PageError> {
     let session = &signed.session;
     let mut page = AgentPage::new(session, query.done.as_deref(), centre_off(&state).await?);
+    page.pop = super::pop::current(&req, &state, session).await?;
     if let Some(id) = query.patient.as_deref().filter(|id| !id.is_empty()) {
         // A patient's record: `GET /patients/{id}`'s permission and reads budget.
         also::<ReadPatients>(&req, session).await?;
@@ -169,11 +173,13 @@ pub struct SearchForm {
 /// `POST /agent/search`: the search goes in the body, never in a URL (CONTRACT §4.2).
 pub async fn search(
     sent: Submitted<ReadPatients, SearchForm>,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let session = &sent.session;
     may_log_calls(session)?;
     let mut page = AgentPage::new(session, None, centre_off(&state).await?);
+    page.pop = super::pop::current(&req, &state, session).await?;
     page.query = sent.form.q.clone();
     let searched = match PatientQuery::parse(&sent.form.q) {
         Ok(query) => patients::search(&state, session.caller.clone(), query).await,
@@ -215,7 +221,9 @@ pub struct CallForm {
     caller_phone: Option<String>,
     notes: Option<String>,
     callback: Option<String>,
-    /// The PBX call the agent answered, when the page showed one.
+    /// When the call came in (RFC 3339), filled by the screen pop.
+    received_at: Option<String>,
+    /// The telephone system's call this form logs (`phone_calls.id`), filled by the screen pop.
     phone_call_id: Option<String>,
 }
 
@@ -248,15 +256,16 @@ pub async fn log(
         .map(|m| minutes(&m))
         .transpose()
         .map_err(err)?;
-    let (phone, patient, appointment, notes, phone_call) = (
+    let (phone, patient, appointment, notes, received_at, phone_call) = (
         filled(form.caller_phone),
         filled(form.patient_id),
         filled(form.appointment_id),
         filled(form.notes),
+        filled(form.received_at),
         filled(form.phone_call_id),
     );
     let input = CallInput {
-        received_at: None,
+        received_at: received_at.as_deref(),
         caller_phone: phone.as_deref(),
         patient_id: patient.as_deref(),
         appointment_id: appointment.as_deref(),

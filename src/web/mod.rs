@@ -18,6 +18,7 @@ mod answer;
 mod board;
 mod chart;
 mod contacts;
+mod pop;
 mod signin;
 
 use std::future::Future;
@@ -60,6 +61,7 @@ pub fn pages(cfg: &mut web::ServiceConfig) {
         .route("/agent", web::get().to(agent::page))
         .route("/agent/search", web::post().to(agent::search))
         .route("/agent/calls", web::post().to(agent::log))
+        .route("/agent/events", web::get().to(pop::events))
         .route("/contacts", web::get().to(contacts::page))
         .route("/contacts/attempt", web::post().to(contacts::attempt))
         .route("/contacts/reschedule", web::post().to(contacts::reschedule))
@@ -599,7 +601,8 @@ async fn asset(file: web::Path<String>) -> HttpResponse {
 
 // The marker types pages name, re-exported for the page modules.
 pub(crate) use perm::{
-    ChangeAppointments, ContactLists, LogCalls, ManageCallCentre, ManageSites, ReadPatients,
+    ChangeAppointments, ContactLists, LogCalls, ManageCallCentre, ManageSites, ReadCalls,
+    ReadPatients,
 };
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::answers;
 use crate::helpers::{free_port, spawn_app, TestApp};
+use crate::screen_pop;
 use crate::web::crisis;
 
 const ENTER: &str = "\u{e007}";
@@ -1121,5 +1122,106 @@ async fn a_patients_request_reads_as_a_request_and_is_found_at_once() {
     .collect();
     assert_eq!(shown, vec![s.unplanned.clone()]);
     shot(c, "contacts-requests").await;
+    c.clone().close().await.expect("closed");
+}
+
+/// The value of the field `id` in the page now.
+async fn value_of(c: &Client, id: &str) -> String {
+    c.execute(
+        "const f = document.getElementById(arguments[0]); return f ? f.value : null;",
+        vec![json!(id)],
+    )
+    .await
+    .expect("read")
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
+}
+
+/// Waits until the page's event stream is open (the script marks the panel).
+async fn stream_open(c: &Client) {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#pop[data-live]"))
+        .await
+        .expect("the page's event stream opens");
+}
+
+#[tokio::test]
+async fn an_answered_call_fills_the_agents_open_page_within_a_second() {
+    let Some(b) = browser().await else { return };
+    let c = &b.client;
+    let app = spawn_app().await;
+    let pbx = app.pbx_token().await;
+    let patient = screen_pop::caller_patient(&app).await;
+    let anne = app.agent_with_extension("201").await;
+    let bob = app.agent_with_extension("202").await;
+    sign_in(c, &app, anne.token()).await;
+    arrive(c, "/agent").await;
+    stream_open(c).await;
+    assert_eq!(value_of(c, "caller_phone").await, "");
+
+    let posted = std::time::Instant::now();
+    screen_pop::answer(&app, &pbx, "c-1", "201").await;
+    let deadline = posted + Duration::from_secs(1);
+    let mut phone = value_of(c, "caller_phone").await;
+    while phone.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        phone = value_of(c, "caller_phone").await;
+    }
+    let took = posted.elapsed();
+    assert_eq!(
+        phone, "+3261234567",
+        "the form's phone within a second ({took:?})"
+    );
+    assert!(took <= Duration::from_secs(1), "{took:?}");
+    assert_eq!(value_of(c, "patient_id").await, patient);
+    assert!(!value_of(c, "received_at").await.is_empty());
+    assert!(!value_of(c, "phone_call_id").await.is_empty());
+    assert_eq!(text(c, "#pop-title").await, "Appel en cours");
+    assert!(text(c, "#pop-patients").await.contains("Dubois, Marie"));
+    assert_eq!(text(c, "#form-patient").await, "Patient : Dubois, Marie");
+    shot(c, "agent-screen-pop").await;
+
+    // The hangup brings the duration; what the agent typed stays.
+    c.find(Locator::Id("notes"))
+        .await
+        .expect("notes")
+        .send_keys("Demande un nouveau rendez-vous")
+        .await
+        .expect("typed");
+    screen_pop::pbx_event(&app, &pbx, "c-1", &[("event", "hangup")]).await;
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("#pop-title"))
+        .await
+        .expect("title");
+    for _ in 0..100 {
+        if !value_of(c, "duration_minutes").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!value_of(c, "duration_minutes").await.is_empty());
+    assert_eq!(text(c, "#pop-title").await, "Appel terminé");
+    assert_eq!(value_of(c, "notes").await, "Demande un nouveau rendez-vous");
+    assert_eq!(value_of(c, "caller_phone").await, "+3261234567");
+
+    // Another agent's open page shows nothing of a call Anne answers.
+    click(c, "#sign-out").await;
+    arrive(c, "/sign-in?out=1").await;
+    sign_in(c, &app, bob.token()).await;
+    arrive(c, "/agent").await;
+    stream_open(c).await;
+    screen_pop::answer(&app, &pbx, "c-2", "201").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hidden = c
+        .execute("return document.getElementById('pop').hidden;", vec![])
+        .await
+        .expect("read");
+    assert_eq!(hidden, json!(true));
+    assert_eq!(value_of(c, "caller_phone").await, "");
+    assert_eq!(value_of(c, "patient_id").await, "");
+    shot(c, "agent-no-pop").await;
     c.clone().close().await.expect("closed");
 }

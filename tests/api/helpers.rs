@@ -239,6 +239,39 @@ impl TestApp {
         .expect("a PBX token")
     }
 
+    /// An agent account with a telephone extension, made through `POST /users`.
+    pub async fn agent_with_extension(&self, extension: &str) -> User {
+        let r = self
+            .admin()
+            .post(
+                "/api/v1/users",
+                &serde_json::json!({"name": format!("Agent {extension}"), "role": "agent",
+                    "extension": extension}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.expect("json");
+        User {
+            id: created["id"].as_str().map(str::to_string),
+            ..self.user(created["token"].as_str().expect("token"))
+        }
+    }
+
+    /// A second instance of the application on the test's database, serving until the test
+    /// ends: its base URL, and its outbox folder to hold for as long.
+    pub async fn second_instance(&self) -> (String, tempfile::TempDir) {
+        let outbox = tempfile::tempdir().expect("outbox");
+        let other = reprise::startup::Application::build(Settings::for_local(
+            self.database.clone(),
+            outbox.path(),
+        ))
+        .await
+        .expect("a second instance starts");
+        let url = format!("http://127.0.0.1:{}", other.port());
+        tokio::spawn(other.run_until_stopped());
+        (url, outbox)
+    }
+
     pub async fn create_site_and_service(&self) -> (String, String) {
         let site = unique_code("S");
         let service = format!("{site}-SVC");

@@ -31,6 +31,7 @@ mod patients;
 mod planning;
 mod ratelimit;
 mod reopening;
+mod screen_pop;
 mod secrets;
 mod security;
 mod sites;

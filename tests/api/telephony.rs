@@ -32,16 +32,7 @@ async fn phone_calls(app: &TestApp, query: &str) -> Vec<Value> {
 }
 
 async fn agent_with_extension(app: &TestApp, extension: &str) -> String {
-    let r = app
-        .admin()
-        .post(
-            "/api/v1/users",
-            &json!({"name": format!("Agent {extension}"), "role": "agent", "extension": extension}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let created: Value = r.json().await.expect("json");
-    created["id"].as_str().expect("id").to_string()
+    app.agent_with_extension(extension).await.id().to_string()
 }
 
 #[tokio::test]

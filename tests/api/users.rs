@@ -103,15 +103,8 @@ async fn a_deleted_accounts_token_fails_at_once() {
 #[tokio::test]
 async fn a_deleted_accounts_token_fails_on_another_instance_within_a_second() {
     let app = spawn_app().await;
-    let outbox = tempfile::tempdir().expect("outbox");
-    let other = reprise::startup::Application::build(reprise::config::Settings::for_local(
-        app.database.clone(),
-        outbox.path(),
-    ))
-    .await
-    .expect("a second instance starts");
-    let other_url = format!("http://127.0.0.1:{}/api/v1/users", other.port());
-    tokio::spawn(other.run_until_stopped());
+    let (other, _outbox) = app.second_instance().await;
+    let other_url = format!("{other}/api/v1/users");
 
     let (id, token) = &create_agent(&app, "Agent B").await;
     let on_other = || app.client.get(&other_url).bearer_auth(token).send();

@@ -347,7 +347,7 @@ async fn pages_and_api_agree_on_who_may_do_what() {
     for (role, token) in app.tokens_by_role(&c.service).await {
         let web = WebClient::sign_in(&app, &token).await;
         // (page, the API call that needs the same permission)
-        let pairs: [(reqwest::Response, reqwest::Response); 8] = [
+        let pairs: [(reqwest::Response, reqwest::Response); 9] = [
             (
                 web.get("/agent").await,
                 app.user(&token)
@@ -356,6 +356,11 @@ async fn pages_and_api_agree_on_who_may_do_what() {
                         &json!({"reason": "other", "outcome": "informed"}),
                     )
                     .await,
+            ),
+            // The screen pop's stream shows calls as the caller log does.
+            (
+                web.get("/agent/events").await,
+                app.user(&token).get("/api/v1/phone-calls").await,
             ),
             (
                 web.get(&format!("/contacts?site={}", c.site)).await,
@@ -422,8 +427,8 @@ async fn pages_and_api_agree_on_who_may_do_what() {
             assert_eq!(page_ok, api_ok, "{role}, pair {i}: page {page}, API {api}");
             if !page_ok {
                 // Refused by role: 403. A secretary's form on another service's appointment
-                // (pair 7) finds no such appointment, as the API does (no existence oracle).
-                let expected = if role == "secretary" && i == 7 {
+                // (pair 8) finds no such appointment, as the API does (no existence oracle).
+                let expected = if role == "secretary" && i == 8 {
                     404
                 } else {
                     403

@@ -33,6 +33,50 @@ document.addEventListener("DOMContentLoaded", () => {
       link.addEventListener("click", (e) => { e.preventDefault(); history.back(); });
     }
   }
+  // The screen pop: the call just answered shows up, and fills the call form, as it happens.
+  // A field the agent typed in is left alone; without script a refresh shows the same.
+  const pop = document.getElementById("pop");
+  const callForm = document.getElementById("call-form");
+  if (pop && callForm && window.EventSource) {
+    const field = (id) => document.getElementById(id);
+    const hidden = (id, value) => { const f = field(id); if (f) f.value = value; };
+    const offered = (id, value) => {
+      const f = field(id);
+      if (!f || (f.value !== "" && f.value !== (f.dataset.popped || ""))) return;
+      f.value = value;
+      f.dataset.popped = value;
+    };
+    const stream = new EventSource("/agent/events?since=" + encodeURIComponent(pop.dataset.since || "none"));
+    stream.addEventListener("open", () => { pop.dataset.live = "1"; });
+    stream.addEventListener("pop", (e) => {
+      const d = JSON.parse(e.data);
+      pop.innerHTML = d.html;
+      pop.hidden = false;
+      hidden("phone_call_id", d.phone_call_id);
+      hidden("received_at", d.received_at);
+      offered("caller_phone", d.phone);
+      offered("duration_minutes", d.duration_minutes);
+      if (!("chosen" in callForm.dataset)) {
+        hidden("patient_id", d.patient_id);
+        const label = field("form-patient");
+        if (label) label.textContent = d.patient_label;
+      }
+    });
+    stream.addEventListener("clear", (e) => {
+      const d = JSON.parse(e.data);
+      pop.hidden = true;
+      pop.replaceChildren();
+      hidden("phone_call_id", "");
+      hidden("received_at", "");
+      offered("caller_phone", "");
+      offered("duration_minutes", "");
+      if (!("chosen" in callForm.dataset)) {
+        hidden("patient_id", "");
+        const label = field("form-patient");
+        if (label) label.textContent = d.patient_label;
+      }
+    });
+  }
   // Enter sends the call form from any field (a select too); Ctrl+Enter from the notes.
   for (const form of document.querySelectorAll("form[data-enter-submits]")) {
     form.addEventListener("keydown", (e) => {

@@ -1,0 +1,1 @@
+DROP INDEX phone_calls_answered_by;
