@@ -72,16 +72,45 @@ const RECORD: &str = "INSERT INTO phone_calls (id, pbx_id, pbx_call_id, directio
     ended_at = COALESCE(phone_calls.ended_at, excluded.ended_at), \
     cause = COALESCE(phone_calls.cause, excluded.cause), \
     answered_by = COALESCE(excluded.answered_by, phone_calls.answered_by), \
-    answering_number = COALESCE(excluded.answering_number, phone_calls.answering_number)";
+    answering_number = COALESCE(excluded.answering_number, phone_calls.answering_number) \
+    RETURNING id, direction, from_number, started_at, answered_at, ended_at, callback_id";
 
-/// Records an event of the PBX `pbx_id`, received at `now`.
+/// The PBX call's row as an event left it: what its callback depends on.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Recorded {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub direction: Direction,
+    #[diesel(sql_type = Text)]
+    pub from_number: String,
+    #[diesel(sql_type = Timestamp)]
+    pub started_at: chrono::NaiveDateTime,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub answered_at: Option<chrono::NaiveDateTime>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub ended_at: Option<chrono::NaiveDateTime>,
+    /// The callback its missed call opened or joined.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub callback_id: Option<String>,
+}
+
+impl Recorded {
+    /// An inbound call that ended before anyone answered.
+    pub fn missed(&self) -> bool {
+        self.direction == Direction::In && self.answered_at.is_none() && self.ended_at.is_some()
+    }
+}
+
+/// Records an event of the PBX `pbx_id`, received at `now`; answers the call's row as it is
+/// now (the same statement: `RETURNING`).
 pub fn record(
     conn: &mut DbConnection,
     pbx_id: &str,
     event: &Event,
     answered_by: Option<String>,
     now: chrono::NaiveDateTime,
-) -> QueryResult<()> {
+) -> QueryResult<Recorded> {
     let answered = event.kind == EventKind::Answer;
     let ended = event.kind == EventKind::Hangup;
     let answering = answered
@@ -103,14 +132,13 @@ pub fn record(
                 .bind::<Nullable<Text>, _>(event.cause.filter(|_| ended).map(Cause::as_str))
                 .bind::<Nullable<Text>, _>(answered_by.filter(|_| answered))
                 .bind::<Nullable<Text>, _>(answering)
-                .execute($c)
+                .get_result::<Recorded>($c)
         };
     }
     match conn {
         DbConnection::Sqlite(c) => run!(c, RECORD.replace('$', "?")),
         DbConnection::Pg(c) => run!(c, RECORD),
     }
-    .map(drop)
 }
 
 /// A call as the PBX reported it.
@@ -129,6 +157,8 @@ pub struct PhoneCallRow {
     pub cause: Option<Cause>,
     pub answered_by: Option<String>,
     pub call_id: Option<String>,
+    /// The callback its missed call opened or joined.
+    pub callback_id: Option<String>,
 }
 
 impl PhoneCallRow {

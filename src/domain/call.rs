@@ -78,6 +78,8 @@ pub struct CallInput<'a> {
     pub duration_seconds: Option<i64>,
     pub notes: Option<&'a str>,
     pub callback_requested: bool,
+    /// RFC 3339: when a `callback_scheduled` call's callback is due; none: now.
+    pub callback_due_at: Option<&'a str>,
 }
 
 /// A call to log, every field checked (the references it names are checked when it is
@@ -94,6 +96,8 @@ pub struct NewCall {
     pub duration_seconds: Option<i32>,
     pub notes: Option<String>,
     pub callback_requested: bool,
+    /// When its callback is due (outcome `callback_scheduled` only); `None`: when logged.
+    pub callback_due_at: Option<chrono::NaiveDateTime>,
 }
 
 impl NewCall {
@@ -112,6 +116,15 @@ impl NewCall {
         let outcome = f.check("outcome", Outcome::parse(input.outcome));
         let duration = f.check_opt("duration_seconds", input.duration_seconds, parse_duration);
         let notes = f.check_opt("notes", input.notes, parse_notes);
+        let due = f.check_opt("callback_due_at", input.callback_due_at, |raw| {
+            super::callback::parse_due(raw, now)
+        });
+        if input.callback_due_at.is_some() && outcome != Some(Outcome::CallbackScheduled) {
+            f.push(
+                "callback_due_at",
+                "is only for a call with outcome callback_scheduled",
+            );
+        }
         f.finish((|| {
             Some(NewCall {
                 received_at: received_at?,
@@ -123,6 +136,7 @@ impl NewCall {
                 duration_seconds: duration?,
                 notes: notes?.flatten(),
                 callback_requested: input.callback_requested,
+                callback_due_at: due?,
             })
         })())
     }

@@ -38,6 +38,11 @@ pub struct CreateCall {
     pub notes: Option<String>,
     #[serde(default)]
     pub callback_requested: bool,
+    /// With outcome `callback_scheduled` only: when to call back (RFC 3339, at most a year
+    /// ahead); default now. Such a call opens a `requested` callback (`/callbacks`) for
+    /// `caller_phone`, else the patient's phone; without either, a 422 on `caller_phone`.
+    #[schema(example = "2026-12-08T10:00:00+01:00")]
+    pub callback_due_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,6 +103,7 @@ impl CreateCall {
             duration_seconds: self.duration_seconds,
             notes: self.notes.as_deref(),
             callback_requested: self.callback_requested,
+            callback_due_at: self.callback_due_at.as_deref(),
         };
         Ok(NewCall::parse(&input, crate::domain::now())?)
     }

@@ -4,6 +4,7 @@
 
 pub mod appointments;
 pub mod audit;
+pub mod callbacks;
 pub mod calls;
 pub mod contact_lists;
 pub mod cti;
@@ -64,6 +65,9 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(calls::set_centre)
         .service(cti::event)
         .service(cti::list)
+        .service(callbacks::list)
+        .service(callbacks::claim)
+        .service(callbacks::attempt)
         .service(planning::site_capacity)
         .service(planning::set_site_capacity)
         .service(planning::set_service_capacity)

@@ -21,7 +21,7 @@ pub enum Logged {
 /// The request as the client sent it, by this account: a replay under the same key matches it
 /// exactly (a default such as "now" is not part of it).
 fn request_hash(caller: &Caller, call: &NewCall) -> String {
-    let canonical = serde_json::json!([
+    let mut canonical = serde_json::json!([
         caller.id,
         call.received_at.map(crate::domain::time::utc),
         call.caller_phone.as_ref().map(|p| p.as_str()),
@@ -33,6 +33,10 @@ fn request_hash(caller: &Caller, call: &NewCall) -> String {
         call.notes,
         call.callback_requested,
     ]);
+    // Only when sent: the hashes of keys stored before the field existed stay the same.
+    if let (Some(due), Some(fields)) = (call.callback_due_at, canonical.as_array_mut()) {
+        fields.push(serde_json::json!(crate::domain::time::utc(due)));
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -64,13 +68,16 @@ pub async fn log(
     key: Option<IdempotencyKey>,
 ) -> AppResult<Logged> {
     let hash = key.as_ref().map(|_| request_hash(&caller, &call));
-    let mut row = call_row(call, crate::domain::now());
+    let now = crate::domain::now();
+    let callback =
+        (call.outcome == Outcome::CallbackScheduled).then(|| call.callback_due_at.unwrap_or(now));
+    let mut row = call_row(call, now);
     row.request_hash = hash;
     row.idempotency_key = key.map(|k| k.as_str().to_string());
     row.agent_id = caller.id.clone();
     let logged = state
         .db
-        .write(move |conn| insert_call(conn, &caller, row))
+        .write(move |conn| insert_call(conn, &caller, row, callback, now))
         .await?;
     if let Logged::Created(_) = logged {
         state.metrics.calls_logged.inc();
@@ -115,21 +122,38 @@ fn check_centre(conn: &mut DbConnection) -> AppResult<()> {
 /// Checks and inserts the call with its audit entry, in one go on the writer: no read before
 /// it, as a new key is the common case. The unique index on the key is what guarantees one
 /// call per key, on both backends: a request that loses the race to another with the same key
-/// answers with the winner (same body) or a 422 (another body).
-fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppResult<Logged> {
+/// answers with the winner (same body) or a 422 (another body). A `callback_scheduled` call
+/// opens its callback (due at `callback`) in the same transaction; a replay opens none.
+fn insert_call(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    row: CallRow,
+    callback: Option<chrono::NaiveDateTime>,
+    now: chrono::NaiveDateTime,
+) -> AppResult<Logged> {
     // In the transaction: no call is stored once the switch is off. A replay of a call logged
     // before it went off still answers with that call.
-    if let Err(refused) = check_centre(conn).and_then(|()| check_references(conn, &row)) {
-        // Only a refusal (409, 422) may be a replay; a database error is answered as it is
-        // (on PostgreSQL the transaction is aborted and could not read the key anyway).
-        if !matches!(refused, AppError::Conflict(_) | AppError::Validation(_)) {
-            return Err(refused);
+    let checked = check_centre(conn)
+        .and_then(|()| check_references(conn, &row))
+        .and_then(|()| {
+            callback
+                .map(|_| super::callbacks::phone_of_call(conn, &row))
+                .transpose()
+        });
+    let phone = match checked {
+        Ok(phone) => phone,
+        Err(refused) => {
+            // Only a refusal (409, 422) may be a replay; a database error is answered as it is
+            // (on PostgreSQL the transaction is aborted and could not read the key anyway).
+            if !matches!(refused, AppError::Conflict(_) | AppError::Validation(_)) {
+                return Err(refused);
+            }
+            return match find_key(conn, &row)? {
+                Some(existing) => replay(existing, &row),
+                None => Err(refused),
+            };
         }
-        return match find_key(conn, &row)? {
-            Some(existing) => replay(existing, &row),
-            None => Err(refused),
-        };
-    }
+    };
     if !db::calls::try_insert(conn, &row)? {
         let existing = find_key(conn, &row)?.ok_or_else(|| {
             AppError::Conflict("this Idempotency-Key is being used right now; retry".into())
@@ -143,6 +167,9 @@ fn insert_call(conn: &mut DbConnection, caller: &Caller, row: CallRow) -> AppRes
         Some(&format!("call:{}", row.id)),
         serde_json::json!({ "patient": row.patient_id, "reason": row.reason, "outcome": row.outcome }),
     )?;
+    if let (Some(due_at), Some(phone)) = (callback, phone) {
+        super::callbacks::open_requested(conn, caller, &row, phone, due_at, now)?;
+    }
     Ok(Logged::Created(row))
 }
 

@@ -36,7 +36,8 @@ pub fn create_pbx_token(db: &Db, caller: Caller, name: String) -> AppResult<Stri
 }
 
 /// Records a PBX's event in one short write (the PBX waits for the answer while the phone
-/// rings): false, and nothing written, when no live PBX token is `token`.
+/// rings), with the callback a missed call opens: false, and nothing written, when no live
+/// PBX token is `token`.
 pub async fn receive(state: &AppState, token: &str, event: Event) -> AppResult<bool> {
     let hash = token_hash(token);
     let now = crate::domain::now();
@@ -47,7 +48,9 @@ pub async fn receive(state: &AppState, token: &str, event: Event) -> AppResult<b
                 return Ok(false);
             };
             let agent = db::phone_calls::account_of_extension(conn, &event.answered_by)?;
-            db::phone_calls::record(conn, &pbx, &event, agent, now)?;
+            let call = db::phone_calls::record(conn, &pbx, &event, agent, now)?;
+            // In the same write: a missed call opens (or joins) its number's callback.
+            super::callbacks::after_pbx_event(conn, &call, now)?;
             Ok(true)
         })
         .await

@@ -262,6 +262,7 @@ pub async fn log(
         duration_seconds,
         notes: notes.as_deref(),
         callback_requested: form.callback.is_some(),
+        callback_due_at: None,
     };
     let call = NewCall::parse(&input, crate::domain::now()).map_err(|f| err(f.into()))?;
     calls::log(&state, session.caller, call, Some(key))

@@ -51,6 +51,10 @@ const MATRIX: &[Row] = &[
     // The telephone system's token is in the path; a bearer token changes nothing.
     ("post",   "/api/v1/cti/{pbx_token}",       PUBLIC),
     ("get",    "/api/v1/phone-calls",           [200, 200, 403, 200, 401]),
+    ("get",    "/api/v1/callbacks",             [200, 200, 403, 200, 401]),
+    // A new callback for each caller: one that another role claimed would be a 409.
+    ("post",   "/api/v1/callbacks/{id}/claim",  [200, 200, 403, 200, 401]),
+    ("post",   "/api/v1/callbacks/{id}/attempts", [201, 201, 403, 201, 401]),
     ("put",    "/api/v1/call-centre",           [200, 200, 403, 403, 401]),
     ("get",    "/api/v1/sites/{code}/capacity",    MANAGERS_READ),
     ("put",    "/api/v1/sites/{code}/capacity",    [200, 200, 403, 403, 401]),
@@ -130,6 +134,7 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
             )))
         }
         ("put", "/api/v1/call-centre") => json!({"status": "active"}),
+        ("post", "/api/v1/callbacks/{id}/attempts") => json!({"outcome": "no_answer"}),
         ("post", "/api/v1/cti/{pbx_token}") => json!({"event": "newCall", "callId": "matrix"}),
         ("put", "/api/v1/sites/{code}/capacity") => json!({"session_minutes": 300}),
         ("put", "/api/v1/services/{code}/capacity") => json!({"consultation_slots": 4}),
@@ -158,6 +163,8 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
     if path.starts_with("/api/v1/users/") {
         let id = app.agent().await.id().to_string();
         path.replace("{id}", &id)
+    } else if path.starts_with("/api/v1/callbacks/{id}") {
+        path.replace("{id}", &app.open_callback().await)
     } else if path == "/api/v1/cti/{pbx_token}" {
         path.replace("{pbx_token}", &app.pbx_token().await)
     } else if path == "/api/v1/planning/deadline" {

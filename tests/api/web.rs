@@ -206,7 +206,7 @@ async fn calls_logged(app: &TestApp) -> Vec<Value> {
     page["items"].as_array().expect("items").clone()
 }
 
-async fn audit_actions(app: &TestApp, action: &str) -> Vec<Value> {
+pub async fn audit_actions(app: &TestApp, action: &str) -> Vec<Value> {
     let page = app
         .admin()
         .get_json(&format!("/api/v1/audit?action={action}"))
