@@ -257,6 +257,8 @@ pub fn apply(
 #[derive(Debug, Clone)]
 pub struct CallbackFilter {
     pub status: Option<Status>,
+    /// Only those still to do: open and claimed (the agents' page).
+    pub pending: bool,
     /// Keyset cursor: callbacks due strictly after this (due_at, id).
     pub after: Option<(chrono::NaiveDateTime, String)>,
 }
@@ -274,6 +276,9 @@ pub fn list(
         .order((callbacks::due_at.asc(), callbacks::id.asc()))
         .limit(limit)
         .into_boxed();
+    if f.pending {
+        q = q.filter(callbacks::status.eq(Status::Open));
+    }
     match f.status {
         None => {}
         Some(Status::Open) => {

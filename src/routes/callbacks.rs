@@ -106,6 +106,7 @@ pub async fn list(
     let filter = f.finish((|| {
         Some(CallbackFilter {
             status: status?,
+            pending: false,
             after: after?,
         })
     })())?;

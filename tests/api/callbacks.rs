@@ -479,3 +479,69 @@ async fn the_worklist_is_oldest_due_first_across_pages() {
     assert_eq!(dues.len(), 5);
     assert!(dues.windows(2).all(|w| w[0] < w[1]), "{dues:?}");
 }
+
+#[tokio::test]
+async fn an_agent_takes_a_callback_and_records_its_outcome_on_the_page() {
+    let app = spawn_app().await;
+    let id = app.open_callback().await;
+    let agent = app.agent().await;
+    let web = crate::web::WebClient::sign_in(&app, agent.token()).await;
+    let html = web.html("/agent").await;
+    assert!(
+        html.contains(r#"href="/callbacks""#),
+        "linked from the agents' page"
+    );
+    let html = web.html("/callbacks").await;
+    assert!(
+        html.contains("Rappels à faire") && html.contains("Prendre"),
+        "{html}"
+    );
+    assert!(html.contains(&format!("cb-{id}")));
+    // Taking it: the outcome buttons appear, each with its access key.
+    let r = web.post("/callbacks/claim", &[("id", &id)]).await;
+    assert_eq!(r.status(), 303);
+    let html = web.html("/callbacks?done=claimed").await;
+    assert!(html.contains("Pris par vous"), "{html}");
+    for (outcome, key) in [
+        ("reached", "j"),
+        ("no_answer", "p"),
+        ("voicemail", "m"),
+        ("wrong_number", "f"),
+    ] {
+        assert!(
+            html.contains(&format!(r#"value="{outcome}" accesskey="{key}""#)),
+            "{outcome}"
+        );
+    }
+    // Another agent sees it taken, and may not take it.
+    let other = app.agent().await;
+    let other_web = crate::web::WebClient::sign_in(&app, other.token()).await;
+    assert!(other_web
+        .html("/callbacks")
+        .await
+        .contains("Pris par un autre agent"));
+    assert_eq!(
+        other_web
+            .post("/callbacks/claim", &[("id", &id)])
+            .await
+            .status(),
+        409
+    );
+    // A form without its secret changes nothing.
+    let forged = web
+        .post_raw("/callbacks/attempt", &[("id", &id), ("outcome", "reached")])
+        .await;
+    assert_eq!(forged.status(), 403);
+    let r = web
+        .post(
+            "/callbacks/attempt",
+            &[("id", &id), ("outcome", "reached"), ("note", "")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(callbacks(&app, "?status=done").await.len(), 1);
+    assert!(web
+        .html("/callbacks")
+        .await
+        .contains("Aucun rappel en attente."));
+}

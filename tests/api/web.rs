@@ -347,7 +347,7 @@ async fn pages_and_api_agree_on_who_may_do_what() {
     for (role, token) in app.tokens_by_role(&c.service).await {
         let web = WebClient::sign_in(&app, &token).await;
         // (page, the API call that needs the same permission)
-        let pairs: [(reqwest::Response, reqwest::Response); 8] = [
+        let pairs: [(reqwest::Response, reqwest::Response); 9] = [
             (
                 web.get("/agent").await,
                 app.user(&token)
@@ -411,6 +411,10 @@ async fn pages_and_api_agree_on_who_may_do_what() {
                         &json!({"channel": "phone", "outcome": "no_answer"}),
                     )
                     .await,
+            ),
+            (
+                web.get("/callbacks").await,
+                app.user(&token).get("/api/v1/callbacks").await,
             ),
         ];
         for (i, (page, api)) in pairs.into_iter().enumerate() {
