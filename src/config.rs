@@ -22,6 +22,7 @@
 //! | `REPRISE_RATE_ANONYMOUS` | `--rate-anonymous` | `60` requests without a valid credential per address and minute (`0`: none) |
 //! | `REPRISE_PATIENTS_PER_HOUR` | `--patients-per-hour` | `400` distinct patients per account and hour (`0`: none) |
 //! | `REPRISE_SESSION_IDLE_MINUTES` | `--session-idle-minutes` | `30` |
+//! | `REPRISE_CALLBACK_ATTEMPTS` | `--callback-attempts` | `5` failed attempts before a callback ends `unreachable` (1 to 100) |
 //! | `RUST_LOG` | | `info` |
 //!
 //! Secrets (the database and SMTP URLs with a password) are never taken as flags: a flag is
@@ -268,6 +269,15 @@ pub struct ConfigValues {
         global = true
     )]
     pub session_idle_minutes: String,
+
+    /// Failed attempts before a callback ends unreachable (1 to 100)
+    #[arg(
+        long = "callback-attempts",
+        env = "REPRISE_CALLBACK_ATTEMPTS",
+        default_value = "5",
+        global = true
+    )]
+    pub callback_attempts: String,
 }
 
 /// A configuration value that cannot be used; its `Display` is the one line printed.
@@ -452,6 +462,8 @@ pub struct Settings {
     pub patients_per_hour: Option<u32>,
     /// How long a page session lasts without a request.
     pub session_idle: chrono::Duration,
+    /// Failed attempts after which a callback ends `unreachable`.
+    pub callback_attempts: u32,
 }
 
 /// A key that is never printed.
@@ -512,6 +524,7 @@ impl Settings {
             rate_anonymous: None,
             patients_per_hour: None,
             session_idle: chrono::Duration::minutes(30),
+            callback_attempts: crate::domain::callback::DEFAULT_MAX_ATTEMPTS,
         }
     }
 
@@ -681,6 +694,22 @@ impl Settings {
                         ),
                     )
                 })?,
+            callback_attempts: args
+                .callback_attempts
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "REPRISE_CALLBACK_ATTEMPTS",
+                        "callback-attempts",
+                        format!(
+                            "{:?} is not a number of attempts from 1 to 100",
+                            args.callback_attempts
+                        ),
+                    )
+                })?,
         })
     }
 }
@@ -739,6 +768,7 @@ mod tests {
         assert_eq!(s.rate_anonymous, Some(60));
         assert_eq!(s.patients_per_hour, Some(400));
         assert_eq!(s.session_idle, chrono::Duration::minutes(30));
+        assert_eq!(s.callback_attempts, 5);
     }
 
     #[test]
@@ -794,6 +824,11 @@ mod tests {
             (
                 &["--session-idle-minutes", "721"],
                 "REPRISE_SESSION_IDLE_MINUTES",
+            ),
+            (&["--callback-attempts", "0"], "REPRISE_CALLBACK_ATTEMPTS"),
+            (
+                &["--callback-attempts", "five"],
+                "REPRISE_CALLBACK_ATTEMPTS",
             ),
         ];
         for (args, variable) in cases {

@@ -229,6 +229,22 @@ pub struct Texts {
     pub results_first: &'static str,
     /// What a refused field without a name of its own is called.
     pub form_word: &'static str,
+    // Callbacks
+    pub nav_callbacks: &'static str,
+    pub callbacks_title: &'static str,
+    pub no_callbacks: &'static str,
+    /// Button that claims a callback.
+    pub take: &'static str,
+    pub claimed_by_you: &'static str,
+    pub claimed_by_other: &'static str,
+    pub missed_calls: &'static str,
+    pub due: &'static str,
+    pub source_missed_call: &'static str,
+    pub source_requested: &'static str,
+    pub callback_claimed: &'static str,
+    pub callback_recorded: &'static str,
+    /// How to record an outcome from the keyboard.
+    pub callback_keys_help: &'static str,
 }
 
 impl Texts {
@@ -553,6 +569,19 @@ static FR: Texts = Texts {
     too_long_to_print: "Cette liste a {n} lignes : seules les {max} premières sont imprimées. Téléchargez-la pour l'avoir en entier, ou choisissez un service.",
     results_first: "Les {n} premiers patients trouvés : précisez la recherche (prénom, date de naissance) si le bon n'y est pas",
     form_word: "le formulaire",
+    nav_callbacks: "Rappels",
+    callbacks_title: "Rappels à faire",
+    no_callbacks: "Aucun rappel en attente.",
+    take: "Prendre",
+    claimed_by_you: "Pris par vous",
+    claimed_by_other: "Pris par un autre agent",
+    missed_calls: "Appels manqués",
+    due: "À rappeler dès",
+    source_missed_call: "Appel manqué",
+    source_requested: "Rappel promis",
+    callback_claimed: "Rappel pris : appelez le patient.",
+    callback_recorded: "Résultat noté.",
+    callback_keys_help: "Alt+J joint, Alt+P pas de réponse, Alt+M messagerie, Alt+F faux numéro (Alt+Maj avec Firefox).",
 };
 
 static NL: Texts = Texts {
@@ -767,6 +796,19 @@ static NL: Texts = Texts {
     too_long_to_print: "Deze lijst heeft {n} regels: alleen de eerste {max} worden afgedrukt. Download ze om ze volledig te hebben, of kies een dienst.",
     results_first: "De eerste {n} gevonden patiënten: verfijn de zoekopdracht (voornaam, geboortedatum) als de juiste er niet bij is",
     form_word: "het formulier",
+    nav_callbacks: "Terugbellen",
+    callbacks_title: "Terug te bellen",
+    no_callbacks: "Niemand om terug te bellen.",
+    take: "Nemen",
+    claimed_by_you: "Door u genomen",
+    claimed_by_other: "Door een andere medewerker genomen",
+    missed_calls: "Gemiste oproepen",
+    due: "Terugbellen vanaf",
+    source_missed_call: "Gemiste oproep",
+    source_requested: "Beloofd terugbellen",
+    callback_claimed: "Genomen: bel de patiënt.",
+    callback_recorded: "Resultaat genoteerd.",
+    callback_keys_help: "Alt+J bereikt, Alt+P geen antwoord, Alt+M voicemail, Alt+F verkeerd nummer (Alt+Shift in Firefox).",
 };
 
 static DE: Texts = Texts {
@@ -981,6 +1023,19 @@ static DE: Texts = Texts {
     too_long_to_print: "Diese Liste hat {n} Zeilen: nur die ersten {max} werden gedruckt. Laden Sie sie herunter, um alle zu haben, oder wählen Sie einen Dienst.",
     results_first: "Die ersten {n} gefundenen Patienten: verfeinern Sie die Suche (Vorname, Geburtsdatum), wenn der richtige fehlt",
     form_word: "das Formular",
+    nav_callbacks: "Rückrufe",
+    callbacks_title: "Offene Rückrufe",
+    no_callbacks: "Keine Rückrufe offen.",
+    take: "Übernehmen",
+    claimed_by_you: "Von Ihnen übernommen",
+    claimed_by_other: "Von einer anderen Person übernommen",
+    missed_calls: "Verpasste Anrufe",
+    due: "Rückruf ab",
+    source_missed_call: "Verpasster Anruf",
+    source_requested: "Zugesagter Rückruf",
+    callback_claimed: "Übernommen: rufen Sie den Patienten an.",
+    callback_recorded: "Ergebnis notiert.",
+    callback_keys_help: "Alt+J erreicht, Alt+P keine Antwort, Alt+M Mailbox, Alt+F falsche Nummer (Alt+Umschalt in Firefox).",
 };
 
 static EN: Texts = Texts {
@@ -1197,6 +1252,19 @@ static EN: Texts = Texts {
     too_long_to_print: "This list has {n} rows: only the first {max} are printed. Download it to have them all, or pick a service.",
     results_first: "The first {n} patients found: narrow the search (first name, birth date) if the right one is not there",
     form_word: "the form",
+    nav_callbacks: "Callbacks",
+    callbacks_title: "Callbacks to make",
+    no_callbacks: "No callbacks waiting.",
+    take: "Take",
+    claimed_by_you: "Taken by you",
+    claimed_by_other: "Taken by another agent",
+    missed_calls: "Missed calls",
+    due: "Call back from",
+    source_missed_call: "Missed call",
+    source_requested: "Promised callback",
+    callback_claimed: "Taken: call the patient.",
+    callback_recorded: "Outcome recorded.",
+    callback_keys_help: "Alt+J reached, Alt+P no answer, Alt+M voicemail, Alt+F wrong number (Alt+Shift in Firefox).",
 };
 
 /// A language's name, in itself.

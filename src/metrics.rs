@@ -23,6 +23,11 @@ pub struct Metrics {
     /// Refused requests by reason (`audit::Refusal`): unknown tokens, forbidden, the anonymous
     /// limit, the disclosure limit (`disclosure_limit`)…
     pub refusals: IntCounterVec,
+    /// Callbacks open (claimed ones included), read at each scrape.
+    pub callbacks_open: prometheus::IntGauge,
+    pub callbacks_oldest_open_age: prometheus::Gauge,
+    /// Median seconds from the first missed call to the patient reached (last 7 days).
+    pub callbacks_reached_median: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -79,6 +84,20 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(refusals.clone()))?;
+        let callbacks_open =
+            prometheus::IntGauge::new("callbacks_open", "Callbacks open, claimed ones included")?;
+        let callbacks_oldest_open_age = prometheus::Gauge::new(
+            "callbacks_oldest_open_age_seconds",
+            "Age of the oldest open callback since it was opened (0 when none is)",
+        )?;
+        let callbacks_reached_median = prometheus::Gauge::new(
+            "callbacks_missed_to_reached_median_seconds",
+            "Median seconds from the first missed call to the patient reached, over the \
+             callbacks reached in the last 7 days (0 when none was)",
+        )?;
+        registry.register(Box::new(callbacks_open.clone()))?;
+        registry.register(Box::new(callbacks_oldest_open_age.clone()))?;
+        registry.register(Box::new(callbacks_reached_median.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -88,6 +107,9 @@ impl Metrics {
             notifications,
             oldest_queued_age,
             refusals,
+            callbacks_open,
+            callbacks_oldest_open_age,
+            callbacks_reached_median,
         })
     }
 
@@ -117,6 +139,13 @@ impl Metrics {
         let age =
             oldest_queued.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
         self.oldest_queued_age.set(age);
+    }
+
+    /// Sets the callback gauges: open, the oldest open's age, the median time to reach.
+    pub fn set_callbacks(&self, open: i64, oldest_open_seconds: f64, median: Option<f64>) {
+        self.callbacks_open.set(open);
+        self.callbacks_oldest_open_age.set(oldest_open_seconds);
+        self.callbacks_reached_median.set(median.unwrap_or(0.0));
     }
 
     /// The Prometheus text exposition of every metric.

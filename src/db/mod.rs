@@ -22,6 +22,7 @@ macro_rules! per_backend {
 pub mod answers;
 pub mod appointments;
 pub mod audit;
+pub mod callbacks;
 pub mod calls;
 pub mod contact_list;
 pub mod disclosures;

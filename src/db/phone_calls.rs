@@ -104,16 +104,60 @@ const RECORD: &str = "INSERT INTO phone_calls (id, pbx_id, pbx_call_id, directio
     ended_at = COALESCE(phone_calls.ended_at, excluded.ended_at), \
     cause = COALESCE(phone_calls.cause, excluded.cause), \
     answered_by = COALESCE(excluded.answered_by, phone_calls.answered_by), \
-    answering_number = COALESCE(excluded.answering_number, phone_calls.answering_number)";
+    answering_number = COALESCE(excluded.answering_number, phone_calls.answering_number) \
+    RETURNING id, direction, from_number, started_at, answered_at, ended_at, callback_id, \
+    answered_by, call_id";
 
-/// Records an event of the PBX `pbx_id`, received at `now`.
+/// The PBX call's row as an event left it: what its callback depends on.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Recorded {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub direction: Direction,
+    #[diesel(sql_type = Text)]
+    pub from_number: String,
+    #[diesel(sql_type = Timestamp)]
+    pub started_at: chrono::NaiveDateTime,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub answered_at: Option<chrono::NaiveDateTime>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub ended_at: Option<chrono::NaiveDateTime>,
+    /// The callback its missed call opened or joined.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub callback_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub answered_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub call_id: Option<String>,
+}
+
+impl Recorded {
+    /// Who has the call now (the screen pop's view of it).
+    pub fn holder(&self) -> Holder {
+        Holder {
+            id: self.id.clone(),
+            answered_by: self.answered_by.clone(),
+            ended_at: self.ended_at,
+            call_id: self.call_id.clone(),
+        }
+    }
+
+    /// An inbound call that ended before anyone answered.
+    pub fn missed(&self) -> bool {
+        self.direction == Direction::In && self.answered_at.is_none() && self.ended_at.is_some()
+    }
+}
+
+/// Records an event of the PBX `pbx_id`, received at `now`; answers the call's row as it is
+/// now (the same statement: `RETURNING`).
 pub fn record(
     conn: &mut DbConnection,
     pbx_id: &str,
     event: &Event,
     answered_by: Option<String>,
     now: chrono::NaiveDateTime,
-) -> QueryResult<()> {
+) -> QueryResult<Recorded> {
     let answered = event.kind == EventKind::Answer;
     let ended = event.kind == EventKind::Hangup;
     let answering = answered
@@ -135,17 +179,17 @@ pub fn record(
                 .bind::<Nullable<Text>, _>(event.cause.filter(|_| ended).map(Cause::as_str))
                 .bind::<Nullable<Text>, _>(answered_by.filter(|_| answered))
                 .bind::<Nullable<Text>, _>(answering)
-                .execute($c)
+                .get_result::<Recorded>($c)
         };
     }
-    match conn {
+    let row = match conn {
         DbConnection::Sqlite(c) => run!(c, RECORD.replace('$', "?")),
         DbConnection::Pg(c) => run!(c, RECORD),
     }?;
     if ended {
-        fill_duration(conn, pbx_id, &event.call_id)?;
+        fill_duration(conn, &row)?;
     }
-    Ok(())
+    Ok(row)
 }
 
 /// A PBX call whole, as the demo writes its history (the events write theirs with
@@ -196,6 +240,8 @@ pub struct PhoneCallRow {
     pub cause: Option<Cause>,
     pub answered_by: Option<String>,
     pub call_id: Option<String>,
+    /// The callback its missed call opened or joined.
+    pub callback_id: Option<String>,
 }
 
 impl PhoneCallRow {
@@ -233,18 +279,13 @@ pub fn link(conn: &mut DbConnection, id: &str, call_id: &str) -> QueryResult<boo
 }
 
 /// A hangup after the agent logged the call gives that call its duration, unless it has one.
-fn fill_duration(conn: &mut DbConnection, pbx_id: &str, pbx_call_id: &str) -> QueryResult<()> {
-    let row: Option<PhoneCallRow> = phone_calls::table
-        .filter(phone_calls::pbx_id.eq(pbx_id))
-        .filter(phone_calls::pbx_call_id.eq(pbx_call_id))
-        .filter(phone_calls::call_id.is_not_null())
-        .select(PhoneCallRow::as_select())
-        .first(conn)
-        .optional()?;
-    let Some((call_id, talk)) = row.and_then(|r| Some((r.call_id.clone()?, r.talk_seconds()?)))
+fn fill_duration(conn: &mut DbConnection, row: &Recorded) -> QueryResult<()> {
+    let (Some(call_id), Some(answered), Some(ended)) =
+        (&row.call_id, row.answered_at, row.ended_at)
     else {
         return Ok(());
     };
+    let talk = i32::try_from((ended - answered).num_seconds().max(0)).unwrap_or(i32::MAX);
     diesel::update(
         calls::table
             .find(call_id)
@@ -356,25 +397,6 @@ pub struct Holder {
     pub answered_by: Option<String>,
     pub ended_at: Option<chrono::NaiveDateTime>,
     pub call_id: Option<String>,
-}
-
-/// The state of the PBX `pbx_id`'s call `pbx_call_id` (after an event was recorded).
-pub fn holder(
-    conn: &mut DbConnection,
-    pbx_id: &str,
-    pbx_call_id: &str,
-) -> QueryResult<Option<Holder>> {
-    phone_calls::table
-        .filter(phone_calls::pbx_id.eq(pbx_id))
-        .filter(phone_calls::pbx_call_id.eq(pbx_call_id))
-        .select((
-            phone_calls::id,
-            phone_calls::answered_by,
-            phone_calls::ended_at,
-            phone_calls::call_id,
-        ))
-        .first(conn)
-        .optional()
 }
 
 /// The current call of each of `accounts`: the latest answered by it since `answered_since`,

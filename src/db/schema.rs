@@ -87,6 +87,37 @@ diesel::table! {
         answered_by -> Nullable<Text>,
         answering_number -> Nullable<Text>,
         call_id -> Nullable<Text>,
+        callback_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    callbacks (id) {
+        id -> Text,
+        phone -> Text,
+        patient_id -> Nullable<Text>,
+        source -> Text,
+        due_at -> Timestamp,
+        created_at -> Timestamp,
+        claimed_by -> Nullable<Text>,
+        claimed_at -> Nullable<Timestamp>,
+        attempts -> Integer,
+        status -> Text,
+        done_at -> Nullable<Timestamp>,
+        reached_at -> Nullable<Timestamp>,
+        missed_at -> Nullable<Timestamp>,
+        call_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    callback_attempts (id) {
+        id -> Text,
+        callback_id -> Text,
+        agent -> Nullable<Text>,
+        outcome -> Text,
+        note -> Nullable<Text>,
+        at -> Timestamp,
     }
 }
 
@@ -295,6 +326,7 @@ diesel::table! {
 
 diesel::joinable!(services -> sites (site_code));
 diesel::joinable!(phone_calls -> pbx_tokens (pbx_id));
+diesel::joinable!(callback_attempts -> callbacks (callback_id));
 diesel::joinable!(notifications -> patients (patient_id));
 diesel::joinable!(calls -> patients (patient_id));
 diesel::joinable!(contact_attempts -> appointments (appointment_id));
@@ -354,4 +386,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     disclosure_counts,
     pbx_tokens,
     phone_calls,
+    callbacks,
+    callback_attempts,
 );

@@ -62,6 +62,9 @@ stored_as_text! {
     NotificationStatus => domain::notification::NotificationStatus,
     CtiDirection => domain::cti::Direction,
     CtiCause => domain::cti::Cause,
+    CallbackSource => domain::callback::Source,
+    CallbackStatus => domain::callback::Status,
+    CallbackOutcome => domain::callback::Outcome,
 }
 
 #[cfg(test)]

@@ -80,6 +80,8 @@ pub struct CallInput<'a> {
     pub callback_requested: bool,
     /// The PBX call this is (`phone_calls.id`): its time, number and duration win.
     pub phone_call_id: Option<&'a str>,
+    /// RFC 3339: when a `callback_scheduled` call's callback is due; none: now.
+    pub callback_due_at: Option<&'a str>,
 }
 
 /// A call to log, every field checked (the references it names are checked when it is
@@ -98,6 +100,8 @@ pub struct NewCall {
     pub callback_requested: bool,
     /// The PBX call this is, checked when it is stored.
     pub phone_call_id: Option<String>,
+    /// When its callback is due (outcome `callback_scheduled` only); `None`: when logged.
+    pub callback_due_at: Option<chrono::NaiveDateTime>,
 }
 
 impl NewCall {
@@ -116,6 +120,15 @@ impl NewCall {
         let outcome = f.check("outcome", Outcome::parse(input.outcome));
         let duration = f.check_opt("duration_seconds", input.duration_seconds, parse_duration);
         let notes = f.check_opt("notes", input.notes, parse_notes);
+        let due = f.check_opt("callback_due_at", input.callback_due_at, |raw| {
+            super::callback::parse_due(raw, now)
+        });
+        if input.callback_due_at.is_some() && outcome != Some(Outcome::CallbackScheduled) {
+            f.push(
+                "callback_due_at",
+                "is only for a call with outcome callback_scheduled",
+            );
+        }
         f.finish((|| {
             Some(NewCall {
                 received_at: received_at?,
@@ -128,6 +141,7 @@ impl NewCall {
                 notes: notes?.flatten(),
                 callback_requested: input.callback_requested,
                 phone_call_id: input.phone_call_id.map(str::to_string),
+                callback_due_at: due?,
             })
         })())
     }

@@ -58,6 +58,7 @@ pub mod account;
 pub mod answer;
 pub mod appointment;
 pub mod call;
+pub mod callback;
 pub mod code;
 pub mod contact;
 pub mod cti;

@@ -34,6 +34,7 @@ use crate::routes;
     tags(
         (name = "appointments", description = "Appointments, their moves (reschedule, cancel), contact attempts and the CSV import"),
         (name = "audit", description = "Who did what, when"),
+        (name = "callbacks", description = "Patients to call back after a missed call or a promise: the worklist, claims, attempts"),
         (name = "calls", description = "The call centre: calls logged, their statistics and import, the centre's state"),
         (name = "contact lists", description = "Postponed appointments to call back, per site (JSON, CSV, Excel)"),
         (name = "incidents", description = "Shutdowns that postpone appointments"),

@@ -42,6 +42,11 @@ pub struct CreateCall {
     /// time, the caller's number and the duration come from the PBX, not from the body. A
     /// PBX call is logged once (409).
     pub phone_call_id: Option<String>,
+    /// With outcome `callback_scheduled` only: when to call back (RFC 3339, at most a year
+    /// ahead); default now. Such a call opens a `requested` callback (`/callbacks`) for
+    /// `caller_phone`, else the patient's phone; without either, a 422 on `caller_phone`.
+    #[schema(example = "2026-12-08T10:00:00+01:00")]
+    pub callback_due_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -103,6 +108,7 @@ impl CreateCall {
             notes: self.notes.as_deref(),
             callback_requested: self.callback_requested,
             phone_call_id: self.phone_call_id.as_deref(),
+            callback_due_at: self.callback_due_at.as_deref(),
         };
         Ok(NewCall::parse(&input, crate::domain::now())?)
     }

@@ -173,6 +173,8 @@ pub struct PhoneCallResponse {
     pub patient_ids: Vec<String>,
     /// The call an agent logged for it.
     pub call_id: Option<String>,
+    /// The callback its missed call opened or joined (`/callbacks`).
+    pub callback_id: Option<String>,
 }
 
 impl From<Listed> for PhoneCallResponse {
@@ -193,6 +195,7 @@ impl From<Listed> for PhoneCallResponse {
             answered_by: c.answered_by,
             patient_ids: l.patient_ids,
             call_id: c.call_id,
+            callback_id: c.callback_id,
         }
     }
 }

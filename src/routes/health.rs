@@ -65,6 +65,19 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(e) => tracing::warn!(error = %e, "cannot count the outbox for /metrics"),
     }
+    let now = crate::domain::now();
+    match state
+        .db
+        .read(move |conn| crate::service::callbacks::figures(conn, now))
+        .await
+    {
+        Ok(f) => {
+            state
+                .metrics
+                .set_callbacks(f.open, f.oldest_open_seconds, f.reached_median_seconds)
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot count the callbacks for /metrics"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

@@ -4,6 +4,7 @@
 
 pub mod appointments;
 pub mod audit;
+pub mod callbacks;
 pub mod calls;
 pub mod contact_lists;
 pub mod cti;
@@ -67,6 +68,9 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(cti::stats)
         .service(cti::list_tokens)
         .service(cti::revoke_token)
+        .service(callbacks::list)
+        .service(callbacks::claim)
+        .service(callbacks::attempt)
         .service(planning::site_capacity)
         .service(planning::set_site_capacity)
         .service(planning::set_service_capacity)

@@ -21,7 +21,7 @@ pub enum Logged {
 /// The request as the client sent it, by this account: a replay under the same key matches it
 /// exactly (a default such as "now" is not part of it).
 fn request_hash(caller: &Caller, call: &NewCall) -> String {
-    let canonical = serde_json::json!([
+    let mut canonical = serde_json::json!([
         caller.id,
         call.received_at.map(crate::domain::time::utc),
         call.caller_phone.as_ref().map(|p| p.as_str()),
@@ -32,8 +32,16 @@ fn request_hash(caller: &Caller, call: &NewCall) -> String {
         call.duration_seconds,
         call.notes,
         call.callback_requested,
-        call.phone_call_id,
     ]);
+    // Only when sent: the hashes of keys stored before these fields existed stay the same.
+    if let Some(fields) = canonical.as_array_mut() {
+        if let Some(due) = call.callback_due_at {
+            fields.push(serde_json::json!(crate::domain::time::utc(due)));
+        }
+        if let Some(phone_call) = &call.phone_call_id {
+            fields.push(serde_json::json!({ "phone_call_id": phone_call }));
+        }
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -65,14 +73,20 @@ pub async fn log(
     key: Option<IdempotencyKey>,
 ) -> AppResult<Logged> {
     let hash = key.as_ref().map(|_| request_hash(&caller, &call));
-    let phone_call = call.phone_call_id.clone();
-    let mut row = call_row(call, crate::domain::now());
+    let now = crate::domain::now();
+    let links = Links {
+        phone_call: call.phone_call_id.clone(),
+        callback: (call.outcome == Outcome::CallbackScheduled)
+            .then(|| call.callback_due_at.unwrap_or(now)),
+        now,
+    };
+    let mut row = call_row(call, now);
     row.request_hash = hash;
     row.idempotency_key = key.map(|k| k.as_str().to_string());
     row.agent_id = caller.id.clone();
     let logged = state
         .db
-        .write(move |conn| insert_call(conn, &caller, row, phone_call.as_deref()))
+        .write(move |conn| insert_call(conn, &caller, row, links))
         .await?;
     if let Logged::Created(_) = logged {
         state.metrics.calls_logged.inc();
@@ -117,36 +131,47 @@ fn check_centre(conn: &mut DbConnection) -> AppResult<()> {
 /// Checks and inserts the call with its audit entry, in one go on the writer: no read before
 /// it, as a new key is the common case. The unique index on the key is what guarantees one
 /// call per key, on both backends: a request that loses the race to another with the same key
-/// answers with the winner (same body) or a 422 (another body).
+/// answers with the winner (same body) or a 422 (another body). A `callback_scheduled` call
+/// opens its callback in the same transaction, and a call that names its PBX call links it;
+/// a replay does neither again.
 fn insert_call(
     conn: &mut DbConnection,
     caller: &Caller,
     mut row: CallRow,
-    phone_call: Option<&str>,
+    links: Links,
 ) -> AppResult<Logged> {
     // In the transaction: no call is stored once the switch is off. A replay of a call logged
     // before it went off still answers with that call.
     let checked = check_centre(conn)
         .and_then(|()| check_references(conn, &row))
-        .and_then(|()| from_phone_call(conn, &mut row, phone_call));
-    if let Err(refused) = checked {
-        // Only a refusal (409, 422) may be a replay; a database error is answered as it is
-        // (on PostgreSQL the transaction is aborted and could not read the key anyway).
-        if !matches!(refused, AppError::Conflict(_) | AppError::Validation(_)) {
-            return Err(refused);
+        .and_then(|()| from_phone_call(conn, &mut row, links.phone_call.as_deref()))
+        .and_then(|()| {
+            links
+                .callback
+                .map(|_| super::callbacks::phone_of_call(conn, &row))
+                .transpose()
+        });
+    let phone = match checked {
+        Ok(phone) => phone,
+        Err(refused) => {
+            // Only a refusal (409, 422) may be a replay; a database error is answered as it is
+            // (on PostgreSQL the transaction is aborted and could not read the key anyway).
+            if !matches!(refused, AppError::Conflict(_) | AppError::Validation(_)) {
+                return Err(refused);
+            }
+            return match find_key(conn, &row)? {
+                Some(existing) => replay(existing, &row),
+                None => Err(refused),
+            };
         }
-        return match find_key(conn, &row)? {
-            Some(existing) => replay(existing, &row),
-            None => Err(refused),
-        };
-    }
+    };
     if !db::calls::try_insert(conn, &row)? {
         let existing = find_key(conn, &row)?.ok_or_else(|| {
             AppError::Conflict("this Idempotency-Key is being used right now; retry".into())
         })?;
         return replay(existing, &row);
     }
-    if let Some(phone_call) = phone_call {
+    if let Some(phone_call) = &links.phone_call {
         // Two agents logging one PBX call at once: the second finds it linked and stores
         // nothing (its call is undone with its transaction).
         if !db::phone_calls::link(conn, phone_call, &row.id)? {
@@ -160,7 +185,19 @@ fn insert_call(
         Some(&format!("call:{}", row.id)),
         serde_json::json!({ "patient": row.patient_id, "reason": row.reason, "outcome": row.outcome }),
     )?;
+    if let (Some(due_at), Some(phone)) = (links.callback, phone) {
+        super::callbacks::open_requested(conn, caller, &row, phone, due_at, links.now)?;
+    }
     Ok(Logged::Created(row))
+}
+
+/// What a call logged leads to besides itself.
+struct Links {
+    /// The PBX call it is (`phone_calls.id`).
+    phone_call: Option<String>,
+    /// When its callback is due, for a `callback_scheduled` call.
+    callback: Option<chrono::NaiveDateTime>,
+    now: chrono::NaiveDateTime,
 }
 
 fn already_logged() -> AppError {

@@ -7,6 +7,7 @@
 
 pub mod appointments;
 pub mod audit;
+pub mod callbacks;
 pub mod calls;
 pub mod contact_lists;
 pub mod database;

@@ -73,7 +73,8 @@ pub async fn revoke_pbx_token(state: &AppState, caller: Caller, id: String) -> A
 }
 
 /// Records a PBX's event in one short write (the PBX waits for the answer while the phone
-/// rings): false, and nothing written, when no live PBX token is `token`. Once an `answer` or
+/// rings), with the callback a missed call opens: false, and nothing written, when no live
+/// PBX token is `token`. Once an `answer` or
 /// a `hangup` has committed, the pages of the agent who has the call are told (the screen
 /// pop, `screen_pop::announce`: ids only, never waiting on a page).
 pub async fn receive(state: &AppState, token: &str, event: Event) -> AppResult<bool> {
@@ -86,13 +87,11 @@ pub async fn receive(state: &AppState, token: &str, event: Event) -> AppResult<b
                 return Ok(None);
             };
             let agent = db::phone_calls::account_of_extension(conn, &event.answered_by)?;
-            db::phone_calls::record(conn, &pbx, &event, agent, now)?;
+            let call = db::phone_calls::record(conn, &pbx, &event, agent, now)?;
+            // In the same write: a missed call opens (or joins) its number's callback.
+            super::callbacks::after_pbx_event(conn, &call, now)?;
             let pops = matches!(event.kind, EventKind::Answer | EventKind::Hangup);
-            let holder = if pops {
-                db::phone_calls::holder(conn, &pbx, &event.call_id)?
-            } else {
-                None
-            };
+            let holder = pops.then(|| call.holder());
             Ok::<_, AppError>(Some(holder))
         })
         .await?;

@@ -275,6 +275,7 @@ pub async fn log(
         notes: notes.as_deref(),
         callback_requested: form.callback.is_some(),
         phone_call_id: phone_call.as_deref(),
+        callback_due_at: None,
     };
     let call = NewCall::parse(&input, crate::domain::now()).map_err(|f| err(f.into()))?;
     calls::log(&state, session.caller, call, Some(key))

@@ -16,6 +16,7 @@
 mod agent;
 mod answer;
 mod board;
+mod callbacks;
 mod chart;
 mod contacts;
 mod pop;
@@ -62,6 +63,9 @@ pub fn pages(cfg: &mut web::ServiceConfig) {
         .route("/agent/search", web::post().to(agent::search))
         .route("/agent/calls", web::post().to(agent::log))
         .route("/agent/events", web::get().to(pop::events))
+        .route("/callbacks", web::get().to(callbacks::page))
+        .route("/callbacks/claim", web::post().to(callbacks::claim))
+        .route("/callbacks/attempt", web::post().to(callbacks::attempt))
         .route("/contacts", web::get().to(contacts::page))
         .route("/contacts/attempt", web::post().to(contacts::attempt))
         .route("/contacts/reschedule", web::post().to(contacts::reschedule))
@@ -511,6 +515,7 @@ fn landing(caller: &Caller) -> &'static str {
 fn home_pages(caller: &Caller) -> Vec<(&'static str, Action)> {
     [
         ("/agent", Action::LogCalls),
+        ("/callbacks", Action::LogCalls),
         ("/contacts", Action::ContactLists),
         ("/board", Action::ManageSites),
     ]
@@ -528,6 +533,7 @@ impl Chrome {
                 href,
                 label: match href {
                     "/agent" => t.nav_agent,
+                    "/callbacks" => t.nav_callbacks,
                     "/contacts" => t.nav_contacts,
                     _ => t.nav_board,
                 },
@@ -577,6 +583,8 @@ pub fn flash(t: &'static Texts, done: Option<&str>) -> Option<String> {
         "rescheduled" => t.rescheduled,
         "reopened" => t.site_reopened,
         "centre" => t.centre_changed,
+        "claimed" => t.callback_claimed,
+        "callback" => t.callback_recorded,
         _ => return None,
     };
     Some(text.to_string())

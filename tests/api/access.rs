@@ -54,6 +54,10 @@ const MATRIX: &[Row] = &[
     ("get",    "/api/v1/phone-calls/stats",     [200, 200, 403, 200, 401]),
     ("get",    "/api/v1/pbx-tokens",            ADMIN_ONLY_READ),
     ("delete", "/api/v1/pbx-tokens/{id}",       [204, 403, 403, 403, 401]),
+    ("get",    "/api/v1/callbacks",             [200, 200, 403, 200, 401]),
+    // A new callback for each caller: one that another role claimed would be a 409.
+    ("post",   "/api/v1/callbacks/{id}/claim",  [200, 200, 403, 200, 401]),
+    ("post",   "/api/v1/callbacks/{id}/attempts", [201, 201, 403, 201, 401]),
     ("put",    "/api/v1/call-centre",           [200, 200, 403, 403, 401]),
     ("get",    "/api/v1/sites/{code}/capacity",    MANAGERS_READ),
     ("put",    "/api/v1/sites/{code}/capacity",    [200, 200, 403, 403, 401]),
@@ -133,6 +137,7 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
             )))
         }
         ("put", "/api/v1/call-centre") => json!({"status": "active"}),
+        ("post", "/api/v1/callbacks/{id}/attempts") => json!({"outcome": "no_answer"}),
         ("post", "/api/v1/cti/{pbx_token}") => json!({"event": "newCall", "callId": "matrix"}),
         ("put", "/api/v1/sites/{code}/capacity") => json!({"session_minutes": 300}),
         ("put", "/api/v1/services/{code}/capacity") => json!({"consultation_slots": 4}),
@@ -172,6 +177,8 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
             .expect("a live PBX token")
             .to_string();
         path.replace("{id}", &live)
+    } else if path.starts_with("/api/v1/callbacks/{id}") {
+        path.replace("{id}", &app.open_callback().await)
     } else if path == "/api/v1/cti/{pbx_token}" {
         path.replace("{pbx_token}", &app.pbx_token().await)
     } else if path == "/api/v1/planning/deadline" {

@@ -223,6 +223,40 @@ impl TestApp {
         self.account("Secretary", "secretary", services).await
     }
 
+    /// A telephone number no other callback of the test has (E.164, Libramont's zone).
+    pub fn unique_phone() -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % 1000;
+        let salt = uuid::Uuid::new_v4().as_u128() % 900;
+        format!("+3261{:03}{:03}", 100 + salt, n)
+    }
+
+    /// Opens a `requested` callback of a new number, as an admin logging a call with outcome
+    /// `callback_scheduled`; returns its id.
+    pub async fn open_callback(&self) -> String {
+        let phone = Self::unique_phone();
+        let r = self
+            .admin()
+            .post(
+                "/api/v1/calls",
+                &serde_json::json!({"reason": "other", "outcome": "callback_scheduled", "caller_phone": phone}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let page = self
+            .admin()
+            .get_json("/api/v1/callbacks?status=open&limit=1000")
+            .await;
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|c| c["phone"] == phone.as_str())
+            .and_then(|c| c["id"].as_str())
+            .expect("the callback of the call")
+            .to_string()
+    }
+
     /// Creates a site and one service there as admin; returns (site, service) codes.
     /// A telephone system's token, made as `reprise cti-token create` makes it.
     pub async fn pbx_token(&self) -> String {

@@ -8,6 +8,7 @@ mod architecture;
 mod audit;
 mod backup;
 mod browser;
+mod callbacks;
 mod calls;
 mod cli;
 mod concurrency;

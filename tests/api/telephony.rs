@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 /// Posts one event as the generic CTI format's form (`user[]` repeated).
-async fn form(app: &TestApp, token: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+pub async fn form(app: &TestApp, token: &str, fields: &[(&str, &str)]) -> reqwest::Response {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields)
         .finish();
@@ -18,7 +18,7 @@ async fn form(app: &TestApp, token: &str, fields: &[(&str, &str)]) -> reqwest::R
         .await
 }
 
-async fn ok(r: reqwest::Response) {
+pub async fn ok(r: reqwest::Response) {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 }
 

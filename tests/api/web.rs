@@ -206,7 +206,7 @@ async fn calls_logged(app: &TestApp) -> Vec<Value> {
     page["items"].as_array().expect("items").clone()
 }
 
-async fn audit_actions(app: &TestApp, action: &str) -> Vec<Value> {
+pub async fn audit_actions(app: &TestApp, action: &str) -> Vec<Value> {
     let page = app
         .admin()
         .get_json(&format!("/api/v1/audit?action={action}"))
@@ -347,7 +347,7 @@ async fn pages_and_api_agree_on_who_may_do_what() {
     for (role, token) in app.tokens_by_role(&c.service).await {
         let web = WebClient::sign_in(&app, &token).await;
         // (page, the API call that needs the same permission)
-        let pairs: [(reqwest::Response, reqwest::Response); 9] = [
+        let pairs: [(reqwest::Response, reqwest::Response); 10] = [
             (
                 web.get("/agent").await,
                 app.user(&token)
@@ -416,6 +416,10 @@ async fn pages_and_api_agree_on_who_may_do_what() {
                         &json!({"channel": "phone", "outcome": "no_answer"}),
                     )
                     .await,
+            ),
+            (
+                web.get("/callbacks").await,
+                app.user(&token).get("/api/v1/callbacks").await,
             ),
         ];
         for (i, (page, api)) in pairs.into_iter().enumerate() {

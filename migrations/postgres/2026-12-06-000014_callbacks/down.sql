@@ -1,0 +1,4 @@
+DROP INDEX phone_calls_callback;
+ALTER TABLE phone_calls DROP COLUMN callback_id;
+DROP TABLE callback_attempts;
+DROP TABLE callbacks;
