@@ -889,6 +889,7 @@ fn pbx_history(
             answered_by: None,
             answering_number: None,
             call_id: Some(call.id.clone()),
+            callback_id: None,
         });
     }
     for (day, answered) in answered_per_day {
@@ -941,6 +942,7 @@ fn pbx_history(
                     answered_by: None,
                     answering_number: None,
                     call_id: None,
+                    callback_id: None,
                 });
                 made += 1;
                 at += chrono::Duration::minutes(rng.gen_range(2..40));
@@ -948,6 +950,100 @@ fn pbx_history(
         }
     }
     rows
+}
+
+/// The callbacks the missed calls opened and how agents worked them: one per number while it
+/// is open (a patient who called five times has one), attempted hours after the missed call
+/// in the first days and sooner later, retried as the service retries, most reached in the
+/// end; those of the last two days are still open, for the worklist. The patient is named
+/// when exactly one has that phone.
+fn callback_history(
+    rng: &mut ChaCha8Rng,
+    phone_calls: &mut [crate::db::phone_calls::NewPhoneCall],
+    patients_of: &std::collections::HashMap<String, Vec<String>>,
+) -> (
+    Vec<crate::db::callbacks::CallbackRow>,
+    Vec<crate::db::callbacks::AttemptRow>,
+) {
+    use crate::db::callbacks::{AttemptRow, CallbackRow};
+    use crate::domain::callback::{
+        after_attempt, Next, Outcome as Attempt, Source, Status, DEFAULT_MAX_ATTEMPTS,
+    };
+    let first = brussels(2022, 5, 14, 0, 0);
+    let still_open = brussels(2022, 6, 2, 0, 0);
+    let mut missed: Vec<usize> = (0..phone_calls.len())
+        .filter(|&i| {
+            phone_calls[i].answered_at.is_none() && phone_calls[i].from_number.starts_with('+')
+        })
+        .collect();
+    missed.sort_by_key(|&i| phone_calls[i].started_at);
+    let (mut callbacks, mut attempts) = (Vec::<CallbackRow>::new(), Vec::new());
+    let mut current = std::collections::HashMap::<String, usize>::new();
+    for i in missed {
+        let (from, started) = (
+            phone_calls[i].from_number.clone(),
+            phone_calls[i].started_at,
+        );
+        let ended = phone_calls[i].ended_at.unwrap_or(started);
+        if let Some(&k) = current.get(&from) {
+            if callbacks[k].done_at.is_none_or(|done| done > started) {
+                phone_calls[i].callback_id = Some(callbacks[k].id.clone());
+                continue;
+            }
+        }
+        let patient = patients_of
+            .get(&from)
+            .filter(|ids| ids.len() == 1)
+            .map(|ids| ids[0].clone());
+        let mut cb = CallbackRow::open(from.clone(), patient, Source::MissedCall, ended, ended);
+        cb.id = seeded_id(rng, ended);
+        cb.missed_at = Some(started);
+        if ended < still_open {
+            // Hours of backlog the first days, under an hour three weeks later.
+            let day = (ended - first).num_days() as f64;
+            let backlog = (6.0 * 3600.0 * (-day / 4.0).exp()).max(1200.0) as i64;
+            let mut at = cb.due_at + chrono::Duration::seconds(rng.gen_range(300..=backlog));
+            loop {
+                let outcome = [
+                    Attempt::Reached,
+                    Attempt::NoAnswer,
+                    Attempt::Voicemail,
+                    Attempt::WrongNumber,
+                ][weighted(rng, &[55, 28, 12, 5])];
+                attempts.push(AttemptRow {
+                    id: seeded_id(rng, at),
+                    callback_id: cb.id.clone(),
+                    agent: None,
+                    outcome,
+                    note: None,
+                    at,
+                });
+                match after_attempt(outcome, cb.attempts, DEFAULT_MAX_ATTEMPTS, at) {
+                    Next::Done => {
+                        cb.status = Status::Done;
+                        cb.done_at = Some(at);
+                        cb.reached_at = (outcome == Attempt::Reached).then_some(at);
+                        break;
+                    }
+                    Next::Unreachable { attempts } => {
+                        cb.status = Status::Unreachable;
+                        cb.attempts = attempts;
+                        cb.done_at = Some(at);
+                        break;
+                    }
+                    Next::Retry { attempts, due_at } => {
+                        cb.attempts = attempts;
+                        cb.due_at = due_at;
+                        at = due_at + chrono::Duration::seconds(rng.gen_range(0..1800));
+                    }
+                }
+            }
+        }
+        phone_calls[i].callback_id = Some(cb.id.clone());
+        current.insert(from, callbacks.len());
+        callbacks.push(cb);
+    }
+    (callbacks, attempts)
 }
 
 /// Loads the Vivalia scenario into an empty database: sites, services, people and their care,
@@ -1232,7 +1328,17 @@ pub fn load(
         revoked_at: None,
     };
     let phones: Vec<String> = persons.iter().filter_map(|p| p.phone.clone()).collect();
-    let phone_calls = pbx_history(rng, &pbx.id, &calls, &phones);
+    let mut phone_calls = pbx_history(rng, &pbx.id, &calls, &phones);
+    let mut patients_of = std::collections::HashMap::<String, Vec<String>>::new();
+    for (person, row) in persons.iter().zip(&patients) {
+        if let Some(phone) = &person.phone {
+            patients_of
+                .entry(phone.clone())
+                .or_default()
+                .push(row.id.clone());
+        }
+    }
+    let (callbacks, attempts) = callback_history(rng, &mut phone_calls, &patients_of);
 
     let report_sizes = (
         sites.len(),
@@ -1274,6 +1380,7 @@ pub fn load(
         db::notifications::record_postponed_as_sent(conn, &incident.id, incident.created_at)?;
         db::calls::insert_many(conn, &calls)?;
         db::phone_calls::insert_pbx(conn, &pbx)?;
+        db::callbacks::insert_many(conn, &callbacks, &attempts)?;
         db::phone_calls::insert_many(conn, &phone_calls)?;
         let caller = crate::auth::Caller::command_line();
         let mut tokens = std::collections::BTreeMap::new();

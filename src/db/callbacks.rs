@@ -210,6 +210,27 @@ pub fn claim(
     .execute(conn)
 }
 
+/// Callbacks whole and their attempts, in chunks (the demo's history).
+pub fn insert_many(
+    conn: &mut DbConnection,
+    rows: &[CallbackRow],
+    attempts: &[AttemptRow],
+) -> QueryResult<()> {
+    for chunk in rows.chunks(super::BULK_ROWS) {
+        per_backend!(&mut *conn, |c| diesel::insert_into(callbacks::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    for chunk in attempts.chunks(super::BULK_ROWS) {
+        per_backend!(&mut *conn, |c| diesel::insert_into(
+            callback_attempts::table
+        )
+        .values(chunk)
+        .execute(c))?;
+    }
+    Ok(())
+}
+
 pub fn insert_attempt(conn: &mut DbConnection, row: &AttemptRow) -> QueryResult<()> {
     diesel::insert_into(callback_attempts::table)
         .values(row)

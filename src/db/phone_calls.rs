@@ -212,6 +212,8 @@ pub struct NewPhoneCall {
     pub answered_by: Option<String>,
     pub answering_number: Option<String>,
     pub call_id: Option<String>,
+    /// The callback its missed call opened or joined.
+    pub callback_id: Option<String>,
 }
 
 /// Multi-row inserts, in chunks under SQLite's bound-parameter limit.

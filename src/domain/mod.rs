@@ -177,6 +177,20 @@ pub fn truncate_to_micros(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
     t.with_nanosecond(micros).unwrap_or(t)
 }
 
+/// The median of these values (the mean of the two middle ones for an even count).
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +199,12 @@ mod tests {
     fn now_has_no_sub_microsecond_part() {
         use chrono::Timelike;
         assert_eq!(now().nanosecond() % 1_000, 0);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_two() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![30.0, 10.0, 20.0]), Some(20.0));
+        assert_eq!(median(vec![40.0, 10.0, 20.0, 30.0]), Some(25.0));
     }
 }

@@ -311,6 +311,6 @@ pub fn figures(conn: &mut DbConnection, now: chrono::NaiveDateTime) -> AppResult
         open,
         oldest_open_seconds: oldest
             .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
-        reached_median_seconds: callback::median_seconds(seconds),
+        reached_median_seconds: crate::domain::median(seconds),
     })
 }

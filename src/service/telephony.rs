@@ -190,7 +190,7 @@ pub async fn stats(
         match (answer, ended) {
             (Some(answer), _) => {
                 count(&mut answered, h);
-                waits.push((*answer - *started).num_milliseconds().max(0));
+                waits.push((*answer - *started).num_milliseconds().max(0) as f64 / 1000.0);
             }
             (None, Some(_)) => count(&mut missed, h),
             (None, None) => {}
@@ -214,7 +214,7 @@ pub async fn stats(
         received: total(&received),
         answered: total(&answered),
         missed: total(&missed),
-        median_wait_seconds: median(&mut waits).map(|ms| ms / 1000.0),
+        median_wait_seconds: crate::domain::median(waits),
         series: r
             .into_iter()
             .zip(a)
@@ -239,17 +239,6 @@ fn count(hours: &mut Vec<(chrono::NaiveDateTime, i64)>, hour: chrono::NaiveDateT
     }
 }
 
-/// The median of these values (the mean of the two middle ones for an even count).
-fn median(values: &mut [i64]) -> Option<f64> {
-    values.sort_unstable();
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2] as f64),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) as f64 / 2.0),
-    }
-}
-
 /// Whether a live PBX holds this token (to tell a bad event from an unknown token).
 pub async fn is_pbx_token(state: &AppState, token: &str) -> AppResult<bool> {
     let hash = token_hash(token);
@@ -262,13 +251,6 @@ pub async fn is_pbx_token(state: &AppState, token: &str) -> AppResult<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_median_is_the_middle_value_or_the_mean_of_the_two() {
-        assert_eq!(median(&mut []), None);
-        assert_eq!(median(&mut [30, 10, 20]), Some(20.0));
-        assert_eq!(median(&mut [40, 10, 30, 20]), Some(25.0));
-    }
 
     #[test]
     fn counts_go_to_their_hour() {
