@@ -66,11 +66,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => tracing::warn!(error = %e, "cannot count the outbox for /metrics"),
     }
     let now = crate::domain::now();
-    match state
-        .db
-        .read(move |conn| crate::service::callbacks::figures(conn, now))
-        .await
-    {
+    let since = now - chrono::Duration::days(crate::service::callbacks::MEDIAN_DAYS);
+    match crate::service::callbacks::figures(&state, now, since).await {
         Ok(f) => {
             state
                 .metrics

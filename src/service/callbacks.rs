@@ -293,16 +293,33 @@ pub struct Figures {
     /// Seconds since the oldest open callback was opened; 0 when none is.
     pub oldest_open_seconds: f64,
     /// Median seconds from the first missed call to the patient reached, over the callbacks
-    /// reached in the last [`MEDIAN_DAYS`] days.
+    /// reached since the figures' start (`/metrics`: the last [`MEDIAN_DAYS`] days).
     pub reached_median_seconds: Option<f64>,
 }
 
 /// The period the reached median covers.
 pub const MEDIAN_DAYS: i64 = 7;
 
-pub fn figures(conn: &mut DbConnection, now: chrono::NaiveDateTime) -> AppResult<Figures> {
+/// The callbacks open at `now`, and the median time to reach a patient over the callbacks
+/// reached since `since`.
+pub async fn figures(
+    state: &AppState,
+    now: chrono::NaiveDateTime,
+    since: chrono::NaiveDateTime,
+) -> AppResult<Figures> {
+    state
+        .db
+        .read(move |conn| figures_on(conn, now, since))
+        .await
+}
+
+fn figures_on(
+    conn: &mut DbConnection,
+    now: chrono::NaiveDateTime,
+    since: chrono::NaiveDateTime,
+) -> AppResult<Figures> {
     let (open, oldest) = db::callbacks::census(conn)?;
-    let reached = db::callbacks::reached_since(conn, now - chrono::Duration::days(MEDIAN_DAYS))?;
+    let reached = db::callbacks::reached_since(conn, since)?;
     let seconds = reached
         .into_iter()
         .map(|(missed, reached)| (reached - missed).num_milliseconds().max(0) as f64 / 1000.0)

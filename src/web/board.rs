@@ -19,7 +19,7 @@ use crate::domain::site::SiteStatus;
 use crate::error::AppError;
 use crate::i18n::{Texts, PROGRAMMES};
 use crate::service::sites;
-use crate::service::{calls, telephony};
+use crate::service::{callbacks, calls, telephony};
 use crate::state::AppState;
 
 /// Days on the chart when the coordinator chose none: a quarter.
@@ -60,6 +60,8 @@ struct BoardPage {
     days: Vec<DayFigures>,
     /// The telephone system's inbound calls over the chart's period.
     phone: Option<telephony::Statistics>,
+    /// Callbacks: open now, the oldest one's wait, the median time to reach a patient.
+    callbacks: Option<String>,
     /// The chart's period for the form's date fields (`YYYY-MM-DD`).
     chart_from: String,
     chart_to: String,
@@ -214,6 +216,40 @@ fn chart_days(
         .unwrap_or_default()
 }
 
+/// "12 rappels ouverts, le plus ancien depuis 3 h 05 ; patients joints en 2 h 10 (médiane)":
+/// the callbacks open now, and the median from the missed call to the patient reached over
+/// the callbacks reached since the chart's first day. None without any callback.
+async fn callback_summary(
+    state: &AppState,
+    t: &'static Texts,
+    period: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+) -> Result<Option<String>, AppError> {
+    let now = crate::domain::now();
+    let since = period.map_or(now - chrono::Duration::days(callbacks::MEDIAN_DAYS), |p| {
+        crate::domain::time::brussels_midnight(p.0)
+    });
+    let f = callbacks::figures(state, now, since).await?;
+    if f.open == 0 && f.reached_median_seconds.is_none() {
+        return Ok(None);
+    }
+    let span = |seconds: f64| {
+        let minutes = (seconds / 60.0).round() as i64;
+        match minutes / 60 {
+            hours if hours >= 48 => format!("{} {}", hours / 24, t.days_short),
+            hours => format!("{hours} h {:02}", minutes % 60),
+        }
+    };
+    let mut text = t
+        .callbacks_open
+        .replace("{n}", &f.open.to_string())
+        .replace("{oldest}", &span(f.oldest_open_seconds));
+    match f.reached_median_seconds {
+        Some(median) => text.push_str(&t.callbacks_reached.replace("{median}", &span(median))),
+        None => text.push('.'),
+    }
+    Ok(Some(text))
+}
+
 /// The telephone system's figures for the chart's days (Brussels midnight to midnight).
 async fn phone_figures(
     state: &AppState,
@@ -256,6 +292,9 @@ pub async fn page(
         .await
         .map_err(|e| PageError::App(e, lang))?;
     let days = chart_days(period, &per_day, phone.as_ref());
+    let callbacks = callback_summary(&state, t, period)
+        .await
+        .map_err(|e| PageError::App(e, lang))?;
     let short: Vec<(String, i64)> = days
         .iter()
         .map(|d| (d.day.get(..5).unwrap_or(&d.day).to_string(), d.calls))
@@ -279,6 +318,7 @@ pub async fn page(
         chart: chart::bars(t.calls_per_day, &short),
         days,
         phone,
+        callbacks,
         chart_from: period.map(|p| p.0.to_string()).unwrap_or_default(),
         chart_to: period.map(|p| p.1.to_string()).unwrap_or_default(),
     };

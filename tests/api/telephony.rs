@@ -637,6 +637,11 @@ async fn the_board_shows_the_telephone_systems_calls_per_day_beside_the_logged_o
         )),
         "a day: logged, received, answered, missed: {html}"
     );
+    // The two missed calls of one number: one callback, waiting for minutes.
+    assert!(
+        html.contains("Rappels : 1 ouverts, le plus ancien attend depuis 0 h 0"),
+        "{html}"
+    );
     // A period without PBX calls shows no telephone columns.
     let html = web.html("/board?from=2022-05-10&to=2022-05-12").await;
     assert!(!html.contains("phone-summary"));
