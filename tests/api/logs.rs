@@ -39,6 +39,7 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         .trim()
         .to_string();
 
+    let mut logs_of_cli = String::new();
     let port = free_port();
     let log_file = std::fs::File::create(&log_path).expect("log file");
     let mut server = tokio::process::Command::from(reprise())
@@ -253,6 +254,63 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
         .await
         .expect("sent");
     assert_eq!(r.status(), 200);
+    // The telephone system: its token (made by the command line), a call from the patient's
+    // phone that nobody answers, the callback it opens, claimed and attempted with a note.
+    let out = reprise()
+        .env("RUST_LOG", "trace")
+        .env("REPRISE_DATABASE_URL", url.expose())
+        .args(["cti-token", "create", "--name", "Zyxwv PBX"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    logs_of_cli.push_str(&String::from_utf8_lossy(&out.stderr));
+    let pbx = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    for event in ["newCall", "hangup"] {
+        let r = client
+            .post(format!("{base}/api/v1/cti/{pbx}"))
+            .form(&[
+                ("event", event),
+                ("callId", "canary-1"),
+                ("from", "0471 99 88 77"),
+            ])
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 200);
+    }
+    let callbacks: Value = client
+        .get(format!("{base}/api/v1/callbacks?status=open"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let callback = callbacks["items"][0]["id"]
+        .as_str()
+        .expect("a callback")
+        .to_string();
+    let r = post(
+        &format!("/api/v1/callbacks/{callback}/claim"),
+        &admin,
+        json!({}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 200);
+    let r = post(
+        &format!("/api/v1/callbacks/{callback}/attempts"),
+        &admin,
+        json!({"outcome": "voicemail", "note": "canarynote on the voicemail"}),
+    )
+    .await
+    .expect("sent");
+    assert_eq!(r.status(), 201);
+
     // Its delivery is recorded (and logged) just after the file is written.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
@@ -261,6 +319,7 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
 
     let mut logs = std::fs::read_to_string(&log_path).expect("logs");
     logs.push_str(&std::fs::read_to_string(&cli_log_path).expect("cli logs"));
+    logs.push_str(&logs_of_cli);
     assert!(
         logs.contains("request served"),
         "the capture works: {}",
@@ -274,6 +333,8 @@ async fn no_secret_or_personal_data_reaches_the_logs() {
     for canary in [
         admin.as_str(),
         &admin[3..20],
+        pbx.as_str(),
+        &pbx[3..20],
         secretary_token.as_str(),
         forged,
         "Zyxwv",
