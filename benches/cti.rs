@@ -6,7 +6,8 @@
 //!    one of the agents, `hangup`) for 30 s, paced: each event's answer time, and for each
 //!    `answer` the time until the screen pop reaches that agent's stream (from the moment the
 //!    `answer` event was sent); the process's memory at the start and the end.
-//! 2. The same 16 connections push events as fast as they are answered: events per second.
+//! 2. Events as fast as they are answered, from the PBX's 16 connections and then from 32
+//!    (the calls' clients), the pages' streams still open: events per second.
 //! 3. 32 clients post calls (`POST /api/v1/calls`) as fast as they are answered: calls per
 //!    second, the baseline of the ratio.
 //!
@@ -175,18 +176,18 @@ async fn one_call(
     [new, answered, ended]
 }
 
-/// Calls `first..first + n` from `PBX_CONNECTIONS` connections, paced at `per_s` calls a
-/// second in all (none: as fast as answered); every event's answer time, sorted.
+/// Calls `first..first + n` from `connections` connections, paced at `per_s` calls a second
+/// in all (none: as fast as answered); every event's answer time, sorted.
 async fn push_calls(
     url: &str,
-    first: usize,
-    n: usize,
+    (first, n): (usize, usize),
+    connections: usize,
     per_s: Option<usize>,
     pops: Option<Arc<Mutex<Pops>>>,
 ) -> Vec<f64> {
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for conn in 0..PBX_CONNECTIONS {
+    for conn in 0..connections {
         let (url, pops) = (url.to_string(), pops.clone());
         tasks.push(tokio::spawn(async move {
             let http = client();
@@ -199,7 +200,7 @@ async fn push_calls(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 latencies.extend(one_call(&http, &url, first + k, pops.as_deref()).await);
-                k += PBX_CONNECTIONS;
+                k += connections;
             }
             latencies
         }));
@@ -285,8 +286,28 @@ async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     // 1. Paced: 1,000 calls a second.
     let calls = seconds * CALLS_PER_S;
     let rss_start = rss_mib();
+    // The memory every 10 s of the load: flat once the caches are warm.
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = tokio::spawn({
+        let samples = samples.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                samples.lock().expect("samples").push(rss_mib());
+            }
+        }
+    });
     let started = Instant::now();
-    let events = push_calls(&url, 0, calls, Some(CALLS_PER_S), Some(pops.clone())).await;
+    let events = push_calls(
+        &url,
+        (0, calls),
+        PBX_CONNECTIONS,
+        Some(CALLS_PER_S),
+        Some(pops.clone()),
+    )
+    .await;
     let paced_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_end = rss_mib();
@@ -309,19 +330,30 @@ async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     println!("{tag}.cti.pops_missing={lost}");
     println!("{tag}.cti.pop_p50_ms={:.2}", percentile(&delays, 0.5));
     println!("{tag}.cti.pop_p99_ms={:.2}", percentile(&delays, 0.99));
+    sampler.abort();
     println!("{tag}.cti.rss_start_mib={rss_start:.1}");
+    for (i, rss) in samples.lock().expect("samples").iter().enumerate() {
+        println!("{tag}.cti.rss_at_{}s_mib={rss:.1}", 10 * (i + 1));
+    }
     println!("{tag}.cti.rss_end_mib={rss_end:.1}");
 
-    // 2. Events as fast as they are answered, the streams still open.
+    // 2. Events as fast as they are answered, the streams still open (each answer and hangup
+    // pops on a page): from the PBX's 16 connections, then from as many as the calls' clients.
     let burst = scale(10_000, 200);
-    let started = Instant::now();
-    let events = push_calls(&url, calls, burst, None, None).await;
-    let events_per_s = events.len() as f64 / started.elapsed().as_secs_f64();
+    let mut rates = Vec::new();
+    for (round, connections) in [PBX_CONNECTIONS, CALL_CLIENTS].into_iter().enumerate() {
+        let started = Instant::now();
+        let first = calls + round * burst;
+        let events = push_calls(&url, (first, burst), connections, None, None).await;
+        rates.push(events.len() as f64 / started.elapsed().as_secs_f64());
+    }
     // 3. Calls as fast as they are answered.
     let calls_per_s = post_calls(&base, &tokens[AGENTS], scale(20_000, 200)).await;
-    println!("{tag}.cti.events_per_s={events_per_s:.0}");
+    println!("{tag}.cti.events_per_s_16_connections={:.0}", rates[0]);
+    println!("{tag}.cti.events_per_s={:.0}", rates[1]);
     println!("{tag}.cti.calls_per_s={calls_per_s:.0}");
-    println!("{tag}.cti ratio={:.2}", events_per_s / calls_per_s);
+    // Both from 32 clients.
+    println!("{tag}.cti ratio={:.2}", rates[1] / calls_per_s);
     for s in streams {
         s.abort();
     }

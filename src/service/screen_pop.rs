@@ -115,6 +115,39 @@ pub async fn current(state: &AppState, account: String) -> AppResult<Now> {
     Ok(found.first().map_or(Now::Idle, |h| Now::Call(ring_of(h))))
 }
 
+/// The patients whose phone called (at most [`MAX_PATIENTS`]), each with their postponed and
+/// rescheduled appointments; for a secretary, only patients of their services.
+fn patients_of(
+    conn: &mut db::DbConnection,
+    call: &PhoneCallRow,
+    services: Option<&[String]>,
+) -> AppResult<Vec<PopPatient>> {
+    let mut patients = Vec::new();
+    if !call.from_number.starts_with('+') {
+        return Ok(patients);
+    }
+    let matches =
+        db::phone_calls::patients_with_phones(conn, std::slice::from_ref(&call.from_number))?;
+    for m in matches.into_iter().take(MAX_PATIENTS) {
+        let Some(patient) = db::patients::find(conn, &m.patient_id)? else {
+            continue;
+        };
+        let mut appointments = db::appointments::of_patient(conn, &m.patient_id)?;
+        if let Some(services) = services {
+            appointments.retain(|a| services.contains(&a.service_code));
+            if appointments.is_empty() {
+                continue; // Outside the caller's services: not shown at all.
+            }
+        }
+        appointments.retain(|a| matches!(a.status, Status::Postponed | Status::Rescheduled));
+        patients.push(PopPatient {
+            patient,
+            appointments,
+        });
+    }
+    Ok(patients)
+}
+
 /// The pop of call `phone_call_id` for `caller`: `None` unless the caller is the one who
 /// answered it. The patients shown count against `REPRISE_PATIENTS_PER_HOUR` (over it, the
 /// number alone, `withheld`); audited as `phone_call.pop` (ids only).
@@ -127,86 +160,68 @@ pub async fn pop(
         return Ok(None);
     };
     let limit = state.settings.patients_per_hour;
-    let (who, id) = (caller.clone(), phone_call_id.clone());
-    let mine = move |conn: &mut db::DbConnection, id: &str| -> AppResult<Option<PhoneCallRow>> {
-        Ok(db::phone_calls::find(conn, id)?
-            .filter(|c| c.answered_by.as_deref() == Some(account.as_str())))
+    // The reading on a read connection, off the SQLite writer; the write is only the
+    // disclosure and its audit entry (and what it shows is what was read).
+    let scope = super::patients::scope(&caller);
+    let read_id = phone_call_id.clone();
+    let found = state
+        .db
+        .read(move |conn| {
+            let mine = db::phone_calls::find(conn, &read_id)?
+                .filter(|c| c.answered_by.as_deref() == Some(account.as_str()));
+            let Some(call) = mine else {
+                return Ok(None);
+            };
+            let patients = patients_of(conn, &call, scope.as_deref())?;
+            Ok::<_, AppError>(Some((call, patients)))
+        })
+        .await?;
+    let Some((call, patients)) = found else {
+        return Ok(None);
     };
-    let mine_too = mine.clone();
+    let ids: Vec<String> = patients.iter().map(|p| p.patient.id.clone()).collect();
+    let ended = call.ended_at.is_some();
+    let (who, id) = (caller.clone(), phone_call_id.clone());
     let shown = state
         .db
         .write(move |conn| {
-            let Some(call) = mine(conn, &id)? else {
-                return Ok(None);
-            };
-            let services = super::patients::scope(&who);
-            let mut patients = Vec::new();
-            if call.from_number.starts_with('+') {
-                let matches = db::phone_calls::patients_with_phones(
-                    conn,
-                    std::slice::from_ref(&call.from_number),
-                )?;
-                for m in matches.into_iter().take(MAX_PATIENTS) {
-                    let Some(patient) = db::patients::find(conn, &m.patient_id)? else {
-                        continue;
-                    };
-                    let mut appointments = db::appointments::of_patient(conn, &m.patient_id)?;
-                    if let Some(services) = &services {
-                        appointments.retain(|a| services.contains(&a.service_code));
-                        if appointments.is_empty() {
-                            continue; // Outside the caller's services: not shown at all.
-                        }
-                    }
-                    appointments
-                        .retain(|a| matches!(a.status, Status::Postponed | Status::Rescheduled));
-                    patients.push(PopPatient {
-                        patient,
-                        appointments,
-                    });
-                }
-            }
-            let ids: Vec<String> = patients.iter().map(|p| p.patient.id.clone()).collect();
             super::patients::disclose(conn, &who, limit, &ids, crate::domain::now())?;
             crate::audit::record(
                 conn,
                 &who,
                 "phone_call.pop",
                 Some(&format!("phone_call:{id}")),
-                serde_json::json!({ "patients": ids, "ended": call.ended_at.is_some() }),
+                serde_json::json!({ "patients": ids, "ended": ended }),
             )?;
-            Ok(Some(Pop {
-                call,
-                patients,
-                withheld: false,
-            }))
+            Ok(())
         })
         .await;
     match shown {
-        // The budget is spent: the transaction that counted them rolled back; the number
-        // alone is shown, and that is audited too.
+        Ok(()) => Ok(Some(Pop {
+            call,
+            patients,
+            withheld: false,
+        })),
         Err(AppError::TooManyPatients(_)) => {
             state
                 .db
                 .write(move |conn| {
-                    let Some(call) = mine_too(conn, &phone_call_id)? else {
-                        return Ok(None);
-                    };
                     crate::audit::record(
                         conn,
                         &caller,
                         "phone_call.pop",
                         Some(&format!("phone_call:{phone_call_id}")),
-                        serde_json::json!({ "patients": [], "withheld": true,
-                            "ended": call.ended_at.is_some() }),
+                        serde_json::json!({ "patients": [], "withheld": true, "ended": ended }),
                     )?;
-                    Ok(Some(Pop {
-                        call,
-                        patients: Vec::new(),
-                        withheld: true,
-                    }))
+                    Ok::<_, AppError>(())
                 })
-                .await
+                .await?;
+            Ok(Some(Pop {
+                call,
+                patients: Vec::new(),
+                withheld: true,
+            }))
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
