@@ -100,6 +100,11 @@ impl Pops {
         }
     }
 
+    /// What `account`'s pages show now, if one is open here.
+    pub fn now_of(&self, account: &str) -> Option<Now> {
+        self.slots().get(account).map(|s| s.tx.borrow().clone())
+    }
+
     /// The accounts with a page open here, and the version of each one's value.
     pub fn listening(&self) -> Vec<(String, u64)> {
         let mut slots = self.slots();

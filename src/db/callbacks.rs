@@ -83,12 +83,20 @@ pub struct AttemptRow {
 const INSERT_OPEN: &str = "INSERT INTO callbacks (id, phone, patient_id, source, due_at, \
     created_at, attempts, status, missed_at, call_id) \
     VALUES ($1, $2, $3, $4, $5, $6, 0, 'open', $7, $8) \
-    ON CONFLICT (phone) WHERE status = 'open' DO NOTHING";
+    ON CONFLICT (phone) WHERE status = 'open' DO UPDATE SET phone = excluded.phone \
+    RETURNING id";
 
-/// Inserts an open callback unless one is open for its number; `false` when one is (then
-/// nothing changed). On PostgreSQL an insert of the same number in flight elsewhere is waited
-/// for, so the caller can then read the one that is open.
-pub fn insert_open(conn: &mut DbConnection, row: &CallbackRow) -> QueryResult<bool> {
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+/// Inserts an open callback unless one is open for its number, in one statement; answers the
+/// id of the number's open callback (`row`'s if it was inserted). The conflicting row is
+/// locked (a no-op update), so on PostgreSQL a callback being closed or removed elsewhere at
+/// that moment is waited for, and then either joined while still open or replaced by `row`.
+pub fn open_or_join(conn: &mut DbConnection, row: &CallbackRow) -> QueryResult<String> {
     macro_rules! run {
         ($c:expr, $sql:expr) => {
             diesel::sql_query($sql)
@@ -100,24 +108,14 @@ pub fn insert_open(conn: &mut DbConnection, row: &CallbackRow) -> QueryResult<bo
                 .bind::<Timestamp, _>(row.created_at)
                 .bind::<Nullable<Timestamp>, _>(row.missed_at)
                 .bind::<Nullable<Text>, _>(row.call_id.as_deref())
-                .execute($c)
+                .get_result::<Id>($c)
         };
     }
-    let n = match conn {
+    let open = match conn {
         DbConnection::Sqlite(c) => run!(c, INSERT_OPEN.replace('$', "?")),
         DbConnection::Pg(c) => run!(c, INSERT_OPEN),
     }?;
-    Ok(n == 1)
-}
-
-/// The open callback of a number, by the partial unique index.
-pub fn open_for_phone(conn: &mut DbConnection, phone: &str) -> QueryResult<Option<CallbackRow>> {
-    callbacks::table
-        .filter(callbacks::phone.eq(phone))
-        .filter(callbacks::status.eq(Status::Open))
-        .select(CallbackRow::as_select())
-        .first(conn)
-        .optional()
+    Ok(open.id)
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<CallbackRow>> {
@@ -143,6 +141,19 @@ pub fn link_phone_call(
 /// Removes a callback that a call's hangup opened before its `answer` arrived (events out of
 /// order): only while no other missed call, no agent and no attempt has touched it.
 pub fn drop_if_untouched(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    // On PostgreSQL, the callback's row first: a missed call joining it at this moment (which
+    // locks it too) is either counted below or finds it gone and opens another.
+    if let DbConnection::Pg(c) = conn {
+        let locked: Option<String> = callbacks::table
+            .find(id)
+            .select(callbacks::id)
+            .for_update()
+            .first(c)
+            .optional()?;
+        if locked.is_none() {
+            return Ok(false);
+        }
+    }
     let others: i64 = phone_calls::table
         .filter(phone_calls::callback_id.eq(id))
         .count()

@@ -249,8 +249,7 @@ pub struct PhoneCallRow {
 impl PhoneCallRow {
     /// Seconds from the answer to the hangup, once both happened.
     pub fn talk_seconds(&self) -> Option<i32> {
-        let talk = self.ended_at? - self.answered_at?;
-        i32::try_from(talk.num_seconds().max(0)).ok()
+        talk_seconds(self.answered_at, self.ended_at)
     }
 
     /// An inbound call that ended before anyone answered.
@@ -269,25 +268,46 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<PhoneCallRo
 }
 
 /// Links a PBX call to the call an agent logged for it; false if another call already is.
+/// A hangup recorded between the agent's reading of the PBX call and this link (it saw no
+/// logged call to give its duration to) is caught here: the duration is filled in now.
 pub fn link(conn: &mut DbConnection, id: &str, call_id: &str) -> QueryResult<bool> {
-    diesel::update(
-        phone_calls::table
-            .find(id)
-            .filter(phone_calls::call_id.is_null()),
-    )
-    .set(phone_calls::call_id.eq(call_id))
-    .execute(conn)
-    .map(|n| n == 1)
+    let linked: Option<(Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> =
+        diesel::update(
+            phone_calls::table
+                .find(id)
+                .filter(phone_calls::call_id.is_null()),
+        )
+        .set(phone_calls::call_id.eq(call_id))
+        .returning((phone_calls::answered_at, phone_calls::ended_at))
+        .get_result(conn)
+        .optional()?;
+    let Some((answered, ended)) = linked else {
+        return Ok(false);
+    };
+    if let Some(talk) = talk_seconds(answered, ended) {
+        give_duration(conn, call_id, talk)?;
+    }
+    Ok(true)
+}
+
+/// Seconds from the answer to the hangup, once both happened.
+fn talk_seconds(
+    answered: Option<chrono::NaiveDateTime>,
+    ended: Option<chrono::NaiveDateTime>,
+) -> Option<i32> {
+    i32::try_from((ended? - answered?).num_seconds().max(0)).ok()
 }
 
 /// A hangup after the agent logged the call gives that call its duration, unless it has one.
 fn fill_duration(conn: &mut DbConnection, row: &Recorded) -> QueryResult<()> {
-    let (Some(call_id), Some(answered), Some(ended)) =
-        (&row.call_id, row.answered_at, row.ended_at)
-    else {
-        return Ok(());
-    };
-    let talk = i32::try_from((ended - answered).num_seconds().max(0)).unwrap_or(i32::MAX);
+    match (&row.call_id, talk_seconds(row.answered_at, row.ended_at)) {
+        (Some(call_id), Some(talk)) => give_duration(conn, call_id, talk),
+        _ => Ok(()),
+    }
+}
+
+/// The logged call `call_id` takes the PBX's talk time, unless it has a duration.
+fn give_duration(conn: &mut DbConnection, call_id: &str, talk: i32) -> QueryResult<()> {
     diesel::update(
         calls::table
             .find(call_id)

@@ -147,7 +147,7 @@ pub fn parse_due(raw: &str, now: NaiveDateTime) -> Result<NaiveDateTime, Invalid
     if t > now + Duration::days(366) {
         return Err(Invalid("must be within a year".into()));
     }
-    Ok(t)
+    Ok(t.max(now))
 }
 
 #[cfg(test)]
@@ -239,7 +239,11 @@ mod tests {
     }
 
     #[test]
-    fn medians_of_odd_and_even_counts() {}
+    fn a_requested_time_in_the_past_is_due_now() {
+        let now = utc("2026-12-10T13:00:00Z");
+        assert_eq!(parse_due("0000-01-01T00:00:00Z", now).ok(), Some(now));
+        assert_eq!(parse_due("2026-12-10T12:00:00Z", now).ok(), Some(now));
+    }
 
     #[test]
     fn a_requested_time_is_at_most_a_year_ahead() {

@@ -25,22 +25,11 @@ fn sole_patient(conn: &mut DbConnection, phone: &str) -> diesel::QueryResult<Opt
 }
 
 /// Opens `row` unless its number has an open callback; answers the open callback's id and
-/// whether it is `row`. The index decides; the loop only covers an open callback closed
-/// between the insert that lost and the read after it.
-fn open_or_join(
-    conn: &mut DbConnection,
-    row: &mut CallbackRow,
-) -> diesel::QueryResult<(String, bool)> {
-    for _ in 0..3 {
-        if db::callbacks::insert_open(conn, row)? {
-            return Ok((row.id.clone(), true));
-        }
-        if let Some(open) = db::callbacks::open_for_phone(conn, &row.phone)? {
-            return Ok((open.id, false));
-        }
-        row.id = uuid::Uuid::now_v7().to_string();
-    }
-    Err(diesel::result::Error::RollbackTransaction)
+/// whether it is `row`. One statement, which the partial unique index decides.
+fn open_or_join(conn: &mut DbConnection, row: &CallbackRow) -> diesel::QueryResult<(String, bool)> {
+    let id = db::callbacks::open_or_join(conn, row)?;
+    let opened = id == row.id;
+    Ok((id, opened))
 }
 
 /// After a PBX event, in its write: a missed inbound call from a telephone number opens a
@@ -57,21 +46,16 @@ pub fn after_pbx_event(
             let Some(phone) = callback::callable(&call.from_number) else {
                 return Ok(());
             };
-            let id = match db::callbacks::open_for_phone(conn, phone.as_str())? {
-                Some(open) => open.id,
-                None => {
-                    let patient = sole_patient(conn, phone.as_str())?;
-                    let mut row = CallbackRow::open(
-                        phone.as_str().to_string(),
-                        patient,
-                        Source::MissedCall,
-                        now,
-                        now,
-                    );
-                    row.missed_at = Some(call.started_at);
-                    open_or_join(conn, &mut row)?.0
-                }
-            };
+            let patient = sole_patient(conn, phone.as_str())?;
+            let mut row = CallbackRow::open(
+                phone.as_str().to_string(),
+                patient,
+                Source::MissedCall,
+                now,
+                now,
+            );
+            row.missed_at = Some(call.started_at);
+            let (id, _) = open_or_join(conn, &row)?;
             db::callbacks::link_phone_call(conn, &call.id, Some(&id))
         }
         (Some(id), false) => {
@@ -99,7 +83,7 @@ pub fn open_requested(
     };
     let mut row = CallbackRow::open(phone, patient, Source::Requested, due_at, now);
     row.call_id = Some(call.id.clone());
-    let (id, opened) = open_or_join(conn, &mut row)?;
+    let (id, opened) = open_or_join(conn, &row)?;
     if !opened {
         db::callbacks::request_on(conn, &id, due_at, &call.id)?;
     }

@@ -61,9 +61,18 @@ fn ring_of(h: &Holder) -> Ring {
 /// has the call, if it is theirs to log.
 pub(super) fn announce(state: &AppState, holder: Holder, now: chrono::NaiveDateTime) {
     let recent = holder.ended_at.is_none_or(|e| e >= now - ENDED_WITHIN);
-    if let (Some(account), None, true) = (&holder.answered_by, &holder.call_id, recent) {
-        state.pops.publish(account, Now::Call(ring_of(&holder)));
+    let (Some(account), None, true) = (&holder.answered_by, &holder.call_id, recent) else {
+        return;
+    };
+    // A late hangup of an earlier call does not take the page from the call going on now.
+    if holder.ended_at.is_some() {
+        if let Some(Now::Call(live)) = state.pops.now_of(account) {
+            if live.phone_call_id != holder.id && !live.ended {
+                return;
+            }
+        }
     }
+    state.pops.publish(account, Now::Call(ring_of(&holder)));
 }
 
 /// The stream of `account`'s current call on this instance.

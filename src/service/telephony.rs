@@ -175,6 +175,20 @@ pub async fn stats(
 ) -> AppResult<Statistics> {
     let end = to.unwrap_or_else(|| crate::domain::now() + chrono::Duration::seconds(1));
     let start = from.unwrap_or(chrono::DateTime::UNIX_EPOCH.naive_utc());
+    // Too many buckets is refused before any row is read (a day is 23 to 25 hours).
+    let span = match bucket {
+        Bucket::Hour => (end - start).num_hours(),
+        Bucket::Day => (end - start).num_hours() / 23,
+    };
+    if from.is_some() && span > crate::domain::call::MAX_BUCKETS as i64 + 1 {
+        return Err(AppError::validation(
+            "from",
+            format!(
+                "asks for more than {} buckets; narrow from and to, or use bucket=day",
+                crate::domain::call::MAX_BUCKETS
+            ),
+        ));
+    }
     let calls = state
         .db
         .read(move |conn| db::phone_calls::inbound_times(conn, start, end).map_err(AppError::from))

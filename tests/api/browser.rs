@@ -1207,6 +1207,21 @@ async fn an_answered_call_fills_the_agents_open_page_within_a_second() {
     assert_eq!(value_of(c, "notes").await, "Demande un nouveau rendez-vous");
     assert_eq!(value_of(c, "caller_phone").await, "+3261234567");
 
+    // Another call answered while this one is being written up: its panel shows, and the
+    // form stays with the call the agent is writing about.
+    let first = value_of(c, "phone_call_id").await;
+    screen_pop::answer(&app, &pbx, "c-3", "201").await;
+    for _ in 0..100 {
+        if text(c, "#pop-title").await == "Appel en cours" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(text(c, "#pop-title").await, "Appel en cours");
+    assert_eq!(value_of(c, "phone_call_id").await, first);
+    assert_eq!(value_of(c, "notes").await, "Demande un nouveau rendez-vous");
+    assert!(!value_of(c, "duration_minutes").await.is_empty());
+
     // Another agent's open page shows nothing of a call Anne answers.
     click(c, "#sign-out").await;
     arrive(c, "/sign-in?out=1").await;

@@ -46,12 +46,22 @@ document.addEventListener("DOMContentLoaded", () => {
       f.value = value;
       f.dataset.popped = value;
     };
+    // Once the agent has typed into a form tied to one call, a pop of another call shows its
+    // panel but leaves the form to the call being written up (its number, time, patient).
+    let edited = false;
+    callForm.addEventListener("input", () => { edited = true; });
+    const boundElsewhere = (id) => {
+      const f = field("phone_call_id");
+      return edited && f && f.value !== "" && f.value !== id;
+    };
     const stream = new EventSource("/agent/events?since=" + encodeURIComponent(pop.dataset.since || "none"));
     stream.addEventListener("open", () => { pop.dataset.live = "1"; });
     stream.addEventListener("pop", (e) => {
       const d = JSON.parse(e.data);
       pop.innerHTML = d.html;
       pop.hidden = false;
+      if (boundElsewhere(d.phone_call_id)) return;
+      if (field("phone_call_id") && field("phone_call_id").value !== d.phone_call_id) edited = false;
       hidden("phone_call_id", d.phone_call_id);
       hidden("received_at", d.received_at);
       offered("caller_phone", d.phone);
@@ -66,6 +76,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const d = JSON.parse(e.data);
       pop.hidden = true;
       pop.replaceChildren();
+      if (edited) return;
       hidden("phone_call_id", "");
       hidden("received_at", "");
       offered("caller_phone", "");
