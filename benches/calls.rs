@@ -80,28 +80,13 @@ async fn raw_rate_off_thread(backend: Backend, server: Option<&DatabaseUrl>, row
         .expect("raw")
 }
 
-async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
-    let total = scale(40_000, 64);
-    let target = BenchDb::create(backend, server, "calls");
-    let (base, state) = target.serve(16).await;
-    let new = NewAccount::parse("Bench agent", "agent", &[]).expect("account");
-    let token = state
-        .db
-        .write(move |conn| {
-            reprise::service::users::create_account(conn, &Caller::command_line(), new)
-        })
-        .await
-        .expect("account")
-        .token;
-    let token = Arc::new(token);
-    // The raw rate before and after the HTTP run (the disk's fsync rate drifts during a run).
-    let raw_rows = scale(3_000, 64);
-    let raw_before = raw_rate_off_thread(backend, server, raw_rows).await;
-
+/// `total` calls posted to `url` by `CLIENTS` keep-alive clients, each with its
+/// Idempotency-Key: the seconds it took and every answer time (ms), sorted.
+async fn post_calls(url: String, token: &Arc<String>, total: usize) -> (f64, Vec<f64>) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client_no in 0..CLIENTS {
-        let (url, token) = (format!("{base}/api/v1/calls"), token.clone());
+        let (url, token) = (url.clone(), token.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
@@ -146,6 +131,61 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
+    (elapsed, latencies)
+}
+
+/// One-row-per-transaction inserts of the same rows from `CLIENTS` connections at once
+/// (PostgreSQL's own group commit), no HTTP: rows per second.
+async fn raw_parallel_rate(server: Option<&DatabaseUrl>, rows: usize) -> f64 {
+    let target = BenchDb::create(Backend::Postgres, server, "callsraw32");
+    let db = db::Db::connect(&target.url, 1).expect("db");
+    db.migrate().expect("migrate");
+    drop(db);
+    let url = Arc::new(target.url.clone());
+    let started = Instant::now();
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut conn = url.connect().expect("connection");
+                let mut i = t;
+                while i < rows {
+                    let row = call_row(i);
+                    conn.transaction(|c| db::calls::insert(c, &row))
+                        .expect("insert");
+                    i += CLIENTS;
+                }
+            })
+        })
+        .collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            t.join().expect("inserter");
+        }
+    })
+    .await;
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
+    let total = scale(40_000, 64);
+    let target = BenchDb::create(backend, server, "calls");
+    let (base, state) = target.serve(16).await;
+    let new = NewAccount::parse("Bench agent", "agent", &[]).expect("account");
+    let token = state
+        .db
+        .write(move |conn| {
+            reprise::service::users::create_account(conn, &Caller::command_line(), new)
+        })
+        .await
+        .expect("account")
+        .token;
+    let token = Arc::new(token);
+    // The raw rate before and after the HTTP run (the disk's fsync rate drifts during a run).
+    let raw_rows = scale(3_000, 64);
+    let raw_before = raw_rate_off_thread(backend, server, raw_rows).await;
+
+    let (elapsed, latencies) = post_calls(format!("{base}/api/v1/calls"), &token, total).await;
     let stored = state
         .db
         .read(|conn| db::calls::count(conn).map_err(AppError::from))
@@ -168,6 +208,18 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     println!("{tag}.calls.raw_after_per_s={raw_after:.0}");
     println!("{tag}.calls.raw_per_row_per_s={raw:.0}");
     println!("{tag}.calls ratio={:.2}", http_rate / raw);
+    // The HTTP ceiling: the same server, middleware, extractors, checks and answer, nothing
+    // stored.
+    let (ceiling_s, _) = post_calls(format!("{base}/api/v1/ceiling/calls"), &token, total).await;
+    let ceiling = total as f64 / ceiling_s;
+    println!("{tag}.calls.http_ceiling_per_s={ceiling:.0}");
+    println!("{tag}.calls http_ceiling_ratio={:.2}", http_rate / ceiling);
+    if backend == Backend::Postgres {
+        // What PostgreSQL commits for the same rows from as many connections, no HTTP.
+        let raw32 = raw_parallel_rate(server, scale(20_000, 64)).await;
+        println!("{tag}.calls.raw_{CLIENTS}_connections_per_s={raw32:.0}");
+        println!("{tag}.calls ceiling_ratio={:.2}", http_rate / raw32);
+    }
     if std::env::args().skip(1).any(|a| a == "--no-stats") {
         return;
     }

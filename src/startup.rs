@@ -27,6 +27,16 @@ pub struct Application {
 impl Application {
     /// Connects, migrates and binds; the server starts when awaited.
     pub async fn build(settings: Settings) -> Result<Self, String> {
+        Self::build_with(settings, false).await
+    }
+
+    /// [`Application::build`] with, when `ceiling`, the calls route without its storage at
+    /// `POST /api/v1/ceiling/calls` (`routes::calls::create_unstored`): the same server, the
+    /// same middleware, extractors, checks and answer, nothing written. Only the calls
+    /// benchmark builds it, to measure what the HTTP stack alone costs; `reprise serve` never
+    /// mounts it.
+    #[doc(hidden)]
+    pub async fn build_with(settings: Settings, ceiling: bool) -> Result<Self, String> {
         let url = settings.database.clone();
         let pool_size = settings.db_pool;
         let legacy_key = settings.legacy_link_key.clone();
@@ -93,6 +103,14 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .configure(|cfg| {
+                    if ceiling {
+                        cfg.route(
+                            "/api/v1/ceiling/calls",
+                            web::post().to(routes::calls::create_unstored),
+                        );
+                    }
+                })
                 .configure(|cfg| {
                     let mut cfg = utoipa_actix_web::service_config::ServiceConfig::new(cfg);
                     routes::root(&mut cfg);
@@ -180,8 +198,6 @@ fn warn_about_links(public_url: &url::Url, bound: std::net::SocketAddr) {
 /// How often the refusals counted in memory are added to their audit entries.
 const DENIALS_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The background chores of a running service: the aggregated refusals written every
-/// [`DENIALS_FLUSH`]; the disclosure counts of past hours purged.
 /// The screen pop's database path: twice a second, the current call of each account with an
 /// agents' page open here (one read, none while no page is open), for the PBX events another
 /// instance received (docs/architecture.md, "The screen pop").
@@ -197,6 +213,8 @@ async fn screen_pops(state: web::Data<AppState>) {
     }
 }
 
+/// The background chores of a running service: the aggregated refusals written every
+/// [`DENIALS_FLUSH`]; the disclosure counts of past hours purged.
 async fn housekeeping(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(DENIALS_FLUSH);
     let mut purged_before = None;

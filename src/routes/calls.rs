@@ -145,6 +145,20 @@ pub async fn create(
     })
 }
 
+/// [`create`] without its storage: the same extractors and checks, the answer the call would
+/// get, nothing written (the HTTP ceiling of `cargo bench --bench calls`; mounted only by
+/// `Application::build_with(_, true)`).
+pub async fn create_unstored(
+    caller: Granted<perm::LogCalls>,
+    req: HttpRequest,
+    body: ApiJson<CreateCall>,
+) -> AppResult<HttpResponse> {
+    let call = body.parse().await?.parse()?;
+    let key = idempotency_key(&req)?;
+    let row = calls::unstored(&caller.caller, call, key);
+    Ok(HttpResponse::Created().json(CallResponse::from(row)))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallQuery {

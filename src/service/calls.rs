@@ -65,6 +65,27 @@ fn call_row(call: NewCall, now: chrono::NaiveDateTime) -> CallRow {
     }
 }
 
+/// The call [`log`] would store, made the same way, stored nowhere (the calls benchmark's
+/// HTTP ceiling).
+pub fn unstored(caller: &Caller, call: NewCall, key: Option<IdempotencyKey>) -> CallRow {
+    prepared(caller, call, key, crate::domain::now())
+}
+
+/// The row of a call by `caller` under `key`, with the hash a replay must match.
+fn prepared(
+    caller: &Caller,
+    call: NewCall,
+    key: Option<IdempotencyKey>,
+    now: chrono::NaiveDateTime,
+) -> CallRow {
+    let hash = key.as_ref().map(|_| request_hash(caller, &call));
+    let mut row = call_row(call, now);
+    row.request_hash = hash;
+    row.idempotency_key = key.map(|k| k.as_str().to_string());
+    row.agent_id = caller.id.clone();
+    row
+}
+
 /// Logs a call by `caller`, once per key: `POST /calls` and the agents' page.
 pub async fn log(
     state: &AppState,
@@ -72,7 +93,6 @@ pub async fn log(
     call: NewCall,
     key: Option<IdempotencyKey>,
 ) -> AppResult<Logged> {
-    let hash = key.as_ref().map(|_| request_hash(&caller, &call));
     let now = crate::domain::now();
     let links = Links {
         phone_call: call.phone_call_id.clone(),
@@ -80,10 +100,7 @@ pub async fn log(
             .then(|| call.callback_due_at.unwrap_or(now)),
         now,
     };
-    let mut row = call_row(call, now);
-    row.request_hash = hash;
-    row.idempotency_key = key.map(|k| k.as_str().to_string());
-    row.agent_id = caller.id.clone();
+    let row = prepared(&caller, call, key, now);
     let logged = state
         .db
         .write(move |conn| insert_call(conn, &caller, row, links))
