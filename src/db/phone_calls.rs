@@ -93,9 +93,12 @@ pub fn account_of_extension(
 /// each event fills in only what it knows and what is still empty, so an event repeated or
 /// arriving out of order changes nothing more. A later `answer` (a transfer) names the agent
 /// who has the call now.
+/// `{contains}` is the backend's `instr`/`strpos`: whether this answer's extension already
+/// answered the call (a repeated event after a transfer changes nothing).
 const RECORD: &str = "INSERT INTO phone_calls (id, pbx_id, pbx_call_id, direction, from_number, \
-    to_number, queue, started_at, answered_at, ended_at, cause, answered_by, answering_number) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+    to_number, queue, started_at, answered_at, ended_at, cause, answered_by, answering_number, \
+    answerers) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
     ON CONFLICT (pbx_id, pbx_call_id) DO UPDATE SET \
     from_number = CASE WHEN phone_calls.from_number = '' THEN excluded.from_number ELSE phone_calls.from_number END, \
     to_number = CASE WHEN phone_calls.to_number = '' THEN excluded.to_number ELSE phone_calls.to_number END, \
@@ -103,10 +106,24 @@ const RECORD: &str = "INSERT INTO phone_calls (id, pbx_id, pbx_call_id, directio
     answered_at = COALESCE(phone_calls.answered_at, excluded.answered_at), \
     ended_at = COALESCE(phone_calls.ended_at, excluded.ended_at), \
     cause = COALESCE(phone_calls.cause, excluded.cause), \
-    answered_by = COALESCE(excluded.answered_by, phone_calls.answered_by), \
-    answering_number = COALESCE(excluded.answering_number, phone_calls.answering_number) \
+    answered_by = CASE WHEN excluded.answering_number IS NULL OR {seen} THEN phone_calls.answered_by \
+        ELSE COALESCE(excluded.answered_by, phone_calls.answered_by) END, \
+    answering_number = CASE WHEN excluded.answering_number IS NULL OR {seen} \
+        THEN phone_calls.answering_number ELSE excluded.answering_number END, \
+    answerers = CASE WHEN excluded.answering_number IS NULL OR {seen} THEN phone_calls.answerers \
+        ELSE phone_calls.answerers || excluded.answerers END \
     RETURNING id, direction, from_number, started_at, answered_at, ended_at, callback_id, \
     answered_by, call_id";
+
+/// The statement for each backend: SQLite's numbered parameters are `?N`.
+static RECORD_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    RECORD
+        .replace("{seen}", "instr(phone_calls.answerers || $15, $16) > 0")
+        .replace('$', "?")
+});
+static RECORD_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    RECORD.replace("{seen}", "strpos(phone_calls.answerers || $15, $16) > 0")
+});
 
 /// The PBX call's row as an event left it: what its callback depends on.
 #[derive(Debug, Clone, QueryableByName)]
@@ -178,13 +195,26 @@ pub fn record(
                 .bind::<Nullable<Timestamp>, _>(ended.then_some(now))
                 .bind::<Nullable<Text>, _>(event.cause.filter(|_| ended).map(Cause::as_str))
                 .bind::<Nullable<Text>, _>(answered_by.filter(|_| answered))
-                .bind::<Nullable<Text>, _>(answering)
+                .bind::<Nullable<Text>, _>(answering.as_deref())
+                // The answerers: each a newline and the number, so that `\n201\n` is found
+                // in them (with a newline added at the end) only if 201 answered.
+                .bind::<Text, _>(
+                    answering
+                        .as_ref()
+                        .map_or(String::new(), |n| format!("\n{n}")),
+                )
+                .bind::<Text, _>("\n")
+                .bind::<Text, _>(
+                    answering
+                        .as_ref()
+                        .map_or(String::new(), |n| format!("\n{n}\n")),
+                )
                 .get_result::<Recorded>($c)
         };
     }
     let row = match conn {
-        DbConnection::Sqlite(c) => run!(c, RECORD.replace('$', "?")),
-        DbConnection::Pg(c) => run!(c, RECORD),
+        DbConnection::Sqlite(c) => run!(c, RECORD_SQLITE.as_str()),
+        DbConnection::Pg(c) => run!(c, RECORD_PG.as_str()),
     }?;
     if ended {
         fill_duration(conn, &row)?;

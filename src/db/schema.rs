@@ -88,6 +88,7 @@ diesel::table! {
         answering_number -> Nullable<Text>,
         call_id -> Nullable<Text>,
         callback_id -> Nullable<Text>,
+        answerers -> Text,
     }
 }
 

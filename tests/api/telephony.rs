@@ -217,6 +217,32 @@ async fn a_transferred_call_names_the_agent_who_has_it_now() {
         c["answered_at"], answered_at,
         "answered when first answered"
     );
+    // The PBX sends the first answer again (a retry): the call stays with the second agent.
+    for user in ["201", "202", "201"] {
+        ok(form(
+            &app,
+            &pbx,
+            &[&[("event", "answer"), ("user[]", user)][..], &call].concat(),
+        )
+        .await)
+        .await;
+    }
+    assert_eq!(
+        phone_calls(&app, "").await[0]["answered_by"],
+        second.as_str()
+    );
+    // A third agent takes it: a new transfer.
+    let third = agent_with_extension(&app, "203").await;
+    let transfer = [
+        &[("event", "answer"), ("answeringNumber", "203")][..],
+        &call,
+    ]
+    .concat();
+    ok(form(&app, &pbx, &transfer).await).await;
+    assert_eq!(
+        phone_calls(&app, "").await[0]["answered_by"],
+        third.as_str()
+    );
 }
 
 #[tokio::test]
