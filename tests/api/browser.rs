@@ -1138,6 +1138,21 @@ async fn value_of(c: &Client, id: &str) -> String {
     .to_string()
 }
 
+/// The text of the element `id` now, in one script (the pop's panel is replaced as events
+/// arrive: an element found first and read after could be gone).
+async fn text_of(c: &Client, id: &str) -> String {
+    c.execute(
+        "const e = document.getElementById(arguments[0]); return e ? e.textContent : null;",
+        vec![json!(id)],
+    )
+    .await
+    .expect("read")
+    .as_str()
+    .unwrap_or_default()
+    .trim()
+    .to_string()
+}
+
 /// Waits until the page's event stream is open (the script marks the panel).
 async fn stream_open(c: &Client) {
     c.wait()
@@ -1178,8 +1193,8 @@ async fn an_answered_call_fills_the_agents_open_page_within_a_second() {
     assert_eq!(value_of(c, "patient_id").await, patient);
     assert!(!value_of(c, "received_at").await.is_empty());
     assert!(!value_of(c, "phone_call_id").await.is_empty());
-    assert_eq!(text(c, "#pop-title").await, "Appel en cours");
-    assert!(text(c, "#pop-patients").await.contains("Dubois, Marie"));
+    assert_eq!(text_of(c, "pop-title").await, "Appel en cours");
+    assert!(text_of(c, "pop-patients").await.contains("Dubois, Marie"));
     assert_eq!(text(c, "#form-patient").await, "Patient : Dubois, Marie");
     shot(c, "agent-screen-pop").await;
 
@@ -1203,7 +1218,7 @@ async fn an_answered_call_fills_the_agents_open_page_within_a_second() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!value_of(c, "duration_minutes").await.is_empty());
-    assert_eq!(text(c, "#pop-title").await, "Appel terminé");
+    assert_eq!(text_of(c, "pop-title").await, "Appel terminé");
     assert_eq!(value_of(c, "notes").await, "Demande un nouveau rendez-vous");
     assert_eq!(value_of(c, "caller_phone").await, "+3261234567");
 
@@ -1212,12 +1227,12 @@ async fn an_answered_call_fills_the_agents_open_page_within_a_second() {
     let first = value_of(c, "phone_call_id").await;
     screen_pop::answer(&app, &pbx, "c-3", "201").await;
     for _ in 0..100 {
-        if text(c, "#pop-title").await == "Appel en cours" {
+        if text_of(c, "pop-title").await == "Appel en cours" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(text(c, "#pop-title").await, "Appel en cours");
+    assert_eq!(text_of(c, "pop-title").await, "Appel en cours");
     assert_eq!(value_of(c, "phone_call_id").await, first);
     assert_eq!(value_of(c, "notes").await, "Demande un nouveau rendez-vous");
     assert!(!value_of(c, "duration_minutes").await.is_empty());
