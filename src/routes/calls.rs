@@ -231,6 +231,23 @@ pub struct StatsQuery {
     pub bucket: Option<String>,
 }
 
+impl StatsQuery {
+    /// `from`, `to` and the bucket (default `day`), every fault at once.
+    pub(super) fn checked(
+        &self,
+    ) -> AppResult<(
+        Option<chrono::NaiveDateTime>,
+        Option<chrono::NaiveDateTime>,
+        Bucket,
+    )> {
+        let mut f = Faults::default();
+        let from = f.check_opt("from", self.from.as_deref(), parse_instant);
+        let to = f.check_opt("to", self.to.as_deref(), parse_instant);
+        let bucket = f.check_opt("bucket", self.bucket.as_deref(), Bucket::parse);
+        Ok(f.finish((|| Some((from?, to?, bucket?.unwrap_or(Bucket::Day))))())?)
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeriesPoint {
     /// Start of the bucket, Brussels local time with its offset.
@@ -269,12 +286,7 @@ pub async fn stats(
     state: web::Data<AppState>,
     query: ApiQuery<StatsQuery>,
 ) -> AppResult<web::Json<CallStats>> {
-    let q = query.parse()?;
-    let mut f = Faults::default();
-    let from = f.check_opt("from", q.from.as_deref(), parse_instant);
-    let to = f.check_opt("to", q.to.as_deref(), parse_instant);
-    let bucket = f.check_opt("bucket", q.bucket.as_deref(), Bucket::parse);
-    let (from, to, bucket) = f.finish((|| Some((from?, to?, bucket?.unwrap_or(Bucket::Day))))())?;
+    let (from, to, bucket) = query.parse()?.checked()?;
     let stats = calls::stats(&state, from, to, bucket).await?;
     Ok(web::Json(CallStats {
         total: stats.total,

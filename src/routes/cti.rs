@@ -10,7 +10,6 @@ use super::{parse_instant, utc, ApiQuery, Page, PageRequest};
 use crate::auth::{perm, Granted};
 use crate::db::phone_calls::{PbxRow, PhoneCallFilter};
 use crate::denials::Refusal;
-use crate::domain::call::Bucket;
 use crate::domain::cti::{Event, EventInput};
 use crate::domain::Faults;
 use crate::error::{AppError, AppResult, Problem};
@@ -286,12 +285,7 @@ pub async fn stats(
     state: web::Data<AppState>,
     query: ApiQuery<StatsQuery>,
 ) -> AppResult<web::Json<PhoneCallStats>> {
-    let q = query.parse()?;
-    let mut f = Faults::default();
-    let from = f.check_opt("from", q.from.as_deref(), parse_instant);
-    let to = f.check_opt("to", q.to.as_deref(), parse_instant);
-    let bucket = f.check_opt("bucket", q.bucket.as_deref(), Bucket::parse);
-    let (from, to, bucket) = f.finish((|| Some((from?, to?, bucket?.unwrap_or(Bucket::Day))))())?;
+    let (from, to, bucket) = query.parse()?.checked()?;
     let s = telephony::stats(&state, from, to, bucket).await?;
     Ok(web::Json(PhoneCallStats {
         received: s.received,
