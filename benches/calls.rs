@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
-use reprise::auth::Caller;
 use reprise::db::calls::CallRow;
 use reprise::db::{self, Backend, DatabaseUrl};
-use reprise::domain::account::NewAccount;
 use reprise::domain::call::{Outcome, Reason};
 use reprise::error::AppError;
 
@@ -171,15 +169,7 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     let total = scale(40_000, 64);
     let target = BenchDb::create(backend, server, "calls");
     let (base, state) = target.serve(16).await;
-    let new = NewAccount::parse("Bench agent", "agent", &[]).expect("account");
-    let token = state
-        .db
-        .write(move |conn| {
-            reprise::service::users::create_account(conn, &Caller::command_line(), new)
-        })
-        .await
-        .expect("account")
-        .token;
+    let token = common::account(&state, "Bench agent", "agent", None).await;
     let token = Arc::new(token);
     // The raw rate before and after the HTTP run (the disk's fsync rate drifts during a run).
     let raw_rows = scale(3_000, 64);

@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use futures_util::StreamExt;
-use reprise::auth::Caller;
 use reprise::db::appointments::AppointmentRow;
 use reprise::db::{self, Backend, DatabaseUrl, DbConnection};
-use reprise::domain::account::NewAccount;
 use reprise::error::AppError;
 
 /// Resident memory of this process, in bytes.
@@ -292,15 +290,7 @@ async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     })
     .await
     .expect("filled");
-    let new = NewAccount::parse("Bench", "coordinator", &[]).expect("account");
-    let token = state
-        .db
-        .write(move |conn| {
-            reprise::service::users::create_account(conn, &Caller::command_line(), new)
-        })
-        .await
-        .expect("account")
-        .token;
+    let token = common::account(&state, "Bench", "coordinator", None).await;
 
     // One export of each first, so that buffers and allocator arenas have settled; then each
     // is measured from its own idle level.

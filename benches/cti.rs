@@ -19,9 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use reprise::auth::Caller;
 use reprise::db::{Backend, DatabaseUrl};
-use reprise::domain::account::NewAccount;
 
 mod common;
 
@@ -250,7 +248,11 @@ async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     let (base, state) = target.serve(16).await;
     let db = state.db.clone();
     let pbx = tokio::task::spawn_blocking(move || {
-        reprise::service::telephony::create_pbx_token(&db, Caller::command_line(), "Bench".into())
+        reprise::service::telephony::create_pbx_token(
+            &db,
+            reprise::auth::Caller::command_line(),
+            "Bench".into(),
+        )
     })
     .await
     .expect("joined")
@@ -258,17 +260,9 @@ async fn run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     let url = format!("{base}/api/v1/cti/{pbx}");
     let mut tokens = Vec::new();
     for agent in 0..=AGENTS {
-        let mut new = NewAccount::parse(&format!("Agent {agent}"), "agent", &[]).expect("account");
         // The last one logs calls, without an extension.
-        new.extension = (agent < AGENTS).then(|| extension(agent));
-        let created = state
-            .db
-            .write(move |conn| {
-                reprise::service::users::create_account(conn, &Caller::command_line(), new)
-            })
-            .await
-            .expect("agent");
-        tokens.push(created.token);
+        let extension = (agent < AGENTS).then(|| extension(agent));
+        tokens.push(common::account(&state, &format!("Agent {agent}"), "agent", extension).await);
     }
     let pops = Arc::new(Mutex::new(Pops::default()));
     let mut streams = Vec::new();

@@ -11,9 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use reprise::auth::Caller;
 use reprise::db::Backend;
-use reprise::domain::account::NewAccount;
 
 mod common;
 
@@ -146,15 +144,7 @@ async fn run(backend: Backend, server: Option<&reprise::db::DatabaseUrl>) {
             s.rate_anonymous = Some(60);
         })
         .await;
-    let new = NewAccount::parse("Agent", "agent", &[]).expect("account");
-    let token = state
-        .db
-        .write(move |conn| {
-            reprise::service::users::create_account(conn, &Caller::command_line(), new)
-        })
-        .await
-        .expect("account")
-        .token;
+    let token = common::account(&state, "Agent", "agent", None).await;
     let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     // The agent alone.

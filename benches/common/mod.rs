@@ -140,6 +140,30 @@ impl Drop for BenchDb {
     }
 }
 
+/// A new account named `name` with `role` (and a telephone `extension`) on the served
+/// service; its token.
+pub async fn account(
+    state: &actix_web::web::Data<reprise::startup::AppState>,
+    name: &str,
+    role: &str,
+    extension: Option<String>,
+) -> String {
+    let mut new = reprise::domain::account::NewAccount::parse(name, role, &[]).expect("account");
+    new.extension = extension;
+    state
+        .db
+        .write(move |conn| {
+            reprise::service::users::create_account(
+                conn,
+                &reprise::auth::Caller::command_line(),
+                new,
+            )
+        })
+        .await
+        .expect("account")
+        .token
+}
+
 /// A tokio runtime with the machine's two workers, for the benches that serve HTTP.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
