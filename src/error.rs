@@ -254,6 +254,16 @@ impl From<DbError> for AppError {
             DbError::Query(E::DatabaseError(K::ClosedConnection, info)) => {
                 AppError::Unavailable(info.message().to_string())
             }
+            // PostgreSQL chose this transaction to end a deadlock, or could not serialize it:
+            // nothing of it is stored, and the same request again can succeed.
+            DbError::Query(E::DatabaseError(K::SerializationFailure, info)) => {
+                AppError::Unavailable(info.message().to_string())
+            }
+            DbError::Query(E::DatabaseError(K::Unknown, info))
+                if info.message().starts_with("deadlock detected") =>
+            {
+                AppError::Unavailable(info.message().to_string())
+            }
             DbError::Query(E::DatabaseError(K::Unknown, info))
                 if is_unavailable_message(info.message()) =>
             {

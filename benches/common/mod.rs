@@ -24,6 +24,10 @@ pub fn targets() -> Vec<(Backend, Option<DatabaseUrl>)> {
             targets.push((Backend::Postgres, Some(url)));
         }
     }
+    // `BENCH_ONLY=postgres` (or `sqlite`): one backend, for a quicker look.
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        targets.retain(|(backend, _)| backend.name() == only);
+    }
     targets
 }
 

@@ -2,7 +2,6 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
-use diesel::Connection;
 
 use super::schema::{call_centre, calls};
 use super::DbConnection;
@@ -49,20 +48,20 @@ pub fn insert_many(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()>
     count_hours(conn, rows)
 }
 
-/// Inserts a call unless its Idempotency-Key is taken; `false` when it is. Either way the
-/// transaction stays usable (SQLite undoes just the failed statement; PostgreSQL needs a
-/// savepoint for that), so the caller can read the call that holds the key.
+/// Inserts a call unless its Idempotency-Key is taken; `false` when it is. One statement
+/// (`ON CONFLICT DO NOTHING`), so the transaction stays usable on both backends and the caller
+/// can read the call that holds the key. A concurrent transaction inserting the same key makes
+/// this one wait for its outcome: committed, the key is taken; rolled back, this call goes in.
 pub fn try_insert(conn: &mut DbConnection, row: &CallRow) -> QueryResult<bool> {
-    use diesel::result::{DatabaseErrorKind, Error};
-    let inserted = match conn {
-        DbConnection::Sqlite(_) => insert(conn, row),
-        DbConnection::Pg(_) => conn.transaction(|c| insert(c, row)),
-    };
-    match inserted {
-        Ok(()) => Ok(true),
-        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
-        Err(e) => Err(e),
+    let inserted = per_backend!(&mut *conn, |c| diesel::insert_into(calls::table)
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    if inserted == 0 {
+        return Ok(false);
     }
+    count_hours(conn, std::slice::from_ref(row))?;
+    Ok(true)
 }
 
 fn hour_of(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
@@ -70,11 +69,27 @@ fn hour_of(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
     t.date().and_hms_opt(t.hour(), 0, 0).unwrap_or(t)
 }
 
-/// Adds these calls to the hourly counts, one upsert per (hour, reason, outcome).
+/// Sums of calls by (hour, reason, outcome): the rows of `call_hours` they add to.
+type Groups = std::collections::BTreeMap<(chrono::NaiveDateTime, &'static str, &'static str), Sums>;
+
+/// Calls, the sum of their known durations, and how many durations are known.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sums(i64, i64, i64);
+
+/// Adds `from` to `into`, key by key.
+fn merge(into: &mut Groups, from: Groups) {
+    for (key, Sums(calls, duration_sum, durations)) in from {
+        let g = into.entry(key).or_default();
+        g.0 += calls;
+        g.1 += duration_sum;
+        g.2 += durations;
+    }
+}
+
+/// Adds these calls to the hourly counts: at once, one upsert per (hour, reason, outcome), or,
+/// inside a writer's batch, once for the whole batch just before it commits ([`batch`]).
 fn count_hours(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
-    type Key<'a> = (chrono::NaiveDateTime, &'a str, &'a str);
-    let mut groups: std::collections::BTreeMap<Key<'_>, (i64, i64, i64)> =
-        std::collections::BTreeMap::new();
+    let mut groups = Groups::new();
     for r in rows {
         let g = groups
             .entry((
@@ -87,7 +102,16 @@ fn count_hours(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
         g.1 += i64::from(r.duration_seconds.unwrap_or(0));
         g.2 += i64::from(r.duration_seconds.is_some());
     }
-    for ((hour, reason, outcome), (calls, duration_sum, durations)) in groups {
+    match batch::defer(groups) {
+        None => Ok(()),
+        Some(groups) => add_hours(conn, groups),
+    }
+}
+
+/// One upsert per row of `call_hours`, in key order: two transactions that add to the same
+/// rows lock them in the same order and cannot deadlock.
+fn add_hours(conn: &mut DbConnection, groups: Groups) -> QueryResult<()> {
+    for ((hour, reason, outcome), Sums(calls, duration_sum, durations)) in groups {
         let add = CountHour {
             hour,
             reason,
@@ -99,6 +123,80 @@ fn count_hours(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
         per_backend!(&mut *conn, |c| add.execute(c))?;
     }
     Ok(())
+}
+
+/// The hourly counts of a writer's batch (`writer.rs`): the calls its jobs insert are counted
+/// here, per job, and written once per (hour, reason, outcome) just before the batch commits.
+///
+/// Every call of an hour with the same reason and outcome adds to one row. Counted per call,
+/// each transaction would hold that row's lock from its insert to its commit, and concurrent
+/// transactions would queue on it; batches of several calls taking these rows in different
+/// orders could deadlock. Counted per batch, each row is updated once per commit, last, in key
+/// order. A job that fails takes its counts with it.
+///
+/// The state is the writer thread's own (thread-local): outside a batch, calls are counted at
+/// once. A job's counts follow the job, not a savepoint the job rolls back itself.
+pub(super) mod batch {
+    use std::cell::RefCell;
+
+    use super::{add_hours, merge, Groups};
+    use crate::db::DbConnection;
+
+    #[derive(Default)]
+    struct Pending {
+        batch: Groups,
+        job: Groups,
+    }
+
+    thread_local! {
+        static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+    }
+
+    /// A batch starts on this thread.
+    pub fn open() {
+        PENDING.with(|p| *p.borrow_mut() = Some(Pending::default()));
+    }
+
+    /// The job that just ran is kept (its counts join the batch's) or undone (they go).
+    pub fn job_done(kept: bool) {
+        PENDING.with(|p| {
+            if let Some(p) = p.borrow_mut().as_mut() {
+                let job = std::mem::take(&mut p.job);
+                if kept {
+                    merge(&mut p.batch, job);
+                }
+            }
+        });
+    }
+
+    /// Writes the batch's counts, before its commit; the batch stays open (empty).
+    pub fn flush(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+        let groups = PENDING.with(|p| {
+            p.borrow_mut()
+                .as_mut()
+                .map(|p| std::mem::take(&mut p.batch))
+        });
+        match groups {
+            Some(groups) => add_hours(conn, groups),
+            None => Ok(()),
+        }
+    }
+
+    /// The batch is over, committed or not: nothing pending stays.
+    pub fn close() {
+        PENDING.with(|p| *p.borrow_mut() = None);
+    }
+
+    /// Keeps `groups` for the batch's commit, or gives them back outside a batch.
+    pub(super) fn defer(groups: Groups) -> Option<Groups> {
+        PENDING.with(|p| match p.borrow_mut().as_mut() {
+            Some(p) => {
+                merge(&mut p.job, groups);
+                None
+            }
+            None => Some(groups),
+        })
+    }
 }
 
 /// One `call_hours` upsert, written out so that it has a static query id: diesel never caches
@@ -370,11 +468,13 @@ pub struct Centre {
     pub changed_by: Option<String>,
 }
 
+/// Typed per backend: every call logged reads it, and the concrete connection caches the
+/// prepared statement.
 pub fn centre(conn: &mut DbConnection) -> QueryResult<Centre> {
-    call_centre::table
+    per_backend!(conn, |c| call_centre::table
         .find(1)
         .select(Centre::as_select())
-        .first(conn)
+        .first(c))
 }
 
 pub fn set_centre(

@@ -4,7 +4,8 @@
 //! The rule that keeps it simple: diesel only ever runs inside those two closures, off the
 //! async workers; every write is one transaction, and on SQLite all writes go to one writer
 //! thread that commits them in batches (`writer.rs`), so concurrent writes queue up instead of
-//! failing with "database is locked".
+//! failing with "database is locked". On PostgreSQL, the writes of the hot path (logging a
+//! call) go to a few writer threads that commit them in batches too ([`Db::write_grouped`]).
 
 /// Runs the same diesel expression on the concrete connection of either backend. Used for
 /// what the `MultiConnection` cannot express (multi-row inserts) and on hot paths: a query
@@ -303,13 +304,21 @@ pub fn check_sqlite_file(path: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// Writer threads, each with its own connection, that batch the commits of
+/// [`Db::write_grouped`] on PostgreSQL (`writer.rs`).
+const POSTGRES_WRITERS: usize = 2;
+
 /// The shared handle: a pool for reads (and PostgreSQL writes) plus, on SQLite, the one
-/// writer thread that batches commits (see `writer.rs`).
+/// writer thread that batches commits, and on PostgreSQL the writers of
+/// [`Db::write_grouped`] (see `writer.rs`).
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
+    /// SQLite: every write.
     writer: Option<writer::Handle>,
+    /// PostgreSQL: the writes of [`Db::write_grouped`].
+    grouped: Option<writer::Handle>,
 }
 
 impl fmt::Debug for Db {
@@ -338,16 +347,21 @@ impl Db {
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build(Manager(url.clone()))
             .map_err(|e| e.to_string())?;
-        let writer = match url.backend {
-            Backend::Sqlite => Some(
-                writer::spawn(url.clone()).map_err(|e| format!("cannot start the writer: {e}"))?,
-            ),
-            Backend::Postgres => None,
+        let writers = match url.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITERS,
+        };
+        let handle =
+            writer::spawn(url, writers).map_err(|e| format!("cannot start the writer: {e}"))?;
+        let (writer, grouped) = match url.backend {
+            Backend::Sqlite => (Some(handle), None),
+            Backend::Postgres => (None, Some(handle)),
         };
         Ok(Self {
             pool,
             backend: url.backend,
             writer,
+            grouped,
         })
     }
 
@@ -416,7 +430,43 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        match self.submit(f) {
+        self.write_on(self.writer.as_ref(), None, f).await
+    }
+
+    /// [`Db::write`] for the hot path, committed with other such writes on both backends: on
+    /// PostgreSQL a writer thread runs the closures waiting, each in its own savepoint of one
+    /// transaction, and commits them once (group commit, as the SQLite writer does).
+    ///
+    /// Several writers run at once, and each holds the locks of all its batch's jobs until the
+    /// batch commits. So a grouped job must not take row locks in an order another job could
+    /// take them in reverse: it inserts (a unique key, as an Idempotency-Key, makes a concurrent
+    /// insert of the same key wait, which cannot cycle), it updates a row its own request
+    /// names (the PBX call it links), and counters go through `calls::batch`, which adds them
+    /// once per batch, last, in key order. `key` is the unique key `f` inserts, if any: every
+    /// batch runs its jobs in key order, so two batches never wait on each other's keys.
+    pub async fn write_grouped<T, E, F>(&self, key: Option<&str>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let writer = self.writer.as_ref().or(self.grouped.as_ref());
+        self.write_on(writer, key.map(str::to_string), f).await
+    }
+
+    /// Sends `f` to `writer`, or runs it in a pooled transaction without one.
+    async fn write_on<T, E, F>(
+        &self,
+        writer: Option<&writer::Handle>,
+        order: Option<String>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        match submit(writer, order, f) {
             Ok(rx) => rx.await.unwrap_or_else(|_| Err(E::from(writer_gone()))),
             Err(f) => {
                 let db = self.clone();
@@ -432,30 +482,12 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        match self.submit(f) {
+        match submit(self.writer.as_ref(), None, f) {
             Ok(rx) => rx
                 .blocking_recv()
                 .unwrap_or_else(|_| Err(E::from(writer_gone()))),
             Err(f) => self.pooled_transaction(f),
         }
-    }
-
-    /// Hands `f` to the SQLite writer thread, or gives it back on PostgreSQL.
-    #[allow(clippy::type_complexity)]
-    fn submit<T, E, F>(&self, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T, E>>, F>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-    {
-        let Some(writer) = &self.writer else {
-            return Err(f);
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Box<dyn writer::Job> = Box::new(writer::Typed::new(f, tx));
-        // If the thread is gone, the job (and its reply sender) is dropped: the caller sees it.
-        let _ = writer.send(job);
-        Ok(rx)
     }
 
     fn pooled_transaction<T, E, F>(&self, f: F) -> Result<T, E>
@@ -512,6 +544,28 @@ pub fn lock_for_write(conn: &mut DbConnection, table: &str) -> diesel::QueryResu
             pg.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
         }
     }
+}
+
+/// Hands `f` to `writer`, or gives it back without one.
+#[allow(clippy::type_complexity)]
+fn submit<T, E, F>(
+    writer: Option<&writer::Handle>,
+    order: Option<String>,
+    f: F,
+) -> Result<tokio::sync::oneshot::Receiver<Result<T, E>>, F>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    let Some(writer) = writer else {
+        return Err(f);
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Box<dyn writer::Job> = Box::new(writer::Typed::new(f, tx, order));
+    // If the threads are gone, the job (and its reply sender) is dropped: the caller sees it.
+    let _ = writer.send(job);
+    Ok(rx)
 }
 
 fn writer_gone() -> DbError {

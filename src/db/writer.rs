@@ -1,26 +1,35 @@
-//! The SQLite writer: one thread, one connection, and commit batching.
+//! The writers: threads that each hold one connection and commit the jobs waiting in batches.
 //!
-//! With `synchronous = FULL` every commit waits for the disk, so one transaction per request
-//! caps the write rate at the disk's fsync rate. Here every write of the process is a job sent
-//! to one thread, which takes all the jobs waiting, runs each inside its own savepoint of one
-//! `BEGIN IMMEDIATE` transaction, commits once, and only then answers each job. A job that
-//! fails is rolled back to its savepoint and gets its own error; the others still commit. No
-//! job is acknowledged before the commit that makes it durable.
+//! Every commit waits for the disk (SQLite with `synchronous = FULL`, PostgreSQL's WAL flush),
+//! so one transaction per request caps the write rate at the disk's flush rate, and on
+//! PostgreSQL each transaction also costs its `BEGIN` and `COMMIT` round trips. Here a writer
+//! takes all the jobs waiting, runs each inside its own savepoint of one transaction, commits
+//! once, and only then answers each job. A job that fails is rolled back to its savepoint and
+//! gets its own error; the others still commit. No job is acknowledged before the commit that
+//! makes it durable.
 //!
-//! The rule: only this thread writes to the SQLite file from this process, so writes never
-//! meet "database is locked" among themselves (another process, such as the command line,
-//! waits on the busy timeout).
+//! On SQLite one writer thread takes every write of the process, so writes never meet
+//! "database is locked" among themselves (another process, such as the command line, waits on
+//! the busy timeout). On PostgreSQL a few writer threads share one queue and take only the
+//! writes sent to them ([`super::Db::write_grouped`]: logging a call); other writes run in
+//! their own transactions on the pool.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::Connection;
 
 use super::{DatabaseUrl, DbConnection, DbError};
 
-/// Most jobs in one commit: enough to amortise the fsync, few enough to keep latency flat.
-const MAX_BATCH: usize = 512;
+/// Most jobs in one SQLite commit: enough to amortise the fsync, few enough to keep latency
+/// flat.
+const MAX_BATCH_SQLITE: usize = 512;
+
+/// Most jobs in one PostgreSQL commit. Each job's savepoint that writes is a subtransaction,
+/// and a transaction with more than 64 of them overflows PostgreSQL's per-backend cache of
+/// subtransaction ids: every snapshot on the server then has to read `pg_subtrans`.
+const MAX_BATCH_POSTGRES: usize = 48;
 
 /// A unit of work for the writer thread.
 pub(super) trait Job: Send {
@@ -28,6 +37,9 @@ pub(super) trait Job: Send {
     fn run(&mut self, conn: &mut DbConnection) -> bool;
     /// Answers the caller once the batch has committed (or failed to).
     fn deliver(self: Box<Self>, committed: Result<(), String>);
+    /// The unique key the job inserts, if any: a batch runs its jobs in this order (see
+    /// [`next_batch`]).
+    fn order(&self) -> Option<&str>;
 }
 
 /// A closure and where to send its result.
@@ -35,14 +47,20 @@ pub(super) struct Typed<T, E, F> {
     f: Option<F>,
     out: Option<Result<T, E>>,
     reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+    order: Option<String>,
 }
 
 impl<T, E, F> Typed<T, E, F> {
-    pub(super) fn new(f: F, reply: tokio::sync::oneshot::Sender<Result<T, E>>) -> Self {
+    pub(super) fn new(
+        f: F,
+        reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+        order: Option<String>,
+    ) -> Self {
         Self {
             f: Some(f),
             out: None,
             reply,
+            order,
         }
     }
 }
@@ -73,30 +91,57 @@ where
         // The caller may have gone (a cancelled request): its work is committed regardless.
         let _ = this.reply.send(result);
     }
+
+    fn order(&self) -> Option<&str> {
+        self.order.as_deref()
+    }
 }
 
 /// Where jobs are sent; cloned with the `Db`.
 pub(super) type Handle = mpsc::Sender<Box<dyn Job>>;
 
-/// Starts the writer thread for `url`; it stops when every handle is dropped.
-pub(super) fn spawn(url: DatabaseUrl) -> std::io::Result<Handle> {
+/// Starts `threads` writers for `url` on one queue; they stop when every handle is dropped.
+pub(super) fn spawn(url: &DatabaseUrl, threads: usize) -> std::io::Result<Handle> {
     let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
-    std::thread::Builder::new()
-        .name("sqlite-writer".into())
-        .spawn(move || run(&url, &rx))?;
+    let rx = Arc::new(Mutex::new(rx));
+    let max_batch = match url.backend {
+        super::Backend::Sqlite => MAX_BATCH_SQLITE,
+        super::Backend::Postgres => MAX_BATCH_POSTGRES,
+    };
+    for i in 0..threads.max(1) {
+        let (url, rx) = (url.clone(), rx.clone());
+        std::thread::Builder::new()
+            .name(format!("{}-writer-{i}", url.backend.name()))
+            .spawn(move || run(&url, &rx, max_batch))?;
+    }
     Ok(tx)
 }
 
-fn run(url: &DatabaseUrl, rx: &mpsc::Receiver<Box<dyn Job>>) {
-    let mut conn: Option<DbConnection> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+/// The jobs waiting, up to `max`: blocks for the first. `None` once every handle is dropped.
+///
+/// They run in the order of the unique keys they insert. A job inserting a key that another
+/// writer's batch has inserted and not yet committed waits for that commit; if that batch
+/// waited in turn for a key this batch holds, PostgreSQL would find a deadlock (after a second)
+/// and fail one of them. Taken in one order everywhere, keys cannot form such a cycle: two
+/// requests with the same key sent to two instances at once, say.
+fn next_batch(rx: &Mutex<mpsc::Receiver<Box<dyn Job>>>, max: usize) -> Option<Vec<Box<dyn Job>>> {
+    // Another writer panicking cannot leave the receiver half-updated: take it back.
+    let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut batch = vec![rx.recv().ok()?];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
+    }
+    drop(rx);
+    batch.sort_by(|a, b| a.order().cmp(&b.order()));
+    Some(batch)
+}
+
+fn run(url: &DatabaseUrl, rx: &Mutex<mpsc::Receiver<Box<dyn Job>>>, max_batch: usize) {
+    let mut conn: Option<DbConnection> = None;
+    while let Some(mut batch) = next_batch(rx, max_batch) {
         let result = match conn.as_mut() {
             Some(c) => commit_batch(c, &mut batch),
             None => match open(url) {
@@ -142,17 +187,17 @@ macro_rules! fixed_statements {
             const HAS_STATIC_QUERY_ID: bool = true;
         }
 
-        impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for $name {
+        impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for $name {
             fn walk_ast<'b>(
                 &'b self,
-                mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+                mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
             ) -> diesel::QueryResult<()> {
                 out.push_sql($sql);
                 Ok(())
             }
         }
 
-        impl diesel::RunQueryDsl<diesel::SqliteConnection> for $name {}
+        impl<Conn> diesel::RunQueryDsl<Conn> for $name {}
     )*};
 }
 
@@ -162,25 +207,48 @@ fixed_statements! {
     RollbackTo = "ROLLBACK TO writer_job";
 }
 
-/// Runs one job of a batch in its own savepoint: kept if it succeeds, undone if it fails.
-fn run_in_savepoint(conn: &mut DbConnection, job: &mut dyn Job) -> diesel::QueryResult<()> {
+/// Runs the jobs of a batch, each in its own savepoint: kept if it succeeds, undone if it
+/// fails.
+fn run_in_savepoints(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+) -> diesel::QueryResult<()> {
     use diesel::RunQueryDsl;
-    fn on(conn: &mut DbConnection) -> diesel::QueryResult<&mut diesel::SqliteConnection> {
+    let last = batch.len().saturating_sub(1);
+    for (i, job) in batch.iter_mut().enumerate() {
         match conn {
-            DbConnection::Sqlite(c) => Ok(c),
-            DbConnection::Pg(_) => Err(diesel::result::Error::QueryBuilderError(
-                "the writer thread serves SQLite only".into(),
-            )),
+            DbConnection::Sqlite(c) => Savepoint.execute(c).map(drop)?,
+            // On PostgreSQL every statement is a round trip: the savepoint of the next job goes
+            // with the end of the previous one.
+            DbConnection::Pg(c) if i == 0 => Savepoint.execute(c).map(drop)?,
+            DbConnection::Pg(_) => {}
+        }
+        let ok = job.run(conn);
+        balanced(conn)?;
+        super::calls::batch::job_done(ok);
+        match conn {
+            DbConnection::Sqlite(c) => {
+                if !ok {
+                    RollbackTo.execute(c)?;
+                }
+                // After `ROLLBACK TO` the savepoint is still open; `RELEASE` closes it either way.
+                Release.execute(c)?;
+            }
+            DbConnection::Pg(c) => {
+                // The commit releases the last savepoint; a subtransaction released stays part
+                // of its transaction either way.
+                let sql = match (ok, i == last) {
+                    (true, true) => continue,
+                    (true, false) => "RELEASE writer_job; SAVEPOINT writer_job",
+                    (false, true) => "ROLLBACK TO writer_job",
+                    (false, false) => {
+                        "ROLLBACK TO writer_job; RELEASE writer_job; SAVEPOINT writer_job"
+                    }
+                };
+                diesel::connection::SimpleConnection::batch_execute(c, sql)?;
+            }
         }
     }
-    Savepoint.execute(on(conn)?)?;
-    let ok = job.run(conn);
-    balanced(conn)?;
-    if !ok {
-        RollbackTo.execute(on(conn)?)?;
-    }
-    // After `ROLLBACK TO` the savepoint is still open; `RELEASE` closes it either way.
-    Release.execute(on(conn)?)?;
     Ok(())
 }
 
@@ -188,39 +256,52 @@ fn run_in_savepoint(conn: &mut DbConnection, job: &mut dyn Job) -> diesel::Query
 /// that panicked inside its own nested transaction leaves it deeper, and diesel would then
 /// commit or roll back the wrong level: the batch fails and the connection is replaced.
 fn balanced(conn: &mut DbConnection) -> diesel::QueryResult<()> {
-    let DbConnection::Sqlite(c) = conn else {
-        return Err(diesel::result::Error::BrokenTransactionManager);
-    };
-    match AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth() {
+    let depth = per_backend!(&mut *conn, |c| {
+        AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()
+    });
+    match depth {
         Ok(Some(depth)) if depth.get() == 1 => Ok(()),
         _ => Err(diesel::result::Error::BrokenTransactionManager),
     }
 }
 
 fn commit_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
-    let DbConnection::Sqlite(sqlite) = conn else {
-        return Err("the writer thread serves SQLite only".into());
+    super::calls::batch::open();
+    let result = commit_batch_counted(conn, batch);
+    super::calls::batch::close();
+    result
+}
+
+/// [`commit_batch`], with the batch's hourly call counts open (`calls::batch`).
+fn commit_batch_counted(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+    type Tm = <DbConnection as Connection>::TransactionManager;
+    let begun = match conn {
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        DbConnection::Pg(_) => Tm::begin_transaction(conn),
     };
-    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
+    begun.map_err(|e| e.to_string())?;
     let outcome = if let [only] = batch {
         // Alone: no savepoint needed, its failure rolls the transaction back.
         let ok = only.run(conn);
+        super::calls::batch::job_done(ok);
         balanced(conn).map(|()| ok).map_err(|e| e.to_string())
     } else {
-        let mut failure = None;
-        for job in batch.iter_mut() {
-            if let Err(e) = run_in_savepoint(conn, job.as_mut()) {
-                failure = Some(e.to_string());
-                break;
-            }
-        }
-        match failure {
-            None => Ok(true),
-            Some(e) => Err(e),
-        }
+        run_in_savepoints(conn, batch)
+            .map(|()| true)
+            .map_err(|e| e.to_string())
     };
-    type Tm = <DbConnection as Connection>::TransactionManager;
+    // Counted last, just before the commit (`calls::batch`).
+    let outcome = outcome.and_then(|ok| {
+        if ok {
+            super::calls::batch::flush(conn)
+                .map(|()| ok)
+                .map_err(|e| format!("the hourly counts failed: {e}"))
+        } else {
+            Ok(ok)
+        }
+    });
     match outcome {
         Ok(true) => Tm::commit_transaction(conn).map_err(|e| {
             let _ = Tm::rollback_transaction(conn);
@@ -249,14 +330,15 @@ mod tests {
     }
 
     fn insert(conn: &mut DbConnection, name: &str) -> Result<(), DbError> {
-        let DbConnection::Sqlite(c) = conn else {
-            return Err(DbError::Task("SQLite only".into()));
+        let sql = match conn {
+            DbConnection::Sqlite(_) => "INSERT INTO t (name) VALUES (?)",
+            DbConnection::Pg(_) => "INSERT INTO t (name) VALUES ($1)",
         };
-        diesel::sql_query("INSERT INTO t (name) VALUES (?)")
+        per_backend!(conn, |c| diesel::sql_query(sql)
             .bind::<Text, _>(name)
-            .execute(c)
-            .map(drop)
-            .map_err(DbError::from)
+            .execute(c))
+        .map(drop)
+        .map_err(DbError::from)
     }
 
     type Reply = tokio::sync::oneshot::Receiver<Result<(), DbError>>;
@@ -266,58 +348,93 @@ mod tests {
         F: FnOnce(&mut DbConnection) -> Result<(), DbError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        (Box::new(Typed::new(f, tx)), rx)
+        (Box::new(Typed::new(f, tx, None)), rx)
     }
 
     fn names(conn: &mut DbConnection) -> Vec<String> {
-        let DbConnection::Sqlite(c) = conn else {
-            panic!("SQLite expected")
-        };
-        diesel::sql_query("SELECT name FROM t ORDER BY name")
-            .load::<Name>(c)
-            .expect("names")
-            .into_iter()
-            .map(|n| n.name)
-            .collect()
+        per_backend!(conn, |c| diesel::sql_query(
+            "SELECT name FROM t ORDER BY name"
+        )
+        .load::<Name>(c))
+        .expect("names")
+        .into_iter()
+        .map(|n| n.name)
+        .collect()
     }
 
-    fn writer_on_new_file(dir: &tempfile::TempDir) -> (DatabaseUrl, DbConnection) {
+    /// A database of its own for a test: a SQLite file, and also a PostgreSQL database when
+    /// `REPRISE_TEST_POSTGRES_URL` names a server (dropped with the value).
+    enum Scratch {
+        Sqlite(#[allow(dead_code)] tempfile::TempDir),
+        Postgres { server: DatabaseUrl, name: String },
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if let Scratch::Postgres { server, name } = self {
+                if let Ok(mut c) = server.connect() {
+                    let _ =
+                        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            }
+        }
+    }
+
+    /// Each backend the tests can reach, with a table `t` and the writer's connection on it.
+    fn writers_on_new_databases() -> Vec<(Scratch, DatabaseUrl, DbConnection)> {
+        let dir = tempfile::tempdir().expect("dir");
         let url =
             DatabaseUrl::parse(&format!("sqlite://{}/w.db", dir.path().display())).expect("url");
-        let mut conn = open(&url).expect("open");
-        let DbConnection::Sqlite(c) = &mut conn else {
-            panic!("SQLite expected")
-        };
-        c.batch_execute("CREATE TABLE t (name TEXT NOT NULL UNIQUE)")
-            .expect("table");
-        (url, conn)
+        let mut out = vec![(Scratch::Sqlite(dir), url)];
+        if let Some(server) = std::env::var("REPRISE_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|raw| !raw.is_empty())
+            .and_then(|raw| DatabaseUrl::parse(&raw).ok())
+        {
+            let name = format!("reprise_writer_{}", uuid::Uuid::new_v4().simple());
+            server
+                .connect()
+                .expect("the PostgreSQL test server answers")
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .expect("a database");
+            let url = server.with_database(&name).expect("url");
+            out.push((Scratch::Postgres { server, name }, url));
+        }
+        out.into_iter()
+            .map(|(scratch, url)| {
+                let mut conn = open(&url).expect("open");
+                conn.batch_execute("CREATE TABLE t (name TEXT NOT NULL UNIQUE)")
+                    .expect("table");
+                (scratch, url, conn)
+            })
+            .collect()
     }
 
     /// One commit for the batch; the job that fails after writing is undone alone, and each
     /// job gets its own answer.
     #[test]
     fn a_failed_job_is_undone_alone_and_the_others_commit() {
-        let dir = tempfile::tempdir().expect("dir");
-        let (url, mut conn) = writer_on_new_file(&dir);
-        let (a, a_rx) = job(|c| insert(c, "a"));
-        let (b, b_rx) = job(|c| {
-            insert(c, "b")?;
-            // The second insert breaks the unique index: "b" must go too.
-            insert(c, "a")
-        });
-        // A job may open its own (nested) transaction.
-        let (nested, nested_rx) = job(|c| c.transaction(|c| insert(c, "c")));
-        let mut batch = vec![a, b, nested];
-        let committed = commit_batch(&mut conn, &mut batch);
-        assert_eq!(committed, Ok(()));
-        for job in batch {
-            job.deliver(committed.clone());
+        for (_scratch, url, mut conn) in writers_on_new_databases() {
+            let (a, a_rx) = job(|c| insert(c, "a"));
+            let (b, b_rx) = job(|c| {
+                insert(c, "b")?;
+                // The second insert breaks the unique index: "b" must go too.
+                insert(c, "a")
+            });
+            // A job may open its own (nested) transaction.
+            let (nested, nested_rx) = job(|c| c.transaction(|c| insert(c, "c")));
+            let mut batch = vec![a, b, nested];
+            let committed = commit_batch(&mut conn, &mut batch);
+            assert_eq!(committed, Ok(()), "{:?}", url.backend);
+            for job in batch {
+                job.deliver(committed.clone());
+            }
+            assert!(a_rx.blocking_recv().expect("answer").is_ok());
+            assert!(b_rx.blocking_recv().expect("answer").is_err());
+            assert!(nested_rx.blocking_recv().expect("answer").is_ok());
+            // Read back on another connection: what was committed is in the database.
+            assert_eq!(names(&mut url.connect().expect("reader")), ["a", "c"]);
         }
-        assert!(a_rx.blocking_recv().expect("answer").is_ok());
-        assert!(b_rx.blocking_recv().expect("answer").is_err());
-        assert!(nested_rx.blocking_recv().expect("answer").is_ok());
-        // Read back on another connection: what was committed is in the file.
-        assert_eq!(names(&mut url.connect().expect("reader")), ["a", "c"]);
     }
 
     /// A job that panics inside its own nested transaction leaves diesel one level deep: the
@@ -325,47 +442,78 @@ mod tests {
     /// at the wrong level.
     #[test]
     fn a_job_that_breaks_the_transaction_depth_fails_its_batch() {
-        let dir = tempfile::tempdir().expect("dir");
-        let (url, mut conn) = writer_on_new_file(&dir);
-        for alone in [false, true] {
-            let (a, a_rx) = job(|c| insert(c, "a"));
-            let (broken, broken_rx) = job(|c| {
-                c.transaction::<(), DbError, _>(|c| {
-                    insert(c, "b")?;
-                    panic!("a bug inside a nested transaction")
-                })
-            });
-            let mut batch = if alone { vec![broken] } else { vec![a, broken] };
-            let committed = commit_batch(&mut conn, &mut batch);
-            assert!(committed.is_err(), "alone: {alone}");
-            for job in batch {
-                job.deliver(committed.clone());
+        for (_scratch, url, mut conn) in writers_on_new_databases() {
+            for alone in [false, true] {
+                let (a, a_rx) = job(|c| insert(c, "a"));
+                let (broken, broken_rx) = job(|c| {
+                    c.transaction::<(), DbError, _>(|c| {
+                        insert(c, "b")?;
+                        panic!("a bug inside a nested transaction")
+                    })
+                });
+                let mut batch = if alone { vec![broken] } else { vec![a, broken] };
+                let committed = commit_batch(&mut conn, &mut batch);
+                assert!(committed.is_err(), "alone: {alone}, {:?}", url.backend);
+                for job in batch {
+                    job.deliver(committed.clone());
+                }
+                assert!(broken_rx.blocking_recv().expect("answer").is_err());
+                if !alone {
+                    assert!(a_rx.blocking_recv().expect("answer").is_err());
+                }
+                // The writer replaces its connection after a failed batch.
+                conn = open(&url).expect("reopened");
+                assert!(names(&mut conn).is_empty(), "nothing committed");
             }
-            assert!(broken_rx.blocking_recv().expect("answer").is_err());
-            if !alone {
-                assert!(a_rx.blocking_recv().expect("answer").is_err());
-            }
-            // The writer replaces its connection after a failed batch.
-            conn = open(&url).expect("reopened");
-            assert!(names(&mut conn).is_empty(), "nothing committed");
         }
     }
 
     /// A job alone in its batch that fails leaves nothing behind.
     #[test]
     fn a_failed_job_alone_rolls_back() {
-        let dir = tempfile::tempdir().expect("dir");
-        let (_url, mut conn) = writer_on_new_file(&dir);
-        let (b, b_rx) = job(|c| {
-            insert(c, "b")?;
-            Err(DbError::Task("refused after writing".into()))
-        });
-        let mut batch = vec![b];
-        let committed = commit_batch(&mut conn, &mut batch);
-        for job in batch {
-            job.deliver(committed.clone());
+        for (_scratch, _url, mut conn) in writers_on_new_databases() {
+            let (b, b_rx) = job(|c| {
+                insert(c, "b")?;
+                Err(DbError::Task("refused after writing".into()))
+            });
+            let mut batch = vec![b];
+            let committed = commit_batch(&mut conn, &mut batch);
+            for job in batch {
+                job.deliver(committed.clone());
+            }
+            assert!(b_rx.blocking_recv().expect("answer").is_err());
+            assert!(names(&mut conn).is_empty());
         }
-        assert!(b_rx.blocking_recv().expect("answer").is_err());
-        assert!(names(&mut conn).is_empty());
+    }
+
+    /// A batch runs its jobs in the order of the keys they insert, those without one first,
+    /// whatever order they arrived in.
+    #[test]
+    fn a_batch_runs_its_jobs_in_key_order() {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        for order in [Some("k-2"), None, Some("k-1"), Some("k-10")] {
+            let (reply, _) = tokio::sync::oneshot::channel::<Result<(), DbError>>();
+            let f = |_: &mut DbConnection| Ok::<(), DbError>(());
+            tx.send(Box::new(Typed::new(f, reply, order.map(str::to_string))))
+                .expect("sent");
+        }
+        let rx = Mutex::new(rx);
+        let batch = next_batch(&rx, 3).expect("a batch");
+        let orders: Vec<_> = batch.iter().map(|j| j.order()).collect();
+        assert_eq!(
+            orders,
+            [None, Some("k-1"), Some("k-2")],
+            "the first three, sorted"
+        );
+        let rest = next_batch(&rx, 3).expect("the rest");
+        assert_eq!(
+            rest.iter().map(|j| j.order()).collect::<Vec<_>>(),
+            [Some("k-10")]
+        );
+        drop(tx);
+        assert!(
+            next_batch(&rx, 3).is_none(),
+            "no batch once every handle is gone"
+        );
     }
 }

@@ -101,9 +101,12 @@ pub async fn log(
         now,
     };
     let row = prepared(&caller, call, key, now);
+    let key = row.idempotency_key.clone();
     let logged = state
         .db
-        .write(move |conn| insert_call(conn, &caller, row, links))
+        .write_grouped(key.as_deref(), move |conn| {
+            insert_call(conn, &caller, row, links)
+        })
         .await?;
     if let Logged::Created(_) = logged {
         state.metrics.calls_logged.inc();
