@@ -38,11 +38,59 @@ pub struct AuditRow {
     pub occurrences: i32,
 }
 
+/// An entry owned, kept for a multi-row insert at a writer's commit (`db::batch`).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = audit_log)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct AuditEntry {
+    pub at: chrono::NaiveDateTime,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub details: String,
+    pub request_id: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl From<&NewAuditRow<'_>> for AuditEntry {
+    fn from(r: &NewAuditRow<'_>) -> Self {
+        let owned = |v: Option<&str>| v.map(str::to_string);
+        Self {
+            at: r.at,
+            actor_id: owned(r.actor_id),
+            actor_name: owned(r.actor_name),
+            action: r.action.to_string(),
+            target: owned(r.target),
+            details: r.details.to_string(),
+            request_id: owned(r.request_id),
+            address: owned(r.address),
+            user_agent: owned(r.user_agent),
+        }
+    }
+}
+
 /// Typed per backend: nearly every request writes here, so its prepared statement is cached.
+/// A grouped job's entry is written with its batch's others, just before the commit
+/// (`db::batch`).
 pub fn insert(conn: &mut DbConnection, row: &NewAuditRow<'_>) -> QueryResult<()> {
+    if super::batch::defer_audit(|| AuditEntry::from(row)) {
+        return Ok(());
+    }
     per_backend!(conn, |c| diesel::insert_into(audit_log::table)
         .values(row)
         .execute(c))?;
+    Ok(())
+}
+
+/// Multi-row inserts, in chunks under SQLite's bound-parameter limit.
+pub(super) fn insert_many(conn: &mut DbConnection, rows: &[AuditEntry]) -> QueryResult<()> {
+    for chunk in rows.chunks(super::BULK_ROWS) {
+        per_backend!(&mut *conn, |c| diesel::insert_into(audit_log::table)
+            .values(chunk)
+            .execute(c))?;
+    }
     Ok(())
 }
 

@@ -70,14 +70,15 @@ fn hour_of(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
 }
 
 /// Sums of calls by (hour, reason, outcome): the rows of `call_hours` they add to.
-type Groups = std::collections::BTreeMap<(chrono::NaiveDateTime, &'static str, &'static str), Sums>;
+pub(super) type Groups =
+    std::collections::BTreeMap<(chrono::NaiveDateTime, &'static str, &'static str), Sums>;
 
 /// Calls, the sum of their known durations, and how many durations are known.
 #[derive(Debug, Default, Clone, Copy)]
-struct Sums(i64, i64, i64);
+pub(super) struct Sums(i64, i64, i64);
 
 /// Adds `from` to `into`, key by key.
-fn merge(into: &mut Groups, from: Groups) {
+pub(super) fn merge(into: &mut Groups, from: Groups) {
     for (key, Sums(calls, duration_sum, durations)) in from {
         let g = into.entry(key).or_default();
         g.0 += calls;
@@ -87,7 +88,7 @@ fn merge(into: &mut Groups, from: Groups) {
 }
 
 /// Adds these calls to the hourly counts: at once, one upsert per (hour, reason, outcome), or,
-/// inside a writer's batch, once for the whole batch just before it commits ([`batch`]).
+/// inside a writer's batch, once for the whole batch just before it commits (`db::batch`).
 fn count_hours(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
     let mut groups = Groups::new();
     for r in rows {
@@ -102,7 +103,7 @@ fn count_hours(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
         g.1 += i64::from(r.duration_seconds.unwrap_or(0));
         g.2 += i64::from(r.duration_seconds.is_some());
     }
-    match batch::defer(groups) {
+    match super::batch::defer_hours(groups) {
         None => Ok(()),
         Some(groups) => add_hours(conn, groups),
     }
@@ -110,7 +111,7 @@ fn count_hours(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()> {
 
 /// One upsert per row of `call_hours`, in key order: two transactions that add to the same
 /// rows lock them in the same order and cannot deadlock.
-fn add_hours(conn: &mut DbConnection, groups: Groups) -> QueryResult<()> {
+pub(super) fn add_hours(conn: &mut DbConnection, groups: Groups) -> QueryResult<()> {
     for ((hour, reason, outcome), Sums(calls, duration_sum, durations)) in groups {
         let add = CountHour {
             hour,
@@ -123,80 +124,6 @@ fn add_hours(conn: &mut DbConnection, groups: Groups) -> QueryResult<()> {
         per_backend!(&mut *conn, |c| add.execute(c))?;
     }
     Ok(())
-}
-
-/// The hourly counts of a writer's batch (`writer.rs`): the calls its jobs insert are counted
-/// here, per job, and written once per (hour, reason, outcome) just before the batch commits.
-///
-/// Every call of an hour with the same reason and outcome adds to one row. Counted per call,
-/// each transaction would hold that row's lock from its insert to its commit, and concurrent
-/// transactions would queue on it; batches of several calls taking these rows in different
-/// orders could deadlock. Counted per batch, each row is updated once per commit, last, in key
-/// order. A job that fails takes its counts with it.
-///
-/// The state is the writer thread's own (thread-local): outside a batch, calls are counted at
-/// once. A job's counts follow the job, not a savepoint the job rolls back itself.
-pub(super) mod batch {
-    use std::cell::RefCell;
-
-    use super::{add_hours, merge, Groups};
-    use crate::db::DbConnection;
-
-    #[derive(Default)]
-    struct Pending {
-        batch: Groups,
-        job: Groups,
-    }
-
-    thread_local! {
-        static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
-    }
-
-    /// A batch starts on this thread.
-    pub fn open() {
-        PENDING.with(|p| *p.borrow_mut() = Some(Pending::default()));
-    }
-
-    /// The job that just ran is kept (its counts join the batch's) or undone (they go).
-    pub fn job_done(kept: bool) {
-        PENDING.with(|p| {
-            if let Some(p) = p.borrow_mut().as_mut() {
-                let job = std::mem::take(&mut p.job);
-                if kept {
-                    merge(&mut p.batch, job);
-                }
-            }
-        });
-    }
-
-    /// Writes the batch's counts, before its commit; the batch stays open (empty).
-    pub fn flush(conn: &mut DbConnection) -> diesel::QueryResult<()> {
-        let groups = PENDING.with(|p| {
-            p.borrow_mut()
-                .as_mut()
-                .map(|p| std::mem::take(&mut p.batch))
-        });
-        match groups {
-            Some(groups) => add_hours(conn, groups),
-            None => Ok(()),
-        }
-    }
-
-    /// The batch is over, committed or not: nothing pending stays.
-    pub fn close() {
-        PENDING.with(|p| *p.borrow_mut() = None);
-    }
-
-    /// Keeps `groups` for the batch's commit, or gives them back outside a batch.
-    pub(super) fn defer(groups: Groups) -> Option<Groups> {
-        PENDING.with(|p| match p.borrow_mut().as_mut() {
-            Some(p) => {
-                merge(&mut p.job, groups);
-                None
-            }
-            None => Some(groups),
-        })
-    }
 }
 
 /// One `call_hours` upsert, written out so that it has a static query id: diesel never caches
@@ -468,13 +395,15 @@ pub struct Centre {
     pub changed_by: Option<String>,
 }
 
-/// Typed per backend: every call logged reads it, and the concrete connection caches the
-/// prepared statement.
+/// Every call logged reads it: once per writer's batch (`db::batch`), typed per backend so
+/// that the concrete connection caches the prepared statement.
 pub fn centre(conn: &mut DbConnection) -> QueryResult<Centre> {
-    per_backend!(conn, |c| call_centre::table
-        .find(1)
-        .select(Centre::as_select())
-        .first(c))
+    super::batch::centre(|| {
+        per_backend!(conn, |c| call_centre::table
+            .find(1)
+            .select(Centre::as_select())
+            .first(c))
+    })
 }
 
 pub fn set_centre(
@@ -483,6 +412,7 @@ pub fn set_centre(
     at: chrono::NaiveDateTime,
     by: Option<&str>,
 ) -> QueryResult<()> {
+    super::batch::forget_centre();
     diesel::update(call_centre::table.find(1))
         .set((
             call_centre::status.eq(status),

@@ -23,6 +23,7 @@ macro_rules! per_backend {
 pub mod answers;
 pub mod appointments;
 pub mod audit;
+mod batch;
 pub mod callbacks;
 pub mod calls;
 pub mod contact_list;
@@ -430,7 +431,8 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.write_on(self.writer.as_ref(), None, f).await
+        self.write_on(self.writer.as_ref(), writer::Terms::default(), f)
+            .await
     }
 
     /// [`Db::write`] for the hot path, committed with other such writes on both backends: on
@@ -441,7 +443,7 @@ impl Db {
     /// batch commits. So a grouped job must not take row locks in an order another job could
     /// take them in reverse: it inserts (a unique key, as an Idempotency-Key, makes a concurrent
     /// insert of the same key wait, which cannot cycle), it updates a row its own request
-    /// names (the PBX call it links), and counters go through `calls::batch`, which adds them
+    /// names (the PBX call it links), and counters go through `db::batch`, which adds them
     /// once per batch, last, in key order. `key` is the unique key `f` inserts, if any: every
     /// batch runs its jobs in key order, so two batches never wait on each other's keys.
     pub async fn write_grouped<T, E, F>(&self, key: Option<&str>, f: F) -> Result<T, E>
@@ -451,14 +453,18 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let writer = self.writer.as_ref().or(self.grouped.as_ref());
-        self.write_on(writer, key.map(str::to_string), f).await
+        let terms = writer::Terms {
+            grouped: true,
+            order: key.map(str::to_string),
+        };
+        self.write_on(writer, terms, f).await
     }
 
     /// Sends `f` to `writer`, or runs it in a pooled transaction without one.
     async fn write_on<T, E, F>(
         &self,
         writer: Option<&writer::Handle>,
-        order: Option<String>,
+        terms: writer::Terms,
         f: F,
     ) -> Result<T, E>
     where
@@ -466,7 +472,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        match submit(writer, order, f) {
+        match submit(writer, terms, f) {
             Ok(rx) => rx.await.unwrap_or_else(|_| Err(E::from(writer_gone()))),
             Err(f) => {
                 let db = self.clone();
@@ -482,7 +488,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        match submit(self.writer.as_ref(), None, f) {
+        match submit(self.writer.as_ref(), writer::Terms::default(), f) {
             Ok(rx) => rx
                 .blocking_recv()
                 .unwrap_or_else(|_| Err(E::from(writer_gone()))),
@@ -550,7 +556,7 @@ pub fn lock_for_write(conn: &mut DbConnection, table: &str) -> diesel::QueryResu
 #[allow(clippy::type_complexity)]
 fn submit<T, E, F>(
     writer: Option<&writer::Handle>,
-    order: Option<String>,
+    terms: writer::Terms,
     f: F,
 ) -> Result<tokio::sync::oneshot::Receiver<Result<T, E>>, F>
 where
@@ -562,7 +568,7 @@ where
         return Err(f);
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let job: Box<dyn writer::Job> = Box::new(writer::Typed::new(f, tx, order));
+    let job: Box<dyn writer::Job> = Box::new(writer::Typed::new(f, tx, terms));
     // If the threads are gone, the job (and its reply sender) is dropped: the caller sees it.
     let _ = writer.send(job);
     Ok(rx)

@@ -40,6 +40,17 @@ pub(super) trait Job: Send {
     /// The unique key the job inserts, if any: a batch runs its jobs in this order (see
     /// [`next_batch`]).
     fn order(&self) -> Option<&str>;
+    /// Sent by `Db::write_grouped`: its audit entries wait for the batch's commit (`batch.rs`).
+    fn grouped(&self) -> bool;
+}
+
+/// How a job joins its batch.
+#[derive(Debug, Default)]
+pub(super) struct Terms {
+    /// Sent by `Db::write_grouped`.
+    pub grouped: bool,
+    /// The unique key it inserts (its `Idempotency-Key`).
+    pub order: Option<String>,
 }
 
 /// A closure and where to send its result.
@@ -47,20 +58,20 @@ pub(super) struct Typed<T, E, F> {
     f: Option<F>,
     out: Option<Result<T, E>>,
     reply: tokio::sync::oneshot::Sender<Result<T, E>>,
-    order: Option<String>,
+    terms: Terms,
 }
 
 impl<T, E, F> Typed<T, E, F> {
     pub(super) fn new(
         f: F,
         reply: tokio::sync::oneshot::Sender<Result<T, E>>,
-        order: Option<String>,
+        terms: Terms,
     ) -> Self {
         Self {
             f: Some(f),
             out: None,
             reply,
-            order,
+            terms,
         }
     }
 }
@@ -93,7 +104,11 @@ where
     }
 
     fn order(&self) -> Option<&str> {
-        self.order.as_deref()
+        self.terms.order.as_deref()
+    }
+
+    fn grouped(&self) -> bool {
+        self.terms.grouped
     }
 }
 
@@ -223,9 +238,10 @@ fn run_in_savepoints(
             DbConnection::Pg(c) if i == 0 => Savepoint.execute(c).map(drop)?,
             DbConnection::Pg(_) => {}
         }
+        super::batch::job_start(job.grouped());
         let ok = job.run(conn);
+        super::batch::job_done(ok);
         balanced(conn)?;
-        super::calls::batch::job_done(ok);
         match conn {
             DbConnection::Sqlite(c) => {
                 if !ok {
@@ -266,13 +282,13 @@ fn balanced(conn: &mut DbConnection) -> diesel::QueryResult<()> {
 }
 
 fn commit_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
-    super::calls::batch::open();
+    super::batch::open();
     let result = commit_batch_counted(conn, batch);
-    super::calls::batch::close();
+    super::batch::close();
     result
 }
 
-/// [`commit_batch`], with the batch's hourly call counts open (`calls::batch`).
+/// [`commit_batch`], with the batch's deferred writes open (`batch.rs`).
 fn commit_batch_counted(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
     type Tm = <DbConnection as Connection>::TransactionManager;
     let begun = match conn {
@@ -284,20 +300,21 @@ fn commit_batch_counted(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> 
     begun.map_err(|e| e.to_string())?;
     let outcome = if let [only] = batch {
         // Alone: no savepoint needed, its failure rolls the transaction back.
+        super::batch::job_start(only.grouped());
         let ok = only.run(conn);
-        super::calls::batch::job_done(ok);
+        super::batch::job_done(ok);
         balanced(conn).map(|()| ok).map_err(|e| e.to_string())
     } else {
         run_in_savepoints(conn, batch)
             .map(|()| true)
             .map_err(|e| e.to_string())
     };
-    // Counted last, just before the commit (`calls::batch`).
+    // What the jobs deferred, last, just before the commit (`batch.rs`).
     let outcome = outcome.and_then(|ok| {
         if ok {
-            super::calls::batch::flush(conn)
+            super::batch::flush(conn)
                 .map(|()| ok)
-                .map_err(|e| format!("the hourly counts failed: {e}"))
+                .map_err(|e| format!("the batch's deferred writes failed: {e}"))
         } else {
             Ok(ok)
         }
@@ -348,7 +365,7 @@ mod tests {
         F: FnOnce(&mut DbConnection) -> Result<(), DbError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        (Box::new(Typed::new(f, tx, None)), rx)
+        (Box::new(Typed::new(f, tx, Terms::default())), rx)
     }
 
     fn names(conn: &mut DbConnection) -> Vec<String> {
@@ -494,8 +511,15 @@ mod tests {
         for order in [Some("k-2"), None, Some("k-1"), Some("k-10")] {
             let (reply, _) = tokio::sync::oneshot::channel::<Result<(), DbError>>();
             let f = |_: &mut DbConnection| Ok::<(), DbError>(());
-            tx.send(Box::new(Typed::new(f, reply, order.map(str::to_string))))
-                .expect("sent");
+            tx.send(Box::new(Typed::new(
+                f,
+                reply,
+                Terms {
+                    grouped: true,
+                    order: order.map(str::to_string),
+                },
+            )))
+            .expect("sent");
         }
         let rx = Mutex::new(rx);
         let batch = next_batch(&rx, 3).expect("a batch");
@@ -515,5 +539,125 @@ mod tests {
             next_batch(&rx, 3).is_none(),
             "no batch once every handle is gone"
         );
+    }
+
+    /// A grouped job's audit entry and hourly counts wait for the batch's commit, and go with
+    /// the job if it fails after making them; the switch is read once per batch, and again
+    /// after a job changed it.
+    #[test]
+    fn a_grouped_job_that_fails_takes_its_deferred_writes_with_it() {
+        use crate::db::{audit, calls};
+        use crate::domain::call::{CentreStatus, Outcome, Reason};
+        for (_scratch, url, mut conn) in writers_on_new_databases() {
+            let migrations = match url.backend {
+                super::super::Backend::Sqlite => super::super::SQLITE_MIGRATIONS,
+                super::super::Backend::Postgres => super::super::POSTGRES_MIGRATIONS,
+            };
+            super::super::run_migrations(&mut conn, migrations, None).expect("migrated");
+            let at = chrono::NaiveDate::from_ymd_opt(2022, 5, 16)
+                .and_then(|d| d.and_hms_opt(8, 15, 0))
+                .expect("a time");
+            let call = move |id: &str| calls::CallRow {
+                id: id.into(),
+                received_at: at,
+                caller_phone: None,
+                patient_id: None,
+                appointment_id: None,
+                reason: Reason::Other,
+                outcome: Outcome::Informed,
+                duration_seconds: Some(60),
+                notes: None,
+                callback_requested: false,
+                agent_id: None,
+                idempotency_key: Some(id.into()),
+                request_hash: None,
+                import_id: None,
+                created_at: at,
+            };
+            let logged = move |id: &'static str, fail: bool| {
+                move |c: &mut DbConnection| {
+                    calls::try_insert(c, &call(id))?;
+                    let entry = audit::NewAuditRow {
+                        at,
+                        actor_id: None,
+                        actor_name: None,
+                        action: "call.create",
+                        target: Some(id),
+                        details: "{}",
+                        request_id: None,
+                        address: None,
+                        user_agent: None,
+                    };
+                    audit::insert(c, &entry)?;
+                    if fail {
+                        return Err(DbError::Task("refused after writing".into()));
+                    }
+                    Ok(())
+                }
+            };
+            type Work = Box<dyn FnOnce(&mut DbConnection) -> Result<(), DbError> + Send>;
+            let grouped = |f: Work| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let terms = Terms {
+                    grouped: true,
+                    order: None,
+                };
+                (Box::new(Typed::new(f, tx, terms)) as Box<dyn Job>, rx)
+            };
+            let (kept, kept_rx) = grouped(Box::new(logged("kept", false)));
+            let (dropped, dropped_rx) = grouped(Box::new(logged("dropped", true)));
+            // The switch, read by one job, turned off by the next, read again by the last.
+            let (read, read_rx) = grouped(Box::new(|c: &mut DbConnection| {
+                assert_eq!(calls::centre(c)?.status, CentreStatus::Active);
+                Ok(())
+            }));
+            let (off, off_rx) = job(move |c| {
+                calls::set_centre(c, CentreStatus::Deactivated, at, None)?;
+                Ok(())
+            });
+            let (again, again_rx) = grouped(Box::new(|c: &mut DbConnection| {
+                assert_eq!(calls::centre(c)?.status, CentreStatus::Deactivated);
+                Ok(())
+            }));
+            let mut batch = vec![kept, dropped, read, off, again];
+            let committed = commit_batch(&mut conn, &mut batch);
+            assert_eq!(committed, Ok(()), "{:?}", url.backend);
+            for job in batch {
+                job.deliver(committed.clone());
+            }
+            for (rx, ok) in [
+                (kept_rx, true),
+                (dropped_rx, false),
+                (read_rx, true),
+                (off_rx, true),
+                (again_rx, true),
+            ] {
+                assert_eq!(rx.blocking_recv().expect("answer").is_ok(), ok);
+            }
+
+            #[derive(diesel::QueryableByName)]
+            struct Counted {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let mut count = |sql: &str| -> i64 {
+                per_backend!(&mut conn, |c| diesel::sql_query(sql).load::<Counted>(c))
+                    .expect("counted")[0]
+                    .n
+            };
+            assert_eq!(count("SELECT COUNT(*) AS n FROM calls"), 1);
+            assert_eq!(
+                count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'call.create' AND target = 'kept'"),
+                1
+            );
+            assert_eq!(
+                count("SELECT COUNT(*) AS n FROM audit_log WHERE target = 'dropped'"),
+                0
+            );
+            assert_eq!(
+                count("SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS n FROM call_hours"),
+                1
+            );
+        }
     }
 }

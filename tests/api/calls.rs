@@ -446,3 +446,72 @@ async fn call_imports_match_patients_and_are_all_or_nothing() {
     );
     assert_eq!(all_calls(&app).await.len(), 3);
 }
+
+/// Calls logged at once are stored in batches (one transaction for the calls waiting), with
+/// refusals among them: each stored call has exactly one `call.create` audit entry and is
+/// counted once in the hourly statistics; a refused one leaves neither, and a replay adds
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_stored_together_keep_one_audit_entry_and_one_count_each() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let at = "2022-05-16T10:15:00+02:00";
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut body = json!({"received_at": at, "reason": "results", "outcome": "informed",
+                                  "duration_seconds": 60});
+            if i % 4 == 3 {
+                // Refused inside the write, after other calls of its batch have run.
+                body["appointment_id"] = json!("no-such-appointment");
+            }
+            // Every tenth request replays the one before it.
+            let key = format!("batch-{}", if i % 10 == 9 { i - 1 } else { i });
+            let r = log(&app, Some(&key), &body).await;
+            let status = r.status().as_u16();
+            let call: Value = r.json().await.expect("json");
+            (i, status, call["id"].as_str().map(str::to_string))
+        }));
+    }
+    let mut created = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (i, status, id) = t.await.expect("joined");
+        match (i % 4 == 3, i % 10 == 9) {
+            (true, _) => assert_eq!(status, 422, "request {i}"),
+            // A replay of a refused request is refused the same way; of a stored one, 200.
+            (false, true) if (i - 1) % 4 == 3 => assert_eq!(status, 422, "request {i}"),
+            (false, true) => assert!(status == 200 || status == 201, "request {i}: {status}"),
+            (false, false) => {
+                assert!(status == 201 || status == 200, "request {i}: {status}");
+                created.insert(id.expect("an id"));
+            }
+        }
+    }
+    let stored: std::collections::BTreeSet<String> = all_calls(&app)
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(stored, created);
+
+    let audit: Value = app
+        .admin()
+        .get_json("/api/v1/audit?action=call.create&limit=500")
+        .await;
+    let mut targets: Vec<String> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["target"].as_str().expect("target").to_string())
+        .collect();
+    targets.sort();
+    let expected: Vec<String> = created.iter().map(|id| format!("call:{id}")).collect();
+    assert_eq!(targets, expected, "one entry per stored call");
+
+    let stats: Value = app
+        .admin()
+        .get_json("/api/v1/calls/stats?from=2022-05-16T10:00:00%2B02:00&to=2022-05-16T11:00:00%2B02:00&bucket=hour")
+        .await;
+    assert_eq!(stats["total"], created.len());
+    assert_eq!(stats["avg_duration_seconds"], 60.0);
+}

@@ -1,0 +1,141 @@
+//! What a writer's batch (`writer.rs`) writes once, just before it commits: the hourly call
+//! counts of every job, and the audit entries of the grouped jobs (`Db::write_grouped`).
+//!
+//! **Counts.** Every call of an hour with the same reason and outcome adds to one `call_hours`
+//! row. Counted per call, each transaction would hold that row's lock from its insert to its
+//! commit, concurrent transactions would queue on it, and batches taking these rows in
+//! different orders could deadlock. Counted per batch, each row is updated once per commit,
+//! last, in key order.
+//!
+//! **Audit entries.** A grouped job's entries go in with the batch's others, in one multi-row
+//! insert: on PostgreSQL one round trip per batch instead of one per request. The job cannot
+//! read them back before the commit, which is why only grouped jobs defer theirs (logging a
+//! call records its entry and reads nothing after).
+//!
+//! **The call centre's switch** is read once per batch (every call checks it), and read again
+//! after a job of the batch changes it.
+//!
+//! A job's deferred writes follow the job: kept with it, dropped if it fails. The state is the
+//! writer thread's own (thread-local); outside a batch everything is written at once. A
+//! savepoint the job opens and rolls back itself does not take back what it deferred.
+
+use std::cell::RefCell;
+
+use super::audit::AuditEntry;
+use super::calls::{add_hours, merge, Centre, Groups};
+use super::DbConnection;
+
+#[derive(Default)]
+struct Deferred {
+    hours: Groups,
+    audit: Vec<AuditEntry>,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// The job running may defer its audit entries.
+    grouped: bool,
+    job: Deferred,
+    batch: Deferred,
+    /// The switch as this batch's transaction read it.
+    centre: Option<Centre>,
+}
+
+thread_local! {
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+/// A batch starts on this thread.
+pub(super) fn open() {
+    PENDING.with(|p| *p.borrow_mut() = Some(Pending::default()));
+}
+
+/// The batch is over, committed or not: nothing pending stays.
+pub(super) fn close() {
+    PENDING.with(|p| *p.borrow_mut() = None);
+}
+
+/// A job of the batch starts; `grouped` if it came through `Db::write_grouped`.
+pub(super) fn job_start(grouped: bool) {
+    PENDING.with(|p| {
+        if let Some(p) = p.borrow_mut().as_mut() {
+            p.grouped = grouped;
+        }
+    });
+}
+
+/// The job that just ran is kept (what it deferred joins the batch's) or undone (it goes).
+pub(super) fn job_done(kept: bool) {
+    PENDING.with(|p| {
+        if let Some(p) = p.borrow_mut().as_mut() {
+            let job = std::mem::take(&mut p.job);
+            p.grouped = false;
+            if kept {
+                merge(&mut p.batch.hours, job.hours);
+                p.batch.audit.extend(job.audit);
+            }
+        }
+    });
+}
+
+/// Writes what the batch deferred, before its commit: the audit entries, then the counts in
+/// key order. The batch stays open, empty.
+pub(super) fn flush(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    let Some(deferred) = PENDING.with(|p| {
+        p.borrow_mut()
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.batch))
+    }) else {
+        return Ok(());
+    };
+    super::audit::insert_many(conn, &deferred.audit)?;
+    add_hours(conn, deferred.hours)
+}
+
+/// Keeps `groups` for the batch's commit, or gives them back outside a batch.
+pub(super) fn defer_hours(groups: Groups) -> Option<Groups> {
+    PENDING.with(|p| match p.borrow_mut().as_mut() {
+        Some(p) => {
+            merge(&mut p.job.hours, groups);
+            None
+        }
+        None => Some(groups),
+    })
+}
+
+/// `true` if the entry `make` gives is kept for the batch's commit (a grouped job's, inside
+/// a batch); otherwise `make` is not called.
+pub(super) fn defer_audit(make: impl FnOnce() -> AuditEntry) -> bool {
+    PENDING.with(|p| match p.borrow_mut().as_mut() {
+        Some(p) if p.grouped => {
+            p.job.audit.push(make());
+            true
+        }
+        _ => false,
+    })
+}
+
+/// The call centre's switch as this batch read it, or `read` it (and keep it for the batch).
+pub(super) fn centre(
+    read: impl FnOnce() -> diesel::QueryResult<Centre>,
+) -> diesel::QueryResult<Centre> {
+    if let Some(known) = PENDING.with(|p| p.borrow().as_ref().and_then(|p| p.centre.clone())) {
+        return Ok(known);
+    }
+    let centre = read()?;
+    PENDING.with(|p| {
+        if let Some(p) = p.borrow_mut().as_mut() {
+            p.centre = Some(centre.clone());
+        }
+    });
+    Ok(centre)
+}
+
+/// The switch is being changed: the next reading of this batch goes to the database.
+pub(super) fn forget_centre() {
+    PENDING.with(|p| {
+        if let Some(p) = p.borrow_mut().as_mut() {
+            p.centre = None;
+        }
+    });
+}
