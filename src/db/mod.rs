@@ -41,7 +41,7 @@ mod writer;
 use std::fmt;
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, CacheSize, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
@@ -91,6 +91,10 @@ pub struct DatabaseUrl {
     pub backend: Backend,
     /// For SQLite a file path, for PostgreSQL the whole URL.
     target: String,
+    /// PostgreSQL: whether each connection keeps diesel's named prepared statements
+    /// (`REPRISE_DB_PREPARED_STATEMENTS`, on by default). Off, every query is sent unnamed
+    /// with its parameters, as PgBouncer's transaction pooling needs.
+    prepared_statements: bool,
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -121,6 +125,7 @@ impl DatabaseUrl {
             return Ok(Self {
                 backend: Backend::Sqlite,
                 target: rest.to_string(),
+                prepared_statements: true,
             });
         }
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
@@ -128,6 +133,7 @@ impl DatabaseUrl {
             return Ok(Self {
                 backend: Backend::Postgres,
                 target: raw.to_string(),
+                prepared_statements: true,
             });
         }
         Err("expected a URL starting with sqlite:// or postgres://".into())
@@ -165,9 +171,18 @@ impl DatabaseUrl {
         let mut u = url::Url::parse(&self.target).ok()?;
         u.set_path(name);
         Some(Self {
-            backend: self.backend,
             target: u.to_string(),
+            ..self.clone()
         })
+    }
+
+    /// The same URL, its connections keeping named prepared statements or not (PostgreSQL
+    /// only: SQLite's statement cache lives in the process and is always kept).
+    pub fn with_prepared_statements(self, on: bool) -> Self {
+        Self {
+            prepared_statements: on,
+            ..self
+        }
     }
 
     /// For SQLite, the database file: the target itself, or the path of a `file:` URI.
@@ -219,6 +234,14 @@ impl DatabaseUrl {
             }
             Backend::Postgres => {
                 let mut conn = PgConnection::establish(&self.target)?;
+                if !self.prepared_statements {
+                    // Behind PgBouncer in transaction mode a named statement prepared on one
+                    // server connection is unknown on the next: send every query unnamed,
+                    // parsed and run in one round trip (diesel's `PQsendQueryParams` path).
+                    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+                }
+                // Nothing reads the session's zone but the first migration's one
+                // CURRENT_TIMESTAMP (docs/database.md); PgBouncer keeps it per client.
                 conn.batch_execute("SET TIME ZONE 'UTC'")
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Pg(conn))
