@@ -391,20 +391,22 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
-        // Several instances starting together on one PostgreSQL take turns.
-        if let DbConnection::Pg(pg) = &mut *conn {
-            pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-                .map_err(|e| e.to_string())?;
+        match self.backend {
+            Backend::Sqlite => run_migrations(&mut conn, migrations, legacy_link_key),
+            // Several instances starting together on one PostgreSQL take turns, under a lock
+            // of the transaction that runs every pending migration (each in a savepoint): the
+            // lock is held on one server connection and ends with the commit or rollback,
+            // also through PgBouncer's transaction pooling, where a session's lock and unlock
+            // could reach two server connections and the lock never be released.
+            Backend::Postgres => conn
+                .transaction(|conn| {
+                    conn.batch_execute(&format!(
+                        "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                    ))?;
+                    run_migrations(conn, migrations, legacy_link_key).map_err(MigrationFailed)
+                })
+                .map_err(|MigrationFailed(e)| e),
         }
-        let result = run_migrations(&mut conn, migrations, legacy_link_key);
-        if let DbConnection::Pg(pg) = &mut *conn {
-            if let Err(e) =
-                pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-            {
-                tracing::warn!(error = %e, "could not release the migration lock");
-            }
-        }
-        result
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, DbError> {
@@ -498,6 +500,15 @@ impl Db {
     {
         let mut conn = self.checkout()?;
         f(&mut conn)
+    }
+}
+
+/// Why a migration run failed, in words; diesel's own errors (the lock, the commit) too.
+struct MigrationFailed(String);
+
+impl From<diesel::result::Error> for MigrationFailed {
+    fn from(e: diesel::result::Error) -> Self {
+        Self(e.to_string())
     }
 }
 
