@@ -172,28 +172,25 @@ async fn start_nginx(binary: &Path, upstreams: &[u16]) -> Nginx {
     );
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, main).expect("nginx.conf written");
-    let check = std::process::Command::new(binary)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .arg("-c")
-        .arg(&conf)
-        .arg("-t")
-        .output()
-        .expect("nginx -t runs");
+    let args = |cmd: &mut std::process::Command| {
+        cmd.arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(&conf);
+    };
+    let mut check = std::process::Command::new(binary);
+    args(&mut check);
+    let check = check.arg("-t").output().expect("nginx -t runs");
     assert!(
         check.status.success(),
         "nginx refuses the documented configuration: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let process = command(binary, None)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .arg("-c")
-        .arg(&conf)
+    let mut serve = command(binary, None);
+    args(serve.as_std_mut());
+    let process = serve
         .args(["-g", "daemon off;"])
         .spawn()
         .expect("nginx starts");
@@ -445,12 +442,7 @@ async fn killed_and_restarted(
         })
         .collect();
     let body = json!({"reason": "results", "outcome": "informed"});
-    let first = User::at(&instances.base(1), Some(agent.token()))
-        .request(reqwest::Method::POST, "/api/v1/calls")
-        .header("Idempotency-Key", "across-the-kill")
-        .json(&body)
-        .sent()
-        .await;
+    let first = call_with_key(&instances.base(1), agent, "across-the-kill", &body).await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.expect("json");
     for round in 0..3 {
@@ -459,12 +451,7 @@ async fn killed_and_restarted(
         if round == 0 {
             // The client never saw the answer and sends it again: the proxy picks another
             // instance, which answers the same call.
-            let again = User::at(proxy, Some(agent.token()))
-                .request(reqwest::Method::POST, "/api/v1/calls")
-                .header("Idempotency-Key", "across-the-kill")
-                .json(&body)
-                .sent()
-                .await;
+            let again = call_with_key(proxy, agent, "across-the-kill", &body).await;
             assert_eq!(again.status(), 200);
             let again: Value = again.json().await.expect("json");
             assert_eq!(again["id"], first["id"]);
@@ -488,6 +475,16 @@ async fn killed_and_restarted(
     )
 }
 
+/// `POST /api/v1/calls` at `base` (an instance, the proxy) with an `Idempotency-Key`.
+async fn call_with_key(base: &str, agent: &User, key: &str, body: &Value) -> reqwest::Response {
+    User::at(base, Some(agent.token()))
+        .request(reqwest::Method::POST, "/api/v1/calls")
+        .header("Idempotency-Key", key)
+        .json(body)
+        .sent()
+        .await
+}
+
 /// An account made by `admin` (through the proxy): its id, and its token (without an address:
 /// each use says which instance it calls, with [`User::at`]).
 async fn account(admin: &User, name: &str, role: &str) -> (String, User) {
@@ -506,21 +503,15 @@ async fn account(admin: &User, name: &str, role: &str) -> (String, User) {
 /// The same key sent at the same moment to two instances: one 201 and one 200, the same call.
 async fn same_key_at_once(admin: &User, instances: &Instances) -> HashMap<String, Vec<String>> {
     let (_, agent) = account(admin, "Twins", "agent").await;
-    let (a, b) = (
-        User::at(&instances.base(0), Some(agent.token())),
-        User::at(&instances.base(2), Some(agent.token())),
-    );
+    let (a, b) = (instances.base(0), instances.base(2));
     let mut acknowledged = HashMap::new();
     for k in 0..10 {
         let key = format!("twin-{k}");
         let body = json!({"reason": "prescription", "outcome": "informed", "notes": key});
-        let send = |user: &User| {
-            user.request(reqwest::Method::POST, "/api/v1/calls")
-                .header("Idempotency-Key", &key)
-                .json(&body)
-                .sent()
-        };
-        let (ra, rb) = tokio::join!(send(&a), send(&b));
+        let (ra, rb) = tokio::join!(
+            call_with_key(&a, &agent, &key, &body),
+            call_with_key(&b, &agent, &key, &body)
+        );
         let mut statuses = [ra.status().as_u16(), rb.status().as_u16()];
         statuses.sort_unstable();
         let (ca, cb): (Value, Value) = (
