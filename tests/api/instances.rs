@@ -5,6 +5,7 @@
 //! its own, and shows:
 //!
 //! - the three instances start together on the empty database (they take turns migrating);
+//! - the audit log names the client beyond the proxy (`X-Forwarded-For`);
 //! - the same `Idempotency-Key` sent at once to two instances gives one call;
 //! - an account deleted through one instance is refused by every instance within a second;
 //! - the disclosure budget holds across instances;
@@ -379,6 +380,7 @@ async fn run(pooling: Pooling) {
     };
     let admin = User::at(&proxy, Some(&admin_token));
 
+    the_audit_names_the_client_beyond_the_proxy(&admin, &proxy).await;
     let mut acknowledged = same_key_at_once(&admin, &instances).await;
     let refused_after = deleted_everywhere_within_a_second(&admin, &instances).await;
     disclosure_budget_across_instances(&admin, &instances).await;
@@ -498,6 +500,26 @@ async fn account(admin: &User, name: &str, role: &str) -> (String, User) {
         id,
         User::at("", Some(created["token"].as_str().expect("token"))),
     )
+}
+
+/// nginx adds the address it had the request from to `X-Forwarded-For`, and the instances
+/// believe the header from the proxy (`REPRISE_TRUSTED_PROXIES`): the audit log names the
+/// client beyond it. Here every hop is 127.0.0.1, so the client says where it is from itself.
+async fn the_audit_names_the_client_beyond_the_proxy(admin: &User, proxy: &str) {
+    let refused = User::at(proxy, Some("rp_not-a-token"))
+        .request(reqwest::Method::GET, "/api/v1/calls")
+        .header("X-Forwarded-For", "203.0.113.9")
+        .sent()
+        .await;
+    assert_eq!(refused.status(), 401);
+    let audit = admin.get_json("/api/v1/audit?action=auth.denied").await;
+    let addresses: Vec<&Value> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| &e["address"])
+        .collect();
+    assert_eq!(addresses, [&json!("203.0.113.9")], "{audit}");
 }
 
 /// The same key sent at the same moment to two instances: one 201 and one 200, the same call.
