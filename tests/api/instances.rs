@@ -31,8 +31,10 @@ use crate::smtp_sink::Sink;
 const INSTANCES: usize = 3;
 /// `REPRISE_PATIENTS_PER_HOUR` of the instances.
 const BUDGET: usize = 3;
-/// Clients logging calls through the proxy at once.
+/// Clients logging calls through the proxy at once while an instance is killed.
 const CLIENTS: usize = 6;
+/// Clients logging calls through the proxy at once for the rate (docs/operations.md).
+const LOAD_CLIENTS: usize = 32;
 /// Emails queued for the three workers.
 const EMAILS: usize = 300;
 
@@ -388,7 +390,7 @@ async fn run(pooling: Pooling) {
     // Calls per second through the proxy, nothing killed.
     let (_, agent) = account(&admin, "Throughput", "agent").await;
     let load = Clients::default();
-    let clients: Vec<_> = (0..CLIENTS)
+    let clients: Vec<_> = (0..LOAD_CLIENTS)
         .map(|c| load.spawn(format!("load{c}"), proxy.clone(), agent.token().to_string()))
         .collect();
     let measured = Instant::now();
@@ -414,7 +416,7 @@ async fn run(pooling: Pooling) {
     let senders = each_email_once(&admin, &instances, &sink).await;
     println!(
         "{pooling:?}: {per_second:.0} calls/s through nginx with {INSTANCES} instances and \
-         {CLIENTS} clients ({connections} PostgreSQL connections for the test's database); \
+         {LOAD_CLIENTS} clients ({connections} PostgreSQL connections for the test's database); \
          {during_kills} calls during 3 kills ({retried} requests sent again); deleted account \
          refused everywhere after {refused_after:?}; emails sent per instance: {senders:?}; \
          {:.1} s in all",
