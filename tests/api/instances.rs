@@ -466,7 +466,7 @@ async fn killed_and_restarted(
     tokio::time::sleep(Duration::from_millis(400)).await;
     let mut acknowledged = crash.stop(clients).await;
     assert!(
-        acknowledged.len() > 50,
+        acknowledged.len() > 30,
         "calls were logged during the kills"
     );
     acknowledged.insert(
