@@ -5,6 +5,7 @@
 //! | `REPRISE_DATABASE_URL` | `--database` (no password) | `sqlite://data/reprise.db` |
 //! | `REPRISE_DATABASE_URL_FILE` | `--database-file` | none: a file holding the database URL |
 //! | `REPRISE_DB_POOL` | `--db-pool` | twice the cores, from 4 to 32 |
+//! | `REPRISE_DB_PREPARED_STATEMENTS` | `--db-prepared-statements` | `on` (`off` behind PgBouncer in transaction mode) |
 //! | `REPRISE_BIND` | `--bind` | `127.0.0.1:8080` |
 //! | `REPRISE_SMTP_URL` | `--smtp` (no password) | none: `.eml` files in the outbox folder |
 //! | `REPRISE_SMTP_URL_FILE` | `--smtp-file` | none: a file holding the SMTP URL |
@@ -131,6 +132,16 @@ pub struct ConfigValues {
     /// Size of the database connection pool
     #[arg(long = "db-pool", env = "REPRISE_DB_POOL", global = true)]
     pub db_pool: Option<String>,
+
+    /// PostgreSQL: keep named prepared statements per connection (on), or send every query
+    /// unnamed (off: behind PgBouncer in transaction mode)
+    #[arg(
+        long = "db-prepared-statements",
+        env = "REPRISE_DB_PREPARED_STATEMENTS",
+        default_value = "on",
+        global = true
+    )]
+    pub db_prepared_statements: String,
 
     /// Address and port to listen on (port 0 picks a free one)
     #[arg(
@@ -540,7 +551,18 @@ impl Settings {
                 DatabaseUrl::parse(&given.value).map_err(|e| bad(given.variable, given.flag, e))
             })
             .transpose()?
-            .ok_or_else(|| bad(DATABASE.variable, DATABASE.flag, "is required"))?;
+            .ok_or_else(|| bad(DATABASE.variable, DATABASE.flag, "is required"))?
+            .with_prepared_statements(match args.db_prepared_statements.trim() {
+                "on" => true,
+                "off" => false,
+                other => {
+                    return Err(bad(
+                        "REPRISE_DB_PREPARED_STATEMENTS",
+                        "db-prepared-statements",
+                        format!("{other:?} is not on or off"),
+                    ))
+                }
+            });
         let db_pool = match &args.db_pool {
             None => default_pool_size(),
             Some(raw) => raw
@@ -772,6 +794,19 @@ mod tests {
     }
 
     #[test]
+    fn prepared_statements_are_on_unless_turned_off() {
+        let url = "postgres://me@db/reprise";
+        let on = DatabaseUrl::parse(url).expect("ok");
+        let off = on.clone().with_prepared_statements(false);
+        assert_ne!(on, off);
+        assert_eq!(settings(&["--database", url]).expect("valid").database, on);
+        for (value, expected) in [("on", &on), ("off", &off), (" off ", &off)] {
+            let s = settings(&["--database", url, "--db-prepared-statements", value]);
+            assert_eq!(&s.expect("valid").database, expected, "{value:?}");
+        }
+    }
+
+    #[test]
     fn without_a_public_url_links_follow_the_bound_address() {
         let s = settings(&["--bind", "10.1.2.3:9000"]).expect("valid");
         assert_eq!(s.public_url.as_str(), "http://10.1.2.3:9000/");
@@ -796,6 +831,10 @@ mod tests {
             (&["--bind", "nowhere"], "REPRISE_BIND"),
             (&["--db-pool", "0"], "REPRISE_DB_POOL"),
             (&["--db-pool", "many"], "REPRISE_DB_POOL"),
+            (
+                &["--db-prepared-statements", "no"],
+                "REPRISE_DB_PREPARED_STATEMENTS",
+            ),
             (&["--database", "mysql://x/y"], "REPRISE_DATABASE_URL"),
             (&["--smtp", "http://mail"], "REPRISE_SMTP_URL"),
             (&["--smtp", "smtp://mail?tls=maybe"], "REPRISE_SMTP_URL"),

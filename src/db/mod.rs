@@ -43,7 +43,7 @@ mod writer;
 use std::fmt;
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, CacheSize, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
@@ -93,6 +93,10 @@ pub struct DatabaseUrl {
     pub backend: Backend,
     /// For SQLite a file path, for PostgreSQL the whole URL.
     target: String,
+    /// PostgreSQL: whether each connection keeps diesel's named prepared statements
+    /// (`REPRISE_DB_PREPARED_STATEMENTS`, on by default). Off, every query is sent unnamed
+    /// with its parameters, as PgBouncer's transaction pooling needs.
+    prepared_statements: bool,
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -123,6 +127,7 @@ impl DatabaseUrl {
             return Ok(Self {
                 backend: Backend::Sqlite,
                 target: rest.to_string(),
+                prepared_statements: true,
             });
         }
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
@@ -130,6 +135,7 @@ impl DatabaseUrl {
             return Ok(Self {
                 backend: Backend::Postgres,
                 target: raw.to_string(),
+                prepared_statements: true,
             });
         }
         Err("expected a URL starting with sqlite:// or postgres://".into())
@@ -167,9 +173,18 @@ impl DatabaseUrl {
         let mut u = url::Url::parse(&self.target).ok()?;
         u.set_path(name);
         Some(Self {
-            backend: self.backend,
             target: u.to_string(),
+            ..self.clone()
         })
+    }
+
+    /// The same URL, its connections keeping named prepared statements or not (PostgreSQL
+    /// only: SQLite's statement cache lives in the process and is always kept).
+    pub fn with_prepared_statements(self, on: bool) -> Self {
+        Self {
+            prepared_statements: on,
+            ..self
+        }
     }
 
     /// For SQLite, the database file: the target itself, or the path of a `file:` URI.
@@ -221,6 +236,14 @@ impl DatabaseUrl {
             }
             Backend::Postgres => {
                 let mut conn = PgConnection::establish(&self.target)?;
+                if !self.prepared_statements {
+                    // Behind PgBouncer in transaction mode a named statement prepared on one
+                    // server connection is unknown on the next: send every query unnamed,
+                    // parsed and run in one round trip (diesel's `PQsendQueryParams` path).
+                    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+                }
+                // Nothing reads the session's zone but the first migration's one
+                // CURRENT_TIMESTAMP (docs/database.md); PgBouncer keeps it per client.
                 conn.batch_execute("SET TIME ZONE 'UTC'")
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Pg(conn))
@@ -383,20 +406,22 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
-        // Several instances starting together on one PostgreSQL take turns.
-        if let DbConnection::Pg(pg) = &mut *conn {
-            pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-                .map_err(|e| e.to_string())?;
+        match self.backend {
+            Backend::Sqlite => run_migrations(&mut conn, migrations, legacy_link_key),
+            // Several instances starting together on one PostgreSQL take turns, under a lock
+            // of the transaction that runs every pending migration (each in a savepoint): the
+            // lock is held on one server connection and ends with the commit or rollback,
+            // also through PgBouncer's transaction pooling, where a session's lock and unlock
+            // could reach two server connections and the lock never be released.
+            Backend::Postgres => conn
+                .transaction(|conn| {
+                    conn.batch_execute(&format!(
+                        "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                    ))?;
+                    run_migrations(conn, migrations, legacy_link_key).map_err(MigrationFailed)
+                })
+                .map_err(|MigrationFailed(e)| e),
         }
-        let result = run_migrations(&mut conn, migrations, legacy_link_key);
-        if let DbConnection::Pg(pg) = &mut *conn {
-            if let Err(e) =
-                pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-            {
-                tracing::warn!(error = %e, "could not release the migration lock");
-            }
-        }
-        result
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, DbError> {
@@ -513,6 +538,15 @@ impl Db {
     {
         let mut conn = self.checkout()?;
         f(&mut conn)
+    }
+}
+
+/// Why a migration run failed, in words; diesel's own errors (the lock, the commit) too.
+struct MigrationFailed(String);
+
+impl From<diesel::result::Error> for MigrationFailed {
+    fn from(e: diesel::result::Error) -> Self {
+        Self(e.to_string())
     }
 }
 

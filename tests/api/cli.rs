@@ -36,12 +36,23 @@ pub fn create_token(url: &reprise::db::DatabaseUrl, name: &str, role: &str) -> S
 /// A real `reprise serve` on `url` and `port`, per-account limits off (the tests that run it
 /// put a whole call centre's load on one token); returns once `/health` answers 200.
 pub async fn serve(url: &str, port: u16, outbox: &std::path::Path) -> tokio::process::Child {
+    serve_with(url, port, outbox, &[]).await
+}
+
+/// [`serve`] with more settings (`REPRISE_…` variables), which may override its own.
+pub async fn serve_with(
+    url: &str,
+    port: u16,
+    outbox: &std::path::Path,
+    settings: &[(&str, &str)],
+) -> tokio::process::Child {
     let child = tokio::process::Command::from(reprise())
         .env("REPRISE_DATABASE_URL", url)
         .env("REPRISE_BIND", format!("127.0.0.1:{port}"))
         .env("REPRISE_OUTBOX_DIR", outbox)
         .env("REPRISE_RATE_WRITES", "0")
         .env("REPRISE_RATE_READS", "0")
+        .envs(settings.iter().copied())
         .arg("serve")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -102,6 +113,7 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     for (var, value) in [
         ("REPRISE_BIND", "not-an-address"),
         ("REPRISE_DB_POOL", "zero"),
+        ("REPRISE_DB_PREPARED_STATEMENTS", "maybe"),
         ("REPRISE_SMTP_URL", "http://mail"),
         ("REPRISE_DATABASE_URL", "oracle://db"),
         ("REPRISE_LOG_FORMAT", "yaml"),

@@ -1,10 +1,11 @@
 //! Crashes: a real `reprise serve` is killed with SIGKILL at random moments while eight clients
 //! log calls with idempotency keys, and restarted each time. Every acknowledged call must be in
 //! the database exactly once, under the id it was acknowledged with; every key retried across
-//! a crash maps to one call.
+//! a crash maps to one call. The clients and the check are shared with `instances.rs`, which
+//! does the same through nginx in front of three instances.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,43 +27,42 @@ struct Row {
     idempotency_key: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_acknowledged_call_is_lost_or_doubled_when_the_server_is_killed() {
-    let (_db, url) = tokio::task::spawn_blocking(TestDb::create)
-        .await
-        .expect("db");
-    let outbox = tempfile::tempdir().expect("outbox");
-    let token = create_token(&url, "Crash", "agent");
-    let port = free_port();
-    let mut server = serve(&url.expose(), port, outbox.path()).await;
+/// Key → the call id of every acknowledgement (a retried key may be acknowledged twice).
+pub type Acknowledged = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
-    // key → the call id of every acknowledgement (a retried key may be acknowledged twice).
-    let acknowledged: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
-    let retried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..CLIENTS {
-        let (acknowledged, retried, stop, token) = (
-            acknowledged.clone(),
-            retried.clone(),
-            stop.clone(),
-            token.clone(),
-        );
-        clients.push(tokio::spawn(async move {
+/// What the clients of a run share: the acknowledgements, the requests retried, and the
+/// signal to stop.
+#[derive(Clone, Default)]
+pub struct Clients {
+    pub acknowledged: Acknowledged,
+    pub retried: Arc<AtomicUsize>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Clients {
+    /// A client logging calls at `base` with `token` until told to stop, each with a key of
+    /// its own (`name` and a number), sent again with the same key until the server acknowledges it (201 or 200),
+    /// across crashes. Only a server error (a crash, a proxy's 502) may refuse a call.
+    pub fn spawn(&self, name: String, base: String, token: String) -> tokio::task::JoinHandle<()> {
+        let Clients {
+            acknowledged,
+            retried,
+            stop,
+        } = self.clone();
+        tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client");
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
-                let key = format!("client{c}-call{i}");
+                let key = format!("{name}-call{i}");
                 i += 1;
                 let body = json!({"reason": "appointment_status", "outcome": "informed",
                                   "notes": format!("call {key}")});
-                // The same key until the server acknowledges it, across crashes.
                 loop {
                     let sent = client
-                        .post(format!("http://127.0.0.1:{port}/api/v1/calls"))
+                        .post(format!("{base}/api/v1/calls"))
                         .bearer_auth(&token)
                         .header("Idempotency-Key", &key)
                         .json(&body)
@@ -102,24 +102,24 @@ async fn no_acknowledged_call_is_lost_or_doubled_when_the_server_is_killed() {
                     }
                 }
             }
-        }));
+        })
     }
 
-    let mut rng = rand::rngs::StdRng::seed_from_u64(2022);
-    for _ in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
-        server.start_kill().expect("SIGKILL");
-        let _ = server.wait().await;
-        server = serve(&url.expose(), port, outbox.path()).await;
+    /// Stops the clients and waits for them; the acknowledgements, by key.
+    pub async fn stop(
+        &self,
+        clients: Vec<tokio::task::JoinHandle<()>>,
+    ) -> HashMap<String, Vec<String>> {
+        self.stop.store(true, Ordering::SeqCst);
+        for c in clients {
+            c.await.expect("a client");
+        }
+        self.acknowledged.lock().expect("lock").clone()
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.await.expect("a client");
-    }
-    server.start_kill().expect("stop");
-    let _ = server.wait().await;
+}
 
+/// The calls in the database, by key: their ids.
+pub async fn stored_calls(url: &reprise::db::DatabaseUrl) -> HashMap<String, Vec<String>> {
     let db_url = url.clone();
     let rows: Vec<Row> = tokio::task::spawn_blocking(move || {
         let mut conn = db_url.connect().expect("the database");
@@ -139,7 +139,15 @@ async fn no_acknowledged_call_is_lost_or_doubled_when_the_server_is_killed() {
     for r in rows {
         stored.entry(r.idempotency_key).or_default().push(r.id);
     }
-    let acknowledged = acknowledged.lock().expect("lock").clone();
+    stored
+}
+
+/// Acknowledged calls missing from the database (or stored under another id), and keys
+/// stored twice or acknowledged with two ids.
+pub fn lost_and_duplicated(
+    acknowledged: &HashMap<String, Vec<String>>,
+    stored: &HashMap<String, Vec<String>>,
+) -> (usize, usize) {
     let lost = acknowledged
         .iter()
         .filter(|(key, ids)| match stored.get(*key) {
@@ -152,10 +160,45 @@ async fn no_acknowledged_call_is_lost_or_doubled_when_the_server_is_killed() {
             .values()
             .filter(|ids| ids.iter().any(|id| id != &ids[0]))
             .count();
+    (lost, duplicated)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_call_is_lost_or_doubled_when_the_server_is_killed() {
+    let (_db, url) = tokio::task::spawn_blocking(TestDb::create)
+        .await
+        .expect("db");
+    let outbox = tempfile::tempdir().expect("outbox");
+    let token = create_token(&url, "Crash", "agent");
+    let port = free_port();
+    let mut server = serve(&url.expose(), port, outbox.path()).await;
+
+    let run = Clients::default();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let base = format!("http://127.0.0.1:{port}");
+            run.spawn(format!("client{c}"), base, token.clone())
+        })
+        .collect();
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2022);
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
+        server.start_kill().expect("SIGKILL");
+        let _ = server.wait().await;
+        server = serve(&url.expose(), port, outbox.path()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acknowledged = run.stop(clients).await;
+    server.start_kill().expect("stop");
+    let _ = server.wait().await;
+
+    let stored = stored_calls(&url).await;
+    let (lost, duplicated) = lost_and_duplicated(&acknowledged, &stored);
     println!(
         "kills: {KILLS}, acknowledged: {}, retried requests: {}, stored: {}, lost: {lost}, duplicated: {duplicated}",
         acknowledged.len(),
-        retried.load(Ordering::SeqCst),
+        run.retried.load(Ordering::SeqCst),
         stored.len()
     );
     assert!(acknowledged.len() > 100, "calls were logged");

@@ -412,6 +412,16 @@ pub struct User {
 }
 
 impl User {
+    /// Someone calling the service at `address` (another instance, a proxy) with `token`.
+    pub fn at(address: &str, token: Option<&str>) -> User {
+        User {
+            id: None,
+            token: token.map(str::to_string),
+            client: reqwest::Client::new(),
+            address: address.to_string(),
+        }
+    }
+
     /// The account's id (a user of [`TestApp::account`] and its shorthands, or the admin).
     pub fn id(&self) -> &str {
         self.id

@@ -23,6 +23,7 @@ mod helpers;
 mod hostile;
 mod imports;
 mod incidents;
+mod instances;
 mod logs;
 mod notifications;
 mod openapi;

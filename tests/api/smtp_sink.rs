@@ -1,6 +1,6 @@
 //! A real SMTP server on a loopback port, inside the test process (mailin-embedded), that keeps
 //! what it accepts and can be told to refuse: a scripted reply at the end of DATA (451, 550…),
-//! 550 for some recipients, or no server at all until `serve` is called.
+//! 550 for some recipients, or no server at all until `serve` is called; or to be slow.
 //! Shared with `benches/email.rs`.
 
 use std::collections::VecDeque;
@@ -30,6 +30,8 @@ struct Inner {
     rcpt_refusals: AtomicUsize,
     /// Keep each message (tests) or only count them (the benchmark).
     keep: bool,
+    /// Milliseconds each message waits before its reply to DATA (a slow server).
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The SMTP server. Clones share its state.
@@ -78,6 +80,10 @@ impl Handler for Session {
     }
 
     fn data_end(&mut self) -> Response {
+        let delay = self.sink.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         if let Some(code) = lock(&self.sink.scripted).pop_front() {
             return Response::custom(code, format!("scripted reply {code}"));
         }
@@ -143,6 +149,12 @@ impl Sink {
     /// The next messages get these replies at the end of DATA instead of 250.
     pub fn script(&self, codes: &[u16]) {
         lock(&self.inner.scripted).extend(codes.iter().copied());
+    }
+
+    /// Each message from now on waits this long before its reply to DATA.
+    pub fn slow_down(&self, per_message: Duration) {
+        let ms = u64::try_from(per_message.as_millis()).unwrap_or(u64::MAX);
+        self.inner.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Recipients containing `part` get 550 at RCPT.
