@@ -13,7 +13,9 @@
 //! call records its entry and reads nothing after).
 //!
 //! **The call centre's switch** is read once per batch (every call checks it), and read again
-//! after a job of the batch changes it.
+//! after a job of the batch changes it or fails. On PostgreSQL that reading takes a share lock
+//! on the switch's row until the batch commits: a change of the switch waits for the batches
+//! in flight, and no call is stored after it.
 //!
 //! A job's deferred writes follow the job: kept with it, dropped if it fails. The state is the
 //! writer thread's own (thread-local); outside a batch everything is written at once. A
@@ -73,6 +75,10 @@ pub(super) fn job_done(kept: bool) {
             if kept {
                 merge(&mut p.batch.hours, job.hours);
                 p.batch.audit.extend(job.audit);
+            } else {
+                // It may have changed the switch and read it back: undone, the next job reads
+                // the switch again.
+                p.centre = None;
             }
         }
     });

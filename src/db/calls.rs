@@ -396,13 +396,21 @@ pub struct Centre {
 }
 
 /// Every call logged reads it: once per writer's batch (`db::batch`), typed per backend so
-/// that the concrete connection caches the prepared statement.
+/// that the concrete connection caches the prepared statement. On PostgreSQL the row is read
+/// `FOR SHARE`: a transaction changing the switch waits for the transactions that read it (a
+/// batch of calls) to end, and those that read it after see the change; SQLite's writer runs
+/// one write at a time anyway.
 pub fn centre(conn: &mut DbConnection) -> QueryResult<Centre> {
-    super::batch::centre(|| {
-        per_backend!(conn, |c| call_centre::table
+    super::batch::centre(|| match conn {
+        DbConnection::Sqlite(c) => call_centre::table
             .find(1)
             .select(Centre::as_select())
-            .first(c))
+            .first(c),
+        DbConnection::Pg(c) => call_centre::table
+            .find(1)
+            .select(Centre::as_select())
+            .for_share()
+            .first(c),
     })
 }
 

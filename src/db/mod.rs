@@ -467,10 +467,11 @@ impl Db {
     /// Several writers run at once, and each holds the locks of all its batch's jobs until the
     /// batch commits. So a grouped job must not take row locks in an order another job could
     /// take them in reverse: it inserts (a unique key, as an Idempotency-Key, makes a concurrent
-    /// insert of the same key wait, which cannot cycle), it updates a row its own request
-    /// names (the PBX call it links), and counters go through `db::batch`, which adds them
-    /// once per batch, last, in key order. `key` is the unique key `f` inserts, if any: every
-    /// batch runs its jobs in key order, so two batches never wait on each other's keys.
+    /// insert of the same key wait, which cannot cycle), it updates rows its own request
+    /// names (the PBX call it links, the open callback of its phone), and counters go through
+    /// `db::batch`, which adds them once per batch, last, in key order. `key` is the unique
+    /// key `f` inserts, if any: every batch runs its jobs in key order, so two batches never
+    /// wait on each other's keys (docs/database.md: the cycles left, and their 503).
     pub async fn write_grouped<T, E, F>(&self, key: Option<&str>, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,

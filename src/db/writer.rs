@@ -251,10 +251,13 @@ fn run_in_savepoints(
                 Release.execute(c)?;
             }
             DbConnection::Pg(c) => {
-                // The commit releases the last savepoint; a subtransaction released stays part
-                // of its transaction either way.
+                // The last job's savepoint is released too, though the commit would: a job that
+                // swallowed a failed statement and answered `Ok` leaves the transaction
+                // aborted, and PostgreSQL answers `COMMIT` on it with a silent rollback, which
+                // would acknowledge the whole batch. `RELEASE` on it fails, and so does the
+                // batch.
                 let sql = match (ok, i == last) {
-                    (true, true) => continue,
+                    (true, true) => "RELEASE writer_job",
                     (true, false) => "RELEASE writer_job; SAVEPOINT writer_job",
                     (false, true) => "ROLLBACK TO writer_job",
                     (false, false) => {
@@ -658,6 +661,83 @@ mod tests {
                 count("SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS n FROM call_hours"),
                 1
             );
+        }
+    }
+
+    /// A job that changes the switch, reads it back, then fails: the next job of the batch
+    /// sees the switch as the database has it.
+    #[test]
+    fn a_failed_job_takes_its_reading_of_the_switch_with_it() {
+        use crate::db::calls;
+        use crate::domain::call::CentreStatus;
+        for (_scratch, url, mut conn) in writers_on_new_databases() {
+            let migrations = match url.backend {
+                super::super::Backend::Sqlite => super::super::SQLITE_MIGRATIONS,
+                super::super::Backend::Postgres => super::super::POSTGRES_MIGRATIONS,
+            };
+            super::super::run_migrations(&mut conn, migrations, None).expect("migrated");
+            let at = chrono::NaiveDate::from_ymd_opt(2022, 5, 16)
+                .and_then(|d| d.and_hms_opt(8, 15, 0))
+                .expect("a time");
+            let (off, off_rx) = job(move |c| {
+                calls::set_centre(c, CentreStatus::Deactivated, at, None)?;
+                assert_eq!(calls::centre(c)?.status, CentreStatus::Deactivated);
+                Err(DbError::Task("failed after reading it back".into()))
+            });
+            let (read, read_rx) = job(|c| {
+                assert_eq!(calls::centre(c)?.status, CentreStatus::Active);
+                Ok(())
+            });
+            let mut batch = vec![off, read];
+            let committed = commit_batch(&mut conn, &mut batch);
+            for job in batch {
+                job.deliver(committed.clone());
+            }
+            assert!(off_rx.blocking_recv().expect("answer").is_err());
+            assert!(
+                read_rx.blocking_recv().expect("answer").is_ok(),
+                "{:?}",
+                url.backend
+            );
+        }
+    }
+
+    /// The last job of a batch answers `Ok` after one of its statements failed (it swallowed
+    /// the error): on PostgreSQL the transaction is aborted, so the batch must fail rather than
+    /// be acknowledged and silently rolled back by `COMMIT`. SQLite undoes only the failed
+    /// statement: the batch commits, and what was acknowledged is stored.
+    #[test]
+    fn a_batch_whose_transaction_is_aborted_is_not_acknowledged() {
+        for (_scratch, url, mut conn) in writers_on_new_databases() {
+            let (a, a_rx) = job(|c| insert(c, "a"));
+            let (b, b_rx) = job(|c| {
+                insert(c, "b")?;
+                // A unique violation, swallowed.
+                let _ = insert(c, "b");
+                Ok(())
+            });
+            let mut batch = vec![a, b];
+            let committed = commit_batch(&mut conn, &mut batch);
+            for job in batch {
+                job.deliver(committed.clone());
+            }
+            let answers = [
+                a_rx.blocking_recv().expect("answer").is_ok(),
+                b_rx.blocking_recv().expect("answer").is_ok(),
+            ];
+            let stored = names(&mut url.connect().expect("reader"));
+            match url.backend {
+                super::super::Backend::Postgres => {
+                    assert!(committed.is_err());
+                    assert_eq!(answers, [false, false]);
+                    assert!(stored.is_empty());
+                }
+                super::super::Backend::Sqlite => {
+                    assert_eq!(committed, Ok(()));
+                    assert_eq!(answers, [true, true]);
+                    assert_eq!(stored, ["a", "b"]);
+                }
+            }
         }
     }
 }
