@@ -430,6 +430,18 @@ mod tests {
             .collect()
     }
 
+    /// Applies the service's migrations on `conn`; returns an instant for the rows of a test.
+    fn migrated(url: &DatabaseUrl, conn: &mut DbConnection) -> chrono::NaiveDateTime {
+        let migrations = match url.backend {
+            super::super::Backend::Sqlite => super::super::SQLITE_MIGRATIONS,
+            super::super::Backend::Postgres => super::super::POSTGRES_MIGRATIONS,
+        };
+        super::super::run_migrations(conn, migrations, None).expect("migrated");
+        chrono::NaiveDate::from_ymd_opt(2022, 5, 16)
+            .and_then(|d| d.and_hms_opt(8, 15, 0))
+            .expect("a time")
+    }
+
     /// One commit for the batch; the job that fails after writing is undone alone, and each
     /// job gets its own answer.
     #[test]
@@ -552,14 +564,7 @@ mod tests {
         use crate::db::{audit, calls};
         use crate::domain::call::{CentreStatus, Outcome, Reason};
         for (_scratch, url, mut conn) in writers_on_new_databases() {
-            let migrations = match url.backend {
-                super::super::Backend::Sqlite => super::super::SQLITE_MIGRATIONS,
-                super::super::Backend::Postgres => super::super::POSTGRES_MIGRATIONS,
-            };
-            super::super::run_migrations(&mut conn, migrations, None).expect("migrated");
-            let at = chrono::NaiveDate::from_ymd_opt(2022, 5, 16)
-                .and_then(|d| d.and_hms_opt(8, 15, 0))
-                .expect("a time");
+            let at = migrated(&url, &mut conn);
             let call = move |id: &str| calls::CallRow {
                 id: id.into(),
                 received_at: at,
@@ -671,14 +676,7 @@ mod tests {
         use crate::db::calls;
         use crate::domain::call::CentreStatus;
         for (_scratch, url, mut conn) in writers_on_new_databases() {
-            let migrations = match url.backend {
-                super::super::Backend::Sqlite => super::super::SQLITE_MIGRATIONS,
-                super::super::Backend::Postgres => super::super::POSTGRES_MIGRATIONS,
-            };
-            super::super::run_migrations(&mut conn, migrations, None).expect("migrated");
-            let at = chrono::NaiveDate::from_ymd_opt(2022, 5, 16)
-                .and_then(|d| d.and_hms_opt(8, 15, 0))
-                .expect("a time");
+            let at = migrated(&url, &mut conn);
             let (off, off_rx) = job(move |c| {
                 calls::set_centre(c, CentreStatus::Deactivated, at, None)?;
                 assert_eq!(calls::centre(c)?.status, CentreStatus::Deactivated);
