@@ -339,10 +339,9 @@ const POSTGRES_WRITERS: usize = 2;
 pub struct Db {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
-    /// SQLite: every write.
-    writer: Option<writer::Handle>,
-    /// PostgreSQL: the writes of [`Db::write_grouped`].
-    grouped: Option<writer::Handle>,
+    /// The writer threads: on SQLite they take every write, on PostgreSQL the writes of
+    /// [`Db::write_grouped`].
+    writer: writer::Handle,
 }
 
 impl fmt::Debug for Db {
@@ -375,17 +374,12 @@ impl Db {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_WRITERS,
         };
-        let handle =
+        let writer =
             writer::spawn(url, writers).map_err(|e| format!("cannot start the writer: {e}"))?;
-        let (writer, grouped) = match url.backend {
-            Backend::Sqlite => (Some(handle), None),
-            Backend::Postgres => (None, Some(handle)),
-        };
         Ok(Self {
             pool,
             backend: url.backend,
             writer,
-            grouped,
         })
     }
 
@@ -456,7 +450,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.write_on(self.writer.as_ref(), writer::Terms::default(), f)
+        self.write_on(self.every_write(), writer::Terms::default(), f)
             .await
     }
 
@@ -472,18 +466,22 @@ impl Db {
     /// `db::batch`, which adds them once per batch, last, in key order. `key` is the unique
     /// key `f` inserts, if any: every batch runs its jobs in key order, so two batches never
     /// wait on each other's keys (docs/database.md: the cycles left, and their 503).
-    pub async fn write_grouped<T, E, F>(&self, key: Option<&str>, f: F) -> Result<T, E>
+    pub async fn write_grouped<T, E, F>(&self, key: Option<String>, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let writer = self.writer.as_ref().or(self.grouped.as_ref());
         let terms = writer::Terms {
             grouped: true,
-            order: key.map(str::to_string),
+            order: key,
         };
-        self.write_on(writer, terms, f).await
+        self.write_on(Some(&self.writer), terms, f).await
+    }
+
+    /// The writer of every write: SQLite's; on PostgreSQL none (a pooled transaction each).
+    fn every_write(&self) -> Option<&writer::Handle> {
+        (self.backend == Backend::Sqlite).then_some(&self.writer)
     }
 
     /// Sends `f` to `writer`, or runs it in a pooled transaction without one.
@@ -514,7 +512,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        match submit(self.writer.as_ref(), writer::Terms::default(), f) {
+        match submit(self.every_write(), writer::Terms::default(), f) {
             Ok(rx) => rx
                 .blocking_recv()
                 .unwrap_or_else(|_| Err(E::from(writer_gone()))),

@@ -104,9 +104,7 @@ pub async fn log(
     let key = row.idempotency_key.clone();
     let logged = state
         .db
-        .write_grouped(key.as_deref(), move |conn| {
-            insert_call(conn, &caller, row, links)
-        })
+        .write_grouped(key, move |conn| insert_call(conn, &caller, row, links))
         .await?;
     if let Logged::Created(_) = logged {
         state.metrics.calls_logged.inc();
