@@ -17,6 +17,12 @@
 //! on the switch's row until the batch commits: a change of the switch waits for the batches
 //! in flight, and no call is stored after it.
 //!
+//! **Calls.** While the repeatable jobs of a batch run together (`writer::run_together`), a
+//! call that nothing else in its job refers to waits too, and the group's calls go in with one
+//! multi-row insert. Its job answers as if it were stored: if the insert finds a key taken
+//! (a retry, two requests with one key), the group is undone and each job runs again in its
+//! own savepoint, inserting its call at once (`calls::insert_or_defer`).
+//!
 //! A job's deferred writes follow the job: kept with it, dropped if it fails. The state is the
 //! writer thread's own (thread-local); outside a batch everything is written at once. A
 //! savepoint the job opens and rolls back itself does not take back what it deferred.
@@ -24,20 +30,33 @@
 use std::cell::RefCell;
 
 use super::audit::AuditEntry;
-use super::calls::{add_hours, merge, Centre, Groups};
+use super::calls::{add_hours, merge, CallRow, Centre, Groups};
 use super::DbConnection;
 
 #[derive(Default)]
 struct Deferred {
     hours: Groups,
     audit: Vec<AuditEntry>,
+    calls: Vec<CallRow>,
+}
+
+impl Deferred {
+    fn merge(&mut self, from: Deferred) {
+        merge(&mut self.hours, from.hours);
+        self.audit.extend(from.audit);
+        self.calls.extend(from.calls);
+    }
 }
 
 #[derive(Default)]
 struct Pending {
     /// The job running may defer its audit entries.
     grouped: bool,
+    /// Repeatable jobs are running together: their calls may wait for the group's insert.
+    together: bool,
     job: Deferred,
+    /// What the jobs running together deferred, until their calls are in.
+    group: Deferred,
     batch: Deferred,
     /// The switch as this batch's transaction read it.
     centre: Option<Centre>,
@@ -73,8 +92,11 @@ pub(super) fn job_done(kept: bool) {
             let job = std::mem::take(&mut p.job);
             p.grouped = false;
             if kept {
-                merge(&mut p.batch.hours, job.hours);
-                p.batch.audit.extend(job.audit);
+                if p.together {
+                    p.group.merge(job);
+                } else {
+                    p.batch.merge(job);
+                }
             } else {
                 // It may have changed the switch and read it back: undone, the next job reads
                 // the switch again.
@@ -82,6 +104,59 @@ pub(super) fn job_done(kept: bool) {
             }
         }
     });
+}
+
+/// Repeatable jobs start (`true`) or stop (`false`) running together.
+pub(super) fn together(on: bool) {
+    PENDING.with(|p| {
+        if let Some(p) = p.borrow_mut().as_mut() {
+            p.together = on;
+        }
+    });
+}
+
+/// Inserts the calls the group deferred; `false` if any of them was not inserted (its key is
+/// taken).
+pub(super) fn settle(conn: &mut DbConnection) -> diesel::QueryResult<bool> {
+    let calls = PENDING.with(|p| {
+        p.borrow_mut()
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.group.calls))
+            .unwrap_or_default()
+    });
+    Ok(super::calls::insert_new(conn, &calls)? == calls.len())
+}
+
+/// The group ran and its calls are in: what it deferred joins the batch's.
+pub(super) fn keep_group() {
+    PENDING.with(|p| {
+        if let Some(p) = p.borrow_mut().as_mut() {
+            let group = std::mem::take(&mut p.group);
+            p.batch.merge(group);
+        }
+    });
+}
+
+/// The group is undone: what it deferred goes, and so does its reading of the switch.
+pub(super) fn drop_group() {
+    PENDING.with(|p| {
+        if let Some(p) = p.borrow_mut().as_mut() {
+            p.group = Deferred::default();
+            p.centre = None;
+        }
+    });
+}
+
+/// `true` if `row` waits for the group's insert (a grouped job running with others);
+/// otherwise the caller inserts it.
+pub(super) fn defer_call(row: &CallRow) -> bool {
+    PENDING.with(|p| match p.borrow_mut().as_mut() {
+        Some(p) if p.together && p.grouped => {
+            p.job.calls.push(row.clone());
+            true
+        }
+        _ => false,
+    })
 }
 
 /// Writes what the batch deferred, before its commit: the audit entries, then the counts in

@@ -64,6 +64,31 @@ pub fn try_insert(conn: &mut DbConnection, row: &CallRow) -> QueryResult<bool> {
     Ok(true)
 }
 
+/// [`try_insert`] for a call that nothing else in its job refers to: inside a writer's batch
+/// it may wait to go in with the calls of the batch's other jobs, in one statement (`batch.rs`).
+/// `true` then means "inserted, unless the batch finds its key taken", and the batch runs the
+/// job again if it does.
+pub fn insert_or_defer(conn: &mut DbConnection, row: &CallRow) -> QueryResult<bool> {
+    if !super::batch::defer_call(row) {
+        return try_insert(conn, row);
+    }
+    count_hours(conn, std::slice::from_ref(row))?;
+    Ok(true)
+}
+
+/// Inserts the calls whose keys are free, in multi-row statements; how many went in. Their
+/// hourly counts are the caller's.
+pub(super) fn insert_new(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<usize> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(super::BULK_ROWS) {
+        inserted += per_backend!(&mut *conn, |c| diesel::insert_into(calls::table)
+            .values(chunk)
+            .on_conflict_do_nothing()
+            .execute(c))?;
+    }
+    Ok(inserted)
+}
+
 fn hour_of(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
     use chrono::Timelike;
     t.date().and_hms_opt(t.hour(), 0, 0).unwrap_or(t)

@@ -450,13 +450,18 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.write_on(self.every_write(), writer::Terms::default(), f)
-            .await
+        match submit(self.every_write(), writer::Terms::default(), f) {
+            Ok(rx) => rx.await.unwrap_or_else(|_| Err(E::from(writer_gone()))),
+            Err(f) => {
+                let db = self.clone();
+                blocking(move || db.pooled_transaction(f)).await
+            }
+        }
     }
 
     /// [`Db::write`] for the hot path, committed with other such writes on both backends: on
-    /// PostgreSQL a writer thread runs the closures waiting, each in its own savepoint of one
-    /// transaction, and commits them once (group commit, as the SQLite writer does).
+    /// PostgreSQL a writer thread runs the closures waiting in one transaction and commits them
+    /// once (group commit, as the SQLite writer does).
     ///
     /// Several writers run at once, and each holds the locks of all its batch's jobs until the
     /// batch commits. So a grouped job must not take row locks in an order another job could
@@ -466,9 +471,12 @@ impl Db {
     /// `db::batch`, which adds them once per batch, last, in key order. `key` is the unique
     /// key `f` inserts, if any: every batch runs its jobs in key order, so two batches never
     /// wait on each other's keys (docs/database.md: the cycles left, and their 503).
+    ///
+    /// `f` may run more than once, the earlier runs undone (`writer::run_together`): it must do
+    /// nothing outside the connection.
     pub async fn write_grouped<T, E, F>(&self, key: Option<String>, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        F: Fn(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
@@ -476,33 +484,17 @@ impl Db {
             grouped: true,
             order: key,
         };
-        self.write_on(Some(&self.writer), terms, f).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // If the threads are gone, the job (and its reply sender) is dropped: the caller sees it.
+        let _ = self
+            .writer
+            .send(Box::new(writer::Typed::repeatable(f, tx, terms)));
+        rx.await.unwrap_or_else(|_| Err(E::from(writer_gone())))
     }
 
     /// The writer of every write: SQLite's; on PostgreSQL none (a pooled transaction each).
     fn every_write(&self) -> Option<&writer::Handle> {
         (self.backend == Backend::Sqlite).then_some(&self.writer)
-    }
-
-    /// Sends `f` to `writer`, or runs it in a pooled transaction without one.
-    async fn write_on<T, E, F>(
-        &self,
-        writer: Option<&writer::Handle>,
-        terms: writer::Terms,
-        f: F,
-    ) -> Result<T, E>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-    {
-        match submit(writer, terms, f) {
-            Ok(rx) => rx.await.unwrap_or_else(|_| Err(E::from(writer_gone()))),
-            Err(f) => {
-                let db = self.clone();
-                blocking(move || db.pooled_transaction(f)).await
-            }
-        }
     }
 
     /// [`Db::write`] for callers already on a blocking thread (the command line, imports).

@@ -104,7 +104,9 @@ pub async fn log(
     let key = row.idempotency_key.clone();
     let logged = state
         .db
-        .write_grouped(key, move |conn| insert_call(conn, &caller, row, links))
+        .write_grouped(key, move |conn| {
+            insert_call(conn, &caller, row.clone(), links.clone())
+        })
         .await?;
     if let Logged::Created(_) = logged {
         state.metrics.calls_logged.inc();
@@ -183,7 +185,13 @@ fn insert_call(
             };
         }
     };
-    if !db::calls::try_insert(conn, &row)? {
+    // A call without links may go in with the other calls of its batch, in one statement.
+    let inserted = if links.phone_call.is_none() && links.callback.is_none() {
+        db::calls::insert_or_defer(conn, &row)?
+    } else {
+        db::calls::try_insert(conn, &row)?
+    };
+    if !inserted {
         let existing = find_key(conn, &row)?.ok_or_else(|| {
             AppError::Conflict("this Idempotency-Key is being used right now; retry".into())
         })?;
@@ -210,6 +218,7 @@ fn insert_call(
 }
 
 /// What a call logged leads to besides itself.
+#[derive(Clone)]
 struct Links {
     /// The PBX call it is (`phone_calls.id`).
     phone_call: Option<String>,
