@@ -1,7 +1,9 @@
 //! `cargo bench --bench calls`: the call-centre write path of issue 4.
 //!
 //! Starts the application in-process on a temporary SQLite file, posts 40,000 calls from 32
-//! concurrent keep-alive HTTP clients (each with an Idempotency-Key), and measures in the same
+//! concurrent keep-alive HTTP clients (each with an Idempotency-Key; 10,000 callers' numbers,
+//! a third of the calls asking for a callback; then 10,000 more from one number, the worst
+//! case for callbacks, printed as `one_caller_*`), and measures in the same
 //! run the raw rate of one-row-per-transaction inserts of the same row through diesel with the
 //! same pragmas (`synchronous = FULL`), no HTTP in front. Then loads 1,000,000 calls and times
 //! `GET /api/v1/calls/stats` against a raw `GROUP BY`. With `REPRISE_TEST_POSTGRES_URL` set it
@@ -78,9 +80,35 @@ async fn raw_rate_off_thread(backend: Backend, server: Option<&DatabaseUrl>, row
         .expect("raw")
 }
 
+/// Who calls: how many telephone numbers the calls come from, and the prefix of their keys.
+#[derive(Clone, Copy)]
+struct Callers {
+    numbers: usize,
+    keys: &'static str,
+}
+
+/// 10,000 numbers, each calling four times in 40,000 calls; a third of the calls ask for a
+/// callback, which opens one per number or joins its open one.
+const MANY_CALLERS: Callers = Callers {
+    numbers: 10_000,
+    keys: "bench",
+};
+
+/// Every call from one number: every callback requested joins the same open callback, one row
+/// that every writer's batch updates and holds until it commits (the worst case).
+const ONE_CALLER: Callers = Callers {
+    numbers: 1,
+    keys: "one",
+};
+
 /// `total` calls posted to `url` by `CLIENTS` keep-alive clients, each with its
 /// Idempotency-Key: the seconds it took and every answer time (ms), sorted.
-async fn post_calls(url: String, token: &Arc<String>, total: usize) -> (f64, Vec<f64>) {
+async fn post_calls(
+    url: String,
+    token: &Arc<String>,
+    total: usize,
+    callers: Callers,
+) -> (f64, Vec<f64>) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client_no in 0..CLIENTS {
@@ -101,8 +129,12 @@ async fn post_calls(url: String, token: &Arc<String>, total: usize) -> (f64, Vec
                     "other",
                 ][i % 4];
                 let outcome = ["informed", "forwarded_to_service", "callback_scheduled"][i % 3];
+                let number = i % callers.numbers;
                 let body = format!(
-                    r#"{{"caller_phone":"0470 12 34 56","reason":"{reason}","outcome":"{outcome}","duration_seconds":{},"notes":"Demande la date de son opération","callback_requested":{}}}"#,
+                    r#"{{"caller_phone":"0470 {:02} {:02} {:02}","reason":"{reason}","outcome":"{outcome}","duration_seconds":{},"notes":"Demande la date de son opération","callback_requested":{}}}"#,
+                    number / 10_000 % 100,
+                    number / 100 % 100,
+                    number % 100,
                     30 + i % 300,
                     i % 3 == 2
                 );
@@ -110,7 +142,7 @@ async fn post_calls(url: String, token: &Arc<String>, total: usize) -> (f64, Vec
                 let r = client
                     .post(&url)
                     .bearer_auth(token.as_str())
-                    .header("Idempotency-Key", format!("bench-{i}"))
+                    .header("Idempotency-Key", format!("{}-{i}", callers.keys))
                     .header("Content-Type", "application/json")
                     .body(body)
                     .send()
@@ -175,7 +207,8 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     let raw_rows = scale(3_000, 64);
     let raw_before = raw_rate_off_thread(backend, server, raw_rows).await;
 
-    let (elapsed, latencies) = post_calls(format!("{base}/api/v1/calls"), &token, total).await;
+    let calls_url = format!("{base}/api/v1/calls");
+    let (elapsed, latencies) = post_calls(calls_url.clone(), &token, total, MANY_CALLERS).await;
     let stored = state
         .db
         .read(|conn| db::calls::count(conn).map_err(AppError::from))
@@ -200,10 +233,24 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     println!("{tag}.calls ratio={:.2}", http_rate / raw);
     // The HTTP ceiling: the same server, middleware, extractors, checks and answer, nothing
     // stored.
-    let (ceiling_s, _) = post_calls(format!("{base}/api/v1/ceiling/calls"), &token, total).await;
+    let (ceiling_s, _) = post_calls(
+        format!("{base}/api/v1/ceiling/calls"),
+        &token,
+        total,
+        MANY_CALLERS,
+    )
+    .await;
     let ceiling = total as f64 / ceiling_s;
     println!("{tag}.calls.http_ceiling_per_s={ceiling:.0}");
     println!("{tag}.calls http_ceiling_ratio={:.2}", http_rate / ceiling);
+    // The worst case, shorter: every call from one number.
+    let one = total / 4;
+    let (one_s, one_latencies) = post_calls(calls_url, &token, one, ONE_CALLER).await;
+    println!("{tag}.calls.one_caller_per_s={:.0}", one as f64 / one_s);
+    println!(
+        "{tag}.calls.one_caller_p99_ms={:.2}",
+        percentile(&one_latencies, 0.99)
+    );
     if backend == Backend::Postgres {
         // What PostgreSQL commits for the same rows from as many connections, no HTTP.
         let raw32 = raw_parallel_rate(server, scale(20_000, 64)).await;
