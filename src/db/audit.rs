@@ -84,12 +84,25 @@ pub fn insert(conn: &mut DbConnection, row: &NewAuditRow<'_>) -> QueryResult<()>
     Ok(())
 }
 
-/// Multi-row inserts, in chunks under SQLite's bound-parameter limit.
+/// The entries of a writer's batch: on PostgreSQL in multi-row inserts (one round trip), on
+/// SQLite one by one, with the one statement prepared for the connection (SQLite has no round
+/// trips to save, and a multi-row insert is prepared again at every run).
 pub(super) fn insert_many(conn: &mut DbConnection, rows: &[AuditEntry]) -> QueryResult<()> {
-    for chunk in rows.chunks(super::BULK_ROWS) {
-        per_backend!(&mut *conn, |c| diesel::insert_into(audit_log::table)
-            .values(chunk)
-            .execute(c))?;
+    match conn {
+        DbConnection::Sqlite(c) => {
+            for row in rows {
+                diesel::insert_into(audit_log::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+        }
+        DbConnection::Pg(c) => {
+            for chunk in rows.chunks(super::BULK_ROWS) {
+                diesel::insert_into(audit_log::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
     }
     Ok(())
 }

@@ -80,42 +80,62 @@ pub struct AttemptRow {
     pub at: chrono::NaiveDateTime,
 }
 
-const INSERT_OPEN: &str = "INSERT INTO callbacks (id, phone, patient_id, source, due_at, \
-    created_at, attempts, status, missed_at, call_id) \
-    VALUES ($1, $2, $3, $4, $5, $6, 0, 'open', $7, $8) \
-    ON CONFLICT (phone) WHERE status = 'open' DO UPDATE SET phone = excluded.phone \
-    RETURNING id";
-
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = Text)]
-    id: String,
-}
-
 /// Inserts an open callback unless one is open for its number, in one statement; answers the
 /// id of the number's open callback (`row`'s if it was inserted). The conflicting row is
 /// locked (a no-op update), so on PostgreSQL a callback being closed or removed elsewhere at
 /// that moment is waited for, and then either joined while still open or replaced by `row`.
 pub fn open_or_join(conn: &mut DbConnection, row: &CallbackRow) -> QueryResult<String> {
-    macro_rules! run {
-        ($c:expr, $sql:expr) => {
-            diesel::sql_query($sql)
-                .bind::<Text, _>(&row.id)
-                .bind::<Text, _>(&row.phone)
-                .bind::<Nullable<Text>, _>(row.patient_id.as_deref())
-                .bind::<Text, _>(row.source.as_str())
-                .bind::<Timestamp, _>(row.due_at)
-                .bind::<Timestamp, _>(row.created_at)
-                .bind::<Nullable<Timestamp>, _>(row.missed_at)
-                .bind::<Nullable<Text>, _>(row.call_id.as_deref())
-                .get_result::<Id>($c)
-        };
+    per_backend!(conn, |c| OpenOrJoin(row).get_result::<String>(c))
+}
+
+/// The statement of [`open_or_join`], written out so that it has a static query id: diesel
+/// prepares a `sql_query` (and any `ON CONFLICT … DO UPDATE`) again at every run, and this one
+/// runs for every call that asks for a callback and every missed call.
+struct OpenOrJoin<'a>(&'a CallbackRow);
+
+prepared_once!(OpenOrJoin);
+
+impl diesel::query_builder::Query for OpenOrJoin<'_> {
+    type SqlType = Text;
+}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for OpenOrJoin<'_>
+where
+    DB: diesel::backend::Backend,
+    chrono::NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
+    str: diesel::serialize::ToSql<Text, DB>,
+    String: diesel::serialize::ToSql<Text, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        let row = self.0;
+        out.push_sql(
+            "INSERT INTO callbacks (id, phone, patient_id, source, due_at, created_at, \
+             attempts, status, missed_at, call_id) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(row.id.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.phone.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&row.patient_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.source.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.due_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.created_at)?;
+        out.push_sql(", 0, 'open', ");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&row.missed_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&row.call_id)?;
+        out.push_sql(
+            ") ON CONFLICT (phone) WHERE status = 'open' DO UPDATE SET phone = excluded.phone \
+             RETURNING id",
+        );
+        Ok(())
     }
-    let open = match conn {
-        DbConnection::Sqlite(c) => run!(c, INSERT_OPEN.replace('$', "?")),
-        DbConnection::Pg(c) => run!(c, INSERT_OPEN),
-    }?;
-    Ok(open.id)
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<CallbackRow>> {
@@ -182,14 +202,45 @@ pub fn request_on(
     due_at: chrono::NaiveDateTime,
     call_id: &str,
 ) -> QueryResult<()> {
-    diesel::update(callbacks::table.find(id))
-        .set((
-            callbacks::due_at.eq(due_at),
-            callbacks::call_id.eq(call_id),
-            callbacks::source.eq(Source::Requested),
-        ))
-        .execute(conn)
-        .map(drop)
+    let update = RequestOn {
+        id,
+        due_at,
+        call_id,
+    };
+    per_backend!(conn, |c| update.execute(c)).map(drop)
+}
+
+/// The statement of [`request_on`], with a static query id: diesel prepares an `UPDATE` again
+/// at every run, and this one runs for every call that asks for a callback on a number that
+/// has one open.
+struct RequestOn<'a> {
+    id: &'a str,
+    due_at: chrono::NaiveDateTime,
+    call_id: &'a str,
+}
+
+prepared_once!(RequestOn);
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for RequestOn<'_>
+where
+    DB: diesel::backend::Backend,
+    chrono::NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
+    str: diesel::serialize::ToSql<Text, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        out.push_sql("UPDATE callbacks SET due_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.due_at)?;
+        out.push_sql(", call_id = ");
+        out.push_bind_param::<Text, _>(self.call_id)?;
+        out.push_sql(", source = ");
+        out.push_bind_param::<Text, _>(Source::Requested.as_str())?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(self.id)?;
+        Ok(())
+    }
 }
 
 /// Claims an open callback for `agent` at `now`, in one conditional statement: only when no

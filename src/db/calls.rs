@@ -76,15 +76,28 @@ pub fn insert_or_defer(conn: &mut DbConnection, row: &CallRow) -> QueryResult<bo
     Ok(true)
 }
 
-/// Inserts the calls whose keys are free, in multi-row statements; how many went in. Their
-/// hourly counts are the caller's.
+/// Inserts the calls whose keys are free; how many went in. Their hourly counts are the
+/// caller's. On PostgreSQL in multi-row statements (one round trip), on SQLite one by one with
+/// the statement the connection has prepared (see `audit::insert_many`).
 pub(super) fn insert_new(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<usize> {
     let mut inserted = 0;
-    for chunk in rows.chunks(super::BULK_ROWS) {
-        inserted += per_backend!(&mut *conn, |c| diesel::insert_into(calls::table)
-            .values(chunk)
-            .on_conflict_do_nothing()
-            .execute(c))?;
+    match conn {
+        DbConnection::Sqlite(c) => {
+            for row in rows {
+                inserted += diesel::insert_into(calls::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+            }
+        }
+        DbConnection::Pg(c) => {
+            for chunk in rows.chunks(super::BULK_ROWS) {
+                inserted += diesel::insert_into(calls::table)
+                    .values(chunk)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+            }
+        }
     }
     Ok(inserted)
 }
@@ -163,10 +176,7 @@ struct CountHour<'a> {
     durations: i64,
 }
 
-impl diesel::query_builder::QueryId for CountHour<'_> {
-    type QueryId = CountHour<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+prepared_once!(CountHour);
 
 impl<DB> diesel::query_builder::QueryFragment<DB> for CountHour<'_>
 where
@@ -203,8 +213,6 @@ where
         Ok(())
     }
 }
-
-impl<Conn> RunQueryDsl<Conn> for CountHour<'_> {}
 
 pub fn find_by_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<CallRow>> {
     per_backend!(conn, |c| calls::table

@@ -20,6 +20,20 @@ macro_rules! per_backend {
     };
 }
 
+/// Gives a hand-written statement `$name<'a>` (a `QueryFragment` whose SQL text never changes)
+/// a static query id, so that each connection prepares it once: diesel prepares an `UPDATE`,
+/// an `ON CONFLICT … DO UPDATE` or a `sql_query` again at every run.
+macro_rules! prepared_once {
+    ($name:ident) => {
+        impl diesel::query_builder::QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl<Conn> diesel::RunQueryDsl<Conn> for $name<'_> {}
+    };
+}
+
 pub mod answers;
 pub mod appointments;
 pub mod audit;

@@ -431,14 +431,21 @@ pub fn patients_with_phones(
     conn: &mut DbConnection,
     numbers: &[String],
 ) -> QueryResult<Vec<PhoneMatch>> {
-    if numbers.is_empty() {
-        return Ok(Vec::new());
+    match numbers {
+        [] => Ok(Vec::new()),
+        // One number (a callback asked for, a missed call): a statement prepared once per
+        // connection; diesel prepares an `IN` list again at every run on SQLite.
+        [number] => patients::table
+            .filter(patients::phone.eq(number))
+            .select((patients::phone, patients::id))
+            .order(patients::id)
+            .load(conn),
+        _ => patients::table
+            .filter(patients::phone.eq_any(numbers))
+            .select((patients::phone, patients::id))
+            .order(patients::id)
+            .load(conn),
     }
-    patients::table
-        .filter(patients::phone.eq_any(numbers))
-        .select((patients::phone, patients::id))
-        .order(patients::id)
-        .load(conn)
 }
 
 /// Who has a call now, and in what state: the account that answered it last, whether it has
