@@ -53,10 +53,7 @@ pub fn insert_many(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<()>
 /// can read the call that holds the key. A concurrent transaction inserting the same key makes
 /// this one wait for its outcome: committed, the key is taken; rolled back, this call goes in.
 pub fn try_insert(conn: &mut DbConnection, row: &CallRow) -> QueryResult<bool> {
-    let inserted = per_backend!(&mut *conn, |c| diesel::insert_into(calls::table)
-        .values(row)
-        .on_conflict_do_nothing()
-        .execute(c))?;
+    let inserted = insert_if_new(conn, row)?;
     if inserted == 0 {
         return Ok(false);
     }
@@ -82,12 +79,9 @@ pub fn insert_or_defer(conn: &mut DbConnection, row: &CallRow) -> QueryResult<bo
 pub(super) fn insert_new(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResult<usize> {
     let mut inserted = 0;
     match conn {
-        DbConnection::Sqlite(c) => {
+        DbConnection::Sqlite(_) => {
             for row in rows {
-                inserted += diesel::insert_into(calls::table)
-                    .values(row)
-                    .on_conflict_do_nothing()
-                    .execute(c)?;
+                inserted += insert_if_new(conn, row)?;
             }
         }
         DbConnection::Pg(c) => {
@@ -100,6 +94,18 @@ pub(super) fn insert_new(conn: &mut DbConnection, rows: &[CallRow]) -> QueryResu
         }
     }
     Ok(inserted)
+}
+
+/// One call, unless its key is taken: the statement of every call logged, prepared once per
+/// connection.
+fn insert_if_new(conn: &mut DbConnection, row: &CallRow) -> QueryResult<usize> {
+    struct InsertIfNew;
+    let insert = super::PreparedOnce::<InsertIfNew, _>::new(
+        diesel::insert_into(calls::table)
+            .values(row)
+            .on_conflict_do_nothing(),
+    );
+    per_backend!(conn, |c| insert.execute(c))
 }
 
 fn hour_of(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {

@@ -34,6 +34,39 @@ macro_rules! prepared_once {
     };
 }
 
+/// A statement diesel builds under the static query id `M`, so that each connection prepares
+/// it once instead of building its SQL text again at every run to look it up: for statements
+/// whose text never changes but which have no static id of their own, such as an insert of one
+/// row with `ON CONFLICT DO NOTHING`. One marker type per statement: two statements under one
+/// marker would share one prepared statement.
+pub(crate) struct PreparedOnce<M, Q>(Q, std::marker::PhantomData<M>);
+
+impl<M, Q> PreparedOnce<M, Q> {
+    pub(crate) fn new(query: Q) -> Self {
+        Self(query, std::marker::PhantomData)
+    }
+}
+
+impl<M: 'static, Q> diesel::query_builder::QueryId for PreparedOnce<M, Q> {
+    type QueryId = M;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB, M, Q> diesel::query_builder::QueryFragment<DB> for PreparedOnce<M, Q>
+where
+    DB: diesel::backend::Backend,
+    Q: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        pass: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+}
+
+impl<Conn, M, Q> diesel::RunQueryDsl<Conn> for PreparedOnce<M, Q> {}
+
 pub mod answers;
 pub mod appointments;
 pub mod audit;

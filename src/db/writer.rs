@@ -1102,4 +1102,47 @@ mod tests {
             }
         }
     }
+
+    /// The statements every call logged runs are prepared once per connection: each is cached
+    /// once over three calls (a statement diesel does not cache is never reported as cached).
+    #[test]
+    fn the_statements_of_a_call_logged_are_prepared_once_per_connection() {
+        use crate::db::{callbacks, calls, phone_calls};
+        use crate::domain::callback::Source;
+        for (_scratch, url, mut conn) in writers_on_new_databases() {
+            let at = migrated(&url, &mut conn);
+            let cached = Arc::new(Mutex::new(Vec::<String>::new()));
+            let seen = cached.clone();
+            let watch = move |event: diesel::connection::InstrumentationEvent<'_>| {
+                if let diesel::connection::InstrumentationEvent::CacheQuery { sql, .. } = event {
+                    seen.lock().expect("list").push(sql.to_string());
+                }
+            };
+            per_backend!(&mut conn, |c| c.set_instrumentation(watch));
+            let phone = "+32470123456";
+            for i in 0..3 {
+                let mut call = call_row(&format!("k-{i}"), at);
+                call.caller_phone = Some(phone.into());
+                assert!(calls::try_insert(&mut conn, &call).expect("inserted"));
+                let mut callback =
+                    callbacks::CallbackRow::open(phone.into(), None, Source::Requested, at, at);
+                callback.call_id = Some(call.id.clone());
+                let open = callbacks::open_or_join(&mut conn, &callback).expect("open");
+                callbacks::request_on(&mut conn, &open, at, &call.id).expect("asked again");
+                phone_calls::patients_with_phones(&mut conn, &[phone.to_string()])
+                    .expect("patients");
+            }
+            let cached = cached.lock().expect("list").clone();
+            for statement in [
+                "ON CONFLICT DO NOTHING",
+                "INSERT INTO callbacks",
+                "UPDATE callbacks",
+                "patients",
+                "call_hours",
+            ] {
+                let times = cached.iter().filter(|sql| sql.contains(statement)).count();
+                assert_eq!(times, 1, "{statement} on {:?}: {cached:#?}", url.backend);
+            }
+        }
+    }
 }
