@@ -25,7 +25,8 @@
 //!
 //! A job's deferred writes follow the job: kept with it, dropped if it fails. The state is the
 //! writer thread's own (thread-local); outside a batch everything is written at once. A
-//! savepoint the job opens and rolls back itself does not take back what it deferred.
+//! savepoint the job opens and rolls back itself does not take back what it deferred (its
+//! entries, counts or call).
 
 use std::cell::RefCell;
 
@@ -169,6 +170,11 @@ pub(super) fn flush(conn: &mut DbConnection) -> diesel::QueryResult<()> {
     }) else {
         return Ok(());
     };
+    // The group's calls went in when it settled; any left here go in now, all of them or the
+    // batch fails (they were answered as stored).
+    if super::calls::insert_new(conn, &deferred.calls)? != deferred.calls.len() {
+        return Err(diesel::result::Error::RollbackTransaction);
+    }
     super::audit::insert_many(conn, &deferred.audit)?;
     add_hours(conn, deferred.hours)
 }

@@ -7,6 +7,9 @@ use super::schema::{call_centre, calls};
 use super::DbConnection;
 use crate::domain::call::{CentreStatus, Outcome, Reason};
 
+/// `treat_none_as_default_value = false` is required: the insert of a call is prepared once
+/// per connection (`insert_if_new`), which needs its SQL text to be the same whichever fields
+/// are `None` (with diesel's default, SQLite would leave those columns out).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = calls)]
 #[diesel(treat_none_as_default_value = false)]

@@ -38,7 +38,8 @@ macro_rules! prepared_once {
 /// it once instead of building its SQL text again at every run to look it up: for statements
 /// whose text never changes but which have no static id of their own, such as an insert of one
 /// row with `ON CONFLICT DO NOTHING`. One marker type per statement: two statements under one
-/// marker would share one prepared statement.
+/// marker would share one prepared statement. The text must not depend on the values either:
+/// an `Insertable` needs `treat_none_as_default_value = false`.
 pub(crate) struct PreparedOnce<M, Q>(Q, std::marker::PhantomData<M>);
 
 impl<M, Q> PreparedOnce<M, Q> {

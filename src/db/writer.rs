@@ -441,6 +441,14 @@ fn commit_batch_counted(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> 
     }
 }
 
+/// What kind of error `e` is, without its message.
+fn error_kind(e: &diesel::result::Error) -> String {
+    match e {
+        diesel::result::Error::DatabaseError(kind, _) => format!("{kind:?}"),
+        _ => "not a database error".into(),
+    }
+}
+
 /// Runs repeatable jobs one after the other in one savepoint, none in a savepoint of its own,
 /// and inserts the calls they left to the batch (`batch.rs`) in one statement: on PostgreSQL
 /// that is one round trip per batch instead of three per call. `Ok(false)` if any of that
@@ -467,9 +475,16 @@ fn run_together(conn: &mut DbConnection, jobs: &mut [Box<dyn Job>]) -> diesel::Q
     super::batch::together(false);
     // On PostgreSQL, `RELEASE` fails on a transaction aborted by a statement a job swallowed
     // (see `run_in_savepoints`).
-    let settled = all
-        && super::batch::settle(conn).unwrap_or(false)
-        && per_backend!(&mut *conn, |c| ReleaseGroup.execute(c)).is_ok();
+    let settled =
+        all && super::batch::settle(conn).unwrap_or_else(|e| {
+            // Every job runs again and meets the error itself; the kind only (a message may
+            // quote a row's values).
+            tracing::warn!(
+                error = error_kind(&e),
+                "the calls of a group failed to go in together"
+            );
+            false
+        }) && per_backend!(&mut *conn, |c| ReleaseGroup.execute(c)).is_ok();
     if settled {
         super::batch::keep_group();
     } else {
@@ -1123,7 +1138,28 @@ mod tests {
             for i in 0..3 {
                 let mut call = call_row(&format!("k-{i}"), at);
                 call.caller_phone = Some(phone.into());
+                // Other fields empty in each: one prepared insert, whichever are NULL.
+                match i {
+                    0 => call.duration_seconds = None,
+                    1 => call.notes = Some("rappeler".into()),
+                    _ => call.idempotency_key = None,
+                }
                 assert!(calls::try_insert(&mut conn, &call).expect("inserted"));
+                let stored = calls::list(&mut conn, &Default::default(), 10)
+                    .expect("calls")
+                    .into_iter()
+                    .find(|c| c.id == call.id)
+                    .expect("stored");
+                assert_eq!(
+                    (
+                        &stored.duration_seconds,
+                        &stored.notes,
+                        &stored.idempotency_key
+                    ),
+                    (&call.duration_seconds, &call.notes, &call.idempotency_key),
+                    "{:?}",
+                    url.backend
+                );
                 let mut callback =
                     callbacks::CallbackRow::open(phone.into(), None, Source::Requested, at, at);
                 callback.call_id = Some(call.id.clone());
