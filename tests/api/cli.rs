@@ -17,9 +17,19 @@ pub fn reprise() -> Command {
 
 /// `reprise token create` on `url`: the new account's token.
 pub fn create_token(url: &reprise::db::DatabaseUrl, name: &str, role: &str) -> String {
+    printed(url, &["token", "create", "--name", name, "--role", role])
+}
+
+/// `reprise cti-token create` on `url`: the telephone system's new token.
+pub fn create_pbx_token(url: &reprise::db::DatabaseUrl, name: &str) -> String {
+    printed(url, &["cti-token", "create", "--name", name])
+}
+
+/// What `reprise ARGS` on `url` printed, trimmed; panics unless it succeeded.
+fn printed(url: &reprise::db::DatabaseUrl, args: &[&str]) -> String {
     let out = reprise()
         .env("REPRISE_DATABASE_URL", url.expose())
-        .args(["token", "create", "--name", name, "--role", role])
+        .args(args)
         .output()
         .expect("runs");
     assert!(

@@ -12,7 +12,9 @@
 //! - calls logged through the proxy by several clients while one instance is killed and
 //!   restarted are each stored once, under the id they were acknowledged with, and a key sent
 //!   again after the kill answers the same call;
-//! - the three outbox workers send each email once.
+//! - the three outbox workers send each email once;
+//! - the agents' page's event stream (`GET /agent/events`) passes through nginx unbuffered:
+//!   the screen pop of a call answered arrives through the proxy.
 //!
 //! PostgreSQL only; nginx and pgbouncer are required where `REPRISE_REQUIRE_PROXIES` is set
 //! (`.ci/run`), and the test is skipped without them elsewhere.
@@ -414,6 +416,7 @@ async fn run(pooling: Pooling) {
     );
 
     let senders = each_email_once(&admin, &instances, &sink).await;
+    screen_pop_through_the_proxy(&admin, &proxy, &url).await;
     println!(
         "{pooling:?}: {per_second:.0} calls/s through nginx with {INSTANCES} instances and \
          {LOAD_CLIENTS} clients ({connections} PostgreSQL connections for the test's database); \
@@ -742,4 +745,53 @@ async fn each_email_once(admin: &User, instances: &Instances, sink: &Sink) -> Ve
         "the workers shared the outbox: {senders:?}"
     );
     senders
+}
+
+/// An agent's page listens through nginx (`location = /agent/events` of docs/operations.md)
+/// while the PBX reports the agent's answer: the pop arrives through the proxy, which neither
+/// holds it back in a buffer nor cuts the stream.
+async fn screen_pop_through_the_proxy(admin: &User, proxy: &str, url: &reprise::db::DatabaseUrl) {
+    let pbx = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || crate::cli::create_pbx_token(&url, "PBX"))
+            .await
+            .expect("PBX token")
+    };
+    let r = admin
+        .post(
+            "/api/v1/users",
+            &json!({"name": "Agent 301", "role": "agent", "extension": "301"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.expect("json");
+    let agent =
+        crate::web::WebClient::sign_in_at(proxy, created["token"].as_str().expect("token")).await;
+    let mut stream = crate::screen_pop::Stream::open(agent.get("/agent/events").await).await;
+    let pbx_client = reqwest::Client::new();
+    for event in [
+        vec![("event", "newCall")],
+        vec![("event", "answer"), ("answeringNumber", "301")],
+    ] {
+        let mut fields = vec![
+            ("callId", "proxied-1"),
+            ("direction", "in"),
+            ("from", "061234567"),
+            ("to", "+3263553000"),
+        ];
+        fields.extend(event);
+        let r = pbx_client
+            .post(format!("{proxy}/api/v1/cti/{pbx}"))
+            .form(&fields)
+            .send()
+            .await
+            .expect("PBX event sent");
+        assert_eq!(r.status(), 200);
+    }
+    let (event, _, data) = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the pop came through the proxy");
+    assert_eq!(event, "pop");
+    assert_eq!(data["phone"], "+3261234567");
 }

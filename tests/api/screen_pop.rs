@@ -66,13 +66,13 @@ pub async fn caller_patient(app: &TestApp) -> String {
 }
 
 /// An open event stream, read event by event.
-struct Stream {
+pub struct Stream {
     res: reqwest::Response,
     buf: String,
 }
 
 impl Stream {
-    async fn open(res: reqwest::Response) -> Stream {
+    pub async fn open(res: reqwest::Response) -> Stream {
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "text/event-stream");
         assert_eq!(res.headers()["cache-control"], "no-store");
@@ -84,7 +84,7 @@ impl Stream {
 
     /// The next event (`event:` name, `id:`, `data:` as JSON) within `wait`, skipping comments
     /// and the `retry:` line; `None` if none came.
-    async fn next(&mut self, wait: Duration) -> Option<(String, String, Value)> {
+    pub async fn next(&mut self, wait: Duration) -> Option<(String, String, Value)> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             while let Some(end) = self.buf.find("\n\n") {

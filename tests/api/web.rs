@@ -76,8 +76,24 @@ impl WebClient {
         lang: &str,
         client: reqwest::Client,
     ) -> Result<WebClient, reqwest::Response> {
+        Self::try_sign_in_at(&app.address, token, lang, client).await
+    }
+
+    /// Signs in at `base` (an instance, a proxy); panics unless it works.
+    pub async fn sign_in_at(base: &str, token: &str) -> WebClient {
+        Self::try_sign_in_at(base, token, "fr", Self::plain())
+            .await
+            .expect("signed in")
+    }
+
+    async fn try_sign_in_at(
+        base: &str,
+        token: &str,
+        lang: &str,
+        client: reqwest::Client,
+    ) -> Result<WebClient, reqwest::Response> {
         let form = client
-            .get(app.url("/sign-in"))
+            .get(format!("{base}/sign-in"))
             .send()
             .await
             .expect("sign-in page");
@@ -86,7 +102,7 @@ impl WebClient {
         let html = form.text().await.expect("html");
         assert_eq!(csrf_in(&html), pre, "the form carries the cookie's value");
         let res = client
-            .post(app.url("/sign-in"))
+            .post(format!("{base}/sign-in"))
             .header(COOKIE, format!("reprise_sign_in={pre}"))
             .form(&[("csrf", pre.as_str()), ("token", token), ("lang", lang)])
             .send()
@@ -98,7 +114,7 @@ impl WebClient {
         let (value, _) = cookie_value(&res, "reprise_session").expect("a session cookie");
         let mut web = WebClient {
             client,
-            base: app.address.clone(),
+            base: base.to_string(),
             cookie: format!("reprise_session={value}"),
             csrf: String::new(),
         };
