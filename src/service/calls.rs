@@ -105,7 +105,7 @@ pub async fn log(
     let logged = state
         .db
         .write_grouped(key, move |conn| {
-            insert_call(conn, &caller, row.clone(), links.clone())
+            insert_call(conn, &caller, row.clone(), &links)
         })
         .await?;
     if let Logged::Created(_) = logged {
@@ -158,7 +158,7 @@ fn insert_call(
     conn: &mut DbConnection,
     caller: &Caller,
     mut row: CallRow,
-    links: Links,
+    links: &Links,
 ) -> AppResult<Logged> {
     // In the transaction: no call is stored once the switch is off. A replay of a call logged
     // before it went off still answers with that call.
@@ -218,7 +218,6 @@ fn insert_call(
 }
 
 /// What a call logged leads to besides itself.
-#[derive(Clone)]
 struct Links {
     /// The PBX call it is (`phone_calls.id`).
     phone_call: Option<String>,
