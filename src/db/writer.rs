@@ -260,10 +260,40 @@ fn open(url: &DatabaseUrl) -> Result<DbConnection, String> {
     use diesel::connection::SimpleConnection;
     let mut conn = url.connect().map_err(|e| e.to_string())?;
     if let DbConnection::Sqlite(c) = &mut conn {
-        c.batch_execute("PRAGMA temp_store = MEMORY")
+        // The write lock is waited for by `begin_immediate`, which asks again far more often
+        // than SQLite's busy handler would.
+        c.batch_execute("PRAGMA temp_store = MEMORY; PRAGMA busy_timeout = 0")
             .map_err(|e| e.to_string())?;
     }
     Ok(conn)
+}
+
+/// How often a SQLite writer asks again for the write lock another process holds.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// `BEGIN IMMEDIATE` on SQLite, waiting for the write lock up to the busy timeout.
+///
+/// SQLite's own busy handler sleeps longer and longer between tries, up to 100 ms. A process
+/// whose writer commits batch after batch (the service while agents log calls) frees the lock
+/// only for the microseconds between a commit and its next `BEGIN`: another process waiting
+/// that way (`reprise backup` writing its audit entry) could miss every one of those windows
+/// and fail with "database is locked" after the whole timeout. Asking every 250 µs finds one.
+fn begin_immediate(c: &mut diesel::SqliteConnection) -> diesel::QueryResult<()> {
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(u64::from(super::SQLITE_BUSY_TIMEOUT_MS));
+    loop {
+        match AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE") {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(LOCK_POLL);
+            }
+            done => return done,
+        }
+    }
+}
+
+/// SQLite's `SQLITE_BUSY`: diesel reports it by its message only.
+fn is_busy(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(_, info) if info.message() == "database is locked")
 }
 
 /// Statements of fixed text that diesel prepares once per connection and then reuses (each has
@@ -381,9 +411,7 @@ fn commit_batch_counted(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> 
     use diesel::RunQueryDsl;
     type Tm = <DbConnection as Connection>::TransactionManager;
     let begun = match conn {
-        DbConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-        }
+        DbConnection::Sqlite(c) => begin_immediate(c),
         DbConnection::Pg(_) => Tm::begin_transaction(conn),
     };
     begun.map_err(|e| e.to_string())?;
@@ -627,6 +655,48 @@ mod tests {
             // Read back on another connection: what was committed is in the database.
             assert_eq!(names(&mut url.connect().expect("reader")), ["a", "c"]);
         }
+    }
+
+    /// Another process whose writer commits without a pause (the service while agents log
+    /// calls) frees the write lock only between a commit and its next `BEGIN`: a writer still
+    /// gets it in time (`reprise backup` writing its audit entry meanwhile).
+    #[test]
+    fn a_writer_gets_the_lock_from_a_process_that_commits_without_a_pause() {
+        let (_scratch, url, mut conn) = writers_on_new_databases().swap_remove(0);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (hog_stop, hog_url) = (stop.clone(), url.clone());
+        let (started, ready) = mpsc::channel();
+        let hog = std::thread::spawn(move || {
+            let mut c = hog_url.connect().expect("the other process");
+            let mut commits = 0u64;
+            let next = "BEGIN IMMEDIATE; INSERT OR IGNORE INTO t VALUES ('other')";
+            c.batch_execute(next).expect("the other process writes");
+            while !hog_stop.load(SeqCst) {
+                // A batch's work and its fsync, then at once the next batch.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                c.batch_execute(&format!("COMMIT; {next}"))
+                    .expect("the other process commits");
+                commits += 1;
+                if commits == 10 {
+                    started.send(()).expect("started");
+                }
+            }
+            c.batch_execute("COMMIT")
+                .expect("the other process commits");
+            commits
+        });
+        ready.recv().expect("the other process commits");
+        let (a, a_rx) = job(|c| insert(c, "a"));
+        let mut batch = vec![a];
+        let committed = commit_batch(&mut conn, &mut batch);
+        stop.store(true, SeqCst);
+        let commits = hog.join().expect("the other process");
+        assert_eq!(committed, Ok(()), "after {commits} commits of the other");
+        for job in batch {
+            job.deliver(committed.clone());
+        }
+        assert!(a_rx.blocking_recv().expect("answer").is_ok());
+        assert_eq!(names(&mut url.connect().expect("reader")), ["a", "other"]);
     }
 
     /// A job that panics inside its own nested transaction leaves diesel one level deep: the
