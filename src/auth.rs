@@ -208,6 +208,7 @@ pub mod perm {
         LogCalls,
         ReadCalls,
         ReadNotifications,
+        Fhir,
     );
 }
 

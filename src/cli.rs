@@ -87,6 +87,18 @@ pub enum ExportCommand {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Every FHIR R4 resource as NDJSON files, one per type (CONTRACT §4.10)
+    Fhir {
+        /// Folder to write `Patient.ndjson`, `Appointment.ndjson`… into (created 0700)
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Only what changed after this instant (`2022-05-14T00:00:00Z`), as `_since`
+        #[arg(long)]
+        since: Option<String>,
+        /// Only these types, comma-separated, as `_type` (default: all five)
+        #[arg(long = "type")]
+        types: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +181,9 @@ fn command(settings: Settings, command: Command) -> Result<(), CliError> {
             format,
             out,
         }) => export_contact_list(&settings, site, service, &format, out.as_deref()),
+        Command::Export(ExportCommand::Fhir { out, since, types }) => {
+            export_fhir(&settings, &out, since.as_deref(), types.as_deref())
+        }
         Command::Import(ImportCommand::Appointments { file }) => {
             import_file(&settings, &file, |db, input, caller| {
                 crate::service::imports::import_appointments(db, input, caller)
@@ -418,6 +433,77 @@ fn demo(settings: &Settings, seed: u64) -> Result<(), CliError> {
     println!(
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `reprise export fhir`: one NDJSON file per type in `out` (0700), each written whole under
+/// a temporary name (0600) and then renamed, from one snapshot of the database; audited as
+/// `fhir.export`. Prints `{transactionTime, output: [{type, file, count}]}`.
+fn export_fhir(
+    settings: &Settings,
+    out: &std::path::Path,
+    since: Option<&str>,
+    types: Option<&str>,
+) -> Result<(), CliError> {
+    use crate::fhir::ResourceType;
+    use std::io::Write;
+    let types = ResourceType::parse_list(types)
+        .map_err(|t| CliError::Usage(format!("--type: {t:?} is not a type reprise exports")))?;
+    let since = since
+        .map(|raw| {
+            crate::fhir::parse_instant(raw).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--since {raw:?} is not an instant with its zone (2022-05-14T00:00:00Z)"
+                ))
+            })
+        })
+        .transpose()?;
+    crate::files::create_private_dir(out)
+        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", out.display())))?;
+    let mut files = Vec::new();
+    for t in &types {
+        let file = crate::files::private_tempfile_in(out, &format!(".{}-", t.as_str()))
+            .map_err(|e| CliError::Usage(format!("cannot write in {}: {e}", out.display())))?;
+        files.push((*t, std::io::BufWriter::new(file)));
+    }
+    let db = open_database(settings)?;
+    let request = crate::service::fhir::ExportRequest {
+        types: types.clone(),
+        since,
+    };
+    let mut sink = |t: ResourceType, resource: &serde_json::Value| {
+        let (_, file) = files
+            .iter_mut()
+            .find(|(kind, _)| *kind == t)
+            .ok_or_else(|| std::io::Error::other("a type not asked for"))?;
+        serde_json::to_writer(&mut *file, resource)?;
+        file.write_all(b"\n")
+    };
+    let summary = crate::service::fhir::export(&db, &Caller::command_line(), &request, &mut sink)
+        .map_err(|e| match e {
+        crate::service::fhir::ExportError::Failed(e) => failed(e),
+        crate::service::fhir::ExportError::Sink(e) => {
+            CliError::Failed(format!("cannot write the export: {e}"))
+        }
+    })?;
+    let mut output = Vec::new();
+    for ((t, file), (_, count)) in files.into_iter().zip(&summary.counts) {
+        let target = out.join(format!("{}.ndjson", t.as_str()));
+        file.into_inner()
+            .map_err(|e| CliError::Failed(format!("cannot write the export: {e}")))?
+            .persist(&target)
+            .map_err(|e| CliError::Failed(format!("cannot name {}: {e}", target.display())))?;
+        output.push(serde_json::json!({
+            "type": t.as_str(), "file": target.display().to_string(), "count": count,
+        }));
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "transactionTime": crate::fhir::instant(summary.transaction_time),
+            "output": output,
+        })
     );
     Ok(())
 }

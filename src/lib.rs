@@ -14,6 +14,7 @@ pub(crate) mod denials;
 pub mod domain;
 pub mod email;
 pub mod error;
+pub mod fhir;
 pub mod files;
 pub(crate) mod http;
 pub(crate) mod i18n;

@@ -256,9 +256,59 @@ async fn note_refusal(
     }
 }
 
+/// Where FHIR answers (CONTRACT §4.10): its errors are OperationOutcomes.
+const FHIR_PATHS: &str = "/api/v1/fhir";
+
+/// An error answer under [`FHIR_PATHS`] as an `OperationOutcome` (`application/fhir+json`):
+/// the problem's detail and fields become its issues; its headers (`Retry-After`,
+/// `WWW-Authenticate`, `Allow`) stay.
+async fn operation_outcome<B: MessageBody>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ServiceResponse<EitherBody<B>>> {
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let (req, res) = res.into_parts();
+    let mut headers = res.headers().clone();
+    let problem = if is_problem {
+        actix_web::body::to_bytes(res.into_body())
+            .await
+            .ok()
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+    } else {
+        None
+    };
+    let problem = problem.unwrap_or_else(|| {
+        let detail = match status.as_u16() {
+            404 => "no such resource".to_string(),
+            405 => "this method is not allowed here".to_string(),
+            _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        };
+        serde_json::json!({ "status": status.as_u16(), "detail": detail })
+    });
+    let mut response = actix_web::HttpResponse::build(status)
+        .content_type(crate::fhir::FHIR_JSON)
+        .body(crate::fhir::outcome_of_problem(&problem).to_string());
+    headers.remove(header::CONTENT_TYPE);
+    headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in headers.iter() {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    Ok(ServiceResponse::new(req, response).map_into_right_body())
+}
+
 /// Turns any error response that is not already problem+json (actix's own 404 and 405, a
 /// panic-free fallback for anything else) into one.
-pub fn problem_fallback<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+pub fn problem_fallback<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    if res.request().path().starts_with(FHIR_PATHS) {
+        return Ok(ErrorHandlerResponse::Future(Box::pin(operation_outcome(
+            res,
+        ))));
+    }
     // problem+json already, or a page's own HTML error page (`web::PageError`).
     let is_answered = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
         v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"text/html")

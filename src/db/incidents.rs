@@ -138,6 +138,7 @@ pub fn apply(
         .set((
             sites::status.eq(SiteStatus::Closed),
             sites::programme.eq(None::<String>),
+            sites::updated_at.eq(Some(now)),
         ))
         .execute(conn)?;
 

@@ -76,6 +76,7 @@ pub mod callbacks;
 pub mod calls;
 pub mod contact_list;
 pub mod disclosures;
+pub mod fhir;
 pub mod incidents;
 pub mod notifications;
 pub mod patients;

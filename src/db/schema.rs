@@ -14,6 +14,7 @@ diesel::table! {
         created_at -> Timestamp,
         operating_rooms_open -> Nullable<Integer>,
         session_minutes -> Integer,
+        updated_at -> Nullable<Timestamp>,
     }
 }
 

@@ -112,6 +112,7 @@ pub fn reopen(
             sites::programme.eq(Some(programme)),
             sites::operating_rooms_open.eq(Some(rooms_open)),
             sites::reopened_at.eq(Some(at)),
+            sites::updated_at.eq(Some(at)),
         ))
         .execute(conn)
         .map(drop)

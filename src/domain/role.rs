@@ -51,7 +51,7 @@ impl Role {
             CreatePatients => matches!(self, Admin | Coordinator | Agent),
             ChangeAppointments | ContactLists => matches!(self, Admin | Coordinator | Secretary),
             LogCalls | ReadCalls => matches!(self, Admin | Coordinator | Agent),
-            ReadNotifications => matches!(self, Admin | Coordinator),
+            ReadNotifications | Fhir => matches!(self, Admin | Coordinator),
         }
     }
 }
@@ -79,6 +79,8 @@ pub enum Action {
     LogCalls,
     ReadCalls,
     ReadNotifications,
+    /// FHIR R4 reads, searches, exports and imports (CONTRACT §4.10).
+    Fhir,
 }
 
 impl Action {
@@ -92,6 +94,7 @@ impl Action {
                 | Action::ContactLists
                 | Action::ReadCalls
                 | Action::ReadNotifications
+                | Action::Fhir
         )
     }
 }

@@ -37,6 +37,7 @@ use crate::routes;
         (name = "callbacks", description = "Patients to call back after a missed call or a promise: the worklist, claims, attempts"),
         (name = "calls", description = "The call centre: calls logged, their statistics and import, the centre's state"),
         (name = "contact lists", description = "Postponed appointments to call back, per site (JSON, CSV, Excel)"),
+        (name = "fhir", description = "FHIR R4: the CapabilityStatement, Patients and Appointments read and searched (application/fhir+json; errors are OperationOutcomes)"),
         (name = "incidents", description = "Shutdowns that postpone appointments"),
         (name = "notifications", description = "Emails queued for patients"),
         (name = "operations", description = "Health and metrics, without a token"),

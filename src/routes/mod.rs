@@ -9,6 +9,7 @@ pub mod calls;
 pub mod contact_lists;
 pub mod cti;
 pub mod extract;
+pub mod fhir;
 pub mod health;
 pub mod imports;
 pub mod incidents;
@@ -75,7 +76,11 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(planning::set_site_capacity)
         .service(planning::set_service_capacity)
         .service(planning::plan)
-        .service(planning::deadline);
+        .service(planning::deadline)
+        .service(fhir::metadata)
+        .service(fhir::read_patient)
+        .service(fhir::read_appointment)
+        .service(fhir::search_appointments);
 }
 
 /// A page of a list: `{items, next_cursor}`.

@@ -129,18 +129,9 @@ pub async fn read(state: &AppState, caller: Caller, id: String) -> AppResult<Rec
     state
         .db
         .write(move |conn| {
-            let row = db::appointments::find(conn, &id)?
-                .filter(|row| caller.may_access_service(&row.service_code))
-                .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
+            let row = shown(conn, &caller, &id, None)?;
             let events = db::appointments::events(conn, &id)?;
             let attempts = db::appointments::attempts(conn, &id)?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "appointment.read",
-                Some(&format!("appointment:{id}")),
-                serde_json::json!({ "patient": row.patient_id }),
-            )?;
             Ok::<_, AppError>(Record {
                 appointment: row,
                 events,
@@ -148,6 +139,31 @@ pub async fn read(state: &AppState, caller: Caller, id: String) -> AppResult<Rec
             })
         })
         .await
+}
+
+/// The appointment `id` about to be shown to `caller` (the API, the pages, FHIR `via`): 404
+/// if unknown or outside a secretary's services, audited as `appointment.read` otherwise.
+pub(super) fn shown(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    id: &str,
+    via: Option<&str>,
+) -> AppResult<AppointmentRow> {
+    let row = db::appointments::find(conn, id)?
+        .filter(|row| caller.may_access_service(&row.service_code))
+        .ok_or_else(|| AppError::NotFound("no such appointment".into()))?;
+    let mut details = serde_json::json!({ "patient": row.patient_id });
+    if let Some(via) = via {
+        details["via"] = via.into();
+    }
+    crate::audit::record(
+        conn,
+        caller,
+        "appointment.read",
+        Some(&format!("appointment:{id}")),
+        details,
+    )?;
+    Ok(row)
 }
 
 /// Reads an appointment the caller may change: 404 if unknown or outside a secretary's

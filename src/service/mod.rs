@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod calls;
 pub mod contact_lists;
 pub mod database;
+pub mod fhir;
 pub mod imports;
 pub mod incidents;
 pub mod patients;

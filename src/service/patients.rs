@@ -128,21 +128,34 @@ pub async fn read(
                     return Err(AppError::NotFound("no such patient".into()));
                 }
             }
-            disclose(
+            shown(
                 conn,
                 &caller,
                 limit,
-                std::slice::from_ref(&id),
-                crate::domain::now(),
-            )?;
-            crate::audit::record(
-                conn,
-                &caller,
-                "patient.read",
-                Some(&format!("patient:{id}")),
+                &id,
                 serde_json::json!({ "appointments": appointments.len() }),
             )?;
             Ok::<_, AppError>((patient, appointments))
         })
         .await
+}
+
+/// A patient's record about to be shown to `caller` (the API, the pages, FHIR): counted
+/// against the hourly budget ([`disclose`]) and audited as `patient.read` with `details`.
+pub(super) fn shown(
+    conn: &mut db::DbConnection,
+    caller: &Caller,
+    limit: Option<u32>,
+    id: &str,
+    details: serde_json::Value,
+) -> AppResult<()> {
+    disclose(conn, caller, limit, &[id.to_string()], crate::domain::now())?;
+    crate::audit::record(
+        conn,
+        caller,
+        "patient.read",
+        Some(&format!("patient:{id}")),
+        details,
+    )?;
+    Ok(())
 }

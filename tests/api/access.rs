@@ -64,6 +64,10 @@ const MATRIX: &[Row] = &[
     ("put",    "/api/v1/services/{code}/capacity", [200, 200, 403, 403, 401]),
     ("post",   "/api/v1/sites/{code}/plan",        [200, 200, 403, 403, 401]),
     ("get",    "/api/v1/planning/deadline",        MANAGERS_READ),
+    ("get",    "/api/v1/fhir/metadata",            PUBLIC),
+    ("get",    "/api/v1/fhir/Patient/{id}",        MANAGERS_READ),
+    ("get",    "/api/v1/fhir/Appointment/{id}",    MANAGERS_READ),
+    ("get",    "/api/v1/fhir/Appointment",         MANAGERS_READ),
 ];
 
 /// Records the matrix needs to exist: a patient with an appointment in the secretary's
@@ -203,6 +207,10 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
         path.replace("{code}", &f.site)
     } else if path.starts_with("/api/v1/services/{code}/") {
         path.replace("{code}", &f.service)
+    } else if path == "/api/v1/fhir/Patient/{id}" {
+        path.replace("{id}", &f.patient)
+    } else if path == "/api/v1/fhir/Appointment/{id}" {
+        path.replace("{id}", &f.appointment)
     } else if path.starts_with("/api/v1/patients/{id}") {
         path.replace("{id}", &f.patient)
     } else if path.starts_with("/api/v1/appointments/{id}") {

@@ -17,6 +17,7 @@ mod crash;
 mod demo;
 mod email;
 mod errors;
+mod fhir;
 mod files;
 mod health;
 mod helpers;

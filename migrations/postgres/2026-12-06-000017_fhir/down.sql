@@ -1,0 +1,2 @@
+DROP INDEX appointments_updated;
+ALTER TABLE sites DROP COLUMN updated_at;
