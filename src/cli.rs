@@ -447,7 +447,6 @@ fn export_fhir(
     types: Option<&str>,
 ) -> Result<(), CliError> {
     use crate::fhir::ResourceType;
-    use std::io::Write;
     let types = ResourceType::parse_list(types)
         .map_err(|t| CliError::Usage(format!("--type: {t:?} is not a type reprise exports")))?;
     let since = since
@@ -472,14 +471,7 @@ fn export_fhir(
         types: types.clone(),
         since,
     };
-    let mut sink = |t: ResourceType, resource: &serde_json::Value| {
-        let (_, file) = files
-            .iter_mut()
-            .find(|(kind, _)| *kind == t)
-            .ok_or_else(|| std::io::Error::other("a type not asked for"))?;
-        serde_json::to_writer(&mut *file, resource)?;
-        file.write_all(b"\n")
-    };
+    let mut sink = Files(files);
     let summary = crate::service::fhir::export(&db, &Caller::command_line(), &request, &mut sink)
         .map_err(|e| match e {
         crate::service::fhir::ExportError::Failed(e) => failed(e),
@@ -488,7 +480,7 @@ fn export_fhir(
         }
     })?;
     let mut output = Vec::new();
-    for ((t, file), (_, count)) in files.into_iter().zip(&summary.counts) {
+    for ((t, file), (_, count)) in sink.0.into_iter().zip(&summary.counts) {
         let target = out.join(format!("{}.ndjson", t.as_str()));
         file.into_inner()
             .map_err(|e| CliError::Failed(format!("cannot write the export: {e}")))?
@@ -506,6 +498,36 @@ fn export_fhir(
         })
     );
     Ok(())
+}
+
+/// The files of `reprise export fhir`, one per type, each a line per resource.
+type TypeFiles = Vec<(
+    crate::fhir::ResourceType,
+    std::io::BufWriter<tempfile::NamedTempFile>,
+)>;
+
+struct Files(TypeFiles);
+
+impl crate::service::fhir::Sink for Files {
+    fn resource(
+        &mut self,
+        kind: crate::fhir::ResourceType,
+        resource: &serde_json::Value,
+    ) -> std::io::Result<()> {
+        use std::io::Write;
+        let (_, file) = self
+            .0
+            .iter_mut()
+            .find(|(t, _)| *t == kind)
+            .ok_or_else(|| std::io::Error::other("a type not asked for"))?;
+        serde_json::to_writer(&mut *file, resource)?;
+        file.write_all(b"\n")
+    }
+
+    fn end(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        self.0.iter_mut().try_for_each(|(_, file)| file.flush())
+    }
 }
 
 /// Writes a contact list to a file (0600, see `files.rs`) or stdout, audited like an export

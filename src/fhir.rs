@@ -126,9 +126,15 @@ fn coding(system: &str, code: &str) -> Value {
     json!({ "coding": [{ "system": system, "code": code }] })
 }
 
-/// A patient, with the Belgian core profile and the national number as identifier.
-pub fn patient(row: &PatientRow) -> Value {
+/// A patient, with the Belgian core profile and the national number as identifier, then
+/// reprise's id and those an import brought (`imported`).
+pub fn patient(row: &PatientRow, imported: &[(String, String)]) -> Value {
     let mut identifier = vec![json!({ "system": PATIENT_SYSTEM, "value": row.id })];
+    identifier.extend(
+        imported
+            .iter()
+            .map(|(system, value)| json!({ "system": system, "value": value })),
+    );
     if let Some(nn) = &row.national_number {
         identifier.insert(
             0,
@@ -189,6 +195,8 @@ pub struct AppointmentExtras {
     pub cancel_reason: Option<CancelReason>,
     /// The planned length of its service's operations, in minutes.
     pub operation_minutes: Option<i32>,
+    /// The identifiers an import brought, after reprise's own.
+    pub identifiers: Vec<(String, String)>,
 }
 
 /// An appointment: its FHIR status, the patient, the site (Location) and the service
@@ -210,7 +218,9 @@ pub fn appointment(row: &AppointmentRow, extras: &AppointmentExtras) -> Value {
         "resourceType": "Appointment",
         "id": row.id,
         "meta": { "lastUpdated": instant(row.updated_at) },
-        "identifier": [{ "system": APPOINTMENT_SYSTEM, "value": row.id }],
+        "identifier": std::iter::once(json!({ "system": APPOINTMENT_SYSTEM, "value": row.id }))
+            .chain(extras.identifiers.iter().map(|(system, value)| json!({ "system": system, "value": value })))
+            .collect::<Vec<_>>(),
         "status": status,
         "appointmentType": {
             "coding": [{ "system": KIND_SYSTEM, "code": row.kind.as_str() }],

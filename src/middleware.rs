@@ -304,15 +304,20 @@ async fn operation_outcome<B: MessageBody>(
 pub fn problem_fallback<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    if res.request().path().starts_with(FHIR_PATHS) {
+    let media = |prefix: &str| {
+        res.headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(prefix.as_bytes()))
+    };
+    let is_fhir = media(crate::fhir::FHIR_JSON);
+    if res.request().path().starts_with(FHIR_PATHS) && !is_fhir {
         return Ok(ErrorHandlerResponse::Future(Box::pin(operation_outcome(
             res,
         ))));
     }
-    // problem+json already, or a page's own HTML error page (`web::PageError`).
-    let is_answered = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"text/html")
-    });
+    // problem+json or an OperationOutcome already, or a page's own HTML error page
+    // (`web::PageError`).
+    let is_answered = is_fhir || media(PROBLEM_JSON) || media("text/html");
     if is_answered {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

@@ -197,6 +197,9 @@ fn warn_about_links(public_url: &url::Url, bound: std::net::SocketAddr) {
 
 /// How often the refusals counted in memory are added to their audit entries.
 const DENIALS_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often an instance fails the bulk exports whose instance stopped and removes the expired
+/// ones (`service::fhir::expire_exports`).
+const EXPORTS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The screen pop's database path: twice a second, the current call of each account with an
 /// agents' page open here (one read, none while no page is open), for the PBX events another
@@ -214,13 +217,21 @@ async fn screen_pops(state: web::Data<AppState>) {
 }
 
 /// The background chores of a running service: the aggregated refusals written every
-/// [`DENIALS_FLUSH`]; the disclosure counts of past hours purged.
+/// [`DENIALS_FLUSH`]; the disclosure counts of past hours purged; the bulk exports expired
+/// every [`EXPORTS_EVERY`].
 async fn housekeeping(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(DENIALS_FLUSH);
     let mut purged_before = None;
+    let mut exports_checked: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
         flush_denials(&state).await;
+        if exports_checked.is_none_or(|at| at.elapsed() >= EXPORTS_EVERY) {
+            exports_checked = Some(std::time::Instant::now());
+            if let Err(e) = crate::service::fhir::expire_exports(&state.db).await {
+                tracing::warn!(error = %e, "could not expire bulk exports");
+            }
+        }
         let hour = crate::db::disclosures::hour_of(crate::domain::now());
         if purged_before != Some(hour) {
             let purged = state

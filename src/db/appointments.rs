@@ -150,6 +150,14 @@ pub struct NewEvent<'a> {
     pub actor_id: Option<&'a str>,
 }
 
+/// Records a move without making it: the history of an appointment imported in its status.
+pub fn insert_event(conn: &mut DbConnection, event: &NewEvent<'_>) -> QueryResult<()> {
+    diesel::insert_into(appointment_events::table)
+        .values(event)
+        .execute(conn)
+        .map(drop)
+}
+
 /// Applies the move to the appointment if its status is still `from_status`, and records it;
 /// false (nothing written) when the status has changed since it was read. The original date
 /// is never touched.

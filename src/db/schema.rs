@@ -348,6 +348,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    fhir_exports (id) {
+        id -> Text,
+        owner_id -> Text,
+        types -> Text,
+        since -> Nullable<Timestamp>,
+        request -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        progress -> Text,
+        transaction_time -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        expires_at -> Timestamp,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    fhir_export_files (export_id, seq) {
+        export_id -> Text,
+        seq -> Integer,
+        resource_type -> Text,
+        resources -> Integer,
+        body -> Text,
+    }
+}
+
+diesel::table! {
+    fhir_identifiers (resource_type, system, value) {
+        resource_type -> Text,
+        system -> Text,
+        value -> Text,
+        resource_id -> Text,
+    }
+}
+
+diesel::joinable!(fhir_export_files -> fhir_exports (export_id));
 diesel::joinable!(answer_links -> appointments (appointment_id));
 diesel::joinable!(answer_links -> notifications (notification_id));
 diesel::joinable!(calls -> appointments (appointment_id));
@@ -390,4 +428,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     phone_calls,
     callbacks,
     callback_attempts,
+    fhir_exports,
+    fhir_export_files,
+    fhir_identifiers,
 );

@@ -65,6 +65,7 @@ stored_as_text! {
     CallbackSource => domain::callback::Source,
     CallbackStatus => domain::callback::Status,
     CallbackOutcome => domain::callback::Outcome,
+    ExportStatus => domain::export::ExportStatus,
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ pub mod callback;
 pub mod code;
 pub mod contact;
 pub mod cti;
+pub mod export;
 pub mod incident;
 pub mod national_number;
 pub mod notification;

@@ -55,7 +55,7 @@ impl<T: 'static> FromRequest for ApiJson<T> {
     }
 }
 
-fn is_json(req: &HttpRequest) -> bool {
+pub(super) fn is_json(req: &HttpRequest) -> bool {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return false;
     };

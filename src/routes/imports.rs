@@ -23,13 +23,22 @@ fn is_csv(req: &HttpRequest) -> bool {
         .is_some_and(|m| m.type_() == mime::TEXT && m.subtype() == mime::CSV)
 }
 
-/// Writes the body to a temporary file, refusing more than [`IMPORT_LIMIT`] bytes.
-async fn spool(req: &HttpRequest, mut payload: web::Payload) -> AppResult<std::fs::File> {
+/// Writes a CSV body to a temporary file, refusing more than [`IMPORT_LIMIT`] bytes.
+async fn spool(req: &HttpRequest, payload: web::Payload) -> AppResult<std::fs::File> {
     if !is_csv(req) {
         return Err(AppError::UnsupportedMediaType(
             "send the file as text/csv".into(),
         ));
     }
+    spool_body(req, payload).await
+}
+
+/// Writes the body, whatever its type, to a temporary file, refusing more than
+/// [`IMPORT_LIMIT`] bytes (the imports, a FHIR Bundle).
+pub(super) async fn spool_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> AppResult<std::fs::File> {
     let too_large = || {
         AppError::PayloadTooLarge(format!(
             "the file is over the limit of {IMPORT_LIMIT} bytes"

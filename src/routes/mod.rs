@@ -80,7 +80,12 @@ pub fn api_v1(cfg: &mut ServiceConfig) {
         .service(fhir::metadata)
         .service(fhir::read_patient)
         .service(fhir::read_appointment)
-        .service(fhir::search_appointments);
+        .service(fhir::search_appointments)
+        .service(fhir::start_export)
+        .service(fhir::export_status)
+        .service(fhir::cancel_export)
+        .service(fhir::export_file)
+        .service(fhir::import);
 }
 
 /// A page of a list: `{items, next_cursor}`.

@@ -16,11 +16,7 @@ use crate::fhir::{self, AppointmentExtras, ResourceType};
 use crate::state::AppState;
 
 /// The patient `id`, audited and counted against the caller's hourly budget of patients.
-pub async fn read_patient(
-    state: &AppState,
-    caller: Caller,
-    id: String,
-) -> AppResult<db::patients::PatientRow> {
+pub async fn read_patient(state: &AppState, caller: Caller, id: String) -> AppResult<Value> {
     let limit = state.settings.patients_per_hour;
     state
         .db
@@ -34,7 +30,7 @@ pub async fn read_patient(
                 &id,
                 serde_json::json!({ "via": "fhir" }),
             )?;
-            Ok::<_, AppError>(patient)
+            Ok::<_, AppError>(patient_resource(conn, &patient)?)
         })
         .await
 }
@@ -57,24 +53,43 @@ fn resources(
     conn: &mut db::DbConnection,
     rows: Vec<AppointmentRow>,
 ) -> Result<Vec<Value>, db::DbError> {
+    let minutes = db::fhir::operation_minutes(conn)?;
+    appointment_page(conn, &rows, &minutes)
+}
+
+/// A page of appointments as resources: their cancellations' reasons and imported
+/// identifiers read for the page at once.
+fn appointment_page(
+    conn: &mut db::DbConnection,
+    rows: &[AppointmentRow],
+    minutes: &HashMap<String, i32>,
+) -> Result<Vec<Value>, db::DbError> {
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let reasons = db::fhir::cancel_reasons(conn, &ids)?;
-    let minutes = db::fhir::operation_minutes(conn)?;
+    let mut imported = db::fhir::identifiers_of(conn, &ids)?;
     Ok(rows
         .iter()
-        .map(|row| fhir::appointment(row, &extras(row, &reasons, &minutes)))
+        .map(|row| {
+            let extras = AppointmentExtras {
+                cancel_reason: reasons.get(&row.id).copied(),
+                operation_minutes: minutes.get(&row.service_code).copied(),
+                identifiers: imported.remove(&row.id).unwrap_or_default(),
+            };
+            fhir::appointment(row, &extras)
+        })
         .collect())
 }
 
-fn extras(
-    row: &AppointmentRow,
-    reasons: &HashMap<String, crate::domain::appointment::CancelReason>,
-    minutes: &HashMap<String, i32>,
-) -> AppointmentExtras {
-    AppointmentExtras {
-        cancel_reason: reasons.get(&row.id).copied(),
-        operation_minutes: minutes.get(&row.service_code).copied(),
-    }
+/// A patient as a resource, with the identifiers an import brought.
+pub fn patient_resource(
+    conn: &mut db::DbConnection,
+    row: &db::patients::PatientRow,
+) -> Result<Value, db::DbError> {
+    let imported = db::fhir::identifiers_of(conn, &[row.id.as_str()])?;
+    Ok(fhir::patient(
+        row,
+        imported.get(&row.id).map_or(&[][..], Vec::as_slice),
+    ))
 }
 
 /// A page of an Appointment search: the resources, and the key to ask for the next page with
@@ -153,15 +168,22 @@ impl From<diesel::result::Error> for ExportError {
     }
 }
 
+/// Where an export's resources go: files, or the rows of a bulk export.
+pub trait Sink {
+    fn resource(&mut self, kind: ResourceType, resource: &Value) -> std::io::Result<()>;
+    /// After the last resource, before the export is audited.
+    fn end(&mut self) -> std::io::Result<()>;
+}
+
 /// Hands every resource of `request` to `sink`, type by type in export order, a page at a
 /// time from one snapshot of the database: no resource appears twice or is missed across
 /// types, and memory does not grow with the export. Audited (`fhir.export`: who, the types,
-/// `_since`, the counts) once the last resource is handed over.
+/// `_since`, the counts) once the sink has taken the last resource.
 pub fn export(
     db: &Db,
     caller: &Caller,
     request: &ExportRequest,
-    sink: &mut dyn FnMut(ResourceType, &Value) -> std::io::Result<()>,
+    sink: &mut dyn Sink,
 ) -> Result<ExportSummary, ExportError> {
     let since = request.since;
     let summary = db.read_blocking(|conn| {
@@ -169,7 +191,7 @@ pub fn export(
             let transaction_time = crate::domain::now();
             let mut counts = Vec::new();
             for &kind in &request.types {
-                let n = export_type(conn, kind, since, &mut |v| sink(kind, v))?;
+                let n = export_type(conn, kind, since, &mut |v| sink.resource(kind, v))?;
                 counts.push((kind, n));
             }
             Ok::<_, ExportError>(ExportSummary {
@@ -178,6 +200,7 @@ pub fn export(
             })
         })
     })?;
+    sink.end().map_err(ExportError::Sink)?;
     let (audit_caller, audited) = (caller.clone(), summary.clone());
     let types: Vec<&str> = request.types.iter().map(|t| t.as_str()).collect();
     let details = serde_json::json!({
@@ -212,8 +235,11 @@ fn export_type(
             let mut after: Option<String> = None;
             loop {
                 let rows = db::fhir::patients_page(conn, since, after.as_deref())?;
+                let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+                let imported = db::fhir::identifiers_of(conn, &ids)?;
                 for row in &rows {
-                    send(&fhir::patient(row))?;
+                    let extra = imported.get(&row.id).map_or(&[][..], Vec::as_slice);
+                    send(&fhir::patient(row, extra))?;
                 }
                 match rows.last() {
                     Some(last) => after = Some(last.id.clone()),
@@ -226,10 +252,8 @@ fn export_type(
             let mut after: Option<String> = None;
             loop {
                 let rows = db::fhir::appointments_page(conn, since, after.as_deref())?;
-                let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-                let reasons = db::fhir::cancel_reasons(conn, &ids)?;
-                for row in &rows {
-                    send(&fhir::appointment(row, &extras(row, &reasons, &minutes)))?;
+                for resource in appointment_page(conn, &rows, &minutes)? {
+                    send(&resource)?;
                 }
                 match rows.last() {
                     Some(last) => after = Some(last.id.clone()),
@@ -275,4 +299,249 @@ fn export_type(
         }
     }
     Ok(n)
+}
+
+/// How long a finished bulk export's files are kept (the Bulk Data guide's "expires").
+pub const EXPORT_KEPT: chrono::Duration = chrono::Duration::hours(1);
+/// Resources per file of a bulk export: a file is held in memory once while it is made and
+/// once while it is served, whatever the size of the export.
+pub const FILE_RESOURCES: usize = 10_000;
+/// A running export whose maker has not written for this long has lost its instance.
+pub const EXPORT_STALE: chrono::Duration = chrono::Duration::minutes(2);
+
+/// Starts a bulk export for `caller` (who alone may read it) and makes it in the background,
+/// on this instance; its id. One running export per account: another is a 429.
+pub async fn start_export(
+    state: &AppState,
+    caller: Caller,
+    request: ExportRequest,
+    request_url: String,
+) -> AppResult<String> {
+    let owner = caller
+        .id
+        .clone()
+        .ok_or_else(|| AppError::Forbidden("a bulk export needs an account".into()))?;
+    let now = crate::domain::now();
+    let row = db::fhir::ExportRow {
+        // Random, not time-ordered: the status URL names it.
+        id: uuid::Uuid::new_v4().to_string(),
+        owner_id: owner,
+        types: request
+            .types
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        since: request.since,
+        request: request_url,
+        status: crate::domain::export::ExportStatus::Running,
+        created_at: now,
+        heartbeat_at: now,
+        progress: String::new(),
+        transaction_time: None,
+        finished_at: None,
+        expires_at: now + EXPORT_KEPT,
+        error: None,
+    };
+    let (audited, id) = (caller.clone(), row.id.clone());
+    state
+        .db
+        .write(move |conn| {
+            if db::fhir::running_of(conn, &row.owner_id)? > 0 {
+                return Err(AppError::TooManyRequests(5));
+            }
+            db::fhir::insert_export(conn, &row)?;
+            crate::audit::record(
+                conn,
+                &audited,
+                "fhir_export.start",
+                Some(&format!("fhir_export:{}", row.id)),
+                serde_json::json!({ "types": row.types, "since": row.since.map(fhir::instant) }),
+            )?;
+            Ok::<_, AppError>(())
+        })
+        .await?;
+    let (db, made) = (state.db.clone(), id.clone());
+    tokio::task::spawn_blocking(move || make_export(&db, &caller, &made, &request));
+    Ok(id)
+}
+
+/// Makes export `id`: its files stored as they fill, then `done` (or `failed`). Stops at the
+/// next file if it was cancelled meanwhile.
+fn make_export(db: &Db, caller: &Caller, id: &str, request: &ExportRequest) {
+    let mut files = StoredFiles {
+        db: db.clone(),
+        id: id.to_string(),
+        kind: None,
+        body: String::new(),
+        resources: 0,
+        seq: 0,
+        done: 0,
+    };
+    let outcome = export(db, caller, request, &mut files);
+    let now = crate::domain::now();
+    let ended = match &outcome {
+        Ok(summary) => Ok(summary.transaction_time),
+        Err(ExportError::Sink(e)) if e.kind() == std::io::ErrorKind::Interrupted => return,
+        Err(e) => {
+            tracing::error!(error = ?e, "a bulk export failed");
+            Err("the export failed; start another")
+        }
+    };
+    let (db_id, error) = (id.to_string(), ended.err().map(str::to_string));
+    let at = ended.ok();
+    let finished = db.write_blocking(move |conn| {
+        let outcome = match (&at, &error) {
+            (Some(at), _) => Ok(*at),
+            (None, Some(e)) => Err(e.as_str()),
+            (None, None) => Err("the export failed"),
+        };
+        db::fhir::finish(conn, &db_id, outcome, now, now + EXPORT_KEPT).map_err(db::DbError::from)
+    });
+    if let Err(e) = finished {
+        tracing::error!(error = %e, "could not end a bulk export");
+    }
+}
+
+/// The files of a bulk export, stored as they fill: a file holds one type, at most
+/// [`FILE_RESOURCES`] resources.
+struct StoredFiles {
+    db: Db,
+    id: String,
+    kind: Option<ResourceType>,
+    body: String,
+    resources: usize,
+    seq: i32,
+    /// Resources stored so far.
+    done: usize,
+}
+
+impl StoredFiles {
+    fn store(&mut self) -> std::io::Result<()> {
+        let Some(kind) = self.kind else {
+            return Ok(());
+        };
+        if self.resources == 0 {
+            return Ok(());
+        }
+        self.done += self.resources;
+        let (id, seq, body) = (self.id.clone(), self.seq, std::mem::take(&mut self.body));
+        let resources = i32::try_from(self.resources).unwrap_or(i32::MAX);
+        let progress = format!("{}: {} resources exported", kind.as_str(), self.done);
+        let now = crate::domain::now();
+        let going_on = self
+            .db
+            .write_blocking(move |conn| {
+                if !db::fhir::beat(conn, &id, &progress, now)? {
+                    return Ok(false);
+                }
+                db::fhir::insert_file(conn, &id, seq, kind.as_str(), resources, &body)?;
+                Ok::<_, db::DbError>(true)
+            })
+            .map_err(std::io::Error::other)?;
+        if !going_on {
+            // Cancelled (or failed by housekeeping): stop without a word.
+            return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+        }
+        self.seq += 1;
+        self.resources = 0;
+        Ok(())
+    }
+}
+
+impl Sink for StoredFiles {
+    fn resource(&mut self, kind: ResourceType, resource: &Value) -> std::io::Result<()> {
+        if self.kind != Some(kind) {
+            self.store()?;
+            self.kind = Some(kind);
+        }
+        self.body.push_str(&resource.to_string());
+        self.body.push('\n');
+        self.resources += 1;
+        if self.resources >= FILE_RESOURCES {
+            self.store()?;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> std::io::Result<()> {
+        self.store()
+    }
+}
+
+/// A bulk export of `caller`'s, with its files: 404 for another account's, an unknown or an
+/// expired one alike.
+pub async fn export_status(
+    state: &AppState,
+    caller: Caller,
+    id: String,
+) -> AppResult<(db::fhir::ExportRow, Vec<db::fhir::ExportFile>)> {
+    state
+        .db
+        .read(move |conn| {
+            let row = owned(conn, &caller, &id)?;
+            let files = db::fhir::files_of(conn, &id)?;
+            Ok::<_, AppError>((row, files))
+        })
+        .await
+}
+
+fn owned(conn: &mut db::DbConnection, caller: &Caller, id: &str) -> AppResult<db::fhir::ExportRow> {
+    let now = crate::domain::now();
+    db::fhir::find_export(conn, id)?
+        .filter(|row| Some(&row.owner_id) == caller.id.as_ref())
+        .filter(|row| {
+            row.status == crate::domain::export::ExportStatus::Running || row.expires_at > now
+        })
+        .ok_or_else(|| AppError::NotFound("no such export".into()))
+}
+
+/// One file of a finished export of `caller`'s: its type and NDJSON.
+pub async fn export_file(
+    state: &AppState,
+    caller: Caller,
+    id: String,
+    seq: i32,
+) -> AppResult<(String, String)> {
+    state
+        .db
+        .read(move |conn| {
+            let row = owned(conn, &caller, &id)?;
+            if row.status != crate::domain::export::ExportStatus::Done {
+                return Err(AppError::NotFound("no such file".into()));
+            }
+            db::fhir::file_body(conn, &id, seq)?
+                .ok_or_else(|| AppError::NotFound("no such file".into()))
+        })
+        .await
+}
+
+/// Cancels a running export of `caller`'s or removes a finished one, with its files; audited.
+pub async fn cancel_export(state: &AppState, caller: Caller, id: String) -> AppResult<()> {
+    state
+        .db
+        .write(move |conn| {
+            let row = owned(conn, &caller, &id)?;
+            db::fhir::delete_export(conn, &id)?;
+            crate::audit::record(
+                conn,
+                &caller,
+                "fhir_export.cancel",
+                Some(&format!("fhir_export:{id}")),
+                serde_json::json!({ "status": row.status }),
+            )?;
+            Ok::<_, AppError>(())
+        })
+        .await
+}
+
+/// Housekeeping, on every instance: exports whose instance stopped are failed, exports past
+/// their hour removed with their files.
+pub async fn expire_exports(db: &Db) -> Result<(usize, usize), db::DbError> {
+    let now = crate::domain::now();
+    db.write(move |conn| {
+        db::fhir::expire_exports(conn, now, now - EXPORT_STALE, now + EXPORT_KEPT)
+            .map_err(db::DbError::from)
+    })
+    .await
 }

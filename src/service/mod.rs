@@ -12,6 +12,7 @@ pub mod calls;
 pub mod contact_lists;
 pub mod database;
 pub mod fhir;
+pub mod fhir_import;
 pub mod imports;
 pub mod incidents;
 pub mod patients;

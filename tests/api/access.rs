@@ -68,6 +68,13 @@ const MATRIX: &[Row] = &[
     ("get",    "/api/v1/fhir/Patient/{id}",        MANAGERS_READ),
     ("get",    "/api/v1/fhir/Appointment/{id}",    MANAGERS_READ),
     ("get",    "/api/v1/fhir/Appointment",         MANAGERS_READ),
+    // With `Prefer: respond-async`. An export is its owner's (the admin's here): another
+    // account gets a 404, as for an unknown one.
+    ("get",    "/api/v1/fhir/$export",             [202, 202, 403, 403, 401]),
+    ("get",    "/api/v1/fhir/$export-status/{id}", [200, 404, 403, 403, 401]),
+    ("delete", "/api/v1/fhir/$export-status/{id}", [202, 404, 403, 403, 401]),
+    ("get",    "/api/v1/fhir/$export-file/{id}/{seq}", [200, 404, 403, 403, 401]),
+    ("post",   "/api/v1/fhir",                     [200, 200, 403, 403, 401]),
 ];
 
 /// Records the matrix needs to exist: a patient with an appointment in the secretary's
@@ -78,6 +85,8 @@ struct Fixtures {
     patient: String,
     appointment: String,
     incident: String,
+    /// The token of the account whose bulk exports the matrix reads (its admin).
+    exporter: String,
 }
 
 async fn fixtures(app: &TestApp, site: &str, service: &str) -> Fixtures {
@@ -97,6 +106,7 @@ async fn fixtures(app: &TestApp, site: &str, service: &str) -> Fixtures {
         patient,
         appointment,
         incident: incident["id"].as_str().expect("id").to_string(),
+        exporter: String::new(),
     }
 }
 
@@ -119,6 +129,9 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
             json!({"last_name": "New", "first_name": "Patient", "birth_date": "1970-01-01"})
         }
         ("post", "/api/v1/patients/search") => json!({"q": "matrix"}),
+        ("post", "/api/v1/fhir") => json!({"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": {"resourceType": "Patient",
+                "name": [{"family": "Bundle", "given": ["Patient"]}], "birthDate": "1970-01-01"}}]}),
         ("post", "/api/v1/appointments") => json!({
             "patient_id": f.patient, "site": f.site, "service": f.service, "kind": "consultation",
             "label": "Contrôle", "scheduled_at": "2030-02-01T10:00:00+01:00", "priority": 3
@@ -207,6 +220,17 @@ async fn concrete_path(app: &TestApp, path: &str, f: &Fixtures) -> String {
         path.replace("{code}", &f.site)
     } else if path.starts_with("/api/v1/services/{code}/") {
         path.replace("{code}", &f.service)
+    } else if path.starts_with("/api/v1/fhir/$export-") {
+        // A finished export of the matrix's admin each time: DELETE removes it.
+        let exporter = app.user(&f.exporter);
+        let status = crate::fhir::started_export(&exporter).await;
+        let manifest = crate::fhir::manifest(&exporter, &status).await;
+        if path.contains("$export-file") {
+            let url = manifest["output"][0]["url"].as_str().expect("a file");
+            url[url.find("/api/").expect("a path")..].to_string()
+        } else {
+            status
+        }
     } else if path == "/api/v1/fhir/Patient/{id}" {
         path.replace("{id}", &f.patient)
     } else if path == "/api/v1/fhir/Appointment/{id}" {
@@ -227,7 +251,12 @@ async fn every_route_answers_each_role_as_the_contract_says() {
     let app = spawn_app().await;
     let (site, service) = app.create_site_and_service().await;
     let tokens = app.tokens_by_role(&service).await;
-    let f = fixtures(&app, &site, &service).await;
+    let mut f = fixtures(&app, &site, &service).await;
+    f.exporter = tokens
+        .iter()
+        .find(|(role, _)| *role == "admin")
+        .map(|(_, t)| t.clone())
+        .expect("an admin");
 
     // Every documented route has a row, and every row is documented.
     let spec: Value = app
@@ -280,6 +309,9 @@ async fn every_route_answers_each_role_as_the_contract_says() {
             }
             if let Some(t) = token {
                 req = req.bearer_auth(t);
+            }
+            if row.1 == "/api/v1/fhir/$export" {
+                req = req.header("Prefer", "respond-async");
             }
             let status = req.send().await.expect("sent").status().as_u16();
             if status != expected {

@@ -14,7 +14,13 @@ const BE_PATIENT: &str =
 
 /// The answer's FHIR JSON, after checking its status and media type.
 async fn fhir(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    if response.status().as_u16() != status {
+        let got = response.status();
+        panic!(
+            "{got}, expected {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
     let media = response
         .headers()
         .get("content-type")
@@ -163,6 +169,25 @@ struct Statuses {
     postponed: String,
     rescheduled: String,
     cancelled: String,
+}
+
+impl Statuses {
+    /// `appointments` are these four, each once.
+    fn are_each_once_in(&self, appointments: &[Value]) {
+        let mut ids: Vec<&str> = appointments
+            .iter()
+            .filter_map(|a| a["id"].as_str())
+            .collect();
+        ids.sort();
+        let mut expected = vec![
+            self.scheduled.as_str(),
+            self.postponed.as_str(),
+            self.rescheduled.as_str(),
+            self.cancelled.as_str(),
+        ];
+        expected.sort();
+        assert_eq!(ids, expected, "each appointment once");
+    }
 }
 
 async fn one_of_each_status(app: &TestApp) -> Statuses {
@@ -502,22 +527,7 @@ async fn the_command_line_exports_every_type_to_private_files_and_since_an_insta
     }
     let folder = tempfile::tempdir().expect("folder");
     let out = folder.path().join("fhir");
-    let run = |extra: &[&str]| {
-        let output = reprise()
-            .env("REPRISE_DATABASE_URL", app.database.expose())
-            .args(["export", "fhir", "--out"])
-            .arg(&out)
-            .args(extra)
-            .output()
-            .expect("runs");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice::<Value>(&output.stdout).expect("a JSON summary")
-    };
-    let summary = run(&[]);
+    let summary = export_to(&app, &out, &[]);
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
     assert_eq!(mode(&out), 0o700);
@@ -543,20 +553,7 @@ async fn the_command_line_exports_every_type_to_private_files_and_since_an_insta
         assert_eq!(mode(&file), 0o600, "{t}");
         assert_eq!(ndjson(&out, t).len() as u64, counts[t], "{t}");
     }
-    let appointments = ndjson(&out, "Appointment");
-    let mut ids: Vec<&str> = appointments
-        .iter()
-        .filter_map(|a| a["id"].as_str())
-        .collect();
-    ids.sort();
-    let mut expected = vec![
-        s.scheduled.as_str(),
-        s.postponed.as_str(),
-        s.rescheduled.as_str(),
-        s.cancelled.as_str(),
-    ];
-    expected.sort();
-    assert_eq!(ids, expected, "each appointment once");
+    s.are_each_once_in(&ndjson(&out, "Appointment"));
     assert!(ndjson(&out, "Patient")
         .iter()
         .any(|p| p["id"] == s.patient.as_str()));
@@ -603,7 +600,11 @@ async fn the_command_line_exports_every_type_to_private_files_and_since_an_insta
         )
         .await;
     assert_eq!(r.status(), 200);
-    run(&["--since", &since, "--type", "Appointment,Patient"]);
+    export_to(
+        &app,
+        &out,
+        &["--since", &since, "--type", "Appointment,Patient"],
+    );
     let changed = ndjson(&out, "Appointment");
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert_eq!(changed[0]["id"], s.scheduled.as_str());
@@ -641,4 +642,629 @@ async fn the_command_line_exports_every_type_to_private_files_and_since_an_insta
         assert_eq!(output.status.code(), Some(2), "{bad:?}");
         assert!(!folder.path().join("never").exists());
     }
+}
+
+/// A bulk export's kick-off as `user`, `Prefer: respond-async`, with `query`.
+async fn export_request(user: &User, query: &str) -> reqwest::Response {
+    user.request(
+        reqwest::Method::GET,
+        &format!("/api/v1/fhir/$export{query}"),
+    )
+    .header("Prefer", "respond-async")
+    .send()
+    .await
+    .expect("sent")
+}
+
+/// Starts a bulk export as `user`; the status URL's path.
+pub async fn kick_off(user: &User, query: &str) -> String {
+    let r = export_request(user, query).await;
+    let location = r
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = fhir(r, 202).await;
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    let location = location.expect("Content-Location");
+    let at = location.find("/api/").expect("a URL of this server");
+    location[at..].to_string()
+}
+
+/// [`kick_off`] of an export of every type, once the account's running one (if any) has ended.
+pub async fn started_export(user: &User) -> String {
+    for _ in 0..200 {
+        let r = export_request(user, "").await;
+        if r.status() == 429 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        let location = r.headers().get("content-location").cloned();
+        fhir(r, 202).await;
+        return path_of(location.expect("Content-Location").to_str().expect("text"));
+    }
+    panic!("the account's running export never ended")
+}
+
+/// Polls a bulk export's status until it is done; its manifest.
+pub async fn manifest(user: &User, status: &str) -> Value {
+    for _ in 0..200 {
+        let r = user.get(status).await;
+        match r.status().as_u16() {
+            202 => {
+                assert!(r.headers().get("x-progress").is_some());
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            200 => return r.json().await.expect("a manifest"),
+            other => panic!("status {other}: {}", r.text().await.unwrap_or_default()),
+        }
+    }
+    panic!("the export never ended")
+}
+
+/// The path of a URL of this server.
+fn path_of(url: &str) -> String {
+    let at = url.find("/api/").expect("a URL of this server");
+    url[at..].to_string()
+}
+
+/// A bulk export's files, each checked: NDJSON of its type, as many lines as the manifest says.
+async fn files(user: &User, manifest: &Value) -> HashMap<String, Vec<Value>> {
+    let mut out: HashMap<String, Vec<Value>> = HashMap::new();
+    for file in manifest["output"].as_array().expect("output") {
+        let r = user.get(&path_of(file["url"].as_str().expect("url"))).await;
+        assert_eq!(r.status(), 200);
+        let media = r.headers()["content-type"]
+            .to_str()
+            .expect("a type")
+            .to_string();
+        assert!(media.starts_with("application/fhir+ndjson"), "{media}");
+        let text = r.text().await.expect("text");
+        let kind = file["type"].as_str().expect("type");
+        let resources: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("a resource per line"))
+            .inspect(|r| assert_eq!(r["resourceType"], kind))
+            .collect();
+        assert_eq!(
+            resources.len() as u64,
+            file["count"].as_u64().expect("count")
+        );
+        out.entry(kind.to_string()).or_default().extend(resources);
+    }
+    out
+}
+
+/// Sets a column of export `id` to `at` (as time passing would).
+async fn age_export(app: &TestApp, id: &str, heartbeat: bool, at: chrono::NaiveDateTime) {
+    use diesel::prelude::*;
+    use reprise::db::schema::fhir_exports;
+    let id = id.to_string();
+    app.state
+        .db
+        .write(move |conn| {
+            let target = fhir_exports::table.find(id);
+            if heartbeat {
+                diesel::update(target)
+                    .set(fhir_exports::heartbeat_at.eq(at))
+                    .execute(conn)
+            } else {
+                diesel::update(target)
+                    .set(fhir_exports::expires_at.eq(at))
+                    .execute(conn)
+            }
+            .map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("aged");
+}
+
+#[tokio::test]
+async fn a_bulk_export_runs_in_the_background_and_only_its_owner_reads_it_for_an_hour() {
+    let app = spawn_app().await;
+    let s = one_of_each_status(&app).await;
+    let admin = app.admin();
+
+    // Asynchronous only, and its parameters checked.
+    let r = admin.get("/api/v1/fhir/$export").await;
+    outcome(r, 400).await;
+    for query in [
+        "?_type=Observation",
+        "?_since=yesterday",
+        "?_outputFormat=text/csv",
+        "?q=1",
+    ] {
+        outcome(export_request(admin, query).await, 400).await;
+    }
+
+    let status = kick_off(admin, "?_type=Appointment,Patient").await;
+    let m = manifest(admin, &status).await;
+    assert_eq!(m["requiresAccessToken"], true);
+    assert!(m["transactionTime"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert!(m["request"]
+        .as_str()
+        .is_some_and(|r| r.contains("$export?_type=Patient%2CAppointment")));
+    assert_eq!(m["error"], json!([]));
+    let got = files(admin, &m).await;
+    s.are_each_once_in(&got["Appointment"]);
+    assert_eq!(got["Patient"].len(), 1);
+    assert!(!got.contains_key("Location"), "only the types asked for");
+    let audit = admin.get_json("/api/v1/audit?action=fhir.export").await;
+    assert_eq!(audit["items"][0]["details"]["counts"]["Appointment"], 4);
+
+    // Another account sees none of it.
+    let other = app.coordinator().await;
+    outcome(other.get(&status).await, 404).await;
+    let file = path_of(m["output"][0]["url"].as_str().expect("url"));
+    outcome(other.get(&file).await, 404).await;
+    outcome(other.delete(&status).await, 404).await;
+
+    // Since its instant: only what changed after it.
+    let r = admin
+        .post(
+            &format!("/api/v1/appointments/{}/cancel", s.scheduled),
+            &json!({"reason": "clinical_decision"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let since = m["transactionTime"].as_str().expect("instant").to_string();
+    let later = kick_off(admin, &format!("?_since={}", since.replace(':', "%3A"))).await;
+    let changed = files(admin, &manifest(admin, &later).await).await;
+    assert_eq!(
+        changed["Appointment"]
+            .iter()
+            .filter_map(|a| a["id"].as_str())
+            .collect::<Vec<_>>(),
+        [s.scheduled.as_str()]
+    );
+
+    // An hour after its end it is gone, files and all.
+    let id = status.rsplit('/').next().expect("an id").to_string();
+    age_export(
+        &app,
+        &id,
+        false,
+        reprise::domain::now() - chrono::Duration::seconds(1),
+    )
+    .await;
+    outcome(admin.get(&status).await, 404).await;
+    outcome(admin.get(&file).await, 404).await;
+    reprise::service::fhir::expire_exports(&app.state.db)
+        .await
+        .expect("expired");
+    // Removing one finished: its files go too.
+    r_delete_gone(admin, &later).await;
+}
+
+async fn r_delete_gone(admin: &User, status: &str) {
+    let r = admin.delete(status).await;
+    assert_eq!(r.status(), 202);
+    outcome(admin.get(status).await, 404).await;
+}
+
+#[tokio::test]
+async fn a_running_export_reports_progress_and_can_be_cancelled_and_a_lost_one_fails() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    // An export another instance is making: a row as that instance wrote it.
+    let now = reprise::domain::now();
+    let row = reprise::db::fhir::ExportRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        owner_id: admin.id().to_string(),
+        types: "Appointment".into(),
+        since: None,
+        request: "x".into(),
+        status: reprise::domain::export::ExportStatus::Running,
+        created_at: now,
+        heartbeat_at: now,
+        progress: "Appointment: 10000 resources exported".into(),
+        transaction_time: None,
+        finished_at: None,
+        expires_at: now + chrono::Duration::hours(1),
+        error: None,
+    };
+    let inserted = row.clone();
+    app.state
+        .db
+        .write(move |conn| {
+            reprise::db::fhir::insert_export(conn, &inserted).map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("inserted");
+    let status = format!("/api/v1/fhir/$export-status/{}", row.id);
+    let r = admin.get(&status).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        r.headers()["x-progress"],
+        "Appointment: 10000 resources exported"
+    );
+    assert!(r.headers().get("retry-after").is_some());
+    // One running export per account.
+    outcome(export_request(admin, "").await, 429).await;
+
+    // Its instance stopped: housekeeping fails it, and the status says so.
+    age_export(&app, &row.id, true, now - chrono::Duration::minutes(5)).await;
+    reprise::service::fhir::expire_exports(&app.state.db)
+        .await
+        .expect("expired");
+    let issues = outcome(admin.get(&status).await, 500).await;
+    assert!(issues[0]["diagnostics"]
+        .as_str()
+        .is_some_and(|d| d.contains("stopped")));
+    // Removed at DELETE; a new one may start.
+    r_delete_gone(admin, &status).await;
+    let next = kick_off(admin, "?_type=Location").await;
+    manifest(admin, &next).await;
+    let audit = admin
+        .get_json("/api/v1/audit?action=fhir_export.cancel")
+        .await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
+}
+
+/// POSTs a Bundle to `/api/v1/fhir`.
+async fn post_bundle(user: &User, bundle: &Value) -> reqwest::Response {
+    user.request(reqwest::Method::POST, "/api/v1/fhir")
+        .header("content-type", "application/fhir+json")
+        .body(bundle.to_string())
+        .send()
+        .await
+        .expect("sent")
+}
+
+fn patient_entry(url: &str, resource: Value) -> Value {
+    json!({ "fullUrl": url, "resource": resource })
+}
+
+fn hospital_appointment(key: &str, patient: &str, site: &str, service: &str, start: &str) -> Value {
+    json!({ "resource": {
+        "resourceType": "Appointment",
+        "identifier": [{ "system": "https://hospital.example/appointments", "value": key }],
+        "status": "booked",
+        "appointmentType": { "coding": [{ "code": "operation" }] },
+        "description": "Prothèse de hanche",
+        "priority": 2,
+        "start": start,
+        "end": start,
+        "participant": [
+            { "actor": { "reference": patient }, "status": "accepted" },
+            { "actor": { "identifier": { "value": site } }, "status": "accepted" },
+            { "actor": { "identifier": { "value": service } }, "status": "accepted" },
+        ],
+    }})
+}
+
+async fn appointment_count(app: &TestApp) -> usize {
+    app.admin()
+        .get_json("/api/v1/appointments?limit=1000")
+        .await["items"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
+    let app = spawn_app().await;
+    let (site, service) = app.create_site_and_service().await;
+    let stored = app.create_patient("Déjà", "Là").await;
+    let admin = app.admin();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            patient_entry("urn:uuid:4f1c0a52-0000-4000-8000-000000000001", json!({
+                "resourceType": "Patient",
+                "identifier": [{ "system": SSIN, "value": "85073003328" }],
+                "name": [{ "family": "Dupont", "given": ["Marie", "Anne"] }],
+                "birthDate": "1985-07-30",
+                "telecom": [{ "system": "phone", "value": "061 23 45 67" }],
+                "communication": [{ "language": { "coding": [{ "code": "nl" }] } }],
+            })),
+            patient_entry("urn:uuid:4f1c0a52-0000-4000-8000-000000000002", json!({
+                "resourceType": "Patient",
+                "identifier": [{ "system": "https://hospital.example/patients", "value": "P-2" }],
+                "name": [{ "family": "Lambert", "given": ["Jules"] }],
+                "birthDate": "1950-01-02",
+            })),
+            hospital_appointment("A-1", "urn:uuid:4f1c0a52-0000-4000-8000-000000000001", &site, &service, "2030-09-01T08:00:00Z"),
+            hospital_appointment("A-2", "urn:uuid:4f1c0a52-0000-4000-8000-000000000002", &site, &service, "2030-09-02T08:00:00Z"),
+            hospital_appointment("A-3", &format!("Patient/{stored}"), &site, &service, "2030-09-03T08:00:00Z"),
+        ],
+    });
+    let answer = fhir(post_bundle(admin, &bundle).await, 200).await;
+    assert_eq!(answer["type"], "transaction-response");
+    let statuses: Vec<&str> = answer["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["response"]["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["201 Created"; 5]);
+    let location = |i: usize| {
+        answer["entry"][i]["response"]["location"]
+            .as_str()
+            .expect("a location")
+            .to_string()
+    };
+    let a1 = location(2).trim_start_matches("Appointment/").to_string();
+    let stored_a1 = admin.get_json(&format!("/api/v1/appointments/{a1}")).await;
+    assert_eq!(stored_a1["status"], "scheduled");
+    assert_eq!(stored_a1["label"], "Prothèse de hanche");
+    assert_eq!(stored_a1["priority"], 2);
+    let marie = admin
+        .get_json(&format!(
+            "/api/v1/patients/{}",
+            location(0).trim_start_matches("Patient/")
+        ))
+        .await;
+    assert_eq!(marie["first_name"], "Marie Anne");
+    assert_eq!(marie["phone"], "+3261234567");
+    assert_eq!(marie["language"], "nl");
+    assert_eq!(
+        location(4).trim_start_matches("Appointment/").len(),
+        36,
+        "the stored patient's appointment"
+    );
+    // The hospital's identifiers go back out with reprise's own.
+    let exported = read_appointment(admin, &a1).await;
+    assert_eq!(
+        exported["identifier"][1],
+        json!({"system": "https://hospital.example/appointments", "value": "A-1"})
+    );
+    assert_eq!(appointment_count(&app).await, 3);
+
+    // The same Bundle again: nothing more.
+    let again = fhir(post_bundle(admin, &bundle).await, 200).await;
+    for (i, e) in again["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(e["response"]["status"], "200 OK", "entry {i}");
+        assert_eq!(e["response"]["location"], location(i).as_str());
+    }
+    assert_eq!(appointment_count(&app).await, 3);
+    let audit = admin.get_json("/api/v1/audit?action=fhir.import").await;
+    assert_eq!(audit["items"][1]["details"]["appointments_created"], 3);
+    assert_eq!(audit["items"][0]["details"]["appointments_created"], 0);
+
+    // Bad entries: every one named by index and path, nothing stored.
+    let mut unknown_service = hospital_appointment(
+        "B-2",
+        &format!("Patient/{stored}"),
+        &site,
+        "NOPE",
+        "2030-09-05T08:00:00Z",
+    );
+    unknown_service["resource"]["priority"] = json!(7);
+    let mut no_identifier = hospital_appointment(
+        "B-3",
+        &format!("Patient/{stored}"),
+        &site,
+        &service,
+        "2030-09-05T08:00:00Z",
+    );
+    no_identifier["resource"]["identifier"] = json!([]);
+    let bad = json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            patient_entry("urn:uuid:bad", json!({
+                "resourceType": "Patient",
+                "identifier": [{ "system": SSIN, "value": "85073003327" }],
+                "name": [{ "family": "Faux", "given": ["Numéro"] }],
+                "birthDate": "1985-07-30",
+            })),
+            hospital_appointment("B-1", "urn:uuid:bad", &site, &service, "2030-09-04T08:00:00Z"),
+            unknown_service,
+            no_identifier,
+            json!({ "resource": { "resourceType": "Observation", "status": "final" } }),
+            hospital_appointment("B-5", &format!("Patient/{stored}"), &site, &service, "2030-09-06T08:00:00Z"),
+        ],
+    });
+    let issues = outcome(post_bundle(admin, &bad).await, 422).await;
+    let paths: Vec<&str> = issues
+        .iter()
+        .filter_map(|i| i["expression"][0].as_str())
+        .collect();
+    for expected in [
+        "Bundle.entry[0].resource.identifier",
+        "Bundle.entry[1].resource.participant",
+        "Bundle.entry[2].resource.priority",
+        "Bundle.entry[2].resource.participant",
+        "Bundle.entry[3].resource.identifier",
+        "Bundle.entry[4].resource.resourceType",
+    ] {
+        assert!(paths.contains(&expected), "{expected} in {paths:?}");
+    }
+    assert!(
+        !paths.iter().any(|p| p.starts_with("Bundle.entry[5]")),
+        "{paths:?}"
+    );
+    assert_eq!(appointment_count(&app).await, 3, "nothing stored");
+
+    // A batch stores its good entries and answers each.
+    let batch = json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [bad["entry"][3].clone(), bad["entry"][5].clone()],
+    });
+    let answer = fhir(post_bundle(admin, &batch).await, 200).await;
+    assert_eq!(answer["type"], "batch-response");
+    assert_eq!(
+        answer["entry"][0]["response"]["status"],
+        "422 Unprocessable Entity"
+    );
+    assert_eq!(
+        answer["entry"][0]["response"]["outcome"]["issue"][0]["expression"][0],
+        "Bundle.entry[0].resource.identifier"
+    );
+    assert_eq!(answer["entry"][1]["response"]["status"], "201 Created");
+    assert_eq!(appointment_count(&app).await, 4);
+
+    // Not a Bundle, not JSON, not JSON at all.
+    outcome(
+        post_bundle(admin, &json!({"resourceType": "Patient"})).await,
+        422,
+    )
+    .await;
+    let r = admin
+        .request(reqwest::Method::POST, "/api/v1/fhir")
+        .header("content-type", "application/fhir+json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("sent");
+    outcome(r, 400).await;
+    let r = admin
+        .request(reqwest::Method::POST, "/api/v1/fhir")
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .expect("sent");
+    outcome(r, 415).await;
+}
+
+/// A resource without what differs between two databases: ids, instants of writing, and
+/// reprise's own identifiers; references to patients by the patient's national number.
+fn comparable(mut r: Value, patients: &HashMap<String, String>) -> Value {
+    let obj = r.as_object_mut().expect("an object");
+    for key in ["id", "meta", "created"] {
+        obj.remove(key);
+    }
+    if let Some(ids) = obj.get_mut("identifier").and_then(Value::as_array_mut) {
+        ids.retain(|i| {
+            !i["system"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("urn:reprise:"))
+        });
+    }
+    if let Some(ps) = obj.get_mut("participant").and_then(Value::as_array_mut) {
+        for p in ps {
+            if let Some(reference) = p["actor"]["reference"].as_str() {
+                if let Some(nn) = patients.get(reference) {
+                    p["actor"]["reference"] = json!(nn);
+                }
+            }
+        }
+    }
+    r
+}
+
+/// The CLI export of `app`'s database into `dir`.
+fn export_to(app: &TestApp, dir: &std::path::Path, extra: &[&str]) -> Value {
+    let out = reprise()
+        .env("REPRISE_DATABASE_URL", app.database.expose())
+        .args(["export", "fhir", "--out"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON summary")
+}
+
+/// `Patient/{id}` → the patient's national number, for the patients of an export.
+fn patients_by_reference(patients: &[Value]) -> HashMap<String, String> {
+    patients
+        .iter()
+        .map(|p| {
+            let nn = p["identifier"]
+                .as_array()
+                .and_then(|ids| ids.iter().find(|i| i["system"] == SSIN))
+                .and_then(|i| i["value"].as_str())
+                .expect("a national number")
+                .to_string();
+            (format!("Patient/{}", p["id"].as_str().expect("id")), nn)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_export_imported_into_an_empty_database_exports_the_same_resources() {
+    let first = spawn_app().await;
+    let s = one_of_each_status(&first).await;
+    let folder = tempfile::tempdir().expect("folder");
+    let (before, after) = (folder.path().join("before"), folder.path().join("after"));
+    export_to(&first, &before, &["--type", "Patient,Appointment"]);
+    let patients = ndjson(&before, "Patient");
+    let appointments = ndjson(&before, "Appointment");
+    assert_eq!(appointments.len(), 4);
+
+    // An empty database with the same sites and services.
+    let second = spawn_app().await;
+    let r = second
+        .admin()
+        .post(
+            "/api/v1/sites",
+            &json!({"code": s.site, "name": "Site", "kind": "hospital", "operating_rooms": 2}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = second
+        .admin()
+        .post(
+            "/api/v1/services",
+            &json!({"code": s.service, "name": "Service", "site": s.site}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let entries: Vec<Value> = patients
+        .iter()
+        .map(|p| json!({ "fullUrl": format!("Patient/{}", p["id"].as_str().expect("id")), "resource": p }))
+        .chain(appointments.iter().map(|a| json!({ "resource": a })))
+        .collect();
+    let bundle = json!({ "resourceType": "Bundle", "type": "collection", "entry": entries });
+    fhir(post_bundle(second.admin(), &bundle).await, 200).await;
+    export_to(&second, &after, &["--type", "Patient,Appointment"]);
+
+    let key = |a: &Value| {
+        a["identifier"]
+            .as_array()
+            .and_then(|ids| {
+                ids.iter()
+                    .find(|i| i["system"] == "urn:reprise:appointment")
+            })
+            .and_then(|i| i["value"].as_str())
+            .map(str::to_string)
+    };
+    let (was, now) = (
+        patients_by_reference(&patients),
+        patients_by_reference(&ndjson(&after, "Patient")),
+    );
+    let mut again: HashMap<String, Value> = HashMap::new();
+    for a in ndjson(&after, "Appointment") {
+        // The first database's id came back as an identifier beside the new one.
+        let original = a["identifier"]
+            .as_array()
+            .and_then(|ids| ids.get(1))
+            .and_then(|i| i["value"].as_str())
+            .expect("the original id as an identifier")
+            .to_string();
+        again.insert(original, comparable(a, &now));
+    }
+    for a in appointments {
+        let id = key(&a).expect("reprise's id");
+        assert_eq!(
+            Some(&comparable(a, &was)),
+            again.get(&id),
+            "appointment {id}"
+        );
+    }
+    let comparable_patients = |list: Vec<Value>| -> Vec<Value> {
+        list.into_iter()
+            .map(|p| comparable(p, &HashMap::new()))
+            .collect()
+    };
+    assert_eq!(
+        comparable_patients(patients),
+        comparable_patients(ndjson(&after, "Patient"))
+    );
 }
