@@ -9,7 +9,7 @@ use std::io::Write;
 
 mod common;
 
-use common::{scale, targets, BenchDb};
+use common::{fill, rss, scale, targets, BenchDb};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,112 +17,8 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use futures_util::StreamExt;
-use reprise::db::appointments::AppointmentRow;
-use reprise::db::{self, Backend, DatabaseUrl, DbConnection};
+use reprise::db::{Backend, DatabaseUrl, DbConnection};
 use reprise::error::AppError;
-
-/// Resident memory of this process, in bytes.
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn now() -> chrono::NaiveDateTime {
-    reprise::domain::now()
-}
-
-fn site_row(code: &str) -> db::sites::SiteRow {
-    db::sites::SiteRow {
-        code: code.into(),
-        name: code.into(),
-        kind: reprise::domain::SiteKind::Hospital,
-        operating_rooms: 4,
-        status: reprise::domain::site::SiteStatus::Open,
-        programme: None,
-        reopened_at: None,
-        reopening_rank: None,
-        created_at: now(),
-        operating_rooms_open: None,
-    }
-}
-
-/// `appointments` postponed appointments at `site` over `patients` new patients.
-fn fill(db: &db::Db, site: &str, patients: usize, appointments: usize, seed: u64) {
-    let site = site.to_string();
-    let service = format!("{site}-S");
-    let (s, svc) = (site.clone(), service.clone());
-    db.write_blocking(move |conn| {
-        db::sites::insert_site(conn, &site_row(&s))?;
-        db::sites::insert_service(
-            conn,
-            &db::sites::ServiceRow {
-                code: svc.clone(),
-                name: svc,
-                site_code: s,
-                secretariat_email: None,
-                secretariat_phone: None,
-                created_at: now(),
-            },
-        )?;
-        Ok::<_, AppError>(())
-    })
-    .expect("site");
-    let rows = common::patient_rows(seed, patients);
-    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    for chunk in rows.chunks(50_000) {
-        let chunk = chunk.to_vec();
-        db.write_blocking(move |conn| {
-            db::patients::insert_many(conn, &chunk).map_err(AppError::from)
-        })
-        .expect("patients");
-    }
-    let base = chrono::NaiveDate::from_ymd_opt(2022, 5, 14)
-        .and_then(|d| d.and_hms_opt(6, 0, 0))
-        .expect("date");
-    let mut i = 0;
-    while i < appointments {
-        let n = (appointments - i).min(50_000);
-        let chunk: Vec<AppointmentRow> = (i..i + n)
-            .map(|k| {
-                let at = base + chrono::Duration::minutes(((k * 37) % (21 * 24 * 60)) as i64);
-                AppointmentRow {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    patient_id: ids[k % ids.len()].clone(),
-                    site_code: site.clone(),
-                    service_code: service.clone(),
-                    kind: reprise::domain::appointment::Kind::Consultation,
-                    label: "Consultation de contrôle".into(),
-                    original_scheduled_at: at,
-                    scheduled_at: at,
-                    priority: (k % 4) as i32 + 1,
-                    urgent: false,
-                    essential: false,
-                    status: reprise::domain::appointment::Status::Postponed,
-                    incident_id: None,
-                    postponed_at: Some(at),
-                    import_id: None,
-                    created_at: now(),
-                    updated_at: now(),
-                    reached_at: None,
-                    proposed_at: None,
-                }
-            })
-            .collect();
-        db.write_blocking(move |conn| {
-            db::appointments::insert_many(conn, &chunk).map_err(AppError::from)
-        })
-        .expect("appointments");
-        i += n;
-    }
-}
 
 /// Downloads the list in `format` to a file; returns (seconds, bytes, peak RSS above `idle`).
 async fn http_export(

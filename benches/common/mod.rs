@@ -4,7 +4,9 @@
 
 use diesel::connection::SimpleConnection;
 use reprise::config::Settings;
-use reprise::db::{Backend, DatabaseUrl, Db};
+use reprise::db::appointments::AppointmentRow;
+use reprise::db::{self, Backend, DatabaseUrl, Db};
+use reprise::error::AppError;
 
 /// `n` times `BENCH_SCALE` (default 1), at least `min`: `BENCH_SCALE=0.1` for a quick look.
 pub fn scale(n: usize, min: usize) -> usize {
@@ -244,4 +246,107 @@ pub fn patient_rows(seed: u64, n: usize) -> Vec<reprise::db::patients::PatientRo
             created_at: reprise::domain::now(),
         })
         .collect()
+}
+
+/// Resident memory of this process, in bytes.
+pub fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub fn now() -> chrono::NaiveDateTime {
+    reprise::domain::now()
+}
+
+pub fn site_row(code: &str) -> db::sites::SiteRow {
+    db::sites::SiteRow {
+        code: code.into(),
+        name: code.into(),
+        kind: reprise::domain::SiteKind::Hospital,
+        operating_rooms: 4,
+        status: reprise::domain::site::SiteStatus::Open,
+        programme: None,
+        reopened_at: None,
+        reopening_rank: None,
+        created_at: now(),
+        operating_rooms_open: None,
+    }
+}
+
+/// `appointments` postponed appointments at `site` over `patients` new patients.
+pub fn fill(db: &db::Db, site: &str, patients: usize, appointments: usize, seed: u64) {
+    let site = site.to_string();
+    let service = format!("{site}-S");
+    let (s, svc) = (site.clone(), service.clone());
+    db.write_blocking(move |conn| {
+        db::sites::insert_site(conn, &site_row(&s))?;
+        db::sites::insert_service(
+            conn,
+            &db::sites::ServiceRow {
+                code: svc.clone(),
+                name: svc,
+                site_code: s,
+                secretariat_email: None,
+                secretariat_phone: None,
+                created_at: now(),
+            },
+        )?;
+        Ok::<_, AppError>(())
+    })
+    .expect("site");
+    let rows = patient_rows(seed, patients);
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    for chunk in rows.chunks(50_000) {
+        let chunk = chunk.to_vec();
+        db.write_blocking(move |conn| {
+            db::patients::insert_many(conn, &chunk).map_err(AppError::from)
+        })
+        .expect("patients");
+    }
+    let base = chrono::NaiveDate::from_ymd_opt(2022, 5, 14)
+        .and_then(|d| d.and_hms_opt(6, 0, 0))
+        .expect("date");
+    let mut i = 0;
+    while i < appointments {
+        let n = (appointments - i).min(50_000);
+        let chunk: Vec<AppointmentRow> = (i..i + n)
+            .map(|k| {
+                let at = base + chrono::Duration::minutes(((k * 37) % (21 * 24 * 60)) as i64);
+                AppointmentRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    patient_id: ids[k % ids.len()].clone(),
+                    site_code: site.clone(),
+                    service_code: service.clone(),
+                    kind: reprise::domain::appointment::Kind::Consultation,
+                    label: "Consultation de contrôle".into(),
+                    original_scheduled_at: at,
+                    scheduled_at: at,
+                    priority: (k % 4) as i32 + 1,
+                    urgent: false,
+                    essential: false,
+                    status: reprise::domain::appointment::Status::Postponed,
+                    incident_id: None,
+                    postponed_at: Some(at),
+                    import_id: None,
+                    created_at: now(),
+                    updated_at: now(),
+                    reached_at: None,
+                    proposed_at: None,
+                }
+            })
+            .collect();
+        db.write_blocking(move |conn| {
+            db::appointments::insert_many(conn, &chunk).map_err(AppError::from)
+        })
+        .expect("appointments");
+        i += n;
+    }
 }
