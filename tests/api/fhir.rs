@@ -460,6 +460,14 @@ async fn appointments_are_searched_by_patient_status_and_last_change_a_page_at_a
     }
 }
 
+/// Writes resources as `{Type}.ndjson` files in `dir`, for the validators.
+fn write_ndjson(dir: &std::path::Path, resources: &HashMap<String, Vec<Value>>) {
+    for (kind, list) in resources {
+        let text: String = list.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(dir.join(format!("{kind}.ndjson")), text).expect("written");
+    }
+}
+
 /// Every resource of the NDJSON files in `dir` passes validators nobody here wrote: HL7's FHIR
 /// R4 JSON schema and the `fhir.resources` models (`.ci/fhir_validate.py`, installed by
 /// `.ci/fhir-validators.sh`, which `.ci/run` runs), plus the Belgian patient's profile and
@@ -789,6 +797,9 @@ async fn a_bulk_export_runs_in_the_background_and_only_its_owner_reads_it_for_an
     assert_eq!(m["error"], json!([]));
     let got = files(admin, &m).await;
     s.are_each_once_in(&got["Appointment"]);
+    let folder = tempfile::tempdir().expect("folder");
+    write_ndjson(folder.path(), &got);
+    validated_by_outside_tools(folder.path());
     assert_eq!(got["Patient"].len(), 1);
     assert!(!got.contains_key("Location"), "only the types asked for");
     let audit = admin.get_json("/api/v1/audit?action=fhir.export").await;
@@ -1267,4 +1278,42 @@ async fn an_export_imported_into_an_empty_database_exports_the_same_resources() 
         comparable_patients(patients),
         comparable_patients(ndjson(&after, "Patient"))
     );
+}
+
+#[tokio::test]
+async fn every_fhir_answer_is_valid_fhir() {
+    let app = spawn_app().await;
+    let s = one_of_each_status(&app).await;
+    let admin = app.admin();
+    let mut answers: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut keep = |v: Value| {
+        let kind = v["resourceType"].as_str().expect("a resource").to_string();
+        answers.entry(kind).or_default().push(v);
+    };
+    // (Not the CapabilityStatement: it says `fhirVersion: 4.0.1`, R4's technical correction,
+    // which the schema of the npm package, made for 4.0.0, does not list yet.)
+    keep(
+        fhir(
+            admin
+                .get(&format!("/api/v1/fhir/Patient/{}", s.patient))
+                .await,
+            200,
+        )
+        .await,
+    );
+    keep(fhir(admin.get("/api/v1/fhir/Appointment?_count=2").await, 200).await);
+    keep(fhir(admin.get("/api/v1/fhir/Appointment/nothing").await, 404).await);
+    keep(fhir(admin.get("/api/v1/fhir/Appointment?status=no").await, 400).await);
+    keep(fhir(export_request(admin, "?_type=Location").await, 202).await);
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        hospital_appointment("V-1", &format!("Patient/{}", s.patient), &s.site, &s.service, "2030-09-01T08:00:00Z"),
+        hospital_appointment("V-2", &format!("Patient/{}", s.patient), &s.site, "NOPE", "2030-09-01T08:00:00Z"),
+    ]});
+    keep(fhir(post_bundle(admin, &bundle).await, 200).await);
+    let mut bad = bundle.clone();
+    bad["type"] = json!("transaction");
+    keep(fhir(post_bundle(admin, &bad).await, 422).await);
+    let folder = tempfile::tempdir().expect("folder");
+    write_ndjson(folder.path(), &answers);
+    validated_by_outside_tools(folder.path());
 }
