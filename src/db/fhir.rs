@@ -494,3 +494,37 @@ pub fn identifiers_of(
     }
     Ok(out)
 }
+
+/// Which of these ids are patients here.
+pub fn existing_patients(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> QueryResult<std::collections::HashSet<String>> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(super::BULK_ROWS) {
+        found.extend(
+            patients::table
+                .filter(patients::id.eq_any(chunk))
+                .select(patients::id)
+                .load::<String>(conn)?,
+        );
+    }
+    Ok(found)
+}
+
+/// The patient of each of these appointments that exists here.
+pub fn appointment_patients(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> QueryResult<HashMap<String, String>> {
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(super::BULK_ROWS) {
+        found.extend(
+            appointments::table
+                .filter(appointments::id.eq_any(chunk))
+                .select((appointments::id, appointments::patient_id))
+                .load::<(String, String)>(conn)?,
+        );
+    }
+    Ok(found)
+}

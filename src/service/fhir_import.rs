@@ -153,7 +153,7 @@ fn read_patient(
             patient,
             identifiers: ids
                 .into_iter()
-                .filter(|(s, _)| s != fhir::SSIN_SYSTEM && s != fhir::PATIENT_SYSTEM)
+                .filter(|(s, _)| s != fhir::SSIN_SYSTEM)
                 .collect(),
         }),
         Err(f) => {
@@ -482,9 +482,46 @@ fn store(
             .flatten()
             .collect()
     };
-    let patient_keys = db::fhir::identified(conn, "Patient", &keys("Patient"))?;
-    let appointment_keys = db::fhir::identified(conn, "Appointment", &keys("Appointment"))?;
-    // Stored patients an appointment names must exist.
+    // What the identifiers name here: an earlier import's, or reprise's own ids of this
+    // database (an export imported back).
+    let own = |keys: &[(String, String)], system: &str| -> Vec<String> {
+        keys.iter()
+            .filter(|(s, _)| s == system)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let (patient_ids, appointment_ids) = (keys("Patient"), keys("Appointment"));
+    let mut patient_keys = db::fhir::identified(conn, "Patient", &patient_ids)?;
+    for id in db::fhir::existing_patients(conn, &own(&patient_ids, fhir::PATIENT_SYSTEM))? {
+        patient_keys.insert((fhir::PATIENT_SYSTEM.to_string(), id.clone()), id);
+    }
+    let mut appointment_keys = db::fhir::identified(conn, "Appointment", &appointment_ids)?;
+    let own_appointments = own(&appointment_ids, fhir::APPOINTMENT_SYSTEM);
+    for id in db::fhir::appointment_patients(conn, &own_appointments)?.into_keys() {
+        appointment_keys.insert((fhir::APPOINTMENT_SYSTEM.to_string(), id.clone()), id);
+    }
+    // A patient entry that nothing identifies and that only appointments already imported
+    // name is their patient: the same Bundle again creates no one.
+    let known_appointment = |a: &AppointmentEntry| {
+        a.identifiers
+            .iter()
+            .find_map(|k| appointment_keys.get(k))
+            .cloned()
+    };
+    let mut naming: HashMap<usize, Vec<Option<String>>> = HashMap::new();
+    for c in &checked {
+        if let Ok(Checked::Appointment(a)) = c {
+            if let PatientRef::Entry(p) = a.patient {
+                naming.entry(p).or_default().push(known_appointment(a));
+            }
+        }
+    }
+    let imported: Vec<String> = naming
+        .values()
+        .filter(|known| known.iter().all(Option::is_some))
+        .filter_map(|known| known.first().cloned().flatten())
+        .collect();
+    let patient_of_imported = db::fhir::appointment_patients(conn, &imported)?;
     let mut entries: Vec<EntryOutcome> = Vec::with_capacity(checked.len());
     let mut patient_of_entry: HashMap<usize, String> = HashMap::new();
     let mut new_patients = Vec::new();
@@ -502,6 +539,13 @@ fn store(
             .as_ref()
             .and_then(|n| by_number.get(n).or_else(|| seen_numbers.get(n)))
             .or_else(|| p.identifiers.iter().find_map(|k| patient_keys.get(k)))
+            .or_else(|| {
+                let known = naming.get(&i)?;
+                if !known.iter().all(Option::is_some) {
+                    return None;
+                }
+                patient_of_imported.get(known.first()?.as_ref()?)
+            })
             .cloned();
         let id = match known {
             Some(id) => id,

@@ -981,6 +981,13 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
             hospital_appointment("A-1", "urn:uuid:4f1c0a52-0000-4000-8000-000000000001", &site, &service, "2030-09-01T08:00:00Z"),
             hospital_appointment("A-2", "urn:uuid:4f1c0a52-0000-4000-8000-000000000002", &site, &service, "2030-09-02T08:00:00Z"),
             hospital_appointment("A-3", &format!("Patient/{stored}"), &site, &service, "2030-09-03T08:00:00Z"),
+            // Neither a national number nor an identifier: known again by its appointment.
+            patient_entry("urn:uuid:4f1c0a52-0000-4000-8000-000000000006", json!({
+                "resourceType": "Patient",
+                "name": [{ "family": "Sansnuméro", "given": ["Paul"] }],
+                "birthDate": "1940-03-04",
+            })),
+            hospital_appointment("A-4", "urn:uuid:4f1c0a52-0000-4000-8000-000000000006", &site, &service, "2030-09-04T08:00:00Z"),
         ],
     });
     let answer = fhir(post_bundle(admin, &bundle).await, 200).await;
@@ -991,7 +998,7 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
         .iter()
         .filter_map(|e| e["response"]["status"].as_str())
         .collect();
-    assert_eq!(statuses, ["201 Created"; 5]);
+    assert_eq!(statuses, ["201 Created"; 7]);
     let location = |i: usize| {
         answer["entry"][i]["response"]["location"]
             .as_str()
@@ -1023,7 +1030,7 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
         exported["identifier"][1],
         json!({"system": "https://hospital.example/appointments", "value": "A-1"})
     );
-    assert_eq!(appointment_count(&app).await, 3);
+    assert_eq!(appointment_count(&app).await, 4);
 
     // The same Bundle again: nothing more.
     let again = fhir(post_bundle(admin, &bundle).await, 200).await;
@@ -1036,9 +1043,9 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
         assert_eq!(e["response"]["status"], "200 OK", "entry {i}");
         assert_eq!(e["response"]["location"], location(i).as_str());
     }
-    assert_eq!(appointment_count(&app).await, 3);
+    assert_eq!(appointment_count(&app).await, 4);
     let audit = admin.get_json("/api/v1/audit?action=fhir.import").await;
-    assert_eq!(audit["items"][1]["details"]["appointments_created"], 3);
+    assert_eq!(audit["items"][1]["details"]["appointments_created"], 4);
     assert_eq!(audit["items"][0]["details"]["appointments_created"], 0);
 
     // Bad entries: every one named by index and path, nothing stored.
@@ -1094,7 +1101,7 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
         !paths.iter().any(|p| p.starts_with("Bundle.entry[5]")),
         "{paths:?}"
     );
-    assert_eq!(appointment_count(&app).await, 3, "nothing stored");
+    assert_eq!(appointment_count(&app).await, 4, "nothing stored");
 
     // A batch stores its good entries and answers each.
     let batch = json!({
@@ -1113,7 +1120,7 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
         "Bundle.entry[0].resource.identifier"
     );
     assert_eq!(answer["entry"][1]["response"]["status"], "201 Created");
-    assert_eq!(appointment_count(&app).await, 4);
+    assert_eq!(appointment_count(&app).await, 5);
 
     // Not a Bundle, not JSON, not JSON at all.
     outcome(
@@ -1235,6 +1242,12 @@ async fn an_export_imported_into_an_empty_database_exports_the_same_resources() 
     let bundle = json!({ "resourceType": "Bundle", "type": "collection", "entry": entries });
     fhir(post_bundle(second.admin(), &bundle).await, 200).await;
     export_to(&second, &after, &["--type", "Patient,Appointment"]);
+    // Imported back where it came from: everything is there already.
+    let back = fhir(post_bundle(first.admin(), &bundle).await, 200).await;
+    for e in back["entry"].as_array().expect("entries") {
+        assert_eq!(e["response"]["status"], "200 OK", "{e}");
+    }
+    assert_eq!(appointment_count(&first).await, 4);
 
     let key = |a: &Value| {
         a["identifier"]
