@@ -66,6 +66,11 @@ async fn download(client: &reqwest::Client, url: &str, token: &str, out: &std::p
     bytes
 }
 
+/// `url`'s path on the served instance (the settings' public URL names another port).
+fn here(base: &str, url: &str) -> String {
+    format!("{base}{}", &url[url.find("/api/").expect("a path")..])
+}
+
 /// The whole bulk export of Patients and Appointments: kick-off, status until done, every
 /// file; (seconds, resources, bytes).
 async fn bulk_export(base: &str, token: &str, dir: &std::path::Path) -> (f64, u64, u64) {
@@ -81,10 +86,10 @@ async fn bulk_export(base: &str, token: &str, dir: &std::path::Path) -> (f64, u6
         .await
         .expect("sent");
     assert_eq!(r.status(), 202);
-    let status = r.headers()["content-location"]
-        .to_str()
-        .expect("a URL")
-        .to_string();
+    let status = here(
+        base,
+        r.headers()["content-location"].to_str().expect("a URL"),
+    );
     let manifest: Value = loop {
         let r = client
             .get(&status)
@@ -106,8 +111,8 @@ async fn bulk_export(base: &str, token: &str, dir: &std::path::Path) -> (f64, u6
         .enumerate()
     {
         resources += file["count"].as_u64().expect("count");
-        let url = file["url"].as_str().expect("url");
-        bytes += download(&client, url, token, &dir.join(format!("{i}.ndjson"))).await;
+        let url = here(base, file["url"].as_str().expect("url"));
+        bytes += download(&client, &url, token, &dir.join(format!("{i}.ndjson"))).await;
     }
     let _ = client.delete(&status).bearer_auth(token).send().await;
     (started.elapsed().as_secs_f64(), resources, bytes)
