@@ -146,16 +146,46 @@ async fn export(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
         let ((fhir_s, resources, fhir_bytes), peak) =
             peak_during(rss(), bulk_export(&base, &token, dir)).await;
         assert_eq!(resources as usize, appointments + appointments / 5);
-        measured.push((appointments, csv_s, csv_bytes, fhir_s, fhir_bytes, peak));
+        // The same resources made from the snapshot into one file, as `reprise export fhir`
+        // does: what making them costs without storing and serving the files.
+        let (db, out) = (state.db.clone(), dir.join("direct.ndjson"));
+        let direct_s = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let mut sink = OneFile(std::io::BufWriter::new(
+                std::fs::File::create(out).expect("file"),
+            ));
+            let request = reprise::service::fhir::ExportRequest {
+                types: vec![
+                    reprise::fhir::ResourceType::Patient,
+                    reprise::fhir::ResourceType::Appointment,
+                ],
+                since: None,
+            };
+            reprise::service::fhir::export(&db, &Caller::command_line(), &request, &mut sink)
+                .expect("exported");
+            started.elapsed().as_secs_f64()
+        })
+        .await
+        .expect("direct");
+        measured.push((
+            appointments,
+            csv_s,
+            csv_bytes,
+            fhir_s,
+            fhir_bytes,
+            peak,
+            direct_s,
+        ));
     }
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let (rows, csv_s, csv_bytes, fhir_s, fhir_bytes, peak_big) = measured[1];
+    let (rows, csv_s, csv_bytes, fhir_s, fhir_bytes, peak_big, direct_s) = measured[1];
     let peak_small = measured[0].5;
     println!("{tag}.fhir_export.appointments={rows}");
     println!("{tag}.fhir_export.csv_contact_list_s={csv_s:.2}");
     println!("{tag}.fhir_export.csv_mb={:.1}", mb(csv_bytes));
     println!("{tag}.fhir_export.bulk_export_s={fhir_s:.2}");
     println!("{tag}.fhir_export.ndjson_mb={:.1}", mb(fhir_bytes));
+    println!("{tag}.fhir_export.snapshot_to_one_file_s={direct_s:.2}");
     println!("{tag}.fhir_export ratio={:.2}", fhir_s / csv_s);
     println!(
         "{tag}.fhir_export.peak_mb_above_idle_1m={:.1}",
@@ -165,6 +195,20 @@ async fn export(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
         "{tag}.fhir_export.peak_mb_above_idle_100k={:.1}",
         mb(peak_small)
     );
+}
+
+/// Every resource into one NDJSON file.
+struct OneFile(std::io::BufWriter<std::fs::File>);
+
+impl reprise::service::fhir::Sink for OneFile {
+    fn resource(&mut self, _: reprise::fhir::ResourceType, json: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(json)?;
+        self.0.write_all(b"\n")
+    }
+
+    fn end(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// `national_format` of a Belgian E.164 number, as a CSV file would have it.

@@ -509,18 +509,14 @@ type TypeFiles = Vec<(
 struct Files(TypeFiles);
 
 impl crate::service::fhir::Sink for Files {
-    fn resource(
-        &mut self,
-        kind: crate::fhir::ResourceType,
-        resource: &serde_json::Value,
-    ) -> std::io::Result<()> {
+    fn resource(&mut self, kind: crate::fhir::ResourceType, json: &[u8]) -> std::io::Result<()> {
         use std::io::Write;
         let (_, file) = self
             .0
             .iter_mut()
             .find(|(t, _)| *t == kind)
             .ok_or_else(|| std::io::Error::other("a type not asked for"))?;
-        serde_json::to_writer(&mut *file, resource)?;
+        file.write_all(json)?;
         file.write_all(b"\n")
     }
 

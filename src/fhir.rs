@@ -202,67 +202,212 @@ pub struct AppointmentExtras {
 /// An appointment: its FHIR status, the patient, the site (Location) and the service
 /// (HealthcareService) as participants, the original date as an extension.
 pub fn appointment(row: &AppointmentRow, extras: &AppointmentExtras) -> Value {
-    let status = appointment_status(row.status);
-    let accepted = if row.status == Status::Postponed {
-        "needs-action"
-    } else {
-        "accepted"
-    };
-    let minutes = match row.kind {
-        Kind::Operation => extras.operation_minutes.unwrap_or(120),
-        Kind::Consultation => CONSULTATION_MINUTES,
+    serde_json::to_value(AppointmentOut::new(row, extras)).unwrap_or_default()
+}
+
+/// [`appointment`] written as JSON at the end of `out` (the exports: no JSON tree built).
+pub fn write_appointment(out: &mut Vec<u8>, row: &AppointmentRow, extras: &AppointmentExtras) {
+    // Writing to a Vec cannot fail, and the types serialize infallibly.
+    let _ = serde_json::to_writer(out, &AppointmentOut::new(row, extras));
+}
+
+/// An instant as FHIR writes it, `2022-05-14T06:00:00.000000Z`, formatted without a format
+/// string (an export writes five per appointment).
+#[derive(Debug, Clone, Copy)]
+struct Instant(NaiveDateTime);
+
+impl serde::Serialize for Instant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use chrono::{Datelike, Timelike};
+        let (d, t) = (self.0.date(), self.0.time());
+        let mut buf = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                buf[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, u32::try_from(d.year()).unwrap_or(0));
+        put(5, 2, d.month());
+        put(8, 2, d.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        put(20, 6, t.nanosecond() / 1000);
+        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
     }
-    .max(1);
-    let end = row.scheduled_at + chrono::Duration::minutes(i64::from(minutes));
-    let mut a = json!({
-        "resourceType": "Appointment",
-        "id": row.id,
-        "meta": { "lastUpdated": instant(row.updated_at) },
-        "identifier": std::iter::once(json!({ "system": APPOINTMENT_SYSTEM, "value": row.id }))
-            .chain(extras.identifiers.iter().map(|(system, value)| json!({ "system": system, "value": value })))
-            .collect::<Vec<_>>(),
-        "status": status,
-        "appointmentType": {
-            "coding": [{ "system": KIND_SYSTEM, "code": row.kind.as_str() }],
-            "text": row.kind.as_str(),
-        },
-        "priority": row.priority,
-        "description": row.label,
-        "start": instant(row.scheduled_at),
-        "end": instant(end),
-        "minutesDuration": minutes,
-        "created": instant(row.created_at),
-        "extension": [{ "url": ORIGINAL_START, "valueInstant": instant(row.original_scheduled_at) }],
-        "serviceCategory": [coding(STATUS_SYSTEM, row.status.as_str())],
-        "participant": [
-            {
-                "actor": { "reference": format!("Patient/{}", row.patient_id) },
-                "required": "required",
-                "status": accepted,
-            },
-            {
-                "actor": {
-                    "reference": format!("Location/{}", row.site_code),
-                    "identifier": { "system": SITE_SYSTEM, "value": row.site_code },
-                },
-                "required": "required",
-                "status": accepted,
-            },
-            {
-                "actor": {
-                    "reference": format!("HealthcareService/{}", row.service_code),
-                    "identifier": { "system": SERVICE_SYSTEM, "value": row.service_code },
-                },
-                "required": "required",
-                "status": accepted,
-            },
-        ],
-    });
-    if row.status == Status::Cancelled {
-        let reason = extras.cancel_reason.map_or("other", CancelReason::as_str);
-        a["cancelationReason"] = coding(CANCEL_SYSTEM, reason);
+}
+
+/// `{prefix}/{id}`, written without building the string.
+struct Reference<'a>(&'static str, &'a str);
+
+impl serde::Serialize for Reference<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}/{}", self.0, self.1))
     }
-    a
+}
+
+#[derive(serde::Serialize)]
+struct Meta {
+    #[serde(rename = "lastUpdated")]
+    last_updated: Instant,
+}
+
+#[derive(serde::Serialize)]
+struct IdentifierOut<'a> {
+    system: &'a str,
+    value: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct CodingOut<'a> {
+    system: &'static str,
+    code: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Concept<'a> {
+    coding: [CodingOut<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+impl<'a> Concept<'a> {
+    fn of(system: &'static str, code: &'a str) -> Self {
+        Self {
+            coding: [CodingOut { system, code }],
+            text: None,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ExtensionOut {
+    url: &'static str,
+    #[serde(rename = "valueInstant")]
+    value_instant: Instant,
+}
+
+#[derive(serde::Serialize)]
+struct Actor<'a> {
+    reference: Reference<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<IdentifierOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Participant<'a> {
+    actor: Actor<'a>,
+    required: &'static str,
+    status: &'static str,
+}
+
+/// The Appointment resource, field by field (docs/fhir.md).
+#[derive(serde::Serialize)]
+struct AppointmentOut<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    id: &'a str,
+    meta: Meta,
+    identifier: Vec<IdentifierOut<'a>>,
+    status: &'static str,
+    #[serde(rename = "appointmentType")]
+    appointment_type: Concept<'a>,
+    priority: i32,
+    description: &'a str,
+    start: Instant,
+    end: Instant,
+    #[serde(rename = "minutesDuration")]
+    minutes_duration: i32,
+    created: Instant,
+    extension: [ExtensionOut; 1],
+    #[serde(rename = "serviceCategory")]
+    service_category: [Concept<'a>; 1],
+    participant: [Participant<'a>; 3],
+    #[serde(rename = "cancelationReason", skip_serializing_if = "Option::is_none")]
+    cancelation_reason: Option<Concept<'a>>,
+}
+
+impl<'a> AppointmentOut<'a> {
+    fn new(row: &'a AppointmentRow, extras: &'a AppointmentExtras) -> Self {
+        let accepted = if row.status == Status::Postponed {
+            "needs-action"
+        } else {
+            "accepted"
+        };
+        let minutes = match row.kind {
+            Kind::Operation => extras.operation_minutes.unwrap_or(120),
+            Kind::Consultation => CONSULTATION_MINUTES,
+        }
+        .max(1);
+        let end = row.scheduled_at + chrono::Duration::minutes(i64::from(minutes));
+        let participant =
+            |reference: Reference<'a>, identifier: Option<IdentifierOut<'a>>| Participant {
+                actor: Actor {
+                    reference,
+                    identifier,
+                },
+                required: "required",
+                status: accepted,
+            };
+        let mut identifier = vec![IdentifierOut {
+            system: APPOINTMENT_SYSTEM,
+            value: &row.id,
+        }];
+        identifier.extend(
+            extras
+                .identifiers
+                .iter()
+                .map(|(system, value)| IdentifierOut { system, value }),
+        );
+        Self {
+            resource_type: "Appointment",
+            id: &row.id,
+            meta: Meta {
+                last_updated: Instant(row.updated_at),
+            },
+            identifier,
+            status: appointment_status(row.status),
+            appointment_type: Concept {
+                text: Some(row.kind.as_str()),
+                ..Concept::of(KIND_SYSTEM, row.kind.as_str())
+            },
+            priority: row.priority,
+            description: &row.label,
+            start: Instant(row.scheduled_at),
+            end: Instant(end),
+            minutes_duration: minutes,
+            created: Instant(row.created_at),
+            extension: [ExtensionOut {
+                url: ORIGINAL_START,
+                value_instant: Instant(row.original_scheduled_at),
+            }],
+            service_category: [Concept::of(STATUS_SYSTEM, row.status.as_str())],
+            participant: [
+                participant(Reference("Patient", &row.patient_id), None),
+                participant(
+                    Reference("Location", &row.site_code),
+                    Some(IdentifierOut {
+                        system: SITE_SYSTEM,
+                        value: &row.site_code,
+                    }),
+                ),
+                participant(
+                    Reference("HealthcareService", &row.service_code),
+                    Some(IdentifierOut {
+                        system: SERVICE_SYSTEM,
+                        value: &row.service_code,
+                    }),
+                ),
+            ],
+            cancelation_reason: (row.status == Status::Cancelled).then(|| {
+                Concept::of(
+                    CANCEL_SYSTEM,
+                    extras.cancel_reason.map_or("other", CancelReason::as_str),
+                )
+            }),
+        }
+    }
 }
 
 fn medium(channel: Channel) -> Value {
@@ -538,6 +683,23 @@ mod tests {
             None,
             "a zone is required"
         );
+    }
+
+    #[test]
+    fn the_fast_instant_writes_what_chrono_writes() {
+        for (date, micros) in [
+            ((2022, 5, 14), 456_789),
+            ((1999, 12, 31), 0),
+            ((2030, 1, 2), 7),
+        ] {
+            let at = chrono::NaiveDate::from_ymd_opt(date.0, date.1, date.2)
+                .and_then(|d| d.and_hms_micro_opt(23, 9, 59, micros))
+                .expect("a time");
+            assert_eq!(
+                serde_json::to_value(Instant(at)).ok(),
+                Some(Value::String(instant(at)))
+            );
+        }
     }
 
     #[test]

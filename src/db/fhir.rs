@@ -474,6 +474,14 @@ pub fn insert_identifiers(conn: &mut DbConnection, rows: &[Identifier]) -> Query
     Ok(())
 }
 
+/// Whether any import brought identifiers (else the exports need not look them up).
+pub fn any_identifiers(conn: &mut DbConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        fhir_identifiers::table.select(fhir_identifiers::resource_id),
+    ))
+    .get_result(conn)
+}
+
 /// The identifiers imports brought for these records, by record.
 pub fn identifiers_of(
     conn: &mut DbConnection,

@@ -64,18 +64,40 @@ fn appointment_page(
     rows: &[AppointmentRow],
     minutes: &HashMap<String, i32>,
 ) -> Result<Vec<Value>, db::DbError> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let reasons = db::fhir::cancel_reasons(conn, &ids)?;
-    let mut imported = db::fhir::identifiers_of(conn, &ids)?;
+    let extras = page_extras(conn, rows, minutes, true)?;
     Ok(rows
         .iter()
-        .map(|row| {
-            let extras = AppointmentExtras {
-                cancel_reason: reasons.get(&row.id).copied(),
-                operation_minutes: minutes.get(&row.service_code).copied(),
-                identifiers: imported.remove(&row.id).unwrap_or_default(),
-            };
-            fhir::appointment(row, &extras)
+        .zip(&extras)
+        .map(|(row, extras)| fhir::appointment(row, extras))
+        .collect())
+}
+
+/// What each appointment of a page needs beyond its row, read for the page at once: the
+/// reasons of the cancelled ones, the identifiers imports brought (if any import did).
+fn page_extras(
+    conn: &mut db::DbConnection,
+    rows: &[AppointmentRow],
+    minutes: &HashMap<String, i32>,
+    any_imported: bool,
+) -> Result<Vec<AppointmentExtras>, db::DbError> {
+    let cancelled: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.status == crate::domain::appointment::Status::Cancelled)
+        .map(|r| r.id.as_str())
+        .collect();
+    let reasons = db::fhir::cancel_reasons(conn, &cancelled)?;
+    let mut imported = if any_imported {
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        db::fhir::identifiers_of(conn, &ids)?
+    } else {
+        HashMap::new()
+    };
+    Ok(rows
+        .iter()
+        .map(|row| AppointmentExtras {
+            cancel_reason: reasons.get(&row.id).copied(),
+            operation_minutes: minutes.get(&row.service_code).copied(),
+            identifiers: imported.remove(&row.id).unwrap_or_default(),
         })
         .collect())
 }
@@ -170,7 +192,8 @@ impl From<diesel::result::Error> for ExportError {
 
 /// Where an export's resources go: files, or the rows of a bulk export.
 pub trait Sink {
-    fn resource(&mut self, kind: ResourceType, resource: &Value) -> std::io::Result<()>;
+    /// One resource as JSON: a line of NDJSON without its newline.
+    fn resource(&mut self, kind: ResourceType, json: &[u8]) -> std::io::Result<()>;
     /// After the last resource, before the export is audited.
     fn end(&mut self) -> std::io::Result<()>;
 }
@@ -223,20 +246,31 @@ fn export_type(
     conn: &mut db::DbConnection,
     kind: ResourceType,
     since: Option<NaiveDateTime>,
-    each: &mut dyn FnMut(&Value) -> std::io::Result<()>,
+    each: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<u64, ExportError> {
     let mut n = 0u64;
-    let mut send = |v: &Value| {
+    let mut buf = Vec::with_capacity(4096);
+    let mut send_json = |json: &[u8]| {
         n += 1;
-        each(v).map_err(ExportError::Sink)
+        each(json).map_err(ExportError::Sink)
+    };
+    let mut send = |v: &Value| {
+        let mut buf = Vec::with_capacity(1024);
+        let _ = serde_json::to_writer(&mut buf, v);
+        send_json(&buf)
     };
     match kind {
         ResourceType::Patient => {
+            let any_imported = db::fhir::any_identifiers(conn)?;
             let mut after: Option<String> = None;
             loop {
                 let rows = db::fhir::patients_page(conn, since, after.as_deref())?;
                 let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-                let imported = db::fhir::identifiers_of(conn, &ids)?;
+                let imported = if any_imported {
+                    db::fhir::identifiers_of(conn, &ids)?
+                } else {
+                    HashMap::new()
+                };
                 for row in &rows {
                     let extra = imported.get(&row.id).map_or(&[][..], Vec::as_slice);
                     send(&fhir::patient(row, extra))?;
@@ -249,11 +283,15 @@ fn export_type(
         }
         ResourceType::Appointment => {
             let minutes = db::fhir::operation_minutes(conn)?;
+            let any_imported = db::fhir::any_identifiers(conn)?;
             let mut after: Option<String> = None;
             loop {
                 let rows = db::fhir::appointments_page(conn, since, after.as_deref())?;
-                for resource in appointment_page(conn, &rows, &minutes)? {
-                    send(&resource)?;
+                let mut extras = page_extras(conn, &rows, &minutes, any_imported)?;
+                for (row, extras) in rows.iter().zip(extras.drain(..)) {
+                    buf.clear();
+                    fhir::write_appointment(&mut buf, row, &extras);
+                    send_json(&buf)?;
                 }
                 match rows.last() {
                     Some(last) => after = Some(last.id.clone()),
@@ -450,12 +488,13 @@ impl StoredFiles {
 }
 
 impl Sink for StoredFiles {
-    fn resource(&mut self, kind: ResourceType, resource: &Value) -> std::io::Result<()> {
+    fn resource(&mut self, kind: ResourceType, json: &[u8]) -> std::io::Result<()> {
         if self.kind != Some(kind) {
             self.store()?;
             self.kind = Some(kind);
         }
-        self.body.push_str(&resource.to_string());
+        self.body
+            .push_str(std::str::from_utf8(json).map_err(std::io::Error::other)?);
         self.body.push('\n');
         self.resources += 1;
         if self.resources >= FILE_RESOURCES {
