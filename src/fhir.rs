@@ -129,41 +129,119 @@ fn coding(system: &str, code: &str) -> Value {
 /// A patient, with the Belgian core profile and the national number as identifier, then
 /// reprise's id and those an import brought (`imported`).
 pub fn patient(row: &PatientRow, imported: &[(String, String)]) -> Value {
-    let mut identifier = vec![json!({ "system": PATIENT_SYSTEM, "value": row.id })];
-    identifier.extend(
-        imported
-            .iter()
-            .map(|(system, value)| json!({ "system": system, "value": value })),
-    );
-    if let Some(nn) = &row.national_number {
-        identifier.insert(
-            0,
-            json!({ "use": "official", "system": SSIN_SYSTEM, "value": nn }),
-        );
+    serde_json::to_value(PatientOut::new(row, imported)).unwrap_or_default()
+}
+
+/// [`patient`] written as JSON at the end of `out` (the exports).
+pub fn write_patient(out: &mut Vec<u8>, row: &PatientRow, imported: &[(String, String)]) {
+    let _ = serde_json::to_writer(out, &PatientOut::new(row, imported));
+}
+
+#[derive(serde::Serialize)]
+struct ProfiledMeta {
+    #[serde(rename = "lastUpdated")]
+    last_updated: Instant,
+    profile: [&'static str; 1],
+}
+
+#[derive(serde::Serialize)]
+struct UsedIdentifier<'a> {
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    used: Option<&'static str>,
+    system: &'a str,
+    value: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct NameOut<'a> {
+    #[serde(rename = "use")]
+    used: &'static str,
+    family: &'a str,
+    given: [&'a str; 1],
+}
+
+#[derive(serde::Serialize)]
+struct Telecom<'a> {
+    system: &'static str,
+    value: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct LanguageOut<'a> {
+    language: Concept<'a>,
+    preferred: bool,
+}
+
+/// The Patient resource (`be-patient`), field by field (docs/fhir.md).
+#[derive(serde::Serialize)]
+struct PatientOut<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    id: &'a str,
+    meta: ProfiledMeta,
+    identifier: Vec<UsedIdentifier<'a>>,
+    name: [NameOut<'a>; 1],
+    #[serde(rename = "birthDate")]
+    birth_date: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    telecom: Vec<Telecom<'a>>,
+    communication: [LanguageOut<'a>; 1],
+}
+
+impl<'a> PatientOut<'a> {
+    fn new(row: &'a PatientRow, imported: &'a [(String, String)]) -> Self {
+        let mut identifier = Vec::with_capacity(2 + imported.len());
+        if let Some(nn) = &row.national_number {
+            identifier.push(UsedIdentifier {
+                used: Some("official"),
+                system: SSIN_SYSTEM,
+                value: nn,
+            });
+        }
+        identifier.push(UsedIdentifier {
+            used: None,
+            system: PATIENT_SYSTEM,
+            value: &row.id,
+        });
+        identifier.extend(imported.iter().map(|(system, value)| UsedIdentifier {
+            used: None,
+            system,
+            value,
+        }));
+        let mut telecom = Vec::with_capacity(2);
+        if let Some(phone) = &row.phone {
+            telecom.push(Telecom {
+                system: "phone",
+                value: phone,
+            });
+        }
+        if let Some(email) = &row.email {
+            telecom.push(Telecom {
+                system: "email",
+                value: email,
+            });
+        }
+        Self {
+            resource_type: "Patient",
+            id: &row.id,
+            meta: ProfiledMeta {
+                last_updated: Instant(row.created_at),
+                profile: [BE_PATIENT],
+            },
+            identifier,
+            name: [NameOut {
+                used: "official",
+                family: &row.last_name,
+                given: [&row.first_name],
+            }],
+            birth_date: row.birth_date.format("%Y-%m-%d").to_string(),
+            telecom,
+            communication: [LanguageOut {
+                language: Concept::of(LANGUAGE_SYSTEM, row.language.as_str()),
+                preferred: true,
+            }],
+        }
     }
-    let mut telecom = Vec::new();
-    if let Some(phone) = &row.phone {
-        telecom.push(json!({ "system": "phone", "value": phone }));
-    }
-    if let Some(email) = &row.email {
-        telecom.push(json!({ "system": "email", "value": email }));
-    }
-    let mut p = json!({
-        "resourceType": "Patient",
-        "id": row.id,
-        "meta": { "lastUpdated": instant(row.created_at), "profile": [BE_PATIENT] },
-        "identifier": identifier,
-        "name": [{ "use": "official", "family": row.last_name, "given": [row.first_name] }],
-        "birthDate": row.birth_date.format("%Y-%m-%d").to_string(),
-        "communication": [{
-            "language": coding(LANGUAGE_SYSTEM, row.language.as_str()),
-            "preferred": true,
-        }],
-    });
-    if !telecom.is_empty() {
-        p["telecom"] = Value::Array(telecom);
-    }
-    p
 }
 
 /// FHIR's status of an appointment in each of reprise's statuses (docs/fhir.md).

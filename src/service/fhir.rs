@@ -273,7 +273,9 @@ fn export_type(
                 };
                 for row in &rows {
                     let extra = imported.get(&row.id).map_or(&[][..], Vec::as_slice);
-                    send(&fhir::patient(row, extra))?;
+                    buf.clear();
+                    fhir::write_patient(&mut buf, row, extra);
+                    send_json(&buf)?;
                 }
                 match rows.last() {
                     Some(last) => after = Some(last.id.clone()),
