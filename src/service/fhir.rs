@@ -417,6 +417,7 @@ fn make_export(db: &Db, caller: &Caller, id: &str, request: &ExportRequest) {
         resources: 0,
         seq: 0,
         done: 0,
+        storing: None,
     };
     let outcome = export(db, caller, request, &mut files);
     let now = crate::domain::now();
@@ -444,7 +445,8 @@ fn make_export(db: &Db, caller: &Caller, id: &str, request: &ExportRequest) {
 }
 
 /// The files of a bulk export, stored as they fill: a file holds one type, at most
-/// [`FILE_RESOURCES`] resources.
+/// [`FILE_RESOURCES`] resources. A file is stored on a thread of its own while the next one
+/// is made (one at a time, in order): memory holds two files at most.
 struct StoredFiles {
     db: Db,
     id: String,
@@ -452,11 +454,24 @@ struct StoredFiles {
     body: String,
     resources: usize,
     seq: i32,
-    /// Resources stored so far.
+    /// Resources handed to be stored so far.
     done: usize,
+    /// The file being stored.
+    storing: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 impl StoredFiles {
+    /// Waits for the file being stored: an error if it could not be, `Interrupted` if the
+    /// export is no longer running (cancelled, or failed by housekeeping).
+    fn stored(&mut self) -> std::io::Result<()> {
+        match self.storing.take() {
+            Some(storing) => storing
+                .join()
+                .map_err(|_| std::io::Error::other("storing a file panicked"))?,
+            None => Ok(()),
+        }
+    }
+
     fn store(&mut self) -> std::io::Result<()> {
         let Some(kind) = self.kind else {
             return Ok(());
@@ -464,25 +479,30 @@ impl StoredFiles {
         if self.resources == 0 {
             return Ok(());
         }
+        self.stored()?;
         self.done += self.resources;
         let (id, seq, body) = (self.id.clone(), self.seq, std::mem::take(&mut self.body));
         let resources = i32::try_from(self.resources).unwrap_or(i32::MAX);
         let progress = format!("{}: {} resources exported", kind.as_str(), self.done);
-        let now = crate::domain::now();
-        let going_on = self
-            .db
-            .write_blocking(move |conn| {
-                if !db::fhir::beat(conn, &id, &progress, now)? {
-                    return Ok(false);
-                }
-                db::fhir::insert_file(conn, &id, seq, kind.as_str(), resources, &body)?;
-                Ok::<_, db::DbError>(true)
-            })
-            .map_err(std::io::Error::other)?;
-        if !going_on {
-            // Cancelled (or failed by housekeeping): stop without a word.
-            return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
-        }
+        let db = self.db.clone();
+        self.storing = Some(std::thread::spawn(move || {
+            let now = crate::domain::now();
+            let going_on = db
+                .write_blocking(move |conn| {
+                    if !db::fhir::beat(conn, &id, &progress, now)? {
+                        return Ok(false);
+                    }
+                    db::fhir::insert_file(conn, &id, seq, kind.as_str(), resources, &body)?;
+                    Ok::<_, db::DbError>(true)
+                })
+                .map_err(std::io::Error::other)?;
+            if going_on {
+                Ok(())
+            } else {
+                // Cancelled (or failed by housekeeping): stop without a word.
+                Err(std::io::Error::from(std::io::ErrorKind::Interrupted))
+            }
+        }));
         self.seq += 1;
         self.resources = 0;
         Ok(())
@@ -506,7 +526,8 @@ impl Sink for StoredFiles {
     }
 
     fn end(&mut self) -> std::io::Result<()> {
-        self.store()
+        self.store()?;
+        self.stored()
     }
 }
 
