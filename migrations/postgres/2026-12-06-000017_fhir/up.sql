@@ -30,9 +30,6 @@ CREATE TABLE fhir_export_files (
     body TEXT NOT NULL,
     PRIMARY KEY (export_id, seq)
 );
--- A file is written once and read once or twice within the hour: compressing it (TOAST's
--- pglz) cost more than writing it whole (docs/performance.md).
-ALTER TABLE fhir_export_files ALTER COLUMN body SET STORAGE EXTERNAL;
 
 -- The identifiers a FHIR import brought (an Appointment's, a Patient's other than the national
 -- number): the same Bundle imported twice finds them and creates nothing more, and the
