@@ -665,7 +665,8 @@ pub fn outcome_of_problem(problem: &Value) -> Value {
 /// The CapabilityStatement of `GET /fhir/metadata`: what this server reads, searches, exports
 /// and imports.
 pub fn capability_statement(version: &str, base: &str, date: NaiveDateTime) -> Value {
-    let read_only = |kind: &str| json!({ "type": kind, "interaction": [] });
+    // Exported only: no interaction of their own (FHIR's JSON has no empty arrays).
+    let read_only = |kind: &str| json!({ "type": kind });
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",

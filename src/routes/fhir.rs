@@ -181,13 +181,17 @@ pub async fn search_appointments(
             json!({ "fullUrl": url, "resource": r, "search": { "mode": "match" } })
         })
         .collect();
-    Ok(fhir_json(&json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
         "timestamp": fhir::instant(crate::domain::now()),
         "link": links,
-        "entry": entries,
-    })))
+    });
+    // FHIR's JSON has no empty arrays: no match, no `entry`.
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
+    Ok(fhir_json(&bundle))
 }
 
 /// The search a query string asks for, and the page size; 400 naming the first parameter at
@@ -446,7 +450,9 @@ pub async fn export_status(
             HttpResponse::Ok()
                 .insert_header((
                     "Expires",
-                    crate::domain::time::utc(row.expires_at).to_rfc2822(),
+                    crate::domain::time::utc(row.expires_at)
+                        .format("%a, %d %b %Y %H:%M:%S GMT")
+                        .to_string(),
                 ))
                 .json(manifest)
         }

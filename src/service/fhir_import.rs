@@ -96,19 +96,38 @@ fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-/// The `(system, value)` pairs of a resource's `identifier`.
-fn identifiers(resource: &Value) -> Vec<(String, String)> {
-    resource["identifier"]
+/// Longest identifier system or value kept (an index key must stay small on PostgreSQL).
+const IDENTIFIER_MAX: usize = 1024;
+
+/// The `(system, value)` pairs of a resource's `identifier`, each once; an identifier
+/// without a system or a value, or longer than [`IDENTIFIER_MAX`], is a fault.
+fn identifiers(resource: &Value, faults: &mut Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, i) in resource["identifier"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|i| {
-            Some((
-                str_at(i, "system")?.to_string(),
-                str_at(i, "value")?.to_string(),
-            ))
-        })
-        .collect()
+        .enumerate()
+    {
+        let part = |key: &str| {
+            str_at(i, key)
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= IDENTIFIER_MAX)
+        };
+        match (part("system"), part("value")) {
+            (Some(system), Some(value)) => {
+                let pair = (system.to_string(), value.to_string());
+                if !out.contains(&pair) {
+                    out.push(pair);
+                }
+            }
+            _ => faults.push((
+                format!("identifier[{k}]"),
+                format!("needs a system and a value, each of 1 to {IDENTIFIER_MAX} characters"),
+            )),
+        }
+    }
+    out
 }
 
 fn read_patient(
@@ -116,7 +135,7 @@ fn read_patient(
     today: chrono::NaiveDate,
     faults: &mut Vec<(String, String)>,
 ) -> Option<PatientEntry> {
-    let ids = identifiers(resource);
+    let ids = identifiers(resource, faults);
     let ssin = ids
         .iter()
         .find(|(system, _)| system == fhir::SSIN_SYSTEM)
@@ -237,8 +256,8 @@ fn read_appointment(
     service_sites: &HashMap<String, String>,
     faults: &mut Vec<(String, String)>,
 ) -> Option<AppointmentEntry> {
+    let ids = identifiers(resource, faults);
     let mut bad = |path: &str, why: &str| faults.push((path.to_string(), why.to_string()));
-    let ids = identifiers(resource);
     if ids.is_empty() {
         bad("identifier", "is required: it makes the import idempotent");
     }
@@ -279,17 +298,27 @@ fn read_appointment(
     )
     .map_err(|e| bad("description", &e.0))
     .ok();
-    let instant = |key: &str| str_at(resource, key).and_then(fhir::parse_instant);
+    // A date FHIR can write back: 1900 to 2200.
+    let sane = |at: &NaiveDateTime| (1900..=2200).contains(&chrono::Datelike::year(at));
+    let instant = |key: &str| {
+        str_at(resource, key)
+            .and_then(fhir::parse_instant)
+            .filter(sane)
+    };
     let start = instant("start");
     if start.is_none() {
-        bad("start", "must be an instant with its zone");
+        bad(
+            "start",
+            "must be an instant with its zone, between 1900 and 2200",
+        );
     }
     let original = resource["extension"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|e| str_at(e, "url") == Some(fhir::ORIGINAL_START))
-        .and_then(|e| str_at(e, "valueInstant").and_then(fhir::parse_instant));
+        .and_then(|e| str_at(e, "valueInstant").and_then(fhir::parse_instant))
+        .filter(sane);
     let priority = resource["priority"]
         .as_i64()
         .and_then(|p| Priority::new(p).ok());
@@ -402,6 +431,31 @@ fn check_bundle(
                 .collect()),
         });
     }
+    // A patient nothing identifies must be named by an appointment of the Bundle: else the
+    // same Bundle again would create it again.
+    let named: HashSet<usize> = checked
+        .iter()
+        .filter_map(|c| match c {
+            Ok(Checked::Appointment(AppointmentEntry {
+                patient: PatientRef::Entry(p),
+                ..
+            })) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    for (i, c) in checked.iter_mut().enumerate() {
+        if let Ok(Checked::Patient(p)) = c {
+            if p.patient.national_number.is_none()
+                && p.identifiers.is_empty()
+                && !named.contains(&i)
+            {
+                *c = Err(vec![FieldError::new(
+                    format!("Bundle.entry[{i}].resource.identifier"),
+                    "a patient needs a national number or an identifier, unless an appointment of the Bundle names it",
+                )]);
+            }
+        }
+    }
     // An appointment whose patient entry is refused is refused too.
     let refused: HashSet<usize> = checked
         .iter()
@@ -432,7 +486,35 @@ pub fn import_bundle(db: &Db, caller: &Caller, bundle: &Value) -> Result<ImportR
         .into_iter()
         .collect();
     let now = crate::domain::now();
-    let (kind, checked) = check_bundle(bundle, &service_sites, now.date())?;
+    let (kind, mut checked) = check_bundle(bundle, &service_sites, now.date())?;
+    // Stored patients the appointments name must exist: said with the other faults.
+    let named: Vec<String> = checked
+        .iter()
+        .filter_map(|c| match c {
+            Ok(Checked::Appointment(AppointmentEntry {
+                patient: PatientRef::Stored(id),
+                ..
+            })) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let existing = db.read_blocking(move |conn| {
+        db::fhir::existing_patients(conn, &named).map_err(AppError::from)
+    })?;
+    for (i, c) in checked.iter_mut().enumerate() {
+        if let Ok(Checked::Appointment(AppointmentEntry {
+            patient: PatientRef::Stored(id),
+            ..
+        })) = c
+        {
+            if !existing.contains(id.as_str()) {
+                *c = Err(vec![FieldError::new(
+                    format!("Bundle.entry[{i}].resource.participant"),
+                    "names a patient that does not exist",
+                )]);
+            }
+        }
+    }
     if kind != BundleType::Batch && checked.iter().any(Result::is_err) {
         return Err(AppError::Validation(
             checked
@@ -528,6 +610,7 @@ fn store(
     let mut new_appointments = Vec::new();
     let mut new_identifiers = Vec::new();
     let mut seen_numbers: HashMap<String, String> = HashMap::new();
+    let mut seen_patient_keys: HashMap<(String, String), String> = HashMap::new();
     for (i, c) in checked.iter().enumerate() {
         let Ok(Checked::Patient(p)) = c else { continue };
         let nn = p
@@ -538,7 +621,11 @@ fn store(
         let known = nn
             .as_ref()
             .and_then(|n| by_number.get(n).or_else(|| seen_numbers.get(n)))
-            .or_else(|| p.identifiers.iter().find_map(|k| patient_keys.get(k)))
+            .or_else(|| {
+                p.identifiers
+                    .iter()
+                    .find_map(|k| patient_keys.get(k).or_else(|| seen_patient_keys.get(k)))
+            })
             .or_else(|| {
                 let known = naming.get(&i)?;
                 if !known.iter().all(Option::is_some) {
@@ -558,6 +645,7 @@ fn store(
                     now,
                 ));
                 for (system, value) in &p.identifiers {
+                    seen_patient_keys.insert((system.clone(), value.clone()), id.clone());
                     new_identifiers.push(Identifier {
                         resource_type: "Patient".into(),
                         system: system.clone(),

@@ -131,6 +131,7 @@ fn body_for(method: &str, path: &str, f: &Fixtures) -> Option<Body> {
         ("post", "/api/v1/patients/search") => json!({"q": "matrix"}),
         ("post", "/api/v1/fhir") => json!({"resourceType": "Bundle", "type": "transaction",
             "entry": [{"resource": {"resourceType": "Patient",
+                "identifier": [{"system": "https://hospital.example/patients", "value": "matrix"}],
                 "name": [{"family": "Bundle", "given": ["Patient"]}], "birthDate": "1970-01-01"}}]}),
         ("post", "/api/v1/appointments") => json!({
             "patient_id": f.patient, "site": f.site, "service": f.service, "kind": "consultation",

@@ -1065,6 +1065,15 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
         "2030-09-05T08:00:00Z",
     );
     no_identifier["resource"]["identifier"] = json!([]);
+    let mut unusable = hospital_appointment(
+        "B-8",
+        &format!("Patient/{stored}"),
+        &site,
+        &service,
+        "9999-12-31T23:30:00Z",
+    );
+    unusable["resource"]["identifier"] =
+        json!([{"system": "https://hospital.example/appointments", "value": " "}]);
     let bad = json!({
         "resourceType": "Bundle",
         "type": "collection",
@@ -1080,6 +1089,15 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
             no_identifier,
             json!({ "resource": { "resourceType": "Observation", "status": "final" } }),
             hospital_appointment("B-5", &format!("Patient/{stored}"), &site, &service, "2030-09-06T08:00:00Z"),
+            // Nothing identifies it and no appointment names it: a second import would
+            // create it again.
+            patient_entry("urn:uuid:alone", json!({
+                "resourceType": "Patient",
+                "name": [{ "family": "Seul", "given": ["Sans"] }],
+                "birthDate": "1950-01-02",
+            })),
+            hospital_appointment("B-7", "Patient/00000000-0000-0000-0000-000000000000", &site, &service, "2030-09-06T08:00:00Z"),
+            unusable,
         ],
     });
     let issues = outcome(post_bundle(admin, &bad).await, 422).await;
@@ -1094,6 +1112,10 @@ async fn a_bundle_is_imported_with_the_csv_checks_all_or_nothing_and_once() {
         "Bundle.entry[2].resource.participant",
         "Bundle.entry[3].resource.identifier",
         "Bundle.entry[4].resource.resourceType",
+        "Bundle.entry[6].resource.identifier",
+        "Bundle.entry[7].resource.participant",
+        "Bundle.entry[8].resource.identifier[0]",
+        "Bundle.entry[8].resource.start",
     ] {
         assert!(paths.contains(&expected), "{expected} in {paths:?}");
     }

@@ -22,6 +22,8 @@ CREATE TABLE fhir_exports (
     error TEXT
 );
 CREATE INDEX fhir_exports_owner ON fhir_exports (owner_id, status);
+-- One running export per account, also when two kick-offs arrive at once.
+CREATE UNIQUE INDEX fhir_exports_one_running ON fhir_exports (owner_id) WHERE status = 'running';
 CREATE TABLE fhir_export_files (
     export_id TEXT NOT NULL REFERENCES fhir_exports (id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
