@@ -39,7 +39,13 @@ fn fill(db: &db::Db, patients: usize, n: usize) -> Vec<String> {
     db.write_blocking(move |conn| {
         db::planning::set_session_minutes(conn, SITE, 480)?;
         for s in &svc {
-            db::planning::set_service_capacity(conn, s, Some(40), Some(120))?;
+            db::planning::set_service_capacity(
+                conn,
+                s,
+                Some(40),
+                Some(120),
+                reprise::domain::now(),
+            )?;
             let durations: Vec<(String, i32)> =
                 LABELS.iter().map(|(l, m)| (l.to_string(), *m)).collect();
             db::planning::set_durations(conn, s, &durations)?;

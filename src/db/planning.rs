@@ -134,14 +134,33 @@ struct CapacityChange {
     operation_minutes: Option<i32>,
 }
 
+/// Sets a service's capacity. A new operation length changes its operations' end in FHIR:
+/// their `updated_at` moves to `now`, so that `_since` and `_lastUpdated` see them.
 pub fn set_service_capacity(
     conn: &mut DbConnection,
     service: &str,
     slots: Option<i32>,
     minutes: Option<i32>,
+    now: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
     if slots.is_none() && minutes.is_none() {
         return Ok(());
+    }
+    if let Some(minutes) = minutes {
+        let before: Option<i32> = services::table
+            .find(service)
+            .select(services::operation_minutes)
+            .first(conn)
+            .optional()?;
+        if before.is_some_and(|b| b != minutes) {
+            diesel::update(
+                appointments::table
+                    .filter(appointments::service_code.eq(service))
+                    .filter(appointments::kind.eq(Kind::Operation)),
+            )
+            .set(appointments::updated_at.eq(now))
+            .execute(conn)?;
+        }
     }
     diesel::update(services::table.find(service))
         .set(&CapacityChange {

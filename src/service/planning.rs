@@ -162,7 +162,7 @@ pub async fn set_service_capacity(
         .write(move |conn| {
             let site = db::sites::service_site(conn, &code)?
                 .ok_or_else(|| AppError::NotFound("no such service".into()))?;
-            db::planning::set_service_capacity(conn, &code, slots, minutes)?;
+            db::planning::set_service_capacity(conn, &code, slots, minutes, crate::domain::now())?;
             db::planning::set_durations(conn, &code, &lengths)?;
             crate::audit::record(
                 conn,

@@ -404,6 +404,39 @@ async fn appointments_are_searched_by_patient_status_and_last_change_a_page_at_a
     let ids: Vec<&str> = since.iter().filter_map(|a| a["id"].as_str()).collect();
     assert_eq!(ids, [theirs.as_str()]);
 
+    // A new operation length moves the operations' end: they count as changed.
+    let newest = since[0]["meta"]["lastUpdated"]
+        .as_str()
+        .expect("an instant")
+        .to_string();
+    let r = admin
+        .put(
+            &format!("/api/v1/services/{}/capacity", s.service),
+            &json!({"operation_minutes": 90}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let lengthened = appointments_of(
+        &fhir(
+            admin
+                .get(&format!("/api/v1/fhir/Appointment?_lastUpdated=gt{newest}"))
+                .await,
+            200,
+        )
+        .await,
+    );
+    let mut ids: Vec<&str> = lengthened.iter().filter_map(|a| a["id"].as_str()).collect();
+    ids.sort();
+    let mut operations = vec![
+        s.postponed.as_str(),
+        s.rescheduled.as_str(),
+        s.cancelled.as_str(),
+        theirs.as_str(),
+    ];
+    operations.sort();
+    assert_eq!(ids, operations, "the operations, not the consultation");
+    assert!(lengthened.iter().all(|a| a["minutesDuration"] == 90));
+
     // Two at a time: the next links go through every appointment once.
     let mut seen = Vec::new();
     let mut next = Some("/api/v1/fhir/Appointment?_count=2".to_string());
