@@ -662,22 +662,6 @@ fn store(
         patient_of_entry.insert(i, id);
     }
     let created_patients: HashSet<String> = new_patients.iter().map(|p| p.id.clone()).collect();
-    let stored: Vec<String> = checked
-        .iter()
-        .filter_map(|c| match c {
-            Ok(Checked::Appointment(AppointmentEntry {
-                patient: PatientRef::Stored(id),
-                ..
-            })) => Some(id.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut existing: HashSet<String> = HashSet::new();
-    for id in stored {
-        if db::patients::find(conn, &id)?.is_some() {
-            existing.insert(id);
-        }
-    }
     let mut seen_keys: HashMap<(String, String), String> = HashMap::new();
     for (i, c) in checked.into_iter().enumerate() {
         let outcome = match c {
@@ -688,9 +672,11 @@ fn store(
                 Ok(("Patient", id, created))
             }
             Ok(Checked::Appointment(a)) => {
+                // A stored patient was found to exist by `import_bundle` (patients are never
+                // removed); a patient entry's id was just settled.
                 let patient = match &a.patient {
                     PatientRef::Entry(p) => patient_of_entry.get(p).cloned(),
-                    PatientRef::Stored(id) => existing.contains(id).then(|| id.clone()),
+                    PatientRef::Stored(id) => Some(id.clone()),
                 };
                 let known = a
                     .identifiers
