@@ -1385,3 +1385,132 @@ async fn every_fhir_answer_is_valid_fhir() {
     write_ndjson(folder.path(), &answers);
     validated_by_outside_tools(folder.path());
 }
+
+/// A sink that, once the export has handed over its first resource, changes the database as
+/// other users would meanwhile: an appointment moved, another patient and appointment created.
+struct ChangingMeanwhile {
+    db: reprise::db::Db,
+    changed: Option<String>,
+    moved: String,
+    got: HashMap<&'static str, Vec<Value>>,
+}
+
+impl ChangingMeanwhile {
+    /// Writes (and commits) the changes: the id of the appointment created.
+    fn change(&self) -> String {
+        let (moved, added) = (self.moved.clone(), uuid::Uuid::now_v7().to_string());
+        let new_id = added.clone();
+        self.db
+            .write_blocking(move |conn| {
+                use diesel::prelude::*;
+                use reprise::db::schema::appointments;
+                let now = reprise::domain::now();
+                diesel::update(appointments::table.find(&moved))
+                    .set((
+                        appointments::label.eq("Changed meanwhile"),
+                        appointments::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                let mut row = reprise::db::appointments::find(conn, &moved)?.expect("the row");
+                let mut patient =
+                    reprise::db::patients::find(conn, &row.patient_id)?.expect("its patient");
+                patient.id = uuid::Uuid::now_v7().to_string();
+                patient.national_number = None;
+                patient.created_at = now;
+                reprise::db::patients::insert(conn, &patient)?;
+                (row.id, row.patient_id) = (added, patient.id);
+                (row.created_at, row.updated_at) = (now, now);
+                reprise::db::appointments::insert(conn, &row)?;
+                Ok::<_, reprise::db::DbError>(())
+            })
+            .expect("changed");
+        new_id
+    }
+}
+
+impl reprise::service::fhir::Sink for ChangingMeanwhile {
+    fn resource(&mut self, kind: reprise::fhir::ResourceType, json: &[u8]) -> std::io::Result<()> {
+        if self.changed.is_none() {
+            self.changed = Some(self.change());
+        }
+        let v: Value = serde_json::from_slice(json).expect("JSON");
+        self.got.entry(kind.as_str()).or_default().push(v);
+        Ok(())
+    }
+
+    fn end(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_export_shows_the_database_as_it_began_whatever_is_written_meanwhile() {
+    use reprise::fhir::ResourceType;
+    let app = spawn_app().await;
+    let s = one_of_each_status(&app).await;
+    let db = app.state.db.clone();
+    let moved = s.cancelled.clone();
+    let (sink, summary) = tokio::task::spawn_blocking(move || {
+        let mut sink = ChangingMeanwhile {
+            db: db.clone(),
+            changed: None,
+            moved,
+            got: HashMap::new(),
+        };
+        let request = reprise::service::fhir::ExportRequest {
+            types: vec![ResourceType::Patient, ResourceType::Appointment],
+            since: None,
+        };
+        let summary = reprise::service::fhir::export(
+            &db,
+            &reprise::auth::Caller::command_line(),
+            &request,
+            &mut sink,
+        )
+        .map_err(|e| format!("{e:?}"))
+        .expect("exported");
+        (sink, summary)
+    })
+    .await
+    .expect("ran");
+    let added = sink
+        .changed
+        .clone()
+        .expect("the database was changed during the export");
+
+    // Written after the export began (the first resource was already out): not in it, in
+    // either type, and the moved appointment as it was.
+    assert_eq!(sink.got["Patient"].len(), 1, "{:?}", sink.got["Patient"]);
+    s.are_each_once_in(&sink.got["Appointment"]);
+    let before = sink.got["Appointment"]
+        .iter()
+        .find(|a| a["id"] == s.cancelled.as_str())
+        .expect("the moved appointment");
+    assert_ne!(before["description"], "Changed meanwhile");
+    let counts: HashMap<&str, u64> = summary
+        .counts
+        .iter()
+        .map(|(t, n)| (t.as_str(), *n))
+        .collect();
+    assert_eq!((counts["Patient"], counts["Appointment"]), (1, 4));
+
+    // The next export since its instant has exactly what changed: nothing missed.
+    let since = reprise::fhir::instant(summary.transaction_time);
+    let admin = app.admin();
+    let later = kick_off(admin, &format!("?_since={}", since.replace(':', "%3A"))).await;
+    let changed = files(admin, &manifest(admin, &later).await).await;
+    let mut ids: Vec<&str> = changed["Appointment"]
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    ids.sort();
+    let mut expected = vec![s.cancelled.as_str(), added.as_str()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(changed["Patient"].len(), 1);
+    let after = changed["Appointment"]
+        .iter()
+        .find(|a| a["id"] == s.cancelled.as_str())
+        .expect("the moved appointment");
+    assert_eq!(after["description"], "Changed meanwhile");
+}
