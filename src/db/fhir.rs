@@ -321,7 +321,7 @@ pub fn insert_file(
     seq: i32,
     resource_type: &str,
     resources: i32,
-    body: &str,
+    body_lz4: &[u8],
 ) -> QueryResult<()> {
     diesel::insert_into(fhir_export_files::table)
         .values((
@@ -329,7 +329,7 @@ pub fn insert_file(
             fhir_export_files::seq.eq(seq),
             fhir_export_files::resource_type.eq(resource_type),
             fhir_export_files::resources.eq(resources),
-            fhir_export_files::body.eq(body),
+            fhir_export_files::body_lz4.eq(body_lz4),
         ))
         .execute(conn)
         .map(drop)
@@ -377,10 +377,13 @@ pub fn file_body(
     conn: &mut DbConnection,
     id: &str,
     seq: i32,
-) -> QueryResult<Option<(String, String)>> {
+) -> QueryResult<Option<(String, Vec<u8>)>> {
     fhir_export_files::table
         .find((id, seq))
-        .select((fhir_export_files::resource_type, fhir_export_files::body))
+        .select((
+            fhir_export_files::resource_type,
+            fhir_export_files::body_lz4,
+        ))
         .first(conn)
         .optional()
 }

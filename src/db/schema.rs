@@ -372,7 +372,7 @@ diesel::table! {
         seq -> Integer,
         resource_type -> Text,
         resources -> Integer,
-        body -> Text,
+        body_lz4 -> Binary,
     }
 }
 

@@ -263,43 +263,51 @@ fn export_type(
         ResourceType::Patient => {
             let any_imported = db::fhir::any_identifiers(conn)?;
             let mut after: Option<String> = None;
-            loop {
+            let read = move |conn: &mut db::DbConnection| {
                 let rows = db::fhir::patients_page(conn, since, after.as_deref())?;
-                let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+                let Some(last) = rows.last() else {
+                    return Ok(None);
+                };
+                after = Some(last.id.clone());
                 let imported = if any_imported {
+                    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
                     db::fhir::identifiers_of(conn, &ids)?
                 } else {
                     HashMap::new()
                 };
+                Ok(Some((rows, imported)))
+            };
+            pipelined(conn, read, |(rows, imported)| {
                 for row in &rows {
                     let extra = imported.get(&row.id).map_or(&[][..], Vec::as_slice);
                     buf.clear();
                     fhir::write_patient(&mut buf, row, extra);
                     send_json(&buf)?;
                 }
-                match rows.last() {
-                    Some(last) => after = Some(last.id.clone()),
-                    None => break,
-                }
-            }
+                Ok(())
+            })?;
         }
         ResourceType::Appointment => {
             let minutes = db::fhir::operation_minutes(conn)?;
             let any_imported = db::fhir::any_identifiers(conn)?;
             let mut after: Option<String> = None;
-            loop {
+            let read = |conn: &mut db::DbConnection| {
                 let rows = db::fhir::appointments_page(conn, since, after.as_deref())?;
-                let mut extras = page_extras(conn, &rows, &minutes, any_imported)?;
-                for (row, extras) in rows.iter().zip(extras.drain(..)) {
+                let Some(last) = rows.last() else {
+                    return Ok(None);
+                };
+                after = Some(last.id.clone());
+                let extras = page_extras(conn, &rows, &minutes, any_imported)?;
+                Ok(Some((rows, extras)))
+            };
+            pipelined(conn, read, |(rows, extras)| {
+                for (row, extras) in rows.iter().zip(&extras) {
                     buf.clear();
-                    fhir::write_appointment(&mut buf, row, &extras);
+                    fhir::write_appointment(&mut buf, row, extras);
                     send_json(&buf)?;
                 }
-                match rows.last() {
-                    Some(last) => after = Some(last.id.clone()),
-                    None => break,
-                }
-            }
+                Ok(())
+            })?;
         }
         ResourceType::Communication => {
             let mut after: Option<String> = None;
@@ -339,6 +347,32 @@ fn export_type(
         }
     }
     Ok(n)
+}
+
+/// Pages `read` on a thread of their own and handed to `write` on this one, one page ahead:
+/// the next page is queried and decoded while this one is written. Stops at the first error
+/// of either; `read` answers `None` after the last page.
+fn pipelined<P: Send>(
+    conn: &mut db::DbConnection,
+    mut read: impl FnMut(&mut db::DbConnection) -> Result<Option<P>, ExportError> + Send,
+    mut write: impl FnMut(P) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    std::thread::scope(|scope| {
+        let (pages, received) = std::sync::mpsc::sync_channel::<Result<P, ExportError>>(1);
+        scope.spawn(move || loop {
+            let page = read(conn).transpose();
+            let last = !matches!(page, Some(Ok(_)));
+            // A closed channel: the writer stopped, and so does the reader.
+            if page.is_some_and(|page| pages.send(page).is_err()) || last {
+                return;
+            }
+        });
+        // Leaving early drops `received`: the reader's next send fails and it stops.
+        for page in received {
+            write(page?)?;
+        }
+        Ok(())
+    })
 }
 
 /// How long a finished bulk export's files are kept (the Bulk Data guide's "expires").
@@ -413,7 +447,7 @@ fn make_export(db: &Db, caller: &Caller, id: &str, request: &ExportRequest) {
         db: db.clone(),
         id: id.to_string(),
         kind: None,
-        body: String::new(),
+        body: Vec::new(),
         resources: 0,
         seq: 0,
         done: 0,
@@ -451,7 +485,7 @@ struct StoredFiles {
     db: Db,
     id: String,
     kind: Option<ResourceType>,
-    body: String,
+    body: Vec<u8>,
     resources: usize,
     seq: i32,
     /// Resources handed to be stored so far.
@@ -486,6 +520,7 @@ impl StoredFiles {
         let progress = format!("{}: {} resources exported", kind.as_str(), self.done);
         let db = self.db.clone();
         self.storing = Some(std::thread::spawn(move || {
+            let body = lz4_flex::block::compress_prepend_size(&body);
             let now = crate::domain::now();
             let going_on = db
                 .write_blocking(move |conn| {
@@ -515,9 +550,8 @@ impl Sink for StoredFiles {
             self.store()?;
             self.kind = Some(kind);
         }
-        self.body
-            .push_str(std::str::from_utf8(json).map_err(std::io::Error::other)?);
-        self.body.push('\n');
+        self.body.extend_from_slice(json);
+        self.body.push(b'\n');
         self.resources += 1;
         if self.resources >= FILE_RESOURCES {
             self.store()?;
@@ -564,7 +598,7 @@ pub async fn export_file(
     caller: Caller,
     id: String,
     seq: i32,
-) -> AppResult<(String, String)> {
+) -> AppResult<(String, Vec<u8>)> {
     state
         .db
         .read(move |conn| {
@@ -572,8 +606,11 @@ pub async fn export_file(
             if row.status != crate::domain::export::ExportStatus::Done {
                 return Err(AppError::NotFound("no such file".into()));
             }
-            db::fhir::file_body(conn, &id, seq)?
-                .ok_or_else(|| AppError::NotFound("no such file".into()))
+            let (kind, body) = db::fhir::file_body(conn, &id, seq)?
+                .ok_or_else(|| AppError::NotFound("no such file".into()))?;
+            let ndjson = lz4_flex::block::decompress_size_prepended(&body)
+                .map_err(|e| AppError::Internal(format!("a stored export file is damaged: {e}")))?;
+            Ok((kind, ndjson))
         })
         .await
 }
@@ -606,4 +643,64 @@ pub async fn expire_exports(db: &Db) -> Result<(usize, usize), db::DbError> {
             .map_err(db::DbError::from)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> (tempfile::TempDir, db::DbConnection) {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = db::DatabaseUrl::parse(&format!("sqlite://{}/p.db", dir.path().display()))
+            .expect("url");
+        let conn = url.connect().expect("a connection");
+        (dir, conn)
+    }
+
+    #[test]
+    fn pages_come_in_order_and_an_error_on_either_side_stops_both() {
+        let (_dir, mut conn) = connection();
+        let (mut n, mut got) = (0, Vec::new());
+        let read = |_: &mut db::DbConnection| {
+            n += 1;
+            Ok((n <= 5).then_some(n))
+        };
+        pipelined(&mut conn, read, |page| {
+            got.push(page);
+            Ok(())
+        })
+        .expect("every page");
+        assert_eq!(got, [1, 2, 3, 4, 5]);
+
+        // The reader fails at its third page: the two before are written, then its error.
+        let (mut n, mut got) = (0, Vec::new());
+        let read = |_: &mut db::DbConnection| {
+            n += 1;
+            if n == 3 {
+                return Err(ExportError::Failed(AppError::Internal("read".into())));
+            }
+            Ok(Some(n))
+        };
+        let outcome = pipelined(&mut conn, read, |page| {
+            got.push(page);
+            Ok(())
+        });
+        assert!(matches!(outcome, Err(ExportError::Failed(_))), "{outcome:?}");
+        assert_eq!(got, [1, 2]);
+
+        // The writer fails at its second page: the endless reader stops soon after.
+        let mut n = 0;
+        let read = |_: &mut db::DbConnection| {
+            n += 1;
+            Ok(Some(n))
+        };
+        let outcome = pipelined(&mut conn, read, |page| {
+            if page == 2 {
+                return Err(ExportError::Sink(std::io::Error::other("write")));
+            }
+            Ok(())
+        });
+        assert!(matches!(outcome, Err(ExportError::Sink(_))), "{outcome:?}");
+        assert!(n <= 4, "the reader went on for {n} pages");
+    }
 }
