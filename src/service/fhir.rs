@@ -359,14 +359,19 @@ fn pipelined<P: Send>(
 ) -> Result<(), ExportError> {
     std::thread::scope(|scope| {
         let (pages, received) = std::sync::mpsc::sync_channel::<Result<P, ExportError>>(1);
-        scope.spawn(move || loop {
-            let page = read(conn).transpose();
-            let last = !matches!(page, Some(Ok(_)));
-            // A closed channel: the writer stopped, and so does the reader.
-            if page.is_some_and(|page| pages.send(page).is_err()) || last {
-                return;
-            }
-        });
+        std::thread::Builder::new()
+            .name("fhir-export-reader".into())
+            .spawn_scoped(scope, move || loop {
+                let page = read(conn).transpose();
+                let last = !matches!(page, Some(Ok(_)));
+                // A closed channel: the writer stopped, and so does the reader.
+                if page.is_some_and(|page| pages.send(page).is_err()) || last {
+                    return;
+                }
+            })
+            .map_err(|e| {
+                ExportError::Failed(AppError::Internal(format!("no reader thread: {e}")))
+            })?;
         // Leaving early drops `received`: the reader's next send fails and it stops.
         for page in received {
             write(page?)?;
@@ -608,11 +613,23 @@ pub async fn export_file(
             }
             let (kind, body) = db::fhir::file_body(conn, &id, seq)?
                 .ok_or_else(|| AppError::NotFound("no such file".into()))?;
-            let ndjson = lz4_flex::block::decompress_size_prepended(&body)
-                .map_err(|e| AppError::Internal(format!("a stored export file is damaged: {e}")))?;
-            Ok((kind, ndjson))
+            Ok((kind, decompressed(&body)?))
         })
         .await
+}
+
+/// A stored file's NDJSON. The size it claims is checked first: LZ4 cannot expand bytes more
+/// than 255 times, so a damaged row cannot make it reserve gigabytes.
+fn decompressed(stored: &[u8]) -> AppResult<Vec<u8>> {
+    let damaged = || AppError::Internal("a stored export file is damaged".into());
+    let claimed = stored
+        .first_chunk::<4>()
+        .map(|size| u32::from_le_bytes(*size) as usize)
+        .ok_or_else(damaged)?;
+    if claimed > stored.len().saturating_mul(255) {
+        return Err(damaged());
+    }
+    lz4_flex::block::decompress_size_prepended(stored).map_err(|_| damaged())
 }
 
 /// Cancels a running export of `caller`'s or removes a finished one, with its files; audited.
@@ -658,6 +675,21 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_file_reads_back_and_a_damaged_one_is_refused_without_a_huge_allocation() {
+        let ndjson = b"{\"resourceType\":\"Patient\"}\n".repeat(1000);
+        let stored = lz4_flex::block::compress_prepend_size(&ndjson);
+        assert!(stored.len() < ndjson.len() / 10, "{} bytes", stored.len());
+        assert_eq!(decompressed(&stored).expect("read back"), ndjson);
+        // A size prefix claiming 4 GiB: refused before anything is reserved.
+        let mut lying = stored.clone();
+        lying[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decompressed(&lying), Err(AppError::Internal(_))));
+        // Cut short, or not even a size.
+        assert!(decompressed(&stored[..stored.len() / 2]).is_err());
+        assert!(decompressed(&[1, 2]).is_err());
+    }
+
+    #[test]
     fn pages_come_in_order_and_an_error_on_either_side_stops_both() {
         let (_dir, mut conn) = connection();
         let (mut n, mut got) = (0, Vec::new());
@@ -685,7 +717,10 @@ mod tests {
             got.push(page);
             Ok(())
         });
-        assert!(matches!(outcome, Err(ExportError::Failed(_))), "{outcome:?}");
+        assert!(
+            matches!(outcome, Err(ExportError::Failed(_))),
+            "{outcome:?}"
+        );
         assert_eq!(got, [1, 2]);
 
         // The writer fails at its second page: the endless reader stops soon after.

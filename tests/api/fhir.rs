@@ -1449,6 +1449,22 @@ async fn an_export_shows_the_database_as_it_began_whatever_is_written_meanwhile(
     let app = spawn_app().await;
     let s = one_of_each_status(&app).await;
     let db = app.state.db.clone();
+    // Enough appointments for several pages of the export's reader (1,000 rows each).
+    let (template, more) = (s.postponed.clone(), 2_500);
+    db.write(move |conn| {
+        let row = reprise::db::appointments::find(conn, &template)
+            .map_err(reprise::db::DbError::from)?
+            .expect("a row");
+        let rows: Vec<_> = (0..more)
+            .map(|_| reprise::db::appointments::AppointmentRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                ..row.clone()
+            })
+            .collect();
+        reprise::db::appointments::insert_many(conn, &rows).map_err(reprise::db::DbError::from)
+    })
+    .await
+    .expect("more appointments");
     let moved = s.cancelled.clone();
     let (sink, summary) = tokio::task::spawn_blocking(move || {
         let mut sink = ChangingMeanwhile {
@@ -1481,7 +1497,16 @@ async fn an_export_shows_the_database_as_it_began_whatever_is_written_meanwhile(
     // Written after the export began (the first resource was already out): not in it, in
     // either type, and the moved appointment as it was.
     assert_eq!(sink.got["Patient"].len(), 1, "{:?}", sink.got["Patient"]);
-    s.are_each_once_in(&sink.got["Appointment"]);
+    let ids: std::collections::HashSet<&str> = sink.got["Appointment"]
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 4 + more, "each appointment once");
+    assert_eq!(sink.got["Appointment"].len(), 4 + more);
+    for id in [&s.scheduled, &s.postponed, &s.rescheduled, &s.cancelled] {
+        assert!(ids.contains(id.as_str()));
+    }
+    assert!(!ids.contains(added.as_str()));
     let before = sink.got["Appointment"]
         .iter()
         .find(|a| a["id"] == s.cancelled.as_str())
@@ -1492,7 +1517,10 @@ async fn an_export_shows_the_database_as_it_began_whatever_is_written_meanwhile(
         .iter()
         .map(|(t, n)| (t.as_str(), *n))
         .collect();
-    assert_eq!((counts["Patient"], counts["Appointment"]), (1, 4));
+    assert_eq!(
+        (counts["Patient"], counts["Appointment"]),
+        (1, 4 + more as u64)
+    );
 
     // The next export since its instant has exactly what changed: nothing missed.
     let since = reprise::fhir::instant(summary.transaction_time);

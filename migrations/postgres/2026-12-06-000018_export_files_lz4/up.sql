@@ -2,6 +2,8 @@
 -- stores and reads back about a sixth of the bytes, and does not compress them again
 -- (STORAGE EXTERNAL). Exports live an hour: those of before the upgrade are dropped (an
 -- integration engine starts another).
+-- Held until the end: an older instance still running cannot store a file in between.
+LOCK TABLE fhir_exports, fhir_export_files IN ACCESS EXCLUSIVE MODE;
 DELETE FROM fhir_export_files;
 DELETE FROM fhir_exports;
 ALTER TABLE fhir_export_files DROP COLUMN body;
