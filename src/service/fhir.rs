@@ -198,6 +198,13 @@ pub trait Sink {
     fn end(&mut self) -> std::io::Result<()>;
 }
 
+/// How long a write may take from the instant it stamps on its rows (`updated_at`, an
+/// attempt's `at`) to its commit: a request waiting for its turn, a large import. An export's
+/// `transactionTime` is its snapshot's start less this margin, so that the next export
+/// `_since` that instant has every change the snapshot could not see yet; what changed
+/// within the margin comes in both, as the same resource again.
+pub const WRITE_SETTLE: chrono::Duration = chrono::Duration::minutes(1);
+
 /// Hands every resource of `request` to `sink`, type by type in export order, a page at a
 /// time from one snapshot of the database: no resource appears twice or is missed across
 /// types, and memory does not grow with the export. Audited (`fhir.export`: who, the types,
@@ -211,7 +218,9 @@ pub fn export(
     let since = request.since;
     let summary = db.read_blocking(|conn| {
         db::fhir::snapshot(conn, |conn| {
-            let transaction_time = crate::domain::now();
+            // Before the snapshot, less the margin: a write stamped before it but committed
+            // after the snapshot began is newer than it, so the next `_since` has it.
+            let transaction_time = crate::domain::now() - WRITE_SETTLE;
             let mut counts = Vec::new();
             for &kind in &request.types {
                 let n = export_type(conn, kind, since, &mut |v| sink.resource(kind, v))?;

@@ -566,6 +566,7 @@ async fn the_command_line_exports_every_type_to_private_files_and_since_an_insta
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         waited += 1;
     }
+    long_ago(&app).await;
     let folder = tempfile::tempdir().expect("folder");
     let out = folder.path().join("fhir");
     let summary = export_to(&app, &out, &[]);
@@ -776,6 +777,29 @@ async fn files(user: &User, manifest: &Value) -> HashMap<String, Vec<Value>> {
     out
 }
 
+/// Moves every appointment's last change and every patient's creation a day back, as if
+/// the setup had happened long before the export: an export's `transactionTime` is a minute
+/// before its snapshot, so the next `_since` export would have what changed in that minute
+/// again.
+async fn long_ago(app: &TestApp) {
+    use diesel::prelude::*;
+    use reprise::db::schema::{appointments, patients};
+    let day_ago = reprise::domain::now() - chrono::Duration::days(1);
+    app.state
+        .db
+        .write(move |conn| {
+            diesel::update(appointments::table)
+                .set(appointments::updated_at.eq(day_ago))
+                .execute(conn)?;
+            diesel::update(patients::table)
+                .set(patients::created_at.eq(day_ago))
+                .execute(conn)
+                .map_err(reprise::db::DbError::from)
+        })
+        .await
+        .expect("moved back");
+}
+
 /// Sets a column of export `id` to `at` (as time passing would).
 async fn age_export(app: &TestApp, id: &str, heartbeat: bool, at: chrono::NaiveDateTime) {
     use diesel::prelude::*;
@@ -818,6 +842,7 @@ async fn a_bulk_export_runs_in_the_background_and_only_its_owner_reads_it_for_an
         outcome(export_request(admin, query).await, 400).await;
     }
 
+    long_ago(&app).await;
     let status = kick_off(admin, "?_type=Appointment,Patient").await;
     let m = manifest(admin, &status).await;
     assert_eq!(m["requiresAccessToken"], true);
@@ -1405,10 +1430,12 @@ impl ChangingMeanwhile {
                 use diesel::prelude::*;
                 use reprise::db::schema::appointments;
                 let now = reprise::domain::now();
+                // Stamped before the export began, committed after its snapshot: a write
+                // that waited for its turn.
                 diesel::update(appointments::table.find(&moved))
                     .set((
                         appointments::label.eq("Changed meanwhile"),
-                        appointments::updated_at.eq(now),
+                        appointments::updated_at.eq(now - chrono::Duration::seconds(2)),
                     ))
                     .execute(conn)?;
                 let mut row = reprise::db::appointments::find(conn, &moved)?.expect("the row");
@@ -1465,6 +1492,7 @@ async fn an_export_shows_the_database_as_it_began_whatever_is_written_meanwhile(
     })
     .await
     .expect("more appointments");
+    long_ago(&app).await;
     let moved = s.cancelled.clone();
     let (sink, summary) = tokio::task::spawn_blocking(move || {
         let mut sink = ChangingMeanwhile {
@@ -1522,7 +1550,8 @@ async fn an_export_shows_the_database_as_it_began_whatever_is_written_meanwhile(
         (1, 4 + more as u64)
     );
 
-    // The next export since its instant has exactly what changed: nothing missed.
+    // The next export since its instant has exactly what changed: nothing missed, not even
+    // the change stamped before the export began.
     let since = reprise::fhir::instant(summary.transaction_time);
     let admin = app.admin();
     let later = kick_off(admin, &format!("?_since={}", since.replace(':', "%3A"))).await;
