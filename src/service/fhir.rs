@@ -48,23 +48,13 @@ pub async fn read_appointment(state: &AppState, caller: Caller, id: String) -> A
         .await
 }
 
-/// Rows as resources, with what each needs beyond its row.
+/// Rows as resources, with what each needs beyond its row (read for the rows at once).
 fn resources(
     conn: &mut db::DbConnection,
     rows: Vec<AppointmentRow>,
 ) -> Result<Vec<Value>, db::DbError> {
     let minutes = db::fhir::operation_minutes(conn)?;
-    appointment_page(conn, &rows, &minutes)
-}
-
-/// A page of appointments as resources: their cancellations' reasons and imported
-/// identifiers read for the page at once.
-fn appointment_page(
-    conn: &mut db::DbConnection,
-    rows: &[AppointmentRow],
-    minutes: &HashMap<String, i32>,
-) -> Result<Vec<Value>, db::DbError> {
-    let extras = page_extras(conn, rows, minutes, true)?;
+    let extras = page_extras(conn, &rows, &minutes, true)?;
     Ok(rows
         .iter()
         .zip(&extras)
@@ -533,7 +523,8 @@ impl StoredFiles {
         let resources = i32::try_from(self.resources).unwrap_or(i32::MAX);
         let progress = format!("{}: {} resources exported", kind.as_str(), self.done);
         let db = self.db.clone();
-        self.storing = Some(std::thread::spawn(move || {
+        let storing = std::thread::Builder::new().name("fhir-export-store".into());
+        self.storing = Some(storing.spawn(move || {
             let body = lz4_flex::block::compress_prepend_size(&body);
             let now = crate::domain::now();
             let going_on = db
@@ -551,7 +542,7 @@ impl StoredFiles {
                 // Cancelled (or failed by housekeeping): stop without a word.
                 Err(std::io::Error::from(std::io::ErrorKind::Interrupted))
             }
-        }));
+        })?);
         self.seq += 1;
         self.resources = 0;
         Ok(())
