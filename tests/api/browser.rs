@@ -171,6 +171,26 @@ async fn click(c: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
 }
 
+/// Clicks what `css` finds and waits for the page it loads: a mark set on this page's window
+/// is gone once the next page is there, so that nothing after reads the page being left.
+async fn click_and_load(c: &Client, css: &str) {
+    c.execute("window.repriseLeaving = true;", vec![])
+        .await
+        .expect("page marked");
+    click(c, css).await;
+    for _ in 0..100 {
+        // While the next page loads, the script may fail or still see the old window.
+        let left = c
+            .execute("return window.repriseLeaving !== true;", vec![])
+            .await;
+        if matches!(left, Ok(Value::Bool(true))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("clicking {css} loaded no page: at {}", path(c).await);
+}
+
 /// The attribute `name` of every element `css` finds, in page order.
 async fn attrs(c: &Client, css: &str, name: &str) -> Vec<Option<String>> {
     let found = c
@@ -433,15 +453,7 @@ async fn a_secretary_works_through_a_contact_list() {
     )
     .await
     .expect("date typed");
-    c.find(Locator::Css(&format!(
-        "{} form.reschedule button",
-        row(second)
-    )))
-    .await
-    .expect("set")
-    .click()
-    .await
-    .expect("clicked");
+    click_and_load(c, &format!("{} form.reschedule button", row(second))).await;
     c.wait()
         .at_most(Duration::from_secs(5))
         .for_element(Locator::Css("#done"))
@@ -466,7 +478,7 @@ async fn a_secretary_works_through_a_contact_list() {
     )
     .await
     .expect("date typed");
-    click(c, &format!("{} form.reschedule button", row(third))).await;
+    click_and_load(c, &format!("{} form.reschedule button", row(third))).await;
     assert!(text(c, "#problem + ul")
         .await
         .contains("La nouvelle date est passée"));
@@ -547,7 +559,7 @@ async fn a_secretary_works_through_a_contact_list() {
 async fn record_attempt(c: &Client, appointment: &str, outcome: &str) {
     let row = format!("#row-{appointment}");
     select(c, &format!("{row} select[name=outcome]"), outcome).await;
-    click(c, &format!("{row} form.attempt button")).await;
+    click_and_load(c, &format!("{row} form.attempt button")).await;
     c.wait()
         .at_most(Duration::from_secs(5))
         .for_element(Locator::Css("#done"))
@@ -724,7 +736,8 @@ async fn a_coordinator_reopens_a_site_and_reads_the_calls_chart() {
         .await
         .expect("state"));
     shot(c, "board-confirm-reopen").await;
-    click(c, "#confirm-cancel").await;
+    // `/board/reopen?` starts with `/board` too: wait for the next page itself.
+    click_and_load(c, "#confirm-cancel").await;
     arrive(c, "/board").await;
     let sites = coordinator.get_json("/api/v1/sites").await;
     assert!(sites["items"]
@@ -1109,7 +1122,7 @@ async fn a_patients_request_reads_as_a_request_and_is_found_at_once() {
     assert!(!last.contains("Refus"), "not a refusal: {last}");
     // Counted above the list; the link shows those rows alone.
     assert_eq!(text(c, "#requests-link").await, "Demandes des patients : 1");
-    click(c, "#requests-link").await;
+    click_and_load(c, "#requests-link").await;
     arrive(c, "/contacts?").await;
     let shown: Vec<String> = attrs(
         c,
