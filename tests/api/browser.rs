@@ -214,19 +214,28 @@ async fn active_id(c: &Client) -> String {
         .unwrap_or_default()
 }
 
-/// Signs in through the form, from the keyboard: the token, then Enter.
-async fn sign_in(c: &Client, app: &TestApp, token: &str) {
-    c.goto(&app.url("/sign-in")).await.expect("sign-in page");
-    // `autofocus` applies once the page is shown, a moment after it loads on a busy machine.
+/// The id of the element with the focus once it is `id`, or after two seconds: `autofocus`
+/// applies a moment after the page loads on a busy machine.
+async fn focus_settles_on(c: &Client, id: &str) -> String {
     let mut focused = active_id(c).await;
     for _ in 0..40 {
-        if focused == "token" {
+        if focused == id {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         focused = active_id(c).await;
     }
-    assert_eq!(focused, "token", "the token field has the focus");
+    focused
+}
+
+/// Signs in through the form, from the keyboard: the token, then Enter.
+async fn sign_in(c: &Client, app: &TestApp, token: &str) {
+    c.goto(&app.url("/sign-in")).await.expect("sign-in page");
+    assert_eq!(
+        focus_settles_on(c, "token").await,
+        "token",
+        "the token field has the focus"
+    );
     c.active_element()
         .await
         .expect("field")
@@ -296,7 +305,11 @@ async fn an_agent_logs_a_call_from_the_keyboard() {
     let crisis = crisis(&app).await;
     let agent = app.account("Agent Anne", "agent", &[]).await;
     sign_in(c, &app, agent.token()).await;
-    assert_eq!(active_id(c).await, "q", "the search has the focus");
+    assert_eq!(
+        focus_settles_on(c, "q").await,
+        "q",
+        "the search has the focus"
+    );
     c.active_element()
         .await
         .expect("search")
@@ -305,8 +318,16 @@ async fn an_agent_logs_a_call_from_the_keyboard() {
         .expect("typed");
     text(c, "#results").await;
     shot(c, "agent-search").await;
-    // The first patient found has the focus: Enter opens it.
-    let focused = c.active_element().await.expect("focus");
+    // The first patient found has the focus (`autofocus`, applied a moment after the page
+    // loads on a busy machine): Enter opens it.
+    let mut focused = c.active_element().await.expect("focus");
+    for _ in 0..40 {
+        if focused.text().await.ok().as_deref() == Some("Dupont, Marie") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        focused = c.active_element().await.expect("focus");
+    }
     assert_eq!(focused.text().await.expect("text"), "Dupont, Marie");
     focused.send_keys(ENTER).await.expect("enter");
     arrive(c, &format!("/agent?patient={}", crisis.patients[0])).await;
@@ -315,7 +336,11 @@ async fn an_agent_logs_a_call_from_the_keyboard() {
         appointments.contains("Prothèse 0") && appointments.contains("Reporté"),
         "{appointments}"
     );
-    assert_eq!(active_id(c).await, "reason", "the call form has the focus");
+    assert_eq!(
+        focus_settles_on(c, "reason").await,
+        "reason",
+        "the call form has the focus"
+    );
     shot(c, "agent-patient").await;
     // Reason, outcome, appointment, duration, caller's number: typed, Tab between them.
     let keys = format!("Demande{TAB}Rappel{TAB}{TAB}3{TAB}061 23 45 60{ENTER}");
@@ -327,7 +352,11 @@ async fn an_agent_logs_a_call_from_the_keyboard() {
         .expect("typed");
     arrive(c, "/agent?done=call").await;
     assert_eq!(text(c, "#flash").await, "Appel enregistré.");
-    assert_eq!(active_id(c).await, "q", "the focus is back in the search");
+    assert_eq!(
+        focus_settles_on(c, "q").await,
+        "q",
+        "the focus is back in the search"
+    );
     shot(c, "agent-logged").await;
     let logged = calls(&app).await;
     assert_eq!(logged.len(), 1);
@@ -831,7 +860,7 @@ async fn a_patient_answers_from_a_phone_with_the_keyboard() {
     assert_eq!(fits, json!(true));
     shot(c, "answer-open").await;
     // The first choice has the focus; Space chooses it, Tab reaches the button, Enter sends.
-    assert_eq!(active_id(c).await, "answer-keep");
+    assert_eq!(focus_settles_on(c, "answer-keep").await, "answer-keep");
     c.active_element()
         .await
         .expect("focus")
