@@ -214,18 +214,37 @@ async fn active_id(c: &Client) -> String {
         .unwrap_or_default()
 }
 
-/// The id of the element with the focus once it is `id`, or after two seconds: `autofocus`
-/// applies a moment after the page loads on a busy machine.
-async fn focus_settles_on(c: &Client, id: &str) -> String {
-    let mut focused = active_id(c).await;
+/// What `read` gives once it is `want`, or after two seconds: `autofocus` applies a moment
+/// after the page loads on a busy machine.
+async fn settles<F, R>(want: &str, read: F) -> String
+where
+    F: Fn() -> R,
+    R: std::future::Future<Output = String>,
+{
+    let mut got = read().await;
     for _ in 0..40 {
-        if focused == id {
+        if got == want {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        focused = active_id(c).await;
+        got = read().await;
     }
-    focused
+    got
+}
+
+/// The id of the element with the focus once it is `id` (see [`settles`]).
+async fn focus_settles_on(c: &Client, id: &str) -> String {
+    settles(id, || active_id(c)).await
+}
+
+/// The text of the element with the focus.
+async fn focused_text(c: &Client) -> String {
+    c.active_element()
+        .await
+        .expect("focus")
+        .text()
+        .await
+        .unwrap_or_default()
 }
 
 /// Signs in through the form, from the keyboard: the token, then Enter.
@@ -320,15 +339,11 @@ async fn an_agent_logs_a_call_from_the_keyboard() {
     shot(c, "agent-search").await;
     // The first patient found has the focus (`autofocus`, applied a moment after the page
     // loads on a busy machine): Enter opens it.
-    let mut focused = c.active_element().await.expect("focus");
-    for _ in 0..40 {
-        if focused.text().await.ok().as_deref() == Some("Dupont, Marie") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        focused = c.active_element().await.expect("focus");
-    }
-    assert_eq!(focused.text().await.expect("text"), "Dupont, Marie");
+    assert_eq!(
+        settles("Dupont, Marie", || focused_text(c)).await,
+        "Dupont, Marie"
+    );
+    let focused = c.active_element().await.expect("focus");
     focused.send_keys(ENTER).await.expect("enter");
     arrive(c, &format!("/agent?patient={}", crisis.patients[0])).await;
     let appointments = text(c, "#appointments").await;
