@@ -31,9 +31,3 @@ pub(crate) mod state;
 pub(crate) mod telemetry;
 pub(crate) mod tokens;
 pub(crate) mod web;
-
-/// The process's allocator: mimalloc, whose per-thread heaps free a block allocated by another
-/// thread without glibc's arena locks (a request's buffers cross from the HTTP workers to the
-/// writer and back).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
