@@ -208,7 +208,9 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     let raw_before = raw_rate_off_thread(backend, server, raw_rows).await;
 
     let calls_url = format!("{base}/api/v1/calls");
+    let writer_before = state.db.writer_figures();
     let (elapsed, latencies) = post_calls(calls_url.clone(), &token, total, MANY_CALLERS).await;
+    let writer = state.db.writer_figures();
     let stored = state
         .db
         .read(|conn| db::calls::count(conn).map_err(AppError::from))
@@ -231,6 +233,29 @@ async fn http_run(backend: Backend, server: Option<&DatabaseUrl>, tag: &str) {
     println!("{tag}.calls.raw_after_per_s={raw_after:.0}");
     println!("{tag}.calls.raw_per_row_per_s={raw:.0}");
     println!("{tag}.calls ratio={:.2}", http_rate / raw);
+    // The writer threads during the calls: how many calls a commit held, how busy they were.
+    let (batches, jobs) = (
+        writer.batches - writer_before.batches,
+        writer.jobs - writer_before.jobs,
+    );
+    let busy = writer.busy_seconds - writer_before.busy_seconds;
+    let commit = writer.commit_seconds - writer_before.commit_seconds;
+    println!(
+        "{tag}.calls.writer_jobs_per_batch={:.1}",
+        jobs as f64 / batches.max(1) as f64
+    );
+    println!(
+        "{tag}.calls.writer_busy_share={:.2}",
+        busy / (elapsed * writer.threads as f64)
+    );
+    println!(
+        "{tag}.calls.writer_commit_share={:.2}",
+        commit / busy.max(f64::EPSILON)
+    );
+    println!(
+        "{tag}.calls.writer_us_per_call={:.1}",
+        busy * 1e6 / jobs.max(1) as f64
+    );
     // The HTTP ceiling: the same server, middleware, extractors, checks and answer, nothing
     // stored.
     let (ceiling_s, _) = post_calls(

@@ -28,6 +28,71 @@ pub struct Metrics {
     pub callbacks_oldest_open_age: prometheus::Gauge,
     /// Median seconds from the first missed call to the patient reached (last 7 days).
     pub callbacks_reached_median: prometheus::Gauge,
+    /// The database writer threads' work, copied from `Db::writer_figures` at each scrape.
+    writer: WriterMetrics,
+}
+
+/// The writer threads' totals (`db::WriterFigures`) as counters.
+#[derive(Clone)]
+struct WriterMetrics {
+    threads: prometheus::IntGauge,
+    batches: prometheus::IntCounter,
+    jobs: prometheus::IntCounter,
+    busy: prometheus::Counter,
+    commit: prometheus::Counter,
+    /// Two scrapes at once must not both add the same difference.
+    updating: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+impl WriterMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let this = Self {
+            threads: prometheus::IntGauge::new(
+                "db_writer_threads",
+                "Database writer threads: 1 on SQLite (every write), 2 on PostgreSQL (calls)",
+            )?,
+            batches: prometheus::IntCounter::new(
+                "db_writer_batches_total",
+                "Transactions of the writer threads, each holding the writes waiting when it began",
+            )?,
+            jobs: prometheus::IntCounter::new(
+                "db_writer_jobs_total",
+                "Writes done by the writer threads",
+            )?,
+            busy: prometheus::Counter::new(
+                "db_writer_busy_seconds_total",
+                "Time the writer threads spent on batches, added up over the threads",
+            )?,
+            commit: prometheus::Counter::new(
+                "db_writer_commit_seconds_total",
+                "The part of the writer threads' busy time spent committing",
+            )?,
+            updating: Default::default(),
+        };
+        registry.register(Box::new(this.threads.clone()))?;
+        registry.register(Box::new(this.batches.clone()))?;
+        registry.register(Box::new(this.jobs.clone()))?;
+        registry.register(Box::new(this.busy.clone()))?;
+        registry.register(Box::new(this.commit.clone()))?;
+        Ok(this)
+    }
+
+    /// Brings the counters up to `f`, totals that only grow.
+    fn set(&self, f: crate::db::WriterFigures) {
+        let _one_at_a_time = self
+            .updating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.threads
+            .set(i64::try_from(f.threads).unwrap_or(i64::MAX));
+        self.batches
+            .inc_by(f.batches.saturating_sub(self.batches.get()));
+        self.jobs.inc_by(f.jobs.saturating_sub(self.jobs.get()));
+        self.busy
+            .inc_by((f.busy_seconds - self.busy.get()).max(0.0));
+        self.commit
+            .inc_by((f.commit_seconds - self.commit.get()).max(0.0));
+    }
 }
 
 impl Metrics {
@@ -98,6 +163,7 @@ impl Metrics {
         registry.register(Box::new(callbacks_open.clone()))?;
         registry.register(Box::new(callbacks_oldest_open_age.clone()))?;
         registry.register(Box::new(callbacks_reached_median.clone()))?;
+        let writer = WriterMetrics::new(&registry)?;
         Ok(Self {
             registry,
             http_requests,
@@ -110,6 +176,7 @@ impl Metrics {
             callbacks_open,
             callbacks_oldest_open_age,
             callbacks_reached_median,
+            writer,
         })
     }
 
@@ -146,6 +213,11 @@ impl Metrics {
         self.callbacks_open.set(open);
         self.callbacks_oldest_open_age.set(oldest_open_seconds);
         self.callbacks_reached_median.set(median.unwrap_or(0.0));
+    }
+
+    /// Sets the writer threads' counters from their totals.
+    pub fn set_writer(&self, figures: crate::db::WriterFigures) {
+        self.writer.set(figures);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -90,6 +90,7 @@ pub mod users;
 mod writer;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, CacheSize, SimpleConnection, TransactionManager};
@@ -391,6 +392,23 @@ pub struct Db {
     /// The writer threads: on SQLite they take every write, on PostgreSQL the writes of
     /// [`Db::write_grouped`].
     writer: writer::Handle,
+    writers: usize,
+    writer_stats: Arc<writer::Stats>,
+}
+
+/// What the writer threads have done since the process started (`/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriterFigures {
+    /// How many writer threads there are: one on SQLite, two on PostgreSQL.
+    pub threads: usize,
+    /// Transactions committed or rolled back, each holding the jobs waiting when it began.
+    pub batches: u64,
+    /// Writes done through them.
+    pub jobs: u64,
+    /// Time the threads spent on batches, added up over the threads.
+    pub busy_seconds: f64,
+    /// The part of it spent in the commit.
+    pub commit_seconds: f64,
 }
 
 impl fmt::Debug for Db {
@@ -423,13 +441,21 @@ impl Db {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_WRITERS,
         };
-        let writer =
-            writer::spawn(url, writers).map_err(|e| format!("cannot start the writer: {e}"))?;
+        let writer_stats = Arc::default();
+        let writer = writer::spawn(url, writers, &writer_stats)
+            .map_err(|e| format!("cannot start the writer: {e}"))?;
         Ok(Self {
             pool,
             backend: url.backend,
             writer,
+            writers,
+            writer_stats,
         })
+    }
+
+    /// What the writer threads have done since the process started.
+    pub fn writer_figures(&self) -> WriterFigures {
+        self.writer_stats.figures(self.writers)
     }
 
     pub fn backend(&self) -> Backend {

@@ -20,7 +20,9 @@
 //! their own transactions on the pool.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::Connection;
@@ -191,8 +193,50 @@ where
 /// Where jobs are sent; cloned with the `Db`.
 pub(super) type Handle = mpsc::Sender<Box<dyn Job>>;
 
+/// What the writer threads have done since the process started, added up over the threads.
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    batches: AtomicU64,
+    jobs: AtomicU64,
+    /// Nanoseconds spent on batches: running the jobs, committing, answering.
+    busy_ns: AtomicU64,
+    /// Nanoseconds of that in the commit itself (on SQLite the WAL's writes and the disk's sync).
+    commit_ns: AtomicU64,
+}
+
+impl Stats {
+    fn add_batch(&self, jobs: usize, busy: Duration) {
+        self.batches.fetch_add(1, Relaxed);
+        self.jobs.fetch_add(jobs as u64, Relaxed);
+        self.busy_ns.fetch_add(nanos(busy), Relaxed);
+    }
+
+    fn add_commit(&self, took: Duration) {
+        self.commit_ns.fetch_add(nanos(took), Relaxed);
+    }
+
+    pub(super) fn figures(&self, threads: usize) -> super::WriterFigures {
+        let seconds = |ns: &AtomicU64| ns.load(Relaxed) as f64 / 1e9;
+        super::WriterFigures {
+            threads,
+            batches: self.batches.load(Relaxed),
+            jobs: self.jobs.load(Relaxed),
+            busy_seconds: seconds(&self.busy_ns),
+            commit_seconds: seconds(&self.commit_ns),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Starts `threads` writers for `url` on one queue; they stop when every handle is dropped.
-pub(super) fn spawn(url: &DatabaseUrl, threads: usize) -> std::io::Result<Handle> {
+pub(super) fn spawn(
+    url: &DatabaseUrl,
+    threads: usize,
+    stats: &Arc<Stats>,
+) -> std::io::Result<Handle> {
     let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
     let rx = Arc::new(Mutex::new(rx));
     let max_batch = match url.backend {
@@ -200,10 +244,10 @@ pub(super) fn spawn(url: &DatabaseUrl, threads: usize) -> std::io::Result<Handle
         super::Backend::Postgres => MAX_BATCH_POSTGRES,
     };
     for i in 0..threads.max(1) {
-        let (url, rx) = (url.clone(), rx.clone());
+        let (url, rx, stats) = (url.clone(), rx.clone(), stats.clone());
         std::thread::Builder::new()
             .name(format!("{}-writer-{i}", url.backend.name()))
-            .spawn(move || run(&url, &rx, max_batch))?;
+            .spawn(move || run(&url, &rx, max_batch, &stats))?;
     }
     Ok(tx)
 }
@@ -231,13 +275,20 @@ fn next_batch(rx: &Mutex<mpsc::Receiver<Box<dyn Job>>>, max: usize) -> Option<Ve
     Some(batch)
 }
 
-fn run(url: &DatabaseUrl, rx: &Mutex<mpsc::Receiver<Box<dyn Job>>>, max_batch: usize) {
+fn run(
+    url: &DatabaseUrl,
+    rx: &Mutex<mpsc::Receiver<Box<dyn Job>>>,
+    max_batch: usize,
+    stats: &Stats,
+) {
     let mut conn: Option<DbConnection> = None;
     while let Some(mut batch) = next_batch(rx, max_batch) {
+        let started = Instant::now();
+        let jobs = batch.len();
         let result = match conn.as_mut() {
-            Some(c) => commit_batch(c, &mut batch),
+            Some(c) => commit_batch(c, &mut batch, stats),
             None => match open(url) {
-                Ok(c) => commit_batch(conn.insert(c), &mut batch),
+                Ok(c) => commit_batch(conn.insert(c), &mut batch, stats),
                 Err(e) => Err(format!("cannot open the database: {e}")),
             },
         };
@@ -249,6 +300,7 @@ fn run(url: &DatabaseUrl, rx: &Mutex<mpsc::Receiver<Box<dyn Job>>>, max_batch: u
         for job in batch {
             job.deliver(result.clone());
         }
+        stats.add_batch(jobs, started.elapsed());
     }
 }
 
@@ -394,9 +446,13 @@ fn balanced(conn: &mut DbConnection) -> diesel::QueryResult<()> {
     }
 }
 
-fn commit_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+fn commit_batch(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+    stats: &Stats,
+) -> Result<(), String> {
     super::batch::open();
-    let result = commit_batch_counted(conn, batch);
+    let result = commit_batch_counted(conn, batch, stats);
     super::batch::close();
     result
 }
@@ -407,7 +463,11 @@ fn commit_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(
 /// transaction itself). The repeatable ones follow, all together in one savepoint
 /// ([`run_together`]); if one of them fails, the group is undone and they run again, each in
 /// its own savepoint.
-fn commit_batch_counted(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+fn commit_batch_counted(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+    stats: &Stats,
+) -> Result<(), String> {
     use diesel::RunQueryDsl;
     type Tm = <DbConnection as Connection>::TransactionManager;
     let begun = match conn {
@@ -457,7 +517,13 @@ fn commit_batch_counted(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> 
         }
     });
     match outcome {
-        Ok(true) => Tm::commit_transaction(conn).map_err(|e| {
+        Ok(true) => {
+            let started = Instant::now();
+            let committed = Tm::commit_transaction(conn);
+            stats.add_commit(started.elapsed());
+            committed
+        }
+        .map_err(|e| {
             let _ = Tm::rollback_transaction(conn);
             format!("commit failed: {e}")
         }),
@@ -644,7 +710,7 @@ mod tests {
             // A job may open its own (nested) transaction.
             let (nested, nested_rx) = job(|c| c.transaction(|c| insert(c, "c")));
             let mut batch = vec![a, b, nested];
-            let committed = commit_batch(&mut conn, &mut batch);
+            let committed = commit_batch(&mut conn, &mut batch, &Stats::default());
             assert_eq!(committed, Ok(()), "{:?}", url.backend);
             for job in batch {
                 job.deliver(committed.clone());
@@ -688,7 +754,7 @@ mod tests {
         ready.recv().expect("the other process commits");
         let (a, a_rx) = job(|c| insert(c, "a"));
         let mut batch = vec![a];
-        let committed = commit_batch(&mut conn, &mut batch);
+        let committed = commit_batch(&mut conn, &mut batch, &Stats::default());
         stop.store(true, SeqCst);
         let commits = hog.join().expect("the other process");
         assert_eq!(committed, Ok(()), "after {commits} commits of the other");
@@ -714,7 +780,7 @@ mod tests {
                     })
                 });
                 let mut batch = if alone { vec![broken] } else { vec![a, broken] };
-                let committed = commit_batch(&mut conn, &mut batch);
+                let committed = commit_batch(&mut conn, &mut batch, &Stats::default());
                 assert!(committed.is_err(), "alone: {alone}, {:?}", url.backend);
                 for job in batch {
                     job.deliver(committed.clone());
@@ -739,7 +805,7 @@ mod tests {
                 Err(DbError::Task("refused after writing".into()))
             });
             let mut batch = vec![b];
-            let committed = commit_batch(&mut conn, &mut batch);
+            let committed = commit_batch(&mut conn, &mut batch, &Stats::default());
             for job in batch {
                 job.deliver(committed.clone());
             }
@@ -858,7 +924,7 @@ mod tests {
                 Ok(())
             }));
             let mut batch = vec![kept, dropped, read, off, again];
-            let committed = commit_batch(&mut conn, &mut batch);
+            let committed = commit_batch(&mut conn, &mut batch, &Stats::default());
             assert_eq!(committed, Ok(()), "{:?}", url.backend);
             for job in batch {
                 job.deliver(committed.clone());
@@ -917,7 +983,7 @@ mod tests {
                 Ok(())
             });
             let mut batch = vec![off, read];
-            let committed = commit_batch(&mut conn, &mut batch);
+            let committed = commit_batch(&mut conn, &mut batch, &Stats::default());
             for job in batch {
                 job.deliver(committed.clone());
             }
@@ -945,7 +1011,7 @@ mod tests {
                 Ok(())
             });
             let mut batch = vec![a, b];
-            let committed = commit_batch(&mut conn, &mut batch);
+            let committed = commit_batch(&mut conn, &mut batch, &Stats::default());
             for job in batch {
                 job.deliver(committed.clone());
             }
@@ -1054,7 +1120,7 @@ mod tests {
         conn: &mut DbConnection,
         mut batch: Vec<Box<dyn Job>>,
     ) -> Result<(), String> {
-        let committed = commit_batch(conn, &mut batch);
+        let committed = commit_batch(conn, &mut batch, &Stats::default());
         for job in batch {
             job.deliver(committed.clone());
         }

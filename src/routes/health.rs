@@ -75,6 +75,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(e) => tracing::warn!(error = %e, "cannot count the callbacks for /metrics"),
     }
+    state.metrics.set_writer(state.db.writer_figures());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

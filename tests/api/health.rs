@@ -1,5 +1,7 @@
 use serde_json::Value;
 
+use reprise::db::Backend;
+
 use crate::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
@@ -64,6 +66,54 @@ async fn metrics_count_requests_by_route_pattern() {
         !text.contains("some-id-123"),
         "raw paths must not become labels"
     );
+}
+
+/// The value of an unlabelled metric in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test]
+async fn metrics_show_the_database_writers_work() {
+    let app = spawn_app().await;
+    let call = serde_json::json!({"reason": "other", "outcome": "informed"});
+    let log_calls = |n: usize| {
+        let app = &app;
+        let call = &call;
+        futures_util::future::join_all((0..n).map(move |_| async move {
+            let r = app.admin().post("/api/v1/calls", call).await;
+            assert_eq!(r.status(), 201);
+        }))
+    };
+    log_calls(20).await;
+    let before = app.anonymous().text("/metrics").await;
+    let threads = match app.backend {
+        Backend::Sqlite => 1.0,
+        Backend::Postgres => 2.0,
+    };
+    assert_eq!(metric(&before, "reprise_db_writer_threads"), threads);
+    let jobs = metric(&before, "reprise_db_writer_jobs_total");
+    let batches = metric(&before, "reprise_db_writer_batches_total");
+    let busy = metric(&before, "reprise_db_writer_busy_seconds_total");
+    let commit = metric(&before, "reprise_db_writer_commit_seconds_total");
+    assert!(jobs >= 20.0, "every call went through a writer: {before}");
+    assert!((1.0..=jobs).contains(&batches), "{before}");
+    assert!(commit > 0.0 && commit <= busy, "{before}");
+
+    log_calls(5).await;
+    let after = app.anonymous().text("/metrics").await;
+    let more = metric(&after, "reprise_db_writer_jobs_total") - jobs;
+    // On PostgreSQL only the calls go through the writers; on SQLite every write does.
+    match app.backend {
+        Backend::Postgres => assert_eq!(more, 5.0, "{after}"),
+        Backend::Sqlite => assert!(more >= 5.0, "{after}"),
+    }
+    assert!(metric(&after, "reprise_db_writer_batches_total") > batches);
+    assert!(metric(&after, "reprise_db_writer_busy_seconds_total") > busy);
 }
 
 #[tokio::test]
