@@ -392,7 +392,6 @@ pub struct Db {
     /// The writer threads: on SQLite they take every write, on PostgreSQL the writes of
     /// [`Db::write_grouped`].
     writer: writer::Handle,
-    writers: usize,
     writer_stats: Arc<writer::Stats>,
 }
 
@@ -441,21 +440,19 @@ impl Db {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_WRITERS,
         };
-        let writer_stats = Arc::default();
-        let writer = writer::spawn(url, writers, &writer_stats)
-            .map_err(|e| format!("cannot start the writer: {e}"))?;
+        let (writer, writer_stats) =
+            writer::spawn(url, writers).map_err(|e| format!("cannot start the writer: {e}"))?;
         Ok(Self {
             pool,
             backend: url.backend,
             writer,
-            writers,
             writer_stats,
         })
     }
 
     /// What the writer threads have done since the process started.
     pub fn writer_figures(&self) -> WriterFigures {
-        self.writer_stats.figures(self.writers)
+        self.writer_stats.figures()
     }
 
     pub fn backend(&self) -> Backend {

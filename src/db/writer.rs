@@ -196,6 +196,7 @@ pub(super) type Handle = mpsc::Sender<Box<dyn Job>>;
 /// What the writer threads have done since the process started, added up over the threads.
 #[derive(Debug, Default)]
 pub(super) struct Stats {
+    threads: usize,
     batches: AtomicU64,
     jobs: AtomicU64,
     /// Nanoseconds spent on batches: running the jobs, committing, answering.
@@ -219,10 +220,10 @@ impl Stats {
         self.commit_ns.fetch_add(nanos(took), Relaxed);
     }
 
-    pub(super) fn figures(&self, threads: usize) -> super::WriterFigures {
+    pub(super) fn figures(&self) -> super::WriterFigures {
         let seconds = |ns: &AtomicU64| ns.load(Relaxed) as f64 / 1e9;
         super::WriterFigures {
-            threads,
+            threads: self.threads,
             batches: self.batches.load(Relaxed),
             jobs: self.jobs.load(Relaxed),
             busy_seconds: seconds(&self.busy_ns),
@@ -236,24 +237,26 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// Starts `threads` writers for `url` on one queue; they stop when every handle is dropped.
-pub(super) fn spawn(
-    url: &DatabaseUrl,
-    threads: usize,
-    stats: &Arc<Stats>,
-) -> std::io::Result<Handle> {
+/// Also returns what they count.
+pub(super) fn spawn(url: &DatabaseUrl, threads: usize) -> std::io::Result<(Handle, Arc<Stats>)> {
+    let threads = threads.max(1);
+    let stats = Arc::new(Stats {
+        threads,
+        ..Stats::default()
+    });
     let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
     let rx = Arc::new(Mutex::new(rx));
     let max_batch = match url.backend {
         super::Backend::Sqlite => MAX_BATCH_SQLITE,
         super::Backend::Postgres => MAX_BATCH_POSTGRES,
     };
-    for i in 0..threads.max(1) {
+    for i in 0..threads {
         let (url, rx, stats) = (url.clone(), rx.clone(), stats.clone());
         std::thread::Builder::new()
             .name(format!("{}-writer-{i}", url.backend.name()))
             .spawn(move || run(&url, &rx, max_batch, &stats))?;
     }
-    Ok(tx)
+    Ok((tx, stats))
 }
 
 /// The jobs waiting, up to `max`: blocks for the first. `None` once every handle is dropped.
@@ -528,12 +531,11 @@ fn commit_batch_counted(
             let started = Instant::now();
             let committed = Tm::commit_transaction(conn);
             stats.add_commit(started.elapsed());
-            committed
+            committed.map_err(|e| {
+                let _ = Tm::rollback_transaction(conn);
+                format!("commit failed: {e}")
+            })
         }
-        .map_err(|e| {
-            let _ = Tm::rollback_transaction(conn);
-            format!("commit failed: {e}")
-        }),
         Ok(false) => Tm::rollback_transaction(conn).map_err(|e| format!("rollback failed: {e}")),
         Err(e) => {
             let _ = Tm::rollback_transaction(conn);
