@@ -4,8 +4,8 @@
 //! One access rule for pages and API: a page states the permission it needs with
 //! [`Signed<perm::X>`] (or [`Submitted<perm::X, Form>`] for a form), which finds the account
 //! of the session cookie and then asks [`Granted`], the API's own extractor, for the decision.
-//! Page handlers call the same functions as the API handlers (`routes::calls::log_call`…), so
-//! the rules, audit entries and emails are those of the API.
+//! Page handlers call the same `service/` functions as the API handlers (`service::calls::log`…),
+//! so the rules, audit entries and emails are those of the API.
 //!
 //! Sessions: signing in with an account's token creates a row in `web_sessions` keyed by the
 //! SHA-256 of a random cookie value (`HttpOnly; SameSite=Strict; Path=/`, `Secure` behind
